@@ -1,0 +1,81 @@
+package orbit
+
+import (
+	"context"
+	"strconv"
+)
+
+// Allocator hands out orbits. Implementations must be safe for concurrent use. Methods take a
+// context because a shared store (Redis, several park servers) is a later implementation.
+type Allocator interface {
+	// Allocate takes a free orbit chosen by the allocator's policy. ErrFull when none is free.
+	Allocate(ctx context.Context) (Orbit, error)
+	// Reserve takes exactly the named orbit (directed park). Atomic. ErrInUse if taken,
+	// ErrUnknownOrbit if not in any of its ranges.
+	Reserve(ctx context.Context, o Orbit) error
+	// Release frees an orbit. ErrNotInUse if it was free, ErrUnknownOrbit if not its orbit.
+	Release(ctx context.Context, o Orbit) error
+}
+
+// Policy decides which free orbit [Allocator.Allocate] takes. Orbits are
+// ordered as the ranges are given, ascending within a range.
+type Policy int
+
+const (
+	// LeastRecentlyFreed takes never-used orbits first, in order, then the
+	// orbit freed longest ago. It is the default because an orbit that was
+	// just freed may still be dialed by someone who read it a moment ago, or
+	// lit on a BLF key; reusing it last makes such a retrieve reach nobody
+	// rather than a stranger's call. A directed park counts as a use.
+	LeastRecentlyFreed Policy = iota
+	// Lowest takes the first free orbit in order, which keeps the busy
+	// orbits few and short to read on a BLF panel.
+	Lowest
+	// Random takes a free orbit uniformly at random, so an orbit number does
+	// not reveal how many calls are parked.
+	Random
+)
+
+// policyNames are the names [ParsePolicy] reads and [Policy.String] writes,
+// the values of the park server's -policy flag.
+var policyNames = [...]string{LeastRecentlyFreed: "lru", Lowest: "lowest", Random: "random"}
+
+// ParsePolicy reads a policy name: "lru", "lowest" or "random".
+func ParsePolicy(s string) (Policy, error) {
+	for p, name := range policyNames {
+		if s == name {
+			return Policy(p), nil
+		}
+	}
+	return 0, &RuleError{Subject: "orbit policy", Value: s, Rule: ErrUnknownPolicy}
+}
+
+// String returns the policy's name as [ParsePolicy] reads it, or
+// "Policy(n)" for a value that is not a policy.
+func (p Policy) String() string {
+	if p.valid() {
+		return policyNames[p]
+	}
+	return "Policy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// MarshalText returns the policy's name, so a Policy can be written to
+// config files and used with flag.TextVar.
+func (p Policy) MarshalText() ([]byte, error) {
+	if !p.valid() {
+		return nil, &RuleError{Subject: "orbit policy", Value: p.String(), Rule: ErrUnknownPolicy}
+	}
+	return []byte(policyNames[p]), nil
+}
+
+// UnmarshalText reads a policy name as [ParsePolicy] does.
+func (p *Policy) UnmarshalText(text []byte) error {
+	parsed, err := ParsePolicy(string(text))
+	if err != nil {
+		return err
+	}
+	*p = parsed
+	return nil
+}
+
+func (p Policy) valid() bool { return p >= 0 && int(p) < len(policyNames) }
