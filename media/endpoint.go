@@ -1,0 +1,408 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// EndpointOptions describes one call leg's negotiated media (see Negotiated).
+type EndpointOptions struct {
+	// Remote is where the peer said it receives RTP (its SDP). It may be
+	// zero or 0.0.0.0: nothing is sent until the peer's first packet shows
+	// where it is (symmetric RTP) or SetRemote gives an address.
+	Remote netip.AddrPort
+	// Codec is the negotiated codec, PCMU or PCMA.
+	Codec Codec
+	// PayloadType is the RTP payload type the leg numbered Codec with. Zero
+	// means the codec's static type (0 or 8); SDP may bind a dynamic one.
+	PayloadType uint8
+	// TelephoneEvent is the payload type of telephone-event (RFC 4733) on
+	// this leg, 0 if it was not negotiated.
+	TelephoneEvent uint8
+	// Scheduler paces the leg's hold music. Required.
+	Scheduler *Scheduler
+	// Logger receives symmetric RTP address changes (Info) and unexpected
+	// read errors (Warn). Nil keeps the endpoint silent.
+	Logger *slog.Logger
+}
+
+// Endpoint is one call leg's RTP port. It owns the UDP socket, learns where
+// the peer really sends from (symmetric RTP: the first valid RTP packet from
+// another address moves the destination there, which gets through NATs),
+// plays hold music through a Scheduler, or relays to another leg (Bridge).
+//
+// Whatever it sends (music, then relayed audio, then music again) goes out
+// under one SSRC with continuous sequence numbers and timestamps that follow
+// the wall clock, so the peer sees a single stream.
+//
+// An Endpoint is safe for concurrent use.
+type Endpoint struct {
+	conn   *net.UDPConn
+	local  netip.AddrPort
+	sched  *Scheduler
+	logger *slog.Logger
+	done   chan struct{} // closed when the read goroutine has returned
+
+	// relay is the Relay this leg is part of. relayMu is held by the read
+	// goroutine while it handles a packet, so Relay.Close can wait for an
+	// in-flight forward; it is taken before any mu.
+	relay   atomic.Pointer[Relay]
+	relayMu sync.Mutex
+
+	mu     sync.Mutex
+	remote netip.AddrPort
+	codec  Codec
+	pt     uint8
+	tePT   uint8
+	tx     txState // the outgoing identity while no music stream holds it
+	music  *Stream
+	held   bool
+	closed bool
+
+	received      atomic.Uint64
+	sent          atomic.Uint64 // relayed packets, and packets of music streams that ended
+	notRTP        atomic.Uint64
+	unknownPT     atomic.Uint64
+	writeErrors   atomic.Uint64
+	remoteChanges atomic.Uint64
+}
+
+// EndpointStats counts a leg's traffic.
+type EndpointStats struct {
+	// Received is the number of RTP packets read with a payload type this
+	// leg negotiated.
+	Received uint64
+	// Sent is the number of packets written without error: music and audio
+	// relayed from the other leg.
+	Sent uint64
+	// NotRTP is the number of datagrams ignored as not RTP: junk, RTCP,
+	// truncated or malformed packets.
+	NotRTP uint64
+	// UnknownPayloadType is the number of RTP packets dropped because their
+	// payload type was not negotiated on this leg.
+	UnknownPayloadType uint64
+	// WriteErrors is the number of writes that failed, music included.
+	WriteErrors uint64
+	// RemoteChanges is the number of times symmetric RTP moved the
+	// destination to a new source address.
+	RemoteChanges uint64
+}
+
+// checkFormat validates a leg's codec and payload types and returns the
+// audio payload type with the default applied.
+func checkFormat(codec Codec, pt, te uint8) (uint8, error) {
+	if !codec.Valid() {
+		return 0, fmt.Errorf("%w: Codec %v, want PCMU or PCMA", ErrInvalidArgument, codec)
+	}
+	if pt == 0 {
+		pt = codec.PayloadType()
+	}
+	if pt > 127 || (pt >= 72 && pt <= 76) || (pt != codec.PayloadType() && (pt == PCMU.PayloadType() || pt == PCMA.PayloadType())) {
+		return 0, fmt.Errorf("%w: PayloadType %d for %v: want its static type or a free one up to 127, not 72-76 (RTCP)", ErrInvalidArgument, pt, codec)
+	}
+	if te != 0 && (te > 127 || (te >= 72 && te <= 76) || te == pt) {
+		return 0, fmt.Errorf("%w: TelephoneEvent %d: want 0 or a payload type up to 127 other than 72-76 and the audio's %d", ErrInvalidArgument, te, pt)
+	}
+	return pt, nil
+}
+
+// NewEndpoint takes ownership of conn (closed by Close) and starts the
+// goroutine that reads it. On error conn is left open and still the caller's.
+func NewEndpoint(conn *net.UDPConn, opts EndpointOptions) (*Endpoint, error) {
+	if conn == nil {
+		return nil, fmt.Errorf("%w: NewEndpoint: conn is nil", ErrInvalidArgument)
+	}
+	if opts.Scheduler == nil {
+		return nil, fmt.Errorf("%w: EndpointOptions.Scheduler is nil", ErrInvalidArgument)
+	}
+	pt, err := checkFormat(opts.Codec, opts.PayloadType, opts.TelephoneEvent)
+	if err != nil {
+		return nil, fmt.Errorf("EndpointOptions: %w", err)
+	}
+	laddr, ok := conn.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		return nil, fmt.Errorf("%w: NewEndpoint: conn is not bound", ErrInvalidArgument)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Endpoint{
+		conn:   conn,
+		local:  laddr.AddrPort(),
+		sched:  opts.Scheduler,
+		logger: logger,
+		done:   make(chan struct{}),
+		remote: unmapAddrPort(opts.Remote),
+		codec:  opts.Codec,
+		pt:     pt,
+		tePT:   opts.TelephoneEvent,
+		tx:     newTxState(time.Now()),
+	}
+	go e.readLoop()
+	return e, nil
+}
+
+// unmapAddrPort turns an IPv4-mapped IPv6 address (as a dual-stack socket
+// reports IPv4 peers) into plain IPv4, so that the same peer compares equal
+// whichever way it was written.
+func unmapAddrPort(a netip.AddrPort) netip.AddrPort {
+	if a.Addr().Is4In6() {
+		return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+	}
+	return a
+}
+
+// LocalAddr returns the address the leg's socket is bound to.
+func (e *Endpoint) LocalAddr() netip.AddrPort { return e.local }
+
+// Remote returns where the leg sends: the SDP address until symmetric RTP
+// learns the peer's real one.
+func (e *Endpoint) Remote() netip.AddrPort {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.remote
+}
+
+// Codec returns the leg's codec, so that the caller can pick matching frames
+// (clip.Frames(e.Codec())).
+func (e *Endpoint) Codec() Codec {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.codec
+}
+
+// SSRC returns the synchronisation source the leg sends under, for its
+// whole life.
+func (e *Endpoint) SSRC() uint32 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.tx.ssrc
+}
+
+// Stats returns the leg's counters.
+func (e *Endpoint) Stats() EndpointStats {
+	e.mu.Lock()
+	var music StreamStats
+	if e.music != nil {
+		music = e.music.Stats()
+	}
+	e.mu.Unlock()
+	return EndpointStats{
+		Received:           e.received.Load(),
+		Sent:               e.sent.Load() + music.Packets,
+		NotRTP:             e.notRTP.Load(),
+		UnknownPayloadType: e.unknownPT.Load(),
+		WriteErrors:        e.writeErrors.Load() + music.WriteErrors,
+		RemoteChanges:      e.remoteChanges.Load(),
+	}
+}
+
+// PlayMusic plays f to the peer until StopMusic, Bridge or Close. The first
+// packet carries the marker bit. Frames of the leg's codec are sent as they
+// are (pass clip.Frames(e.Codec())); frames of the other codec are
+// transcoded per packet. Calling it while music plays switches the audio
+// without restarting the stream. While the peer holds the call the music
+// starts paused.
+//
+// Errors: ErrClosed, ErrBridged, ErrInvalidArgument (nil or empty frames).
+func (e *Endpoint) PlayMusic(f *Frames) error {
+	if f == nil || f.Len() == 0 {
+		return fmt.Errorf("%w: PlayMusic: frames are nil or empty", ErrInvalidArgument)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	if e.relay.Load() != nil {
+		return ErrBridged
+	}
+	if e.music != nil {
+		e.music.setAudio(f, e.codec, e.pt)
+		return nil
+	}
+	st, err := e.sched.play(e.conn, e.remote, f, e.codec, e.pt, e.tx, e.held)
+	if err != nil {
+		return err
+	}
+	e.music = st
+	return nil
+}
+
+// StopMusic stops the hold music, if any. It is idempotent.
+func (e *Endpoint) StopMusic() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stopMusicLocked()
+}
+
+// stopMusicLocked stops the music stream and takes its identity back, so
+// that what the leg sends next continues the same stream.
+func (e *Endpoint) stopMusicLocked() {
+	if e.music == nil {
+		return
+	}
+	st := e.music
+	e.music = nil
+	st.Stop()
+	e.tx = st.handoff()
+	stats := st.Stats()
+	e.sent.Add(stats.Packets)
+	e.writeErrors.Add(stats.WriteErrors)
+}
+
+// Hold stops sending to the peer, which put the call on hold (a sendonly or
+// inactive re-INVITE): the music pauses, relayed packets are dropped.
+func (e *Endpoint) Hold() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.held = true
+	if e.music != nil {
+		e.music.Pause()
+	}
+}
+
+// Unhold sends again after Hold; the next packet carries the marker bit.
+func (e *Endpoint) Unhold() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.held {
+		return
+	}
+	e.held = false
+	e.tx.marker = true
+	if e.music != nil {
+		e.music.Resume()
+	}
+}
+
+// SetRemote sends to addr from now on, for a re-INVITE that moved the
+// peer's media. Symmetric RTP still applies: a later packet from another
+// address moves the destination again.
+func (e *Endpoint) SetRemote(addr netip.AddrPort) {
+	addr = unmapAddrPort(addr)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.remote = addr
+	if e.music != nil {
+		e.music.SetDestination(addr)
+	}
+}
+
+// SetCodec applies a re-INVITE that changed the leg's codec or payload types
+// (same rules as EndpointOptions). Music goes on, transcoded if its frames
+// are of the other codec; call PlayMusic with matching frames to avoid that.
+//
+// Errors: ErrInvalidArgument, ErrClosed.
+func (e *Endpoint) SetCodec(codec Codec, payloadType, telephoneEvent uint8) error {
+	pt, err := checkFormat(codec, payloadType, telephoneEvent)
+	if err != nil {
+		return fmt.Errorf("SetCodec: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	e.codec, e.pt, e.tePT = codec, pt, telephoneEvent
+	if e.music != nil {
+		e.music.setFormat(codec, pt)
+	}
+	return nil
+}
+
+// Close stops the music and any relay, closes the socket and waits for the
+// read goroutine to return. It is idempotent and returns nil, or the
+// socket's close error the first time.
+func (e *Endpoint) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		<-e.done
+		return nil
+	}
+	e.closed = true
+	e.stopMusicLocked()
+	e.mu.Unlock()
+	if r := e.relay.Load(); r != nil {
+		_ = r.Close() // Relay.Close always returns nil.
+	}
+	err := e.conn.Close()
+	<-e.done
+	return err
+}
+
+// readLoop reads the socket until it is closed. Every datagram goes through
+// handle; the buffer is reused, so reading allocates nothing per packet.
+func (e *Endpoint) readLoop() {
+	defer close(e.done)
+	buf := make([]byte, readBufferSize)
+	for {
+		n, src, err := e.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// A transient error (an ICMP error queued on the socket, say)
+			// does not end the leg.
+			e.logger.Warn("rtp read failed", "local", e.local, "err", err)
+			continue
+		}
+		if n == len(buf) {
+			e.notRTP.Add(1) // truncated: not a G.711 packet
+			continue
+		}
+		e.handle(buf[:n], unmapAddrPort(src))
+	}
+}
+
+// handle takes one datagram read from the leg: it ignores what is not RTP
+// of a negotiated payload type, learns the peer's address, and relays the
+// packet if the leg is bridged (otherwise, music or not, it is discarded).
+func (e *Endpoint) handle(pkt []byte, src netip.AddrPort) {
+	v, ok := parseRTP(pkt)
+	if !ok {
+		e.notRTP.Add(1)
+		return
+	}
+	e.relayMu.Lock()
+	defer e.relayMu.Unlock()
+	r := e.relay.Load()
+	if r != nil && r.state.Load() != relayActive {
+		r = nil // Bridge is still stopping the music
+	}
+
+	e.mu.Lock()
+	event := e.tePT != 0 && v.payloadType == e.tePT
+	if !event && v.payloadType != e.pt {
+		e.mu.Unlock()
+		e.unknownPT.Add(1)
+		if r != nil {
+			r.drop(e, v)
+		}
+		return
+	}
+	e.received.Add(1)
+	if src != e.remote && !e.closed {
+		old := e.remote
+		e.remote = src
+		e.remoteChanges.Add(1)
+		if e.music != nil {
+			e.music.SetDestination(src)
+		}
+		e.logger.Info("rtp peer address changed (symmetric RTP)", "local", e.local, "from", old, "to", src)
+	}
+	codec := e.codec
+	e.mu.Unlock()
+
+	if r != nil {
+		r.forward(e, pkt, v, event, codec)
+	}
+}
