@@ -1,0 +1,656 @@
+package media
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pion/sdp/v3"
+)
+
+// SDP offer/answer (RFC 3264) for an audio-only G.711 server. The park server
+// answers every INVITE offer (park, retrieve, hold and resume re-INVITEs) and
+// makes its own offers when it rings a parker or the fallback. It only ever
+// needs one audio stream, PCMU or PCMA, and telephone-event, so the offer is
+// reduced to exactly that and everything else is declined in the answer.
+
+// Errors returned by the SDP functions, besides ErrInvalidArgument for a
+// LocalMedia field or direction that cannot be written into an SDP. The SIP
+// layer maps them to responses: ErrBadSDP to 400, ErrNoAudioStream and
+// ErrNoCommonCodec to 488 Not Acceptable Here.
+var (
+	// ErrBadSDP reports a session description that cannot be parsed, or one
+	// whose audio stream lacks what RFC 4566 requires (a usable c= line).
+	ErrBadSDP = errors.New("media: malformed SDP")
+	// ErrNoAudioStream reports an SDP without an active (non-zero port)
+	// audio stream, such as a video-only offer or a declined audio answer.
+	ErrNoAudioStream = errors.New("media: no active audio stream in SDP")
+	// ErrNoCommonCodec reports an audio stream without PCMU or PCMA over
+	// plain RTP (RTP/AVP or RTP/AVPF) that the local side accepts.
+	ErrNoCommonCodec = errors.New("media: no common codec (PCMU or PCMA over RTP/AVP)")
+)
+
+// TelephoneEventPayloadType is the payload type NewOffer gives telephone-event
+// (RFC 4733): 101 is what nearly every SIP phone uses, which spares a remap.
+const TelephoneEventPayloadType uint8 = 101
+
+// answerPtime is the packet time the server sends (20 ms, see FrameDuration).
+const answerPtime = "20"
+
+// Direction is the direction attribute of a media stream (RFC 3264 §5.1), seen
+// from the side that wrote it. The zero value is SendRecv, the SDP default.
+type Direction uint8
+
+// The four stream directions.
+const (
+	SendRecv Direction = iota // a=sendrecv: both ways
+	SendOnly                  // a=sendonly: the writer sends, does not want media
+	RecvOnly                  // a=recvonly: the writer receives, does not send
+	Inactive                  // a=inactive: no media either way
+)
+
+var directionNames = [...]string{SendRecv: "sendrecv", SendOnly: "sendonly", RecvOnly: "recvonly", Inactive: "inactive"}
+
+// String returns the SDP attribute name ("sendrecv", "sendonly", ...).
+func (d Direction) String() string {
+	if d.valid() {
+		return directionNames[d]
+	}
+	return "Direction(" + strconv.Itoa(int(d)) + ")"
+}
+
+// Sends reports whether the writer of d sends media.
+func (d Direction) Sends() bool { return d == SendRecv || d == SendOnly }
+
+// Receives reports whether the writer of d accepts media.
+func (d Direction) Receives() bool { return d == SendRecv || d == RecvOnly }
+
+func (d Direction) valid() bool { return d <= Inactive }
+
+func directionOf(sends, receives bool) Direction {
+	switch {
+	case sends && receives:
+		return SendRecv
+	case sends:
+		return SendOnly
+	case receives:
+		return RecvOnly
+	}
+	return Inactive
+}
+
+func parseDirectionAttr(key string) (Direction, bool) {
+	for d, name := range directionNames {
+		if key == name {
+			return Direction(d), true
+		}
+	}
+	return 0, false
+}
+
+// AnswerDirection returns the direction to answer with (RFC 3264 §6.1) when the
+// offer says offered and the local side is willing to do stance: the local side
+// sends only if it wants to and the offerer receives, and receives only if it
+// wants to and the offerer sends.
+//
+//	offered \ stance  sendrecv   sendonly   recvonly   inactive
+//	sendrecv          sendrecv   sendonly   recvonly   inactive
+//	sendonly          recvonly   inactive   recvonly   inactive
+//	recvonly          sendonly   sendonly   inactive   inactive
+//	inactive          inactive   inactive   inactive   inactive
+//
+// A parked leg, which only plays music, uses ParkedDirection instead. An
+// invalid direction on either side is treated as Inactive.
+func AnswerDirection(offered, stance Direction) Direction {
+	return directionOf(stance.Sends() && offered.Receives(), stance.Receives() && offered.Sends())
+}
+
+// ParkedDirection is the answer direction for a parked leg, which plays music
+// and has nothing to hear:
+//
+//	offered    answer
+//	sendrecv   sendonly   we send music; the phone need not send
+//	recvonly   sendonly
+//	sendonly   recvonly   the phone holds us: no music until it resumes
+//	inactive   inactive
+//
+// It differs from AnswerDirection(offered, SendOnly) in one row: a hold
+// (sendonly) is answered recvonly, not inactive, as SIP-CONTRACT's holds
+// require, so the phone may still send its own hold audio. Symmetric RTP
+// still works while the phone sends nothing: the address in its SDP is used
+// until its first packet arrives.
+func ParkedDirection(offered Direction) Direction {
+	switch offered {
+	case SendRecv, RecvOnly:
+		return SendOnly
+	case SendOnly:
+		return RecvOnly
+	}
+	return Inactive
+}
+
+// PayloadFormat is one G.711 format of an audio stream: the codec and the RTP
+// payload type that carries it (static 0 or 8, or a dynamic type from rtpmap).
+type PayloadFormat struct {
+	PayloadType uint8
+	Codec       Codec
+}
+
+// String returns the format as an rtpmap value without the clock: "0 PCMU".
+func (f PayloadFormat) String() string {
+	return strconv.Itoa(int(f.PayloadType)) + " " + f.Codec.String()
+}
+
+// mediaLine keeps what an answer must echo for each offered m-line (RFC 3264
+// §6: same count, order, media type and transport, declined ones with port 0).
+type mediaLine struct {
+	media   string
+	protos  []string
+	formats []string
+}
+
+// RemoteMedia is a peer's session description reduced to what an audio-only
+// G.711 server needs: the one audio stream it will use. ParseOffer fills it.
+type RemoteMedia struct {
+	// Addr is where the peer receives the audio stream: the m-line's c= (or
+	// else the session's c=) and its port. An unspecified address (c=0.0.0.0)
+	// is the RFC 2543 way to put a call on hold: send nothing there.
+	Addr netip.AddrPort
+	// Proto is the stream's transport, "RTP/AVP" or "RTP/AVPF" when usable.
+	Proto string
+	// Formats are the stream's PCMU and PCMA formats in the peer's order of
+	// preference, one per codec (the first payload type that names it).
+	Formats []PayloadFormat
+	// TelephoneEvent is the dynamic payload type of telephone-event/8000
+	// (RFC 4733), 0 when the stream has none.
+	TelephoneEvent uint8
+	// Direction is the peer's direction for the stream: the m-line's attribute,
+	// else the session's, else sendrecv. The legacy hold c=0.0.0.0 takes away
+	// receiving, so it reads as sendonly (or inactive).
+	Direction Direction
+	// Ptime is the packet time the peer asked for (a=ptime), 0 if none.
+	Ptime time.Duration
+	// SessionID and SessionVersion are the o= line's: an unchanged version in
+	// a re-INVITE means an unchanged offer (RFC 3264 §8).
+	SessionID, SessionVersion uint64
+
+	lines []mediaLine // every m-line, for the answer
+	audio int         // index of the described stream in lines
+}
+
+// offeredFormats returns the audio m-line's formats as written, for errors.
+func (r *RemoteMedia) offeredFormats() []string {
+	if r.audio >= 0 && r.audio < len(r.lines) {
+		return r.lines[r.audio].formats
+	}
+	return nil
+}
+
+// Hold reports whether the peer is holding the call: it sends nothing
+// (sendonly, inactive) or gave the legacy hold address c=0.0.0.0.
+func (r *RemoteMedia) Hold() bool { return !r.Direction.Receives() }
+
+// ParseOffer parses an SDP offer (or any session description from a peer) and
+// describes its audio stream: the first m=audio line with a non-zero port,
+// plain RTP transport and PCMU or PCMA; failing that the first one with a
+// non-zero port, which Answer will then decline with ErrNoCommonCodec. Other
+// m-lines are remembered so that Answer can decline them in place.
+//
+// Errors: ErrBadSDP (wrapping pion's parse error, or naming the missing or
+// unusable c= line), ErrNoAudioStream.
+func ParseOffer(b []byte) (*RemoteMedia, error) {
+	var desc sdp.SessionDescription
+	text := string(b)
+	// pion needs a line end after the last line; many SIP stacks omit it.
+	if !strings.HasSuffix(text, "\n") {
+		text += "\r\n"
+	}
+	if err := desc.UnmarshalString(text); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
+	}
+	// pion stops quietly at the end of input, so an empty body or a lone v=
+	// parses; both lack the o= line every SDP has (RFC 4566 §5).
+	if desc.Origin.NetworkType == "" {
+		return nil, fmt.Errorf("%w: no o= line", ErrBadSDP)
+	}
+	r := &RemoteMedia{
+		SessionID:      desc.Origin.SessionID,
+		SessionVersion: desc.Origin.SessionVersion,
+		lines:          make([]mediaLine, len(desc.MediaDescriptions)),
+		audio:          -1,
+	}
+	firstActive := -1
+	for i, md := range desc.MediaDescriptions {
+		r.lines[i] = mediaLine{media: md.MediaName.Media, protos: md.MediaName.Protos, formats: md.MediaName.Formats}
+		if md.MediaName.Media != "audio" || md.MediaName.Port.Value == 0 {
+			continue
+		}
+		if firstActive < 0 {
+			firstActive = i
+		}
+		if r.audio < 0 && plainRTP(md.MediaName.Protos) {
+			if g711, te := streamFormats(md); len(g711) > 0 {
+				r.audio, r.Formats, r.TelephoneEvent = i, g711, te
+			}
+		}
+	}
+	if r.audio < 0 && firstActive >= 0 {
+		r.audio = firstActive
+		r.Formats, r.TelephoneEvent = streamFormats(desc.MediaDescriptions[r.audio])
+	}
+	if r.audio < 0 {
+		return nil, fmt.Errorf("%w: %d m-lines, none is m=audio with a non-zero port", ErrNoAudioStream, len(desc.MediaDescriptions))
+	}
+	md := desc.MediaDescriptions[r.audio]
+	addr, err := connectionAddr(&desc, md)
+	if err != nil {
+		return nil, err
+	}
+	r.Addr = netip.AddrPortFrom(addr, uint16(md.MediaName.Port.Value))
+	r.Proto = strings.Join(md.MediaName.Protos, "/")
+	r.Ptime = ptime(&desc, md)
+	r.Direction = SendRecv
+	if d, ok := directionAttr(md.Attributes); ok {
+		r.Direction = d
+	} else if d, ok := directionAttr(desc.Attributes); ok {
+		r.Direction = d
+	}
+	if addr.IsUnspecified() {
+		r.Direction = directionOf(r.Direction.Sends(), false)
+	}
+	return r, nil
+}
+
+// plainRTP reports whether protos is RTP/AVP or RTP/AVPF: the server has no
+// SRTP, and AVPF peers interoperate with a plain AVP endpoint (RFC 4585 §5).
+func plainRTP(protos []string) bool {
+	return len(protos) == 2 && protos[0] == "RTP" && (protos[1] == "AVP" || protos[1] == "AVPF")
+}
+
+// rtpmaps returns the m-line's rtpmap encodings by payload type, lower-cased,
+// clock rate included and channel count dropped ("pcmu/8000").
+func rtpmaps(md *sdp.MediaDescription) map[string]string {
+	m := make(map[string]string)
+	for _, a := range md.Attributes {
+		if a.Key != "rtpmap" {
+			continue
+		}
+		pt, enc, ok := strings.Cut(strings.TrimSpace(a.Value), " ")
+		if !ok {
+			continue
+		}
+		enc = strings.ToLower(strings.TrimSpace(enc))
+		if name, rate, ok := strings.Cut(enc, "/"); ok {
+			rate, _, _ = strings.Cut(rate, "/")
+			enc = name + "/" + rate
+		}
+		if _, seen := m[pt]; !seen {
+			m[pt] = enc
+		}
+	}
+	return m
+}
+
+// payloadType parses an m-line format as an RTP payload type (0-127).
+func payloadType(format string) (uint8, bool) {
+	pt, err := strconv.ParseUint(format, 10, 8)
+	if err != nil || pt > 127 {
+		return 0, false
+	}
+	return uint8(pt), true
+}
+
+// streamFormats lists the m-line's PCMU and PCMA formats in its order, and
+// the payload type of telephone-event at 8 kHz (the only clock that fits a
+// G.711 stream), or 0.
+//
+// A static number (below 35, RFC 3551) counts only as itself: 0 is PCMU and 8
+// is PCMA unless an rtpmap names something else, and an rtpmap that moves
+// G.711 onto another static number is not trusted. Dynamic numbers count by
+// their rtpmap, except 72-76, which RTCP demultiplexing reserves (RFC 5761
+// §4). So a negotiated format is always one an Endpoint accepts.
+func streamFormats(md *sdp.MediaDescription) (g711 []PayloadFormat, telephoneEvent uint8) {
+	maps := rtpmaps(md)
+	for _, f := range md.MediaName.Formats {
+		pt, ok := payloadType(f)
+		if !ok || pt >= 72 && pt <= 76 {
+			continue
+		}
+		enc, mapped := maps[f]
+		var codec Codec
+		switch {
+		case pt < 35:
+			codec = Codec(pt)
+			if !codec.Valid() || mapped && enc != strings.ToLower(codec.String())+"/8000" {
+				continue
+			}
+		case enc == "pcmu/8000":
+			codec = PCMU
+		case enc == "pcma/8000":
+			codec = PCMA
+		case enc == "telephone-event/8000" && telephoneEvent == 0:
+			telephoneEvent = pt
+			continue
+		default:
+			continue
+		}
+		if !slices.ContainsFunc(g711, func(g PayloadFormat) bool { return g.Codec == codec }) {
+			g711 = append(g711, PayloadFormat{PayloadType: pt, Codec: codec})
+		}
+	}
+	return g711, telephoneEvent
+}
+
+func directionAttr(attrs []sdp.Attribute) (Direction, bool) {
+	for _, a := range attrs {
+		if d, ok := parseDirectionAttr(a.Key); ok {
+			return d, true
+		}
+	}
+	return 0, false
+}
+
+// ptime reads a=ptime from the m-line, else the session; values outside
+// 1-1000 ms are ignored as nonsense.
+func ptime(desc *sdp.SessionDescription, md *sdp.MediaDescription) time.Duration {
+	v, ok := md.Attribute("ptime")
+	if !ok {
+		v, ok = desc.Attribute("ptime")
+	}
+	if !ok {
+		return 0
+	}
+	ms, err := strconv.ParseUint(strings.TrimSpace(v), 10, 16)
+	if err != nil || ms == 0 || ms > 1000 {
+		return 0
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// connectionAddr returns the stream's c= address: the m-line's, else the
+// session's (RFC 4566 §5.7). Host names and multicast ranges are refused: an
+// RTP peer is an IP address. The address type (IP4, IP6) is not held against
+// the address: the address itself is unambiguous.
+func connectionAddr(desc *sdp.SessionDescription, md *sdp.MediaDescription) (netip.Addr, error) {
+	ci := md.ConnectionInformation
+	if ci == nil {
+		ci = desc.ConnectionInformation
+	}
+	if ci == nil || ci.Address == nil {
+		return netip.Addr{}, fmt.Errorf("%w: no c= address for m=audio %d", ErrBadSDP, md.MediaName.Port.Value)
+	}
+	addr, err := netip.ParseAddr(ci.Address.Address)
+	if err != nil || addr.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("%w: c=%s %s %q is not an IP address", ErrBadSDP, ci.NetworkType, ci.AddressType, ci.Address.Address)
+	}
+	return addr.Unmap(), nil
+}
+
+func addrType(a netip.Addr) string {
+	if a.Is4() {
+		return "IP4"
+	}
+	return "IP6"
+}
+
+// LocalMedia is the local side of a session description: where the server
+// receives RTP and how it names the session. The zero values of the optional
+// fields mean the defaults.
+type LocalMedia struct {
+	// Addr is the local RTP address written into c= and m=: a unicast IP
+	// (not 0.0.0.0, which means hold) and a non-zero port.
+	Addr netip.AddrPort
+	// Username is the o= user name; empty means "callpark".
+	Username string
+	// SessionID and SessionVersion go into o=. Keep both for the life of a
+	// dialog and raise the version only when the SDP body changes (RFC 3264
+	// §8): the output is deterministic, so comparing bytes tells.
+	SessionID, SessionVersion uint64
+	// Codecs are the codecs the server accepts (Answer) or offers in this
+	// order (NewOffer); empty means PCMU then PCMA.
+	Codecs []Codec
+	// NoTelephoneEvent leaves telephone-event (RFC 4733) out of offers and
+	// answers.
+	NoTelephoneEvent bool
+}
+
+// check validates l and returns its codecs with the default applied.
+func (l *LocalMedia) check() ([]Codec, error) {
+	if !l.Addr.IsValid() || l.Addr.Port() == 0 || l.Addr.Addr().IsUnspecified() || l.Addr.Addr().Zone() != "" {
+		return nil, fmt.Errorf("%w: LocalMedia.Addr %q is not a unicast IP and non-zero port", ErrInvalidArgument, l.Addr)
+	}
+	if strings.ContainsAny(l.Username, " \t\r\n") {
+		return nil, fmt.Errorf("%w: LocalMedia.Username %q contains white space", ErrInvalidArgument, l.Username)
+	}
+	if len(l.Codecs) == 0 {
+		return []Codec{PCMU, PCMA}, nil
+	}
+	codecs := make([]Codec, 0, len(l.Codecs))
+	for _, c := range l.Codecs {
+		if !c.Valid() {
+			return nil, fmt.Errorf("%w: LocalMedia.Codecs holds %v, want PCMU or PCMA", ErrInvalidArgument, c)
+		}
+		if !slices.Contains(codecs, c) {
+			codecs = append(codecs, c)
+		}
+	}
+	return codecs, nil
+}
+
+// Negotiated is the outcome of an offer/answer exchange for one call leg.
+type Negotiated struct {
+	// Codec is the G.711 codec both sides use.
+	Codec Codec
+	// PayloadType is the RTP payload type of Codec on this leg, as the remote
+	// side numbered it.
+	PayloadType uint8
+	// TelephoneEvent is the payload type of telephone-event, 0 if not agreed.
+	TelephoneEvent uint8
+	// Remote is where to send RTP, until symmetric RTP learns better. It is an
+	// unspecified address when the peer holds the call the RFC 2543 way.
+	Remote netip.AddrPort
+	// Direction is the local side's direction: whether the server may send
+	// (music or relayed audio) and whether it expects media.
+	Direction Direction
+	// RemoteHold reports that the peer holds the call (see RemoteMedia.Hold).
+	RemoteHold bool
+}
+
+// Answer builds the SDP answer to offer (RFC 3264 §6): the offer's first
+// usable audio stream answered with the first of the offer's codecs that
+// local accepts, under the offer's payload type number, telephone-event under
+// the offer's number when both sides have it, 20 ms packets and the direction
+// AnswerDirection(offer.Direction, stance). Every other m-line is declined
+// with port 0, keeping the offer's count and order.
+//
+// The output is deterministic (CRLF line ends): the same offer, local and
+// stance give the same bytes, so a re-INVITE can be answered with the same o=
+// version unless the answer changed.
+//
+// Errors: ErrNoCommonCodec, ErrInvalidArgument, ErrBadSDP for a nil offer.
+func Answer(offer *RemoteMedia, local LocalMedia, stance Direction) ([]byte, Negotiated, error) {
+	if offer == nil {
+		return nil, Negotiated{}, fmt.Errorf("%w: nil offer", ErrBadSDP)
+	}
+	accepted, err := local.check()
+	if err != nil {
+		return nil, Negotiated{}, err
+	}
+	if !stance.valid() {
+		return nil, Negotiated{}, fmt.Errorf("%w: stance %v", ErrInvalidArgument, stance)
+	}
+	protos := strings.Split(offer.Proto, "/")
+	if offer.Proto == "" {
+		protos = []string{"RTP", "AVP"}
+	}
+	if !plainRTP(protos) {
+		return nil, Negotiated{}, fmt.Errorf("%w: m=audio transport is %s, want RTP/AVP or RTP/AVPF", ErrNoCommonCodec, offer.Proto)
+	}
+	i := slices.IndexFunc(offer.Formats, func(f PayloadFormat) bool { return slices.Contains(accepted, f.Codec) })
+	if i < 0 {
+		return nil, Negotiated{}, fmt.Errorf("%w: offer's m=audio formats %v carry G.711 %v, local side accepts %v",
+			ErrNoCommonCodec, offer.offeredFormats(), offer.Formats, accepted)
+	}
+	n := Negotiated{
+		Codec:       offer.Formats[i].Codec,
+		PayloadType: offer.Formats[i].PayloadType,
+		Remote:      offer.Addr,
+		Direction:   AnswerDirection(offer.Direction, stance),
+		RemoteHold:  offer.Hold(),
+	}
+	if !local.NoTelephoneEvent {
+		n.TelephoneEvent = offer.TelephoneEvent
+	}
+	audio := audioDescription(local.Addr.Port(), protos, []PayloadFormat{{PayloadType: n.PayloadType, Codec: n.Codec}}, n.TelephoneEvent, n.Direction)
+	desc := sessionDescription(&local)
+	if len(offer.lines) == 0 {
+		desc.MediaDescriptions = []*sdp.MediaDescription{audio}
+	}
+	for j, line := range offer.lines {
+		if j == offer.audio {
+			desc.MediaDescriptions = append(desc.MediaDescriptions, audio)
+			continue
+		}
+		formats := line.formats
+		if len(formats) == 0 {
+			formats = []string{"0"} // SDP wants at least one; a declined stream's are ignored
+		}
+		desc.MediaDescriptions = append(desc.MediaDescriptions, &sdp.MediaDescription{
+			MediaName: sdp.MediaName{Media: line.media, Port: sdp.RangedPort{Value: 0}, Protos: line.protos, Formats: formats},
+		})
+	}
+	b, err := desc.Marshal()
+	if err != nil {
+		return nil, Negotiated{}, fmt.Errorf("media: marshal SDP answer: %w", err)
+	}
+	return b, n, nil
+}
+
+// sessionDescription returns the session part shared by offers and answers.
+func sessionDescription(local *LocalMedia) *sdp.SessionDescription {
+	ip := local.Addr.Addr().Unmap()
+	user := local.Username
+	if user == "" {
+		user = "callpark"
+	}
+	return &sdp.SessionDescription{
+		Origin: sdp.Origin{
+			Username:       user,
+			SessionID:      local.SessionID,
+			SessionVersion: local.SessionVersion,
+			NetworkType:    "IN",
+			AddressType:    addrType(ip),
+			UnicastAddress: ip.String(),
+		},
+		SessionName: "-",
+		ConnectionInformation: &sdp.ConnectionInformation{
+			NetworkType: "IN",
+			AddressType: addrType(ip),
+			Address:     &sdp.Address{Address: ip.String()},
+		},
+		TimeDescriptions: []sdp.TimeDescription{{}},
+	}
+}
+
+// audioDescription writes the server's audio m-line and its attributes.
+func audioDescription(port uint16, protos []string, formats []PayloadFormat, telephoneEvent uint8, dir Direction) *sdp.MediaDescription {
+	md := &sdp.MediaDescription{
+		MediaName: sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: int(port)}, Protos: protos},
+	}
+	for _, f := range formats {
+		pt := strconv.Itoa(int(f.PayloadType))
+		md.MediaName.Formats = append(md.MediaName.Formats, pt)
+		md.Attributes = append(md.Attributes, sdp.NewAttribute("rtpmap", pt+" "+f.Codec.String()+"/8000"))
+	}
+	if telephoneEvent != 0 {
+		pt := strconv.Itoa(int(telephoneEvent))
+		md.MediaName.Formats = append(md.MediaName.Formats, pt)
+		md.Attributes = append(md.Attributes,
+			sdp.NewAttribute("rtpmap", pt+" telephone-event/8000"),
+			sdp.NewAttribute("fmtp", pt+" 0-16"))
+	}
+	md.Attributes = append(md.Attributes,
+		sdp.NewAttribute("ptime", answerPtime),
+		sdp.NewPropertyAttribute(dir.String()))
+	return md
+}
+
+// Offer is an SDP offer the server made (to ring a parker or the fallback),
+// kept to check the peer's answer against it.
+type Offer struct {
+	sdp            []byte
+	codecs         []Codec
+	telephoneEvent bool
+	direction      Direction
+}
+
+// NewOffer builds the server's SDP offer: one RTP/AVP audio stream at
+// local.Addr with local's codecs (PCMU then PCMA by default) under their
+// static payload types, telephone-event as TelephoneEventPayloadType unless
+// local.NoTelephoneEvent, 20 ms packets and direction dir.
+//
+// Errors: ErrInvalidArgument.
+func NewOffer(local LocalMedia, dir Direction) (*Offer, error) {
+	codecs, err := local.check()
+	if err != nil {
+		return nil, err
+	}
+	if !dir.valid() {
+		return nil, fmt.Errorf("%w: offer direction %v", ErrInvalidArgument, dir)
+	}
+	formats := make([]PayloadFormat, len(codecs))
+	for i, c := range codecs {
+		formats[i] = PayloadFormat{PayloadType: c.PayloadType(), Codec: c}
+	}
+	var te uint8
+	if !local.NoTelephoneEvent {
+		te = TelephoneEventPayloadType
+	}
+	desc := sessionDescription(&local)
+	desc.MediaDescriptions = []*sdp.MediaDescription{audioDescription(local.Addr.Port(), []string{"RTP", "AVP"}, formats, te, dir)}
+	b, err := desc.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("media: marshal SDP offer: %w", err)
+	}
+	return &Offer{sdp: b, codecs: codecs, telephoneEvent: te != 0, direction: dir}, nil
+}
+
+// SDP returns the offer's session description, to send as the INVITE body.
+func (o *Offer) SDP() []byte { return bytes.Clone(o.sdp) }
+
+// ParseAnswer parses the peer's SDP answer to o (the body of its 2xx) and
+// returns what was agreed: the first codec of the answer that o offered,
+// telephone-event if both sides have it, and the local direction left by
+// the answer's.
+//
+// Errors: those of ParseOffer (ErrNoAudioStream when the peer declined the audio
+// stream), ErrNoCommonCodec when it answered with no codec o offered.
+func (o *Offer) ParseAnswer(b []byte) (Negotiated, error) {
+	answer, err := ParseOffer(b)
+	if err != nil {
+		return Negotiated{}, err
+	}
+	if !plainRTP(strings.Split(answer.Proto, "/")) {
+		return Negotiated{}, fmt.Errorf("%w: answer's m=audio transport is %s, offered RTP/AVP", ErrNoCommonCodec, answer.Proto)
+	}
+	i := slices.IndexFunc(answer.Formats, func(f PayloadFormat) bool { return slices.Contains(o.codecs, f.Codec) })
+	if i < 0 {
+		return Negotiated{}, fmt.Errorf("%w: answer has %v, offered %v", ErrNoCommonCodec, answer.Formats, o.codecs)
+	}
+	n := Negotiated{
+		Codec:       answer.Formats[i].Codec,
+		PayloadType: answer.Formats[i].PayloadType,
+		Remote:      answer.Addr,
+		Direction:   AnswerDirection(answer.Direction, o.direction),
+		RemoteHold:  answer.Hold(),
+	}
+	if o.telephoneEvent {
+		n.TelephoneEvent = answer.TelephoneEvent
+	}
+	return n, nil
+}
