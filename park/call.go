@@ -1,0 +1,286 @@
+package park
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/callpark/callpark/orbit"
+)
+
+// hangupTimeout bounds how long the lot waits for a host to hang up a leg or
+// an answered call it has no use for; the outcome is already recorded.
+const hangupTimeout = 10 * time.Second
+
+// Call is the handle of one parked call. Its identity (orbit, park ID, party,
+// since) never changes; its state moves forward only, to Ended.
+type Call struct {
+	lot   *Lot
+	id    string
+	orbit orbit.Orbit
+	party string
+	since time.Time
+	done  chan struct{} // closed when the call ends
+
+	// Guarded by lot.mu.
+	leg        Leg
+	parker     string
+	state      State
+	outcome    Outcome
+	attempts   int
+	timer      *time.Timer
+	cancelRing context.CancelFunc
+}
+
+// Orbit returns the orbit the call was parked in.
+func (c *Call) Orbit() orbit.Orbit { return c.orbit }
+
+// ID returns the call's park ID, unique for the lot's life.
+func (c *Call) ID() string { return c.id }
+
+// Leg returns the parked leg (for a retrieved call: the leg to connect).
+func (c *Call) Leg() Leg {
+	c.lot.mu.Lock()
+	defer c.lot.mu.Unlock()
+	return c.leg
+}
+
+// Done is closed when the call has left the lot.
+func (c *Call) Done() <-chan struct{} { return c.done }
+
+// Outcome returns how the call left the lot, NoOutcome while it is parked.
+func (c *Call) Outcome() Outcome {
+	c.lot.mu.Lock()
+	defer c.lot.mu.Unlock()
+	return c.outcome
+}
+
+// Info returns a snapshot of the call.
+func (c *Call) Info() CallInfo {
+	c.lot.mu.Lock()
+	defer c.lot.mu.Unlock()
+	return c.infoLocked()
+}
+
+func (c *Call) infoLocked() CallInfo {
+	return CallInfo{
+		Orbit:    c.orbit,
+		ParkID:   c.id,
+		Parker:   c.parker,
+		Party:    c.party,
+		Since:    c.since,
+		State:    c.state,
+		Attempts: c.attempts,
+		Outcome:  c.outcome,
+	}
+}
+
+// Abandon records that the parked party hung up: the orbit is free at once
+// and a pending or ringing recall is cancelled. It reports whether this ended
+// the call (false: it had already left the lot).
+func (c *Call) Abandon() bool {
+	l := c.lot
+	l.mu.Lock()
+	if c.state == Ended {
+		l.mu.Unlock()
+		return false
+	}
+	c.endLocked(Abandoned)
+	l.mu.Unlock()
+	l.release(c.orbit)
+	if l.log.Enabled(context.Background(), slog.LevelDebug) { // boxing the attributes costs a fifth of a park
+		l.log.Debug("parked party hung up", "orbit", c.orbit, "park_id", c.id)
+	}
+	return true
+}
+
+// Replace puts a new leg in the call's place: the attended transfer into park
+// (RFC 3891 Replaces), where the other party takes over the consult call's
+// orbit and timer. The new leg is put on hold first, then the old one is hung
+// up. A non-empty parker replaces the call's parker. ErrNotParked if the call
+// has left the lot.
+func (c *Call) Replace(ctx context.Context, leg Leg, parker string) error {
+	if leg == nil {
+		return errors.New("park: Replace with a nil leg")
+	}
+	l := c.lot
+	if err := leg.Hold(ctx, l.music); err != nil {
+		return fmt.Errorf("park: holding the replacing leg in orbit %s: %w", c.orbit, err)
+	}
+	l.mu.Lock()
+	if c.state == Ended {
+		l.mu.Unlock()
+		return fmt.Errorf("orbit %s, park ID %s: %w", c.orbit, c.id, ErrNotParked)
+	}
+	old := c.leg
+	c.leg = leg
+	if parker != "" {
+		c.parker = parker
+	}
+	l.publish(Event{Kind: EventReplaced, Call: c.infoLocked()})
+	l.mu.Unlock()
+	if err := old.Hangup(ctx); err != nil {
+		l.log.Warn("hanging up the replaced leg failed", "orbit", c.orbit, "park_id", c.id, "err", err)
+	}
+	return nil
+}
+
+// endLocked moves the call to Ended with its one outcome, takes it out of its
+// orbit, stops its timer and cancels any ringing. The caller holds lot.mu,
+// has checked state != Ended, and releases the orbit after unlocking.
+func (c *Call) endLocked(o Outcome) {
+	l := c.lot
+	c.state = Ended
+	c.outcome = o
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	if c.cancelRing != nil {
+		c.cancelRing()
+	}
+	delete(l.byOrbit, c.orbit)
+	close(c.done)
+	l.publish(Event{Kind: EventEnded, Call: c.infoLocked(), Outcome: o})
+	l.checkDrainedLocked()
+}
+
+// pickupTimedOut runs on the pickup timer's goroutine.
+func (c *Call) pickupTimedOut() {
+	c.lot.mu.Lock()
+	defer c.lot.mu.Unlock()
+	if c.state == Parked {
+		c.startRingingLocked()
+	}
+}
+
+// startRingingLocked starts the recall sequence on its own goroutine: the
+// call is Recalling from this moment, so no second sequence can start.
+func (c *Call) startRingingLocked() {
+	c.state = Recalling
+	c.lot.ringers.Add(1)
+	go c.ring()
+}
+
+// ring rings the parker up to MaxPickupAttempts times (once when the lot is
+// shutting down), then the fallback, then drops the call. It stops as soon
+// as the call ends some other way.
+func (c *Call) ring() {
+	l := c.lot
+	defer l.ringers.Done()
+	cfg := l.cfg
+	c.lot.mu.Lock()
+	parker := c.parker
+	c.lot.mu.Unlock()
+	if parker != "" && cfg.Dialer != nil {
+		for attempt := 1; attempt <= cfg.MaxPickupAttempts; attempt++ {
+			if c.ringOnce(Recall, parker, attempt, cfg.RecallRingTime) {
+				return
+			}
+			if l.isClosing() {
+				break // shutting down: one recall, then the fallback
+			}
+		}
+	}
+	if cfg.FallbackURI != "" && cfg.Dialer != nil {
+		if c.ringOnce(Fallback, cfg.FallbackURI, 1, cfg.FallbackRingTime) {
+			return
+		}
+	}
+	l.mu.Lock()
+	if c.state == Ended {
+		l.mu.Unlock()
+		return
+	}
+	c.endLocked(Dropped)
+	l.mu.Unlock()
+	l.release(c.orbit)
+	c.hangupLeg()
+}
+
+// ringOnce makes one recall or fallback attempt. It reports whether the call
+// has left the lot (taken by this attempt or ended some other way), in which
+// case the sequence stops.
+func (c *Call) ringOnce(purpose DialPurpose, target string, attempt int, ringTime time.Duration) (finished bool) {
+	l := c.lot
+	ctx, cancel := context.WithTimeout(context.Background(), ringTime)
+	defer cancel()
+
+	l.mu.Lock()
+	if c.state == Ended || l.forceDrop {
+		l.mu.Unlock()
+		return true
+	}
+	if purpose == Fallback {
+		c.state = Forwarding
+	} else {
+		c.attempts = attempt
+	}
+	c.cancelRing = cancel
+	info := c.infoLocked()
+	l.publish(Event{Kind: EventRinging, Call: info, Purpose: purpose, Target: target, Attempt: attempt})
+	l.mu.Unlock()
+
+	answer, err := l.cfg.Dialer.Dial(ctx, DialRequest{Purpose: purpose, Target: target, Attempt: attempt, Call: info})
+	if err == nil && answer == nil {
+		err = errors.New("park: dialer returned neither an answer nor an error")
+	}
+
+	l.mu.Lock()
+	c.cancelRing = nil
+	if c.state == Ended {
+		// Taken meanwhile (retrieved, hung up, shut down): the answered call,
+		// if any, has nothing to connect to.
+		l.mu.Unlock()
+		if answer != nil {
+			hangupAnswer(answer, l, c)
+		}
+		return true
+	}
+	if err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			err = fmt.Errorf("no answer within %v: %w", ringTime, err)
+		}
+		l.publish(Event{Kind: EventRingFailed, Call: c.infoLocked(), Purpose: purpose, Target: target, Attempt: attempt, Err: err})
+		l.mu.Unlock()
+		return false
+	}
+	outcome := Recalled
+	if purpose == Fallback {
+		outcome = Forwarded
+	}
+	leg := c.leg
+	// The outcome is decided here, before Connect: the orbit is free as soon
+	// as the call is answered, and a retrieve from now on finds it empty.
+	c.endLocked(outcome)
+	l.mu.Unlock()
+	l.release(c.orbit)
+
+	connectCtx, cancelConnect := context.WithTimeout(context.Background(), hangupTimeout)
+	defer cancelConnect()
+	if err := answer.Connect(connectCtx, leg); err != nil {
+		l.log.Warn("connecting the answered call failed; hanging up both", "orbit", c.orbit, "park_id", c.id, "target", target, "err", err)
+		hangupAnswer(answer, l, c)
+		c.hangupLeg()
+	}
+	return true
+}
+
+func hangupAnswer(a Answer, l *Lot, c *Call) {
+	ctx, cancel := context.WithTimeout(context.Background(), hangupTimeout)
+	defer cancel()
+	if err := a.Hangup(ctx); err != nil {
+		l.log.Warn("hanging up an answered call failed", "orbit", c.orbit, "park_id", c.id, "err", err)
+	}
+}
+
+// hangupLeg hangs up a dropped call's leg.
+func (c *Call) hangupLeg() {
+	ctx, cancel := context.WithTimeout(context.Background(), hangupTimeout)
+	defer cancel()
+	leg := c.Leg()
+	if err := leg.Hangup(ctx); err != nil {
+		c.lot.log.Warn("hanging up a dropped call failed", "orbit", c.orbit, "park_id", c.id, "err", err)
+	}
+}

@@ -1,0 +1,150 @@
+package park
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/orbit"
+)
+
+// The seed's defaults and limits (Lync Server 2013 CallPickupTimeoutThreshold,
+// MaxCallPickupAttempts), plus the ring time a recall gets, which Lync leaves
+// to the client. Every rule the lot enforces on its configuration is here.
+const (
+	DefaultPickupTimeout = 90 * time.Second
+	MinPickupTimeout     = 10 * time.Second
+	MaxPickupTimeout     = 10 * time.Minute
+
+	DefaultMaxPickupAttempts = 1
+	MaxMaxPickupAttempts     = 10
+
+	DefaultRecallRingTime = 30 * time.Second
+	MinRecallRingTime     = time.Second
+	MaxRecallRingTime     = 10 * time.Minute
+
+	// DefaultOrbits is the range a Lot serves when Config.Orbits is nil.
+	DefaultOrbits = "701-799"
+)
+
+// Config mirrors the seed's call park settings. The zero value is the seed's
+// default configuration: 90 s pickup timeout, one recall, 30 s of ringing, no
+// fallback (the call is disconnected), built-in music on hold, orbits 701-799
+// chosen least recently freed first.
+type Config struct {
+	// PickupTimeout is how long a call waits in its orbit before it is
+	// recalled (CallPickupTimeoutThreshold): 10 s to 10 min, 0 means 90 s.
+	PickupTimeout time.Duration
+
+	// MaxPickupAttempts is how many times the parker is rung back before the
+	// fallback (MaxCallPickupAttempts): 1 to 10, 0 means 1.
+	MaxPickupAttempts int
+
+	// RecallRingTime is how long each recall rings the parker before it is
+	// given up: 1 s to 10 min, 0 means 30 s.
+	RecallRingTime time.Duration
+
+	// FallbackURI is where a call goes when no recall is answered
+	// (OnTimeoutURI): a sip: URI, or empty to disconnect the call.
+	FallbackURI string
+
+	// FallbackRingTime is how long the fallback rings: same limits as
+	// RecallRingTime, 0 means RecallRingTime.
+	FallbackRingTime time.Duration
+
+	// DisableMusicOnHold turns hold music off (EnableMusicOnHold=false):
+	// parked legs are told to hold with a nil clip and play nothing.
+	DisableMusicOnHold bool
+
+	// MusicOnHold is what parked callers hear; nil means the built-in music.
+	MusicOnHold *media.Clip
+
+	// Orbits hands out orbit numbers. Nil means an in-memory allocator over
+	// DefaultOrbits with the least-recently-freed policy. A shared allocator
+	// (several park servers) plugs in here.
+	Orbits orbit.Allocator
+
+	// Dialer rings the parker (recall) and the fallback. Nil means nobody can
+	// be rung: a call that times out is disconnected.
+	Dialer Dialer
+
+	// Logger receives the lot's diagnostics; nil discards them.
+	Logger *slog.Logger
+}
+
+// ErrInvalidConfig is wrapped by every configuration error.
+var ErrInvalidConfig = errors.New("invalid park configuration")
+
+// ConfigError names the configuration field that breaks a rule.
+type ConfigError struct {
+	Field string // the Config field, e.g. "PickupTimeout"
+	Value any    // the rejected value
+	Rule  string // what the value must be
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("park: Config.%s = %v: %s", e.Field, e.Value, e.Rule)
+}
+
+// Unwrap makes every ConfigError match ErrInvalidConfig.
+func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
+
+// withDefaults validates c and returns it with zero fields replaced by the
+// seed's defaults. It does not build the allocator or the music.
+func (c Config) withDefaults() (Config, error) {
+	if c.PickupTimeout == 0 {
+		c.PickupTimeout = DefaultPickupTimeout
+	}
+	if c.PickupTimeout < MinPickupTimeout || c.PickupTimeout > MaxPickupTimeout {
+		return c, &ConfigError{"PickupTimeout", c.PickupTimeout, fmt.Sprintf("must be between %v and %v", MinPickupTimeout, MaxPickupTimeout)}
+	}
+	if c.MaxPickupAttempts == 0 {
+		c.MaxPickupAttempts = DefaultMaxPickupAttempts
+	}
+	if c.MaxPickupAttempts < 1 || c.MaxPickupAttempts > MaxMaxPickupAttempts {
+		return c, &ConfigError{"MaxPickupAttempts", c.MaxPickupAttempts, fmt.Sprintf("must be between 1 and %d", MaxMaxPickupAttempts)}
+	}
+	if c.RecallRingTime == 0 {
+		c.RecallRingTime = DefaultRecallRingTime
+	}
+	if c.RecallRingTime < MinRecallRingTime || c.RecallRingTime > MaxRecallRingTime {
+		return c, &ConfigError{"RecallRingTime", c.RecallRingTime, fmt.Sprintf("must be between %v and %v", MinRecallRingTime, MaxRecallRingTime)}
+	}
+	if c.FallbackRingTime == 0 {
+		c.FallbackRingTime = c.RecallRingTime
+	}
+	if c.FallbackRingTime < MinRecallRingTime || c.FallbackRingTime > MaxRecallRingTime {
+		return c, &ConfigError{"FallbackRingTime", c.FallbackRingTime, fmt.Sprintf("must be between %v and %v", MinRecallRingTime, MaxRecallRingTime)}
+	}
+	if c.FallbackURI != "" && !IsSIPURI(c.FallbackURI) {
+		return c, &ConfigError{"FallbackURI", fmt.Sprintf("%q", c.FallbackURI), `must be a sip: URI such as "sip:operator@example.com", or empty`}
+	}
+	if c.DisableMusicOnHold && c.MusicOnHold != nil {
+		return c, &ConfigError{"MusicOnHold", c.MusicOnHold.Name(), "must be nil when DisableMusicOnHold is set"}
+	}
+	return c, nil
+}
+
+// IsSIPURI reports whether s is a plausible sip: URI: the scheme (any case),
+// a host part, and no white space. It is the check the lot applies to
+// FallbackURI and to parkers; full SIP parsing is the SIP layer's job.
+func IsSIPURI(s string) bool {
+	if len(s) < 5 || !strings.EqualFold(s[:4], "sip:") {
+		return false
+	}
+	rest := s[4:]
+	if strings.ContainsAny(s, " \t\r\n<>\"") {
+		return false
+	}
+	host := rest
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		if at == 0 {
+			return false
+		}
+		host = rest[at+1:]
+	}
+	return host != "" && host[0] != ';' && host[0] != ':'
+}

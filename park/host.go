@@ -1,0 +1,81 @@
+package park
+
+import (
+	"context"
+
+	"github.com/callpark/callpark/media"
+)
+
+// Leg is the parked party's call as the host sees it. The lot never touches
+// SIP or RTP itself: it tells the leg what to do and the host does it.
+//
+// Once a call leaves the lot by retrieve, recall or fallback, the leg is the
+// host's again (it is handed back through Lot.Retrieve or Answer.Connect);
+// the lot calls Hangup only on a call it drops.
+type Leg interface {
+	// Hold is called once when the call is parked (and on the new leg after
+	// Call.Replace): start playing music, or nothing when music is nil (music
+	// on hold disabled). An error aborts the park.
+	Hold(ctx context.Context, music *media.Clip) error
+
+	// Hangup ends the parked party's call: nobody took it, or the lot was
+	// shut down with nowhere to send it.
+	Hangup(ctx context.Context) error
+}
+
+// DialPurpose says why the lot rings someone.
+type DialPurpose int
+
+const (
+	// Recall rings the parker back after the pickup timeout.
+	Recall DialPurpose = iota + 1
+	// Fallback rings Config.FallbackURI after the last recall.
+	Fallback
+)
+
+func (p DialPurpose) String() string {
+	switch p {
+	case Recall:
+		return "recall"
+	case Fallback:
+		return "fallback"
+	}
+	return "unknown"
+}
+
+// DialRequest is one attempt to ring someone on behalf of a parked call.
+type DialRequest struct {
+	Purpose DialPurpose
+	Target  string   // URI to ring: the parker, or the fallback
+	Attempt int      // 1-based recall attempt; 1 for the fallback
+	Call    CallInfo // the parked call being offered
+}
+
+// Dialer rings a recall or fallback target. Dial returns when the target
+// answers (with the answered call), refuses, or ctx ends: the lot cancels ctx
+// when the ring time runs out or when the parked call is taken meanwhile
+// (retrieved, hung up), and a SIP host then sends CANCEL.
+//
+// An answered call is not yet connected: the lot decides, atomically, whether
+// the parked call is still there to give. If it is, it calls Answer.Connect;
+// if someone else won the race, it calls Answer.Hangup.
+type Dialer interface {
+	Dial(ctx context.Context, req DialRequest) (Answer, error)
+}
+
+// DialerFunc adapts a function to the Dialer interface.
+type DialerFunc func(ctx context.Context, req DialRequest) (Answer, error)
+
+// Dial calls f(ctx, req).
+func (f DialerFunc) Dial(ctx context.Context, req DialRequest) (Answer, error) { return f(ctx, req) }
+
+// Answer is a recall or fallback call that was answered.
+type Answer interface {
+	// Connect bridges the answered party with the parked leg. From then on
+	// the call is the host's; the lot has recorded its outcome.
+	Connect(ctx context.Context, leg Leg) error
+
+	// Hangup ends the answered call because the parked call was taken by
+	// someone else (retrieved, or the parked party hung up) while it rang.
+	Hangup(ctx context.Context) error
+}

@@ -1,0 +1,322 @@
+package park
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/orbit"
+)
+
+// Errors a Lot returns; only a SIP layer maps them to status codes.
+var (
+	// ErrLotFull: no free orbit (486 on the wire). It is orbit.ErrFull.
+	ErrLotFull = orbit.ErrFull
+	// ErrOrbitInUse: a directed park named an occupied orbit (486). It is orbit.ErrInUse.
+	ErrOrbitInUse = orbit.ErrInUse
+	// ErrUnknownOrbit: the orbit is in none of the lot's ranges (404). It is orbit.ErrUnknownOrbit.
+	ErrUnknownOrbit = orbit.ErrUnknownOrbit
+	// ErrNotParked: no call waits in that orbit, or the call has left (404).
+	ErrNotParked = errors.New("park: no call parked there")
+	// ErrStale: safe retrieve failed: the orbit now holds another call than
+	// the park ID names (Lync's SafeRetrieveUri), so nothing was handed over.
+	ErrStale = errors.New("park: orbit holds a different call than the park ID names")
+	// ErrClosed: the lot is shutting down and takes no new calls (503).
+	ErrClosed = errors.New("park: lot is shut down")
+)
+
+// Lot is a call park: it puts calls into orbits, hands them to whoever
+// retrieves them, and rings them back when nobody does. It is safe for
+// concurrent use. Each call's state changes under one mutex, so every call
+// ends in exactly one Outcome whatever races between retrieve, hang-up and
+// timeout.
+type Lot struct {
+	cfg    Config
+	orbits orbit.Allocator
+	music  *media.Clip
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	byOrbit   map[orbit.Orbit]*Call
+	closing   bool
+	forceDrop bool          // Shutdown's context ended: drop every call now
+	drained   chan struct{} // closed when closing and the lot is empty
+	ringers   sync.WaitGroup
+
+	events eventQueue
+}
+
+// NewLot validates cfg and returns a lot ready to park calls.
+func NewLot(cfg Config) (*Lot, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	l := &Lot{
+		cfg:     cfg,
+		orbits:  cfg.Orbits,
+		log:     cfg.Logger,
+		byOrbit: make(map[orbit.Orbit]*Call),
+		drained: make(chan struct{}),
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.orbits == nil {
+		r, err := orbit.ParseRange(DefaultOrbits)
+		if err != nil {
+			return nil, err
+		}
+		if l.orbits, err = orbit.NewMemoryAllocator([]orbit.Range{r}, orbit.MemoryOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	if !cfg.DisableMusicOnHold {
+		l.music = cfg.MusicOnHold
+		if l.music == nil {
+			l.music = media.BuiltinMusic()
+		}
+	}
+	return l, nil
+}
+
+// Config returns the lot's configuration with defaults filled in.
+func (l *Lot) Config() Config { return l.cfg }
+
+// Music returns the clip parked callers hear, nil when music is disabled.
+func (l *Lot) Music() *media.Clip { return l.music }
+
+// ParkRequest describes a call to park.
+type ParkRequest struct {
+	// Leg is the call to park. Required.
+	Leg Leg
+	// Orbit, when set, is a directed park: exactly that orbit or an error
+	// (ErrOrbitInUse, ErrUnknownOrbit); never a pickup of what is there.
+	Orbit orbit.Orbit
+	// Parker is the URI recalls ring; empty means unknown, and a timeout goes
+	// straight to the fallback.
+	Parker string
+	// Party names who is parked, for snapshots, events and BLF.
+	Party string
+}
+
+// Park puts a call into an orbit, starts its hold music and its pickup
+// timer, and returns its handle.
+func (l *Lot) Park(ctx context.Context, req ParkRequest) (*Call, error) {
+	if req.Leg == nil {
+		return nil, errors.New("park: ParkRequest.Leg is nil")
+	}
+	if l.isClosing() {
+		return nil, ErrClosed
+	}
+	o := req.Orbit
+	var err error
+	if o != "" {
+		err = l.orbits.Reserve(ctx, o)
+	} else {
+		o, err = l.orbits.Allocate(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := req.Leg.Hold(ctx, l.music); err != nil {
+		l.release(o)
+		return nil, fmt.Errorf("park: holding the call in orbit %s: %w", o, err)
+	}
+	c := &Call{
+		lot:    l,
+		id:     newParkID(),
+		orbit:  o,
+		party:  req.Party,
+		since:  time.Now(),
+		leg:    req.Leg,
+		parker: req.Parker,
+		state:  Parked,
+		done:   make(chan struct{}),
+	}
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		l.release(o)
+		return nil, ErrClosed
+	}
+	if prev := l.byOrbit[o]; prev != nil {
+		// The allocator handed out an orbit the lot still holds: a broken
+		// (shared) allocator. Refuse rather than put two calls in one orbit.
+		l.mu.Unlock()
+		return nil, fmt.Errorf("park: allocator gave orbit %s, still held by park ID %s: %w", o, prev.id, ErrOrbitInUse)
+	}
+	l.byOrbit[o] = c
+	c.timer = time.AfterFunc(l.cfg.PickupTimeout, c.pickupTimedOut)
+	l.publish(Event{Kind: EventParked, Call: c.infoLocked()})
+	l.mu.Unlock()
+	if l.log.Enabled(context.Background(), slog.LevelDebug) { // boxing the attributes costs a fifth of a park
+		l.log.Debug("call parked", "orbit", o, "park_id", c.id, "parker", c.parker)
+	}
+	return c, nil
+}
+
+// RetrieveRequest names the call to retrieve.
+type RetrieveRequest struct {
+	Orbit orbit.Orbit
+	// ParkID, when set, makes this a safe retrieve: it fails with ErrStale
+	// instead of handing over a different call that now sits in the orbit.
+	ParkID string
+	// Retriever names who retrieves, for logs.
+	Retriever string
+}
+
+// Retrieve takes the call out of its orbit and hands its leg to the caller,
+// who connects it (Call.Leg). Of concurrent retrieves exactly one wins; the
+// others get ErrNotParked. A retrieve beats a ringing recall or fallback,
+// which is cancelled.
+func (l *Lot) Retrieve(ctx context.Context, req RetrieveRequest) (*Call, error) {
+	l.mu.Lock()
+	c := l.byOrbit[req.Orbit]
+	if c == nil {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("orbit %s: %w", req.Orbit, ErrNotParked)
+	}
+	if req.ParkID != "" && req.ParkID != c.id {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("orbit %s holds park ID %s, not %s: %w", req.Orbit, c.id, req.ParkID, ErrStale)
+	}
+	c.endLocked(Retrieved)
+	l.mu.Unlock()
+	l.release(c.orbit)
+	if l.log.Enabled(context.Background(), slog.LevelDebug) { // boxing the attributes costs a fifth of a park
+		l.log.Debug("call retrieved", "orbit", c.orbit, "park_id", c.id, "retriever", req.Retriever)
+	}
+	return c, nil
+}
+
+// Lookup returns a snapshot of the call parked in orbit o.
+func (l *Lot) Lookup(o orbit.Orbit) (CallInfo, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.byOrbit[o]
+	if c == nil {
+		return CallInfo{}, false
+	}
+	return c.infoLocked(), true
+}
+
+// Calls returns a snapshot of every parked call, oldest first.
+func (l *Lot) Calls() []CallInfo {
+	l.mu.Lock()
+	out := make([]CallInfo, 0, len(l.byOrbit))
+	for _, c := range l.byOrbit {
+		out = append(out, c.infoLocked())
+	}
+	l.mu.Unlock()
+	slices.SortFunc(out, func(a, b CallInfo) int {
+		return cmp.Or(a.Since.Compare(b.Since), cmp.Compare(a.Orbit, b.Orbit))
+	})
+	return out
+}
+
+// Len returns the number of parked calls.
+func (l *Lot) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.byOrbit)
+}
+
+// Observe registers o for every event from now on and returns a function
+// that unregisters it.
+func (l *Lot) Observe(o Observer) (stop func()) { return l.events.add(o) }
+
+// Shutdown stops taking calls (Park returns ErrClosed) and recalls every
+// parked call at once: one ring of the parker, then the fallback, else the
+// call is dropped. It returns when every call has ended and every event has
+// been delivered. If ctx ends first, the calls still in the lot are dropped
+// (their legs hung up) and Shutdown returns ctx's error once that is done.
+// Calling it again waits again.
+func (l *Lot) Shutdown(ctx context.Context) error {
+	l.mu.Lock()
+	if !l.closing {
+		l.closing = true
+		for _, c := range l.byOrbit {
+			if c.state == Parked && c.timer.Stop() {
+				c.startRingingLocked()
+			}
+		}
+		l.checkDrainedLocked()
+	}
+	l.mu.Unlock()
+
+	var err error
+	select {
+	case <-l.drained:
+	case <-ctx.Done():
+		err = ctx.Err()
+		l.dropAll()
+	}
+	l.ringers.Wait()
+	l.events.wait()
+	return err
+}
+
+// dropAll ends every call still in the lot as Dropped, cancels its ringing
+// and hangs up its leg.
+func (l *Lot) dropAll() {
+	l.mu.Lock()
+	l.forceDrop = true
+	var legs []*Call
+	for _, c := range l.byOrbit {
+		c.endLocked(Dropped)
+		legs = append(legs, c)
+	}
+	l.mu.Unlock()
+	for _, c := range legs {
+		l.release(c.orbit)
+		c.hangupLeg()
+	}
+}
+
+func (l *Lot) isClosing() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closing
+}
+
+// checkDrainedLocked closes drained once a closing lot is empty.
+func (l *Lot) checkDrainedLocked() {
+	if l.closing && len(l.byOrbit) == 0 {
+		select {
+		case <-l.drained:
+		default:
+			close(l.drained)
+		}
+	}
+}
+
+// release gives an orbit back. It runs outside l.mu: a shared allocator may
+// take a network round trip. A failure cannot be handed to anyone, so it is
+// logged; the in-memory allocator never fails here.
+func (l *Lot) release(o orbit.Orbit) {
+	if err := l.orbits.Release(context.Background(), o); err != nil {
+		l.log.Warn("releasing orbit failed", "orbit", o, "err", err)
+	}
+}
+
+// publish queues an event; l.mu must be held so the queue order is the order
+// of the changes.
+func (l *Lot) publish(e Event) {
+	e.Time = time.Now()
+	l.events.push(e)
+}
+
+func newParkID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
