@@ -208,7 +208,7 @@ func (c *Call) ringOnce(purpose DialPurpose, target string, attempt int, ringTim
 	defer cancel()
 
 	l.mu.Lock()
-	if c.state == Ended || l.forceDrop {
+	if c.state == Ended {
 		l.mu.Unlock()
 		return true
 	}

@@ -44,12 +44,11 @@ type Lot struct {
 	music  *media.Clip
 	log    *slog.Logger
 
-	mu        sync.Mutex
-	byOrbit   map[orbit.Orbit]*Call
-	closing   bool
-	forceDrop bool          // Shutdown's context ended: drop every call now
-	drained   chan struct{} // closed when closing and the lot is empty
-	ringers   sync.WaitGroup
+	mu      sync.Mutex
+	byOrbit map[orbit.Orbit]*Call
+	closing bool
+	drained chan struct{} // closed when closing and the lot is empty
+	ringers sync.WaitGroup
 
 	events eventQueue
 }
@@ -109,7 +108,9 @@ type ParkRequest struct {
 }
 
 // Park puts a call into an orbit, starts its hold music and its pickup
-// timer, and returns its handle.
+// timer, and returns its handle. On error the lot keeps nothing: the leg is
+// the caller's to refuse or hang up (a leg whose Hold succeeded before the
+// lot found it was shutting down is playing music).
 func (l *Lot) Park(ctx context.Context, req ParkRequest) (*Call, error) {
 	if req.Leg == nil {
 		return nil, errors.New("park: ParkRequest.Leg is nil")
@@ -238,8 +239,9 @@ func (l *Lot) Observe(o Observer) (stop func()) { return l.events.add(o) }
 // parked call at once: one ring of the parker, then the fallback, else the
 // call is dropped. It returns when every call has ended and every event has
 // been delivered. If ctx ends first, the calls still in the lot are dropped
-// (their legs hung up) and Shutdown returns ctx's error once that is done.
-// Calling it again waits again.
+// (their legs hung up) and Shutdown returns ctx's error once that is done;
+// ringing recalls are cancelled, and Shutdown waits for the Dialer to return,
+// so a Dialer must honour its context. Calling it again waits again.
 func (l *Lot) Shutdown(ctx context.Context) error {
 	l.mu.Lock()
 	if !l.closing {
@@ -269,7 +271,6 @@ func (l *Lot) Shutdown(ctx context.Context) error {
 // and hangs up its leg.
 func (l *Lot) dropAll() {
 	l.mu.Lock()
-	l.forceDrop = true
 	var legs []*Call
 	for _, c := range l.byOrbit {
 		c.endLocked(Dropped)
