@@ -1,0 +1,269 @@
+package sipadapter
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/orbit"
+	"github.com/callpark/callpark/park"
+)
+
+// onInvite serves a new call to the park extension (park), to a free orbit
+// with Referred-By (directed park), or to an occupied orbit (retrieve); an
+// INVITE inside a dialog is a re-INVITE.
+func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		s.onReInvite(req, tx)
+		return
+	}
+	user := req.Recipient.User
+	var directed orbit.Orbit
+	retrieve := false
+	switch {
+	case user == s.cfg.ParkExtension:
+	case s.isOrbit(orbit.Orbit(user)):
+		if req.GetHeader("Referred-By") != nil {
+			directed = orbit.Orbit(user)
+		} else {
+			retrieve = true
+		}
+	default:
+		s.log.Info("refused", "user", user, "from", fromURI(req), "status", 404, "why", "neither the park extension nor an orbit")
+		s.reply(req, tx, sip.StatusNotFound, "Not Found")
+		return
+	}
+
+	offer, err := media.ParseOffer(req.Body())
+	if err != nil {
+		code, reason := sip.StatusNotAcceptableHere, "Not Acceptable Here"
+		if errors.Is(err, media.ErrBadSDP) && len(req.Body()) > 0 {
+			code, reason = sip.StatusBadRequest, "Bad Request"
+		}
+		s.log.Info("refused", "user", user, "from", fromURI(req), "status", code, "why", err)
+		s.reply(req, tx, code, reason, sip.NewHeader("Warning", `399 callpark "`+sanitize(err.Error())+`"`))
+		return
+	}
+	stance := media.SendRecv
+	if !retrieve {
+		stance = media.ParkedDirection(offer.Direction)
+	}
+	conn, err := s.ports.acquire()
+	if err != nil {
+		code, reason, h := statusFor(err)
+		s.log.Warn("refused", "user", user, "from", fromURI(req), "status", code, "why", err)
+		s.reply(req, tx, code, reason, h)
+		return
+	}
+	id := sessionID()
+	local := media.LocalMedia{Addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), Username: "callpark", SessionID: id, SessionVersion: id}
+	answer, n, err := media.Answer(offer, local, stance)
+	if err != nil {
+		port := local.Addr.Port()
+		conn.Close()
+		s.ports.release(port)
+		s.log.Info("refused", "user", user, "from", fromURI(req), "status", 488, "why", err)
+		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", sip.NewHeader("Warning", `399 callpark "`+sanitize(err.Error())+`"`))
+		return
+	}
+	ep, err := s.endpointOn(conn, n)
+	if err != nil {
+		s.reply(req, tx, sip.StatusInternalServerError, "Server Internal Error")
+		return
+	}
+	if n.RemoteHold {
+		ep.Hold()
+	}
+	sess, err := s.dialogUA.ReadInvite(req, tx)
+	if err != nil {
+		port := ep.LocalAddr().Port()
+		ep.Close()
+		s.ports.release(port)
+		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", sip.NewHeader("Warning", `399 callpark "`+sanitize(err.Error())+`"`))
+		return
+	}
+	ours, _ := sess.InviteRequest.To().Params.Get("tag")
+	l := &leg{s: s, uas: sess, ep: ep, who: fromURI(req), sdpID: id, sdpVersion: id, lastSDP: answer}
+	l.key = dialogKey(req.CallID().Value(), ours, fromTag(req))
+	s.remember(l)
+
+	if retrieve {
+		s.retrieve(l, orbit.Orbit(user), answer)
+		return
+	}
+	s.park(l, req, directed, answer)
+}
+
+// park parks the caller of l: 200 OK with the orbit, music after the ACK.
+func (s *Server) park(l *leg, req *sip.Request, directed orbit.Orbit, answer []byte) {
+	parker := ""
+	if rb := req.ReferredBy(); rb != nil {
+		parker = rb.Address.String()
+	} else if h := req.GetHeader("Referred-By"); h != nil {
+		parker = parseURIValue(h.Value())
+	}
+	ctx := context.Background()
+	call, err := s.lot.Park(ctx, park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.who})
+	if err != nil {
+		code, reason, h := statusFor(err)
+		s.log.Info("park refused", "from", l.who, "orbit", directed, "status", code, "why", err)
+		var headers []sip.Header
+		if h != nil {
+			headers = append(headers, h)
+		}
+		if code == sip.StatusBusyHere {
+			headers = append(headers, sip.NewHeader("Reason", `SIP;cause=486;text="`+sanitize(err.Error())+`"`))
+		}
+		if err := l.uas.Respond(code, reason, nil, headers...); err != nil {
+			s.log.Debug("refusal not sent", "err", err)
+		}
+		l.close()
+		return
+	}
+	l.mu.Lock()
+	l.call = call
+	l.mu.Unlock()
+	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, answer)
+	res.AppendHeader(sip.NewHeader("X-Park-Orbit", string(call.Orbit())))
+	if err := l.uas.WriteResponse(res); err != nil {
+		// No ACK: the caller is gone. The orbit is freed at once.
+		s.log.Info("park abandoned before ACK", "orbit", call.Orbit(), "park_id", call.ID(), "err", err)
+		call.Abandon()
+		l.close()
+		return
+	}
+	l.confirm()
+	s.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.who, "parker", parker)
+	if parker != "" {
+		s.notifyParker(parker, call.Orbit())
+	}
+}
+
+// retrieve hands the call parked in o to the caller of l and bridges them.
+func (s *Server) retrieve(l *leg, o orbit.Orbit, answer []byte) {
+	got, err := s.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.who})
+	if err != nil {
+		code, reason, h := statusFor(err)
+		s.log.Info("retrieve refused", "orbit", o, "from", l.who, "status", code, "why", err)
+		var headers []sip.Header
+		if h != nil {
+			headers = append(headers, h)
+		}
+		if err := l.uas.Respond(code, reason, nil, headers...); err != nil {
+			s.log.Debug("refusal not sent", "err", err)
+		}
+		l.close()
+		return
+	}
+	parked := got.Leg().(*leg)
+	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, answer)
+	if err := l.uas.WriteResponse(res); err != nil {
+		// The retriever vanished after taking the call: nobody is left
+		// to give it to, so it ends (outcome retrieved, as the lot says).
+		s.log.Warn("retriever gone before ACK; hanging up the parked call", "orbit", o, "park_id", got.ID(), "err", err)
+		parked.hangup(context.Background())
+		l.close()
+		return
+	}
+	l.confirm()
+	if err := s.bridge(parked, l); err != nil {
+		s.log.Info("retrieve failed: a party hung up", "orbit", o, "park_id", got.ID(), "err", err)
+		parked.hangup(context.Background())
+		l.hangup(context.Background())
+		return
+	}
+	s.log.Info("retrieved", "orbit", o, "park_id", got.ID(), "party", parked.who, "retriever", l.who)
+}
+
+// onReInvite answers an offer inside a dialog (holds, resumes, address or
+// codec changes) with the leg's current SDP, bumping the o= version only if
+// the answer changed.
+func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
+	l := s.lookup(req)
+	if l == nil {
+		s.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	offer, err := media.ParseOffer(req.Body())
+	if err != nil {
+		code, reason := sip.StatusNotAcceptableHere, "Not Acceptable Here"
+		if errors.Is(err, media.ErrBadSDP) && len(req.Body()) > 0 {
+			code, reason = sip.StatusBadRequest, "Bad Request"
+		}
+		s.reply(req, tx, code, reason)
+		return
+	}
+	l.mu.Lock()
+	parked := l.peer == nil
+	stance := media.SendRecv
+	if parked {
+		stance = media.ParkedDirection(offer.Direction)
+	}
+	local := media.LocalMedia{Addr: l.ep.LocalAddr(), Username: "callpark", SessionID: l.sdpID, SessionVersion: l.sdpVersion}
+	answer, n, err := media.Answer(offer, local, stance)
+	if err == nil && string(answer) != string(l.lastSDP) {
+		l.sdpVersion++
+		local.SessionVersion = l.sdpVersion
+		answer, n, err = media.Answer(offer, local, stance)
+	}
+	if err == nil {
+		l.lastSDP = answer
+	}
+	l.mu.Unlock()
+	if err != nil {
+		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", sip.NewHeader("Warning", `399 callpark "`+sanitize(err.Error())+`"`))
+		return
+	}
+	l.ep.SetRemote(n.Remote)
+	if err := l.ep.SetCodec(n.Codec, n.PayloadType, n.TelephoneEvent); err != nil {
+		s.log.Warn("codec change refused", "who", l.who, "err", err)
+	}
+	if n.RemoteHold {
+		l.ep.Hold()
+	} else {
+		l.ep.Unhold()
+	}
+	s.respond(tx, sip.NewSDPResponseFromRequest(req, answer))
+}
+
+func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	l := s.lookup(req)
+	if l == nil || l.uas == nil {
+		return
+	}
+	// A re-INVITE's ACK carries a later CSeq than the dialog's INVITE; the
+	// session rejects it, which is harmless: the dialog is confirmed.
+	_ = l.uas.ReadAck(req, tx)
+}
+
+// onBye ends a leg: a parked party leaves its orbit (any recall is
+// cancelled), a bridged party's peer gets a BYE too.
+func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	l := s.lookup(req)
+	if l == nil {
+		s.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	var err error
+	if l.uas != nil {
+		err = l.uas.ReadBye(req, tx)
+	} else {
+		err = l.uac.ReadBye(req, tx)
+	}
+	if err != nil {
+		s.log.Debug("BYE answer failed", "who", l.who, "err", err)
+	}
+	l.mu.Lock()
+	call, peer := l.call, l.peer
+	l.mu.Unlock()
+	if call != nil && call.Abandon() {
+		s.log.Info("hung up while parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.who)
+	}
+	l.close()
+	if peer != nil {
+		peer.hangup(context.Background())
+	}
+}

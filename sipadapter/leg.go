@@ -1,0 +1,331 @@
+package sipadapter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/park"
+)
+
+// leg is one SIP dialog of the server with its RTP port: a parked party, a
+// retriever, or an answered recall. It is the park.Leg the lot holds.
+type leg struct {
+	s   *Server
+	key string // dialog key in s.legs
+	uas *sipgo.DialogServerSession
+	uac *sipgo.DialogClientSession
+	ep  *media.Endpoint
+	// who names the other party for logs (From of an INVITE, target of a
+	// recall).
+	who string
+	// The leg's SDP: o= session id and version, and the last body sent, so
+	// a re-INVITE is answered with the same version unless something
+	// changed.
+	sdpID, sdpVersion uint64
+	lastSDP           []byte
+
+	mu        sync.Mutex
+	confirmed bool        // ACK received (UAS) or sent (UAC)
+	music     *media.Clip // what to play once confirmed; nil: none
+	playing   bool
+	peer      *leg
+	relay     *media.Relay
+	call      *park.Call // while parked
+	closed    bool
+	closeOnce sync.Once
+}
+
+// Hold implements park.Leg: play music once the dialog is confirmed (at once
+// if it already is).
+func (l *leg) Hold(_ context.Context, music *media.Clip) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.music = music
+	if l.confirmed {
+		return l.playLocked()
+	}
+	return nil
+}
+
+func (l *leg) playLocked() error {
+	if l.music == nil || l.playing || l.closed {
+		return nil
+	}
+	frames := l.music.Frames(l.ep.Codec())
+	if err := l.ep.PlayMusic(frames); err != nil {
+		return err
+	}
+	l.playing = true
+	return nil
+}
+
+// confirm marks the dialog confirmed and starts the music it waits for.
+func (l *leg) confirm() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.confirmed = true
+	if err := l.playLocked(); err != nil {
+		l.s.log.Warn("hold music did not start", "who", l.who, "err", err)
+	}
+}
+
+// Hangup implements park.Leg: the lot drops the call.
+func (l *leg) Hangup(ctx context.Context) error {
+	l.hangup(ctx)
+	return nil
+}
+
+// hangup sends BYE (if the dialog is up) and frees the leg.
+func (l *leg) hangup(ctx context.Context) {
+	var err error
+	switch {
+	case l.uas != nil:
+		err = l.uas.Bye(ctx)
+	case l.uac != nil:
+		err = l.uac.Bye(ctx)
+	}
+	if err != nil {
+		l.s.log.Debug("BYE failed", "who", l.who, "err", err)
+	}
+	l.close()
+}
+
+// close frees the leg's media and forgets its dialog. Idempotent.
+func (l *leg) close() {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		relay := l.relay
+		l.mu.Unlock()
+		if relay != nil {
+			relay.Close()
+		}
+		port := l.ep.LocalAddr().Port()
+		l.ep.Close()
+		l.s.ports.release(port)
+		l.s.forget(l)
+		if l.uas != nil {
+			l.uas.Close()
+		}
+		if l.uac != nil {
+			l.uac.Close()
+		}
+	})
+}
+
+// bridge connects two legs' media: music stops, RTP is relayed (transcoded
+// where the codecs differ), and a BYE on one is passed to the other. If
+// either leg hung up meanwhile nothing is bridged and errLegGone returned;
+// the caller hangs up the other.
+func (s *Server) bridge(a, b *leg) error {
+	relay, err := media.Bridge(a.ep, b.ep)
+	if err != nil {
+		if a.isClosed() || b.isClosed() {
+			return errLegGone
+		}
+		return err
+	}
+	// Each leg is locked on its own; a leg that closed before it learnt of
+	// the relay did not close it, so it is closed here.
+	a.mu.Lock()
+	aGone := a.closed
+	if !aGone {
+		a.peer, a.relay, a.call, a.music, a.playing = b, relay, nil, nil, false
+	}
+	a.mu.Unlock()
+	b.mu.Lock()
+	bGone := b.closed
+	if !bGone {
+		b.peer, b.relay, b.music, b.playing = a, relay, nil, false
+	}
+	b.mu.Unlock()
+	if aGone || bGone {
+		relay.Close()
+		return errLegGone
+	}
+	return nil
+}
+
+func (l *leg) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// errLegGone: one side of a bridge hung up before it was made.
+var errLegGone = errors.New("sipadapter: the other party hung up first")
+
+// remember registers a leg under its dialog key.
+func (s *Server) remember(l *leg) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.legs[l.key] = l
+}
+
+func (s *Server) forget(l *leg) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.legs[l.key] == l {
+		delete(s.legs, l.key)
+	}
+}
+
+// lookup finds the leg an in-dialog request belongs to: To carries our tag,
+// From theirs, whichever side began the dialog.
+func (s *Server) lookup(req *sip.Request) *leg {
+	key, ok := requestKey(req)
+	if !ok {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.legs[key]
+}
+
+func requestKey(req *sip.Request) (string, bool) {
+	callID, from, to := req.CallID(), req.From(), req.To()
+	if callID == nil || from == nil || to == nil {
+		return "", false
+	}
+	ours, _ := to.Params.Get("tag")
+	theirs, _ := from.Params.Get("tag")
+	if ours == "" {
+		return "", false
+	}
+	return dialogKey(callID.Value(), ours, theirs), true
+}
+
+func dialogKey(callID, ours, theirs string) string {
+	return callID + "\x00" + ours + "\x00" + theirs
+}
+
+// newEndpoint takes an RTP port and builds the leg's endpoint on it.
+func (s *Server) newEndpoint(n media.Negotiated) (*media.Endpoint, error) {
+	conn, err := s.ports.acquire()
+	if err != nil {
+		return nil, err
+	}
+	return s.endpointOn(conn, n)
+}
+
+// endpointOn builds an endpoint on a port already taken; on error the port
+// is given back.
+func (s *Server) endpointOn(conn *net.UDPConn, n media.Negotiated) (*media.Endpoint, error) {
+	ep, err := media.NewEndpoint(conn, media.EndpointOptions{
+		Remote:         n.Remote,
+		Codec:          n.Codec,
+		PayloadType:    n.PayloadType,
+		TelephoneEvent: n.TelephoneEvent,
+		Scheduler:      s.sched,
+		Logger:         s.log.With("component", "rtp"),
+	})
+	if err != nil {
+		port := conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+		conn.Close()
+		s.ports.release(port)
+		return nil, err
+	}
+	return ep, nil
+}
+
+// sessionID makes an SDP o= session id (and first version) from the clock.
+func sessionID() uint64 { return uint64(time.Now().UnixNano() / 1000) }
+
+// dial implements park.Dialer: INVITE the target with an offer from a new
+// RTP port; CANCEL when ctx ends first.
+func (s *Server) dial(ctx context.Context, req park.DialRequest) (park.Answer, error) {
+	var target sip.Uri
+	if err := sip.ParseUri(req.Target, &target); err != nil {
+		return nil, fmt.Errorf("target %q: %w", req.Target, err)
+	}
+	ep, err := s.newEndpoint(media.Negotiated{Codec: media.PCMU})
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (park.Answer, error) {
+		port := ep.LocalAddr().Port()
+		ep.Close()
+		s.ports.release(port)
+		return nil, err
+	}
+	id := sessionID()
+	offer, err := media.NewOffer(media.LocalMedia{Addr: ep.LocalAddr(), Username: "callpark", SessionID: id, SessionVersion: id}, media.SendRecv)
+	if err != nil {
+		return fail(err)
+	}
+	from := sip.FromHeader{
+		DisplayName: "Park " + string(req.Call.Orbit),
+		Address:     sip.Uri{Scheme: "sip", User: string(req.Call.Orbit), Host: s.addr.Addr().String(), Port: int(s.addr.Port())},
+		Params:      sip.NewParams(),
+	}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	invite := sip.NewRequest(sip.INVITE, target)
+	invite.SetBody(offer.SDP())
+	invite.AppendHeader(&from)
+	invite.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	if tr, ok := target.UriParams.Get("transport"); ok && tr != "" {
+		invite.SetTransport(tr)
+	}
+	sess, err := s.dialogUA.WriteInvite(ctx, invite)
+	if err != nil {
+		return fail(err)
+	}
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		sess.Close()
+		var rejected *sipgo.ErrDialogResponse
+		if errors.As(err, &rejected) {
+			return fail(fmt.Errorf("%d %s", rejected.Res.StatusCode, rejected.Res.Reason))
+		}
+		return fail(err)
+	}
+	if err := sess.Ack(ctx); err != nil {
+		sess.Close()
+		return fail(err)
+	}
+	l := &leg{s: s, uac: sess, ep: ep, who: req.Target, confirmed: true}
+	theirs, _ := sess.InviteResponse.To().Params.Get("tag")
+	l.key = dialogKey(invite.CallID().Value(), fromTag(invite), theirs)
+	s.remember(l)
+	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
+	if err == nil {
+		ep.SetRemote(n.Remote)
+		err = ep.SetCodec(n.Codec, n.PayloadType, n.TelephoneEvent)
+	}
+	if err != nil {
+		l.hangup(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("answer SDP: %w", err)
+	}
+	return answeredLeg{l}, nil
+}
+
+func fromTag(req *sip.Request) string {
+	t, _ := req.From().Params.Get("tag")
+	return t
+}
+
+// answeredLeg is a recall or fallback the target answered.
+type answeredLeg struct{ l *leg }
+
+// Connect bridges the parked leg with the answered call.
+func (a answeredLeg) Connect(ctx context.Context, parked park.Leg) error {
+	p, ok := parked.(*leg)
+	if !ok {
+		return fmt.Errorf("sipadapter: cannot connect a %T", parked)
+	}
+	a.l.s.log.Info("recall answered", "who", a.l.who)
+	return a.l.s.bridge(p, a.l)
+}
+
+// Hangup ends an answered call the lot has no use for.
+func (a answeredLeg) Hangup(ctx context.Context) error {
+	a.l.hangup(ctx)
+	return nil
+}

@@ -1,0 +1,360 @@
+package sipadapter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/orbit"
+	"github.com/callpark/callpark/park"
+)
+
+// The contract's defaults (SIP-CONTRACT.md, "Flags and defaults").
+const (
+	DefaultListen        = "127.0.0.1:5060"
+	DefaultParkExtension = "700"
+	DefaultRTPPortMin    = 20000
+	DefaultRTPPortMax    = 29999
+)
+
+// Config configures a park server. The zero value is the contract's default
+// server: 127.0.0.1:5060, park extension 700, orbits 701-799, RTP ports
+// 20000-29999, and the seed's park settings.
+type Config struct {
+	// Park is the lot's configuration. Its Dialer is the server's own (it
+	// rings recalls and the fallback over SIP) and must be left nil; its
+	// Orbits, when nil, is built from Orbits and Policy.
+	Park park.Config
+	// Orbits are the orbit ranges the server answers for; nil means
+	// park.DefaultOrbits. Only the local pool ("") is served.
+	Orbits *orbit.Table
+	// Policy chooses free orbits when Park.Orbits is nil.
+	Policy orbit.Policy
+	// ParkExtension is the Request-URI user that parks: "700" by default.
+	ParkExtension string
+	// Listen is the address for SIP over UDP and TCP: DefaultListen when
+	// empty. Port 0 picks a free port (tests); Addr tells which.
+	Listen string
+	// MediaIP is the address written into SDP and bound for RTP; zero means
+	// the listen IP.
+	MediaIP netip.Addr
+	// RTPPortMin and RTPPortMax bound the RTP ports, one per call leg; zero
+	// means 20000-29999.
+	RTPPortMin, RTPPortMax int
+	// Logger receives one line per park, retrieve, recall, fallback,
+	// hang-up and refusal at Info, and SIP diagnostics at Debug; nil is
+	// silent.
+	Logger *slog.Logger
+}
+
+// Server is a call park application server: the SIP side of a park.Lot. It
+// answers INVITEs to the park extension (park) and to orbits (directed park
+// and retrieve), keeps the media of every leg, and rings parkers and the
+// fallback when the lot recalls a call.
+type Server struct {
+	cfg     Config
+	lot     *park.Lot
+	table   *orbit.Table
+	log     *slog.Logger
+	ports   *portPool
+	sched   *media.Scheduler
+	mediaIP netip.Addr
+
+	ua       *sipgo.UserAgent
+	srv      *sipgo.Server
+	client   *sipgo.Client
+	dialogUA *sipgo.DialogUA
+	addr     netip.AddrPort
+	host     string // for orbit URIs and our Contact
+
+	mu       sync.Mutex
+	legs     map[string]*leg // by dialog key: Call-ID, our tag, their tag
+	closing  bool
+	tasks    sync.WaitGroup // notices and other fire-and-forget requests
+	cancel   context.CancelFunc
+	serveErr chan error
+}
+
+// New validates cfg and builds a server; Listen starts it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Park.Dialer != nil {
+		return nil, errors.New("sipadapter: Config.Park.Dialer must be nil: the server rings recalls itself")
+	}
+	if cfg.ParkExtension == "" {
+		cfg.ParkExtension = DefaultParkExtension
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.RTPPortMin == 0 && cfg.RTPPortMax == 0 {
+		cfg.RTPPortMin, cfg.RTPPortMax = DefaultRTPPortMin, DefaultRTPPortMax
+	}
+	ap, err := netip.ParseAddrPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("sipadapter: Config.Listen %q: want IP:port: %w", cfg.Listen, err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*leg), table: cfg.Orbits}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.table == nil {
+		if s.table, err = orbit.ParseTable(park.DefaultOrbits); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := orbit.ParseOrbit(cfg.ParkExtension); err == nil && s.isOrbit(orbit.Orbit(cfg.ParkExtension)) {
+		return nil, fmt.Errorf("sipadapter: Config.ParkExtension %q lies inside an orbit range", cfg.ParkExtension)
+	}
+	s.mediaIP = cfg.MediaIP
+	if !s.mediaIP.IsValid() {
+		s.mediaIP = ap.Addr()
+	}
+	if s.ports, err = newPortPool(s.mediaIP, cfg.RTPPortMin, cfg.RTPPortMax); err != nil {
+		return nil, err
+	}
+	pc := cfg.Park
+	pc.Dialer = park.DialerFunc(s.dial)
+	if pc.Logger == nil {
+		pc.Logger = cfg.Logger
+	}
+	if pc.Orbits == nil {
+		alloc, err := orbit.NewMemoryAllocatorFromTable(s.table, "", orbit.MemoryOptions{Policy: cfg.Policy})
+		if err != nil {
+			return nil, err
+		}
+		pc.Orbits = alloc
+	}
+	if s.lot, err = park.NewLot(pc); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Lot returns the server's lot, to observe its events or list its calls.
+func (s *Server) Lot() *park.Lot { return s.lot }
+
+// Addr returns the address the server listens on (UDP and TCP), once Listen
+// has returned.
+func (s *Server) Addr() netip.AddrPort { return s.addr }
+
+// ParkURI returns the park extension's URI: sip:700@host:port.
+func (s *Server) ParkURI() string { return s.uri(s.cfg.ParkExtension) }
+
+// OrbitURI returns the URI of an orbit: sip:<orbit>@host:port.
+func (s *Server) OrbitURI(o orbit.Orbit) string { return s.uri(string(o)) }
+
+func (s *Server) uri(user string) string {
+	return "sip:" + user + "@" + s.addr.String()
+}
+
+// Listen binds UDP and TCP on the configured address and serves SIP until
+// Shutdown. It returns once both are bound.
+func (s *Server) Listen(ctx context.Context) error {
+	want, _ := netip.ParseAddrPort(s.cfg.Listen)
+	udp, tcp, err := listenPair(want)
+	if err != nil {
+		return err
+	}
+	s.addr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
+	s.host = s.addr.String()
+
+	sipLog := s.log.With("component", "sip")
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent("callpark"),
+		sipgo.WithUserAgentHostname(s.addr.Addr().String()),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
+	)
+	if err != nil {
+		udp.Close()
+		tcp.Close()
+		return err
+	}
+	s.ua = ua
+	if s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sipLog)); err != nil {
+		udp.Close()
+		tcp.Close()
+		return err
+	}
+	if s.client, err = sipgo.NewClient(ua,
+		sipgo.WithClientLogger(sipLog),
+		sipgo.WithClientHostname(s.addr.Addr().String()),
+		sipgo.WithClientPort(int(s.addr.Port())),
+		sipgo.WithClientConnectionAddr(s.addr.String()),
+	); err != nil {
+		udp.Close()
+		tcp.Close()
+		return err
+	}
+	s.dialogUA = &sipgo.DialogUA{
+		Client: s.client,
+		ContactHDR: sip.ContactHeader{Address: sip.Uri{
+			Scheme: "sip", User: "callpark", Host: s.addr.Addr().String(), Port: int(s.addr.Port()),
+		}},
+	}
+	s.sched = media.NewScheduler(media.SchedulerOptions{Logger: s.log.With("component", "rtp")})
+
+	s.srv.OnInvite(s.onInvite)
+	s.srv.OnAck(s.onAck)
+	s.srv.OnBye(s.onBye)
+	s.srv.OnCancel(func(*sip.Request, sip.ServerTransaction) {}) // the transaction layer answers CANCEL
+	s.srv.OnOptions(s.onOptions)
+
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.serveErr = make(chan error, 2)
+	go func() { s.serveErr <- s.srv.ServeUDP(udp) }()
+	go func() { s.serveErr <- s.srv.ServeTCP(tcp) }()
+	go func() {
+		<-ctx.Done()
+		udp.Close()
+		tcp.Close()
+	}()
+	s.log.Info("park server listening", "addr", s.addr, "park_extension", s.cfg.ParkExtension, "orbits", s.table.String(), "media_ip", s.mediaIP)
+	return nil
+}
+
+// listenPair binds UDP and TCP on the same address; with port 0 it looks
+// for a port free in both.
+func listenPair(want netip.AddrPort) (*net.UDPConn, net.Listener, error) {
+	for range 20 {
+		udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(want))
+		if err != nil {
+			return nil, nil, fmt.Errorf("sipadapter: listen udp %s: %w", want, err)
+		}
+		port := udp.LocalAddr().(*net.UDPAddr).Port
+		tcp, err := net.Listen("tcp", netip.AddrPortFrom(want.Addr(), uint16(port)).String())
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+		if want.Port() != 0 {
+			return nil, nil, fmt.Errorf("sipadapter: listen tcp %s: %w", want, err)
+		}
+	}
+	return nil, nil, fmt.Errorf("sipadapter: no port free for both UDP and TCP on %s", want.Addr())
+}
+
+// Shutdown stops taking parks (new park INVITEs get 503) and recalls every
+// parked call at once (then the fallback, else BYE), returns when the lot is
+// empty, then ends the calls still bridged through the server and stops
+// listening. If ctx ends first the remaining calls are dropped.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	err := s.lot.Shutdown(ctx)
+
+	// Calls the server still relays (retrieved, recalled) end with it.
+	s.mu.Lock()
+	var bridged []*leg
+	for _, l := range s.legs {
+		bridged = append(bridged, l)
+	}
+	s.mu.Unlock()
+	byeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range bridged {
+		wg.Go(func() { l.hangup(byeCtx) })
+	}
+	wg.Wait()
+	s.tasks.Wait()
+	if s.cancel != nil {
+		s.cancel()
+		for range 2 {
+			<-s.serveErr
+		}
+		s.ua.Close()
+		s.sched.Close()
+	}
+	return err
+}
+
+// isOrbit reports whether o is one of the orbits this server serves.
+func (s *Server) isOrbit(o orbit.Orbit) bool {
+	pool, ok := s.table.Owner(o)
+	return ok && pool == ""
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
+	res.AppendHeader(sip.NewHeader("Supported", "replaces"))
+	res.AppendHeader(sip.NewHeader("Allow-Events", "refer, dialog"))
+	s.respond(tx, res)
+}
+
+// respond sends a response; a failure means the peer is gone, which the
+// transaction layer has already noticed.
+func (s *Server) respond(tx sip.ServerTransaction, res *sip.Response) {
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("response not sent", "status", res.StatusCode, "err", err)
+	}
+}
+
+func (s *Server) reply(req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range headers {
+		res.AppendHeader(h)
+	}
+	s.respond(tx, res)
+}
+
+// notifyParker tells the parker where the call waits, out of dialog. A
+// failure changes nothing: the orbit was also in the 200 OK.
+func (s *Server) notifyParker(parker string, o orbit.Orbit) {
+	var uri sip.Uri
+	if err := sip.ParseUri(parker, &uri); err != nil {
+		return
+	}
+	s.tasks.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req := sip.NewRequest(sip.MESSAGE, uri)
+		req.AppendHeader(sip.NewHeader("Content-Type", "text/plain"))
+		req.SetBody([]byte("Parked at " + string(o)))
+		from := sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: s.cfg.ParkExtension, Host: s.addr.Addr().String(), Port: int(s.addr.Port())}, Params: sip.NewParams()}
+		from.Params.Add("tag", sip.GenerateTagN(16))
+		req.AppendHeader(&from)
+		res, err := s.client.Do(ctx, req)
+		if err != nil {
+			s.log.Debug("parker notice failed", "parker", parker, "orbit", o, "err", err)
+			return
+		}
+		if !res.IsSuccess() {
+			s.log.Debug("parker notice refused", "parker", parker, "orbit", o, "status", res.StatusCode)
+		}
+	})
+}
+
+// statusFor maps a lot error to the SIP answer of the contract.
+func statusFor(err error) (int, string, sip.Header) {
+	switch {
+	case errors.Is(err, park.ErrLotFull):
+		return sip.StatusBusyHere, "Busy Here", sip.NewHeader("Warning", `399 callpark "park lot full: no free orbit"`)
+	case errors.Is(err, park.ErrOrbitInUse):
+		return sip.StatusBusyHere, "Busy Here", sip.NewHeader("Warning", `399 callpark "orbit occupied"`)
+	case errors.Is(err, park.ErrUnknownOrbit), errors.Is(err, park.ErrNotParked), errors.Is(err, park.ErrStale):
+		return sip.StatusNotFound, "Not Found", nil
+	case errors.Is(err, park.ErrClosed):
+		return sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", "30")
+	case errors.Is(err, ErrNoRTPPort):
+		return sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Warning", `399 callpark "no free RTP port"`)
+	}
+	return sip.StatusInternalServerError, "Server Internal Error", nil
+}
