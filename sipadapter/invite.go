@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -23,7 +25,20 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	user := req.Recipient.User
 	var directed orbit.Orbit
 	retrieve := false
+	var replaced *leg
+	if hs := req.GetHeaders("Replaces"); len(hs) > 0 {
+		if len(hs) > 1 {
+			s.reply(req, tx, sip.StatusBadRequest, "Bad Request", sip.NewHeader("Warning", `399 callpark "more than one Replaces header"`))
+			return
+		}
+		if replaced = s.replaceable(hs[0].Value()); replaced == nil {
+			s.log.Info("refused", "user", user, "from", fromURI(req), "status", 481, "why", "Replaces names no parked call")
+			s.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+			return
+		}
+	}
 	switch {
+	case replaced != nil:
 	case user == s.cfg.ParkExtension:
 	case s.isOrbit(orbit.Orbit(user)):
 		if req.GetHeader("Referred-By") != nil {
@@ -90,11 +105,97 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	l.key = dialogKey(req.CallID().Value(), ours, fromTag(req))
 	s.remember(l)
 
-	if retrieve {
+	switch {
+	case replaced != nil:
+		s.takeOver(l, req, replaced, answer)
+	case retrieve:
 		s.retrieve(l, orbit.Orbit(user), answer)
+	default:
+		s.park(l, req, directed, answer)
+	}
+}
+
+// replaceable finds the parked leg a Replaces header value names (RFC 3891:
+// call-id;to-tag=<our tag>;from-tag=<their tag>), or nil.
+func (s *Server) replaceable(value string) *leg {
+	callID, params, _ := strings.Cut(strings.TrimSpace(value), ";")
+	var toTag, fromTag string
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		switch strings.ToLower(k) {
+		case "to-tag":
+			toTag = v
+		case "from-tag":
+			fromTag = v
+		}
+	}
+	if callID == "" || toTag == "" || fromTag == "" {
+		return nil
+	}
+	s.mu.Lock()
+	l := s.legs[dialogKey(callID, toTag, fromTag)]
+	s.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.call == nil || l.closed {
+		return nil
+	}
+	return l
+}
+
+// takeOver is the attended transfer into park: the caller of l replaces the
+// parked leg old, keeping its orbit and timer; old gets BYE.
+func (s *Server) takeOver(l *leg, req *sip.Request, old *leg, answer []byte) {
+	// Detach the call from old first: old's BYE, sent by Replace or by the
+	// phone itself, must not end the call that now belongs to l.
+	old.mu.Lock()
+	call := old.call
+	old.call = nil
+	old.mu.Unlock()
+	if call == nil { // another take-over got there first
+		if err := l.uas.Respond(sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil); err != nil {
+			s.log.Debug("refusal not sent", "err", err)
+		}
+		l.close()
 		return
 	}
-	s.park(l, req, directed, answer)
+	parker := ""
+	if h := req.GetHeader("Referred-By"); h != nil {
+		parker = parseURIValue(h.Value())
+	} else if call.Info().Parker == "" {
+		parker = old.who // the consult call came from the parker
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := call.Replace(ctx, l, parker); err != nil {
+		old.mu.Lock()
+		if !old.closed {
+			old.call = call
+		}
+		old.mu.Unlock()
+		s.log.Info("take-over refused", "from", l.who, "status", 481, "why", err)
+		if err := l.uas.Respond(sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil); err != nil {
+			s.log.Debug("refusal not sent", "err", err)
+		}
+		l.close()
+		return
+	}
+	l.mu.Lock()
+	l.call = call
+	l.mu.Unlock()
+	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, answer)
+	res.AppendHeader(sip.NewHeader("X-Park-Orbit", string(call.Orbit())))
+	if err := l.uas.WriteResponse(res); err != nil {
+		s.log.Info("take-over abandoned before ACK", "orbit", call.Orbit(), "park_id", call.ID(), "err", err)
+		call.Abandon()
+		l.close()
+		return
+	}
+	l.confirm()
+	s.log.Info("parked by take-over (Replaces)", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.who, "parker", call.Info().Parker)
 }
 
 // park parks the caller of l: 200 OK with the orbit, music after the ACK.

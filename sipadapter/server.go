@@ -77,7 +77,8 @@ type Server struct {
 	host     string // for orbit URIs and our Contact
 
 	mu       sync.Mutex
-	legs     map[string]*leg // by dialog key: Call-ID, our tag, their tag
+	legs     map[string]*leg          // by dialog key: Call-ID, our tag, their tag
+	subs     map[string]*subscription // BLF watchers, by dialog key
 	closing  bool
 	tasks    sync.WaitGroup // notices and other fire-and-forget requests
 	cancel   context.CancelFunc
@@ -102,7 +103,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sipadapter: Config.Listen %q: want IP:port: %w", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*leg), table: cfg.Orbits}
+	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*leg), subs: make(map[string]*subscription), table: cfg.Orbits}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -136,6 +137,7 @@ func New(cfg Config) (*Server, error) {
 	if s.lot, err = park.NewLot(pc); err != nil {
 		return nil, err
 	}
+	s.lot.Observe(park.ObserverFunc(s.observeForBLF))
 	return s, nil
 }
 
@@ -208,6 +210,8 @@ func (s *Server) Listen(ctx context.Context) error {
 	s.srv.OnBye(s.onBye)
 	s.srv.OnCancel(func(*sip.Request, sip.ServerTransaction) {}) // the transaction layer answers CANCEL
 	s.srv.OnOptions(s.onOptions)
+	s.srv.OnRefer(s.onRefer)
+	s.srv.OnSubscribe(s.onSubscribe)
 
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.serveErr = make(chan error, 2)
@@ -253,6 +257,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	err := s.lot.Shutdown(ctx)
 
+	// Watchers hear the last state, then that the lot is gone.
+	s.mu.Lock()
+	var subs []*subscription
+	for _, sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		s.endSubscription(sub, "terminated;reason=noresource")
+	}
+
 	// Calls the server still relays (retrieved, recalled) end with it.
 	s.mu.Lock()
 	var bridged []*leg
@@ -293,7 +308,7 @@ func (s *Server) isClosing() bool {
 
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
+	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, SUBSCRIBE"))
 	res.AppendHeader(sip.NewHeader("Supported", "replaces"))
 	res.AppendHeader(sip.NewHeader("Allow-Events", "refer, dialog"))
 	s.respond(tx, res)

@@ -144,6 +144,9 @@ func (o options) config(logger *slog.Logger) (sipadapter.Config, *orbit.Table, e
 		return cfg, nil, fmt.Errorf("-orbits %q: pool names (pool=range) are for shared tables; a single server serves plain ranges", o.orbits)
 	}
 	cfg.Orbits = table
+	if e, ok := table.Lookup(orbit.Orbit(o.parkExt)); ok {
+		return cfg, nil, fmt.Errorf("-park-ext %q: lies inside the orbit range %s; the park extension must be outside every range", o.parkExt, e.Range)
+	}
 	if cfg.Policy, err = orbit.ParsePolicy(o.policy); err != nil {
 		return cfg, nil, fmt.Errorf("-policy %q: want lru, lowest or random", o.policy)
 	}

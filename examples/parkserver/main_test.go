@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCheckPrintsTheEffectiveConfiguration(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"-check", "-orbits", "*7000-*7099,#1000-#1999,7000-7999", "-fallback", "sip:operator@127.0.0.1", "-attempts", "3"}, &out, &errOut)
+	require.Equal(t, 0, code, errOut.String())
+	require.Empty(t, errOut.String())
+	for _, line := range []string{
+		"orbits      *7000-*7099 (100 orbits)",
+		"orbits      #1000-#1999 (1000 orbits)",
+		"orbits      7000-7999 (1000 orbits)",
+		"total       2100 orbits",
+		"attempts    3",
+		"timeout     1m30s",
+		"fallback    sip:operator@127.0.0.1",
+		"listen      127.0.0.1:5060 (udp, tcp)",
+	} {
+		require.Contains(t, out.String(), line+"\n")
+	}
+
+	out.Reset()
+	require.Equal(t, 0, run([]string{"-check"}, &out, &errOut))
+	require.Contains(t, out.String(), "orbits      701-799 (99 orbits)\n", "the contract's defaults need no flag")
+	require.Contains(t, out.String(), "park-ext    700\n")
+}
+
+func TestBadFlagsExit2WithOneLineNamingTheFlag(t *testing.T) {
+	notWAV := filepath.Join(t.TempDir(), "music.wav")
+	require.NoError(t, os.WriteFile(notWAV, []byte("this is not a RIFF file"), 0o644))
+	tests := []struct {
+		args []string
+		flag string
+		rule string
+	}{
+		{[]string{"-orbits", "701-799,750-760"}, "-orbits", "overlap"},
+		{[]string{"-orbits", "*99-*100"}, "-orbits", "above 100"},
+		{[]string{"-orbits", "0100-0199"}, "-orbits", "1-9"},
+		{[]string{"-timeout", "5s"}, "-timeout", "between 10s and 10m"},
+		{[]string{"-timeout", "11m"}, "-timeout", "between 10s and 10m"},
+		{[]string{"-attempts", "0"}, "-attempts", "between 1 and 10"},
+		{[]string{"-attempts", "11"}, "-attempts", "between 1 and 10"},
+		{[]string{"-recall-ring", "0s"}, "-recall-ring", "between"},
+		{[]string{"-fallback", "tel:+15551234"}, "-fallback", "sip: URI"},
+		{[]string{"-moh", filepath.Join(t.TempDir(), "missing.wav")}, "-moh", "no such file"},
+		{[]string{"-moh", notWAV}, "-moh", "not a WAV"},
+		{[]string{"-policy", "newest"}, "-policy", "lru, lowest or random"},
+		{[]string{"-listen", "localhost"}, "-listen", "IP:port"},
+		{[]string{"-media-ip", "not-an-ip"}, "-media-ip", "IP address"},
+		{[]string{"-rtp-ports", "30000-20000"}, "-rtp-ports", "low end first"},
+		{[]string{"-rtp-ports", "80-90"}, "-rtp-ports", "1024-65535"},
+		{[]string{"-park-ext", "7 00"}, "-park-ext", "dialable"},
+		{[]string{"-park-ext", "750"}, "-park-ext", "orbit range"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			for _, check := range []bool{false, true} {
+				args := tt.args
+				if check {
+					args = append([]string{"-check"}, args...)
+				}
+				var out, errOut bytes.Buffer
+				require.Equal(t, 2, run(args, &out, &errOut))
+				msg := strings.TrimSuffix(errOut.String(), "\n")
+				require.NotContains(t, msg, "\n", "one line")
+				require.Contains(t, msg, tt.flag)
+				require.Contains(t, msg, tt.rule)
+				require.Empty(t, out.String())
+			}
+		})
+	}
+}
