@@ -101,7 +101,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	ours, _ := sess.InviteRequest.To().Params.Get("tag")
-	l := &leg{s: s, uas: sess, ep: ep, who: fromURI(req), sdpID: id, sdpVersion: id, lastSDP: answer}
+	l := &leg{s: s, uas: sess, ep: ep, who: fromURI(req), sdpID: id, sdpVersion: id, lastSDP: answer, dir: n.Direction}
 	l.key = dialogKey(req.CallID().Value(), ours, fromTag(req))
 	s.remember(l)
 
@@ -311,7 +311,7 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 		answer, n, err = media.Answer(offer, local, stance)
 	}
 	if err == nil {
-		l.lastSDP = answer
+		l.lastSDP, l.dir = answer, n.Direction
 	}
 	l.mu.Unlock()
 	if err != nil {

@@ -31,6 +31,7 @@ type leg struct {
 	// changed.
 	sdpID, sdpVersion uint64
 	lastSDP           []byte
+	dir               media.Direction // ours, as last negotiated
 
 	mu        sync.Mutex
 	confirmed bool        // ACK received (UAS) or sent (UAC)
@@ -151,6 +152,70 @@ func (s *Server) bridge(a, b *leg) error {
 		relay.Close()
 		return errLegGone
 	}
+	// A parked leg was answered sendonly (it only heard music); a bridged
+	// call needs audio both ways, so offer sendrecv again (RFC 3264 §8).
+	for _, l := range []*leg{a, b} {
+		l.mu.Lock()
+		oneWay := l.dir != media.SendRecv
+		l.mu.Unlock()
+		if oneWay {
+			s.tasks.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := l.reoffer(ctx); err != nil {
+					s.log.Info("re-INVITE for two-way audio failed", "who", l.who, "err", err)
+				}
+			})
+		}
+	}
+	return nil
+}
+
+// reoffer sends a re-INVITE offering sendrecv with the leg's current codec
+// and address, ACKs the answer and applies it.
+func (l *leg) reoffer(ctx context.Context) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return errLegGone
+	}
+	l.sdpVersion++
+	local := media.LocalMedia{Addr: l.ep.LocalAddr(), Username: "callpark", SessionID: l.sdpID, SessionVersion: l.sdpVersion, Codecs: []media.Codec{l.ep.Codec()}}
+	l.mu.Unlock()
+	offer, err := media.NewOffer(local, media.SendRecv)
+	if err != nil {
+		return err
+	}
+	req := l.newRequest(sip.INVITE)
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(offer.SDP())
+	res, err := l.do(ctx, req)
+	if err != nil {
+		return err
+	}
+	if !res.IsSuccess() {
+		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
+	}
+	ack := l.newRequest(sip.ACK)
+	if l.uas != nil {
+		err = l.uas.WriteRequest(ack)
+	} else {
+		err = l.uac.WriteRequest(ack)
+	}
+	if err != nil {
+		return err
+	}
+	n, err := offer.ParseAnswer(res.Body())
+	if err != nil {
+		return err
+	}
+	l.ep.SetRemote(n.Remote)
+	if err := l.ep.SetCodec(n.Codec, n.PayloadType, n.TelephoneEvent); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.lastSDP, l.dir = offer.SDP(), n.Direction
+	l.mu.Unlock()
 	return nil
 }
 
@@ -290,12 +355,13 @@ func (s *Server) dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 		sess.Close()
 		return fail(err)
 	}
-	l := &leg{s: s, uac: sess, ep: ep, who: req.Target, confirmed: true}
+	l := &leg{s: s, uac: sess, ep: ep, who: req.Target, confirmed: true, sdpID: id, sdpVersion: id, lastSDP: offer.SDP()}
 	theirs, _ := sess.InviteResponse.To().Params.Get("tag")
 	l.key = dialogKey(invite.CallID().Value(), fromTag(invite), theirs)
 	s.remember(l)
 	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
 	if err == nil {
+		l.dir = n.Direction
 		ep.SetRemote(n.Remote)
 		err = ep.SetCodec(n.Codec, n.PayloadType, n.TelephoneEvent)
 	}
