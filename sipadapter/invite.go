@@ -103,6 +103,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	ours, _ := sess.InviteRequest.To().Params.Get("tag")
 	l := &leg{s: s, uas: sess, ep: ep, who: fromURI(req), sdpID: id, sdpVersion: id, lastSDP: answer, dir: n.Direction}
 	l.key = dialogKey(req.CallID().Value(), ours, fromTag(req))
+	if retrieve {
+		l.bridgeDone = make(chan struct{})
+	}
 	s.remember(l)
 
 	switch {

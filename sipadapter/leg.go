@@ -32,6 +32,11 @@ type leg struct {
 	sdpID, sdpVersion uint64
 	lastSDP           []byte
 	dir               media.Direction // ours, as last negotiated
+	// bridgeDone is closed once a leg meant to be bridged (a retriever, an
+	// answered recall) is, or is not going to be: a REFER sent right after
+	// the ACK waits for it. Nil for a parked leg.
+	bridgeDone     chan struct{}
+	bridgeDoneOnce sync.Once
 
 	mu        sync.Mutex
 	confirmed bool        // ACK received (UAS) or sent (UAC)
@@ -102,6 +107,7 @@ func (l *leg) hangup(ctx context.Context) {
 // close frees the leg's media and forgets its dialog. Idempotent.
 func (l *leg) close() {
 	l.closeOnce.Do(func() {
+		defer l.markBridged()
 		l.mu.Lock()
 		l.closed = true
 		relay := l.relay
@@ -127,6 +133,8 @@ func (l *leg) close() {
 // either leg hung up meanwhile nothing is bridged and errLegGone returned;
 // the caller hangs up the other.
 func (s *Server) bridge(a, b *leg) error {
+	defer a.markBridged()
+	defer b.markBridged()
 	relay, err := media.Bridge(a.ep, b.ep)
 	if err != nil {
 		if a.isClosed() || b.isClosed() {
@@ -217,6 +225,24 @@ func (l *leg) reoffer(ctx context.Context) error {
 	l.lastSDP, l.dir = offer.SDP(), n.Direction
 	l.mu.Unlock()
 	return nil
+}
+
+// markBridged releases whoever waits for the leg's bridge.
+func (l *leg) markBridged() {
+	if l.bridgeDone != nil {
+		l.bridgeDoneOnce.Do(func() { close(l.bridgeDone) })
+	}
+}
+
+// waitBridged waits, briefly, for a pending bridge of the leg.
+func (l *leg) waitBridged() {
+	if l.bridgeDone == nil {
+		return
+	}
+	select {
+	case <-l.bridgeDone:
+	case <-time.After(2 * time.Second):
+	}
 }
 
 func (l *leg) isClosed() bool {
@@ -355,7 +381,7 @@ func (s *Server) dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 		sess.Close()
 		return fail(err)
 	}
-	l := &leg{s: s, uac: sess, ep: ep, who: req.Target, confirmed: true, sdpID: id, sdpVersion: id, lastSDP: offer.SDP()}
+	l := &leg{s: s, uac: sess, ep: ep, who: req.Target, confirmed: true, sdpID: id, sdpVersion: id, lastSDP: offer.SDP(), bridgeDone: make(chan struct{})}
 	theirs, _ := sess.InviteResponse.To().Params.Get("tag")
 	l.key = dialogKey(invite.CallID().Value(), fromTag(invite), theirs)
 	s.remember(l)

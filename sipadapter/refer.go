@@ -27,6 +27,7 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", sip.NewHeader("Warning", `399 callpark "REFER without Refer-To"`))
 		return
 	}
+	l.waitBridged() // a REFER may follow the ACK of a retrieve at once
 	l.mu.Lock()
 	other := l.peer
 	l.mu.Unlock()

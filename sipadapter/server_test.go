@@ -1,0 +1,627 @@
+package sipadapter_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/orbit"
+	"github.com/callpark/callpark/park"
+	"github.com/callpark/callpark/parktest"
+	"github.com/callpark/callpark/sipadapter"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// sipgo's transport layer keeps package-level idle connection
+		// janitors; they belong to the library, not to a leaked call.
+		goleak.IgnoreAnyFunction("github.com/emiago/sipgo/sip.(*connectionPool).startIdleCheck"),
+	)
+}
+
+// testServer runs a park server on a free loopback port with a small RTP
+// range, and checks at the end that nothing was left behind: no dialog, no
+// RTP port, no parked call, no subscription.
+func testServer(t *testing.T, cfg sipadapter.Config) *sipadapter.Server {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	if cfg.RTPPortMin == 0 {
+		cfg.RTPPortMin, cfg.RTPPortMax = 41000, 41999
+	}
+	if cfg.Park.MusicOnHold == nil && !cfg.Park.DisableMusicOnHold {
+		music, err := media.Tone("test music", 440, time.Second)
+		require.NoError(t, err)
+		cfg.Park.MusicOnHold = music
+	}
+	if os.Getenv("CALLPARK_TEST_LOG") != "" {
+		// The server's log in the test output, for debugging a failure.
+		cfg.Logger = slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	srv, err := sipadapter.New(cfg)
+	require.NoError(t, err)
+	require.NoError(t, srv.Listen(context.Background()))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, srv.Shutdown(ctx))
+		require.Zero(t, srv.Lot().Len(), "parked calls left")
+		require.Zero(t, srv.OpenLegs(), "SIP dialogs left")
+		require.Zero(t, srv.PortsInUse(), "RTP ports left")
+		require.Zero(t, srv.Subscriptions(), "subscriptions left")
+	})
+	return srv
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+func orbitsTable(t *testing.T, spec string) *orbit.Table {
+	t.Helper()
+	table, err := orbit.ParseTable(spec)
+	require.NoError(t, err)
+	return table
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func referredBy(uri string) sip.Header { return sip.NewHeader("Referred-By", "<"+uri+">") }
+
+func statusOf(t *testing.T, err error) int {
+	t.Helper()
+	var se *parktest.StatusError
+	require.ErrorAs(t, err, &se)
+	return se.Code
+}
+
+// waitUntil polls cond (server state has no event to wait on).
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Flows 1 and 3: park, hear music, retrieve, talk, BYE passed on.
+func TestParkAndRetrieve(t *testing.T) {
+	for _, transport := range []string{"udp", "tcp"} {
+		t.Run(transport, func(t *testing.T) {
+			srv := testServer(t, sipadapter.Config{})
+			alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice", Transport: transport})
+			bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob", Transport: transport, Codecs: []media.Codec{media.PCMA}})
+			ctx := ctxFor(t, 20*time.Second)
+
+			parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{})
+			require.NoError(t, err)
+			require.Equal(t, "701", parked.Orbit())
+			require.NoError(t, parked.WaitReceived(ctx, 10), "hold music reaches the parked caller")
+			require.Equal(t, media.SendOnly, parked.RemoteSDP().Direction, "a parked leg is answered sendonly")
+
+			talk, err := bob.Call(ctx, srv.OrbitURI("701"), parktest.CallOptions{})
+			require.NoError(t, err)
+			require.Zero(t, srv.Lot().Len(), "the orbit is free once retrieved")
+			// PCMA (bob) <-> PCMU (alice) through the relay, both ways.
+			before := parked.Received()
+			require.NoError(t, talk.WaitReceived(ctx, 25))
+			require.NoError(t, parked.WaitReceived(ctx, before+25))
+
+			require.NoError(t, talk.Hangup(ctx))
+			select {
+			case <-parked.Done():
+				require.True(t, parked.EndedByRemote(), "the server passed bob's BYE to alice")
+			case <-ctx.Done():
+				t.Fatal("alice's call did not end after bob hung up")
+			}
+			waitUntil(t, 5*time.Second, "legs are freed", func() bool { return srv.OpenLegs() == 0 })
+		})
+	}
+}
+
+// Flow 3: of racing retrieves exactly one gets 200, the others 404.
+func TestRacingRetrievesHaveOneWinner(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{})
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	ctx := ctxFor(t, 20*time.Second)
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+
+	const racers = 8
+	var wg sync.WaitGroup
+	results := make(chan error, racers)
+	calls := make(chan *parktest.Call, racers)
+	for i := range racers {
+		phone := parktest.NewPhone(t, parktest.PhoneOptions{User: fmt.Sprintf("racer%d", i)})
+		wg.Go(func() {
+			c, err := phone.Call(ctx, srv.OrbitURI(orbit.Orbit(parked.Orbit())), parktest.CallOptions{Mute: true})
+			results <- err
+			if err == nil {
+				calls <- c
+			}
+		})
+	}
+	wg.Wait()
+	close(results)
+	close(calls)
+	wins := 0
+	for err := range results {
+		if err == nil {
+			wins++
+			continue
+		}
+		require.Equal(t, 404, statusOf(t, err))
+	}
+	require.Equal(t, 1, wins)
+	for c := range calls {
+		require.NoError(t, c.Hangup(ctx))
+	}
+	<-parked.Done()
+}
+
+// Flow 2: directed park on a free orbit, 486 on an occupied one, 404 outside.
+func TestDirectedPark(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{})
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
+	ctx := ctxFor(t, 20*time.Second)
+	by := referredBy("sip:bob@127.0.0.1:5999")
+
+	parked, err := alice.Call(ctx, srv.OrbitURI("750"), parktest.CallOptions{Headers: []sip.Header{by}, Mute: true})
+	require.NoError(t, err)
+	require.Equal(t, "750", parked.Orbit())
+	info, ok := srv.Lot().Lookup("750")
+	require.True(t, ok)
+	require.Equal(t, "sip:bob@127.0.0.1:5999", info.Parker, "Referred-By names the parker")
+
+	_, err = carol.Call(ctx, srv.OrbitURI("750"), parktest.CallOptions{Headers: []sip.Header{by}})
+	require.Equal(t, 486, statusOf(t, err), "occupied: busy, never a pickup")
+	_, err = carol.Call(ctx, srv.OrbitURI("800"), parktest.CallOptions{Headers: []sip.Header{by}})
+	require.Equal(t, 404, statusOf(t, err), "outside every range")
+	_, err = carol.Call(ctx, srv.OrbitURI("751"), parktest.CallOptions{})
+	require.Equal(t, 404, statusOf(t, err), "retrieve of an empty orbit")
+
+	require.NoError(t, parked.Hangup(ctx))
+	waitUntil(t, 5*time.Second, "the orbit is free", func() bool { return srv.Lot().Len() == 0 })
+}
+
+// Flow 7: a full lot answers 486 with a reason; parked calls keep their music.
+func TestLotFull(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{Orbits: orbitsTable(t, "701-702")})
+	ctx := ctxFor(t, 20*time.Second)
+	var parked []*parktest.Call
+	for _, name := range []string{"alice", "bob"} {
+		p := parktest.NewPhone(t, parktest.PhoneOptions{User: name})
+		c, err := p.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+		require.NoError(t, err)
+		parked = append(parked, c)
+	}
+	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
+	_, err := carol.Call(ctx, srv.ParkURI(), parktest.CallOptions{})
+	var se *parktest.StatusError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, 486, se.Code)
+	require.Contains(t, se.Response.GetHeader("Warning").Value(), "full")
+	require.NotNil(t, se.Response.GetHeader("Reason"))
+	for _, c := range parked {
+		n := c.Received()
+		require.NoError(t, c.WaitReceived(ctx, n+10), "calls already parked keep their music")
+		require.NoError(t, c.Hangup(ctx))
+	}
+}
+
+// Flow 5: recall unanswered (CANCEL after the ring time), a second attempt,
+// then the fallback answers and audio is relayed.
+func TestRecallThenFallback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the seed's 10 s minimum pickup timeout")
+	}
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	require.NoError(t, bob.SetAnswer(parktest.AnswerPolicy{Mode: parktest.NoAnswer}))
+	operator := parktest.NewPhone(t, parktest.PhoneOptions{User: "operator"})
+	srv := testServer(t, sipadapter.Config{Park: park.Config{
+		PickupTimeout:     park.MinPickupTimeout,
+		MaxPickupAttempts: 2,
+		RecallRingTime:    time.Second,
+		FallbackURI:       operator.URI(),
+	}})
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	ctx := ctxFor(t, 40*time.Second)
+
+	start := time.Now()
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(bob.URI())}})
+	require.NoError(t, err)
+	msgs, err := bob.WaitMessages(ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, "Parked at "+parked.Orbit(), msgs[0].Body)
+
+	var answered *parktest.Call
+	select {
+	case answered = <-operator.Incoming():
+	case <-ctx.Done():
+		t.Fatal("the fallback was never rung")
+	}
+	elapsed := time.Since(start)
+	require.GreaterOrEqual(t, elapsed, park.MinPickupTimeout+2*time.Second, "two recalls of 1 s came first")
+	require.Equal(t, 2, bob.Invites())
+	require.NoError(t, bob.WaitCancels(ctx, 2), "each unanswered recall was cancelled")
+	waitUntil(t, 5*time.Second, "the orbit is free once the fallback answered", func() bool { return srv.Lot().Len() == 0 })
+
+	before := parked.Received()
+	require.NoError(t, answered.WaitReceived(ctx, 25), "the fallback hears the parked caller")
+	require.NoError(t, parked.WaitReceived(ctx, before+25), "and the other way")
+	require.NoError(t, answered.Hangup(ctx))
+	<-parked.Done()
+}
+
+// Flow 5: a retrieve while the recall rings wins, and the recall is cancelled.
+func TestRetrieveDuringRecall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the seed's 10 s minimum pickup timeout")
+	}
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	require.NoError(t, bob.SetAnswer(parktest.AnswerPolicy{Mode: parktest.NoAnswer}))
+	srv := testServer(t, sipadapter.Config{Park: park.Config{PickupTimeout: park.MinPickupTimeout}})
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
+	ctx := ctxFor(t, 40*time.Second)
+
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(bob.URI())}})
+	require.NoError(t, err)
+	require.NoError(t, bob.WaitInvites(ctx, 1))
+	got, err := carol.Call(ctx, srv.OrbitURI(orbit.Orbit(parked.Orbit())), parktest.CallOptions{})
+	require.NoError(t, err)
+	require.NoError(t, bob.WaitCancels(ctx, 1), "the ringing recall is cancelled")
+	require.NoError(t, got.Hangup(ctx))
+	<-parked.Done()
+	require.Equal(t, 1, bob.Invites())
+}
+
+// Flow 6: the parked party hangs up: orbit free at once, no recall.
+func TestParkedHangUp(t *testing.T) {
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	srv := testServer(t, sipadapter.Config{})
+	var ended []park.Event
+	var mu sync.Mutex
+	srv.Lot().Observe(park.ObserverFunc(func(e park.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if e.Kind == park.EventEnded {
+			ended = append(ended, e)
+		}
+	}))
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	ctx := ctxFor(t, 20*time.Second)
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(bob.URI())}})
+	require.NoError(t, err)
+	require.NoError(t, parked.Hangup(ctx))
+	waitUntil(t, 5*time.Second, "the call ended", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ended) == 1
+	})
+	require.Equal(t, park.Abandoned, ended[0].Outcome)
+	require.Zero(t, srv.Lot().Len())
+	require.Zero(t, bob.Invites(), "no recall")
+}
+
+// Flow 4: REFER re-parks the other party; the referrer's BYE does not reach it.
+func TestReparkByRefer(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{})
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	ctx := ctxFor(t, 20*time.Second)
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{})
+	require.NoError(t, err)
+	talk, err := bob.Call(ctx, srv.OrbitURI("701"), parktest.CallOptions{})
+	require.NoError(t, err)
+
+	res, err := talk.Refer(ctx, srv.ParkURI())
+	require.NoError(t, err)
+	require.Equal(t, 202, res.Accepted)
+	require.Equal(t, 200, res.FinalStatus)
+	require.Equal(t, "702", res.Orbit, "lru: the never-used orbit next")
+	require.True(t, strings.HasPrefix(res.Notifies[0], "SIP/2.0 100 Trying"))
+	info, ok := srv.Lot().Lookup("702")
+	require.True(t, ok)
+	require.Equal(t, bob.URI(), info.Parker, "the referrer (From, no Referred-By) is the parker")
+
+	require.NoError(t, talk.Hangup(ctx))
+	n := parked.Received()
+	require.NoError(t, parked.WaitReceived(ctx, n+10), "alice is parked again, with music")
+	select {
+	case <-parked.Done():
+		t.Fatal("the referrer's BYE reached the re-parked party")
+	default:
+	}
+	require.NoError(t, parked.Hangup(ctx))
+}
+
+// Flow 7 for REFER: no free orbit: final NOTIFY 486, the call stays bridged.
+func TestReparkLotFull(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{Orbits: orbitsTable(t, "701-701")})
+	ctx := ctxFor(t, 20*time.Second)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{})
+	require.NoError(t, err)
+	talk, err := bob.Call(ctx, srv.OrbitURI("701"), parktest.CallOptions{})
+	require.NoError(t, err)
+	other, err := carol.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+
+	res, err := talk.Refer(ctx, srv.ParkURI())
+	require.NoError(t, err)
+	require.Equal(t, 202, res.Accepted)
+	require.Equal(t, 486, res.FinalStatus)
+	before := talk.Received()
+	require.NoError(t, talk.WaitReceived(ctx, before+25), "bob still hears alice")
+
+	require.NoError(t, talk.Hangup(ctx))
+	<-parked.Done()
+	require.NoError(t, other.Hangup(ctx))
+}
+
+// Flow 4: a REFER without Refer-To is a 400.
+func TestReferWithoutReferTo(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	talk, err := bob.Call(ctx, srv.OrbitURI("701"), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	res, err := talk.Send(ctx, sip.NewRequest(sip.REFER, sip.Uri{}))
+	require.NoError(t, err)
+	require.Equal(t, 400, res.StatusCode)
+	require.NoError(t, talk.Hangup(ctx))
+	<-parked.Done()
+}
+
+// Flow 5b: attended transfer into park. bob's consult call to 700 is parked;
+// bob REFERs alice to 700 with Replaces naming it; alice's INVITE takes over
+// the orbit and bob's consult leg gets BYE.
+func TestAttendedTransferIntoPark(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	alice.OnRefer(func(*parktest.Call, string) parktest.ReferReply { return parktest.ReferReply{Follow: true} })
+
+	aliceToBob, err := alice.Call(ctx, bob.URI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	consult, err := bob.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	orbitNo := consult.Orbit()
+
+	var bobSide *parktest.Call
+	select {
+	case bobSide = <-bob.Incoming():
+	case <-ctx.Done():
+		t.Fatal("bob never saw alice's call")
+	}
+	res, err := bobSide.Refer(ctx, consult.ReplacingURI(srv.ParkURI()), referredBy(bob.URI()))
+	require.NoError(t, err)
+	require.Equal(t, 200, res.FinalStatus)
+
+	var taken *parktest.Call
+	select {
+	case taken = <-alice.Transfers():
+	case <-ctx.Done():
+		t.Fatal("alice did not follow the REFER")
+	}
+	require.Equal(t, orbitNo, taken.Orbit(), "the same orbit")
+	select {
+	case <-consult.Done():
+		require.True(t, consult.EndedByRemote(), "the replaced consult leg gets BYE")
+	case <-ctx.Done():
+		t.Fatal("the consult leg was not hung up")
+	}
+	info, ok := srv.Lot().Lookup(orbit.Orbit(orbitNo))
+	require.True(t, ok)
+	require.Equal(t, bob.URI(), info.Parker)
+	require.NoError(t, taken.WaitReceived(ctx, 10), "alice hears the music")
+	require.NoError(t, taken.Hangup(ctx))
+	require.NoError(t, aliceToBob.Hangup(ctx))
+}
+
+// Flow 5b refusals: Replaces naming no parked dialog is 481, two are 400.
+func TestReplacesRefusals(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	_, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{
+		sip.NewHeader("Replaces", "nosuchcall@x;to-tag=a;from-tag=b"),
+	}})
+	require.Equal(t, 481, statusOf(t, err))
+
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	consult, err := bob.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	u, err := url.Parse(consult.ReplacingURI(srv.ParkURI()))
+	require.NoError(t, err)
+	replaces := u.Query().Get("Replaces")
+	require.NotEmpty(t, replaces)
+	_, err = alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{
+		sip.NewHeader("Replaces", replaces), sip.NewHeader("Replaces", replaces),
+	}})
+	require.Equal(t, 400, statusOf(t, err))
+	require.NoError(t, consult.Hangup(ctx))
+}
+
+// Flow 8: BLF on an orbit: full state at once, confirmed while parked,
+// terminated when emptied, versions counting up; Expires 0 ends it.
+func TestBLF(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	watcher := parktest.NewPhone(t, parktest.PhoneOptions{User: "blf"})
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+
+	orbitSub, err := watcher.Subscribe(ctx, srv.OrbitURI("701"), "dialog", time.Hour)
+	require.NoError(t, err)
+	lotSub, err := watcher.Subscribe(ctx, srv.ParkURI(), "dialog", time.Hour)
+	require.NoError(t, err)
+
+	next := func(sub *parktest.Subscription) parktest.DialogInfo {
+		t.Helper()
+		select {
+		case n := <-sub.Notifies():
+			require.Equal(t, "application/dialog-info+xml", n.ContentType)
+			info, err := parktest.ParseDialogInfo(n.Body)
+			require.NoError(t, err)
+			require.Equal(t, "full", info.State)
+			return info
+		case <-ctx.Done():
+			t.Fatal("no NOTIFY")
+		}
+		return parktest.DialogInfo{}
+	}
+	first := next(orbitSub)
+	require.Empty(t, first.Dialogs, "an empty orbit")
+	next(lotSub)
+
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	busy := next(orbitSub)
+	require.Equal(t, first.Version+1, busy.Version)
+	require.Len(t, busy.Dialogs, 1)
+	require.Equal(t, "confirmed", busy.Dialogs[0].State)
+	require.Equal(t, "confirmed", next(lotSub).Dialogs[0].State)
+
+	require.NoError(t, parked.Hangup(ctx))
+	free := next(orbitSub)
+	require.Equal(t, busy.Version+1, free.Version)
+	require.Equal(t, "terminated", free.Dialogs[0].State)
+	next(lotSub)
+
+	require.NoError(t, orbitSub.Unsubscribe(ctx))
+	require.NoError(t, lotSub.Unsubscribe(ctx))
+	waitUntil(t, 5*time.Second, "subscriptions end", func() bool { return srv.Subscriptions() == 0 })
+
+	_, err = watcher.Subscribe(ctx, srv.OrbitURI("701"), "presence", time.Hour)
+	require.Equal(t, 489, statusOf(t, err))
+}
+
+// Flow 9: a hold re-INVITE is answered recvonly and silences the music until
+// the resume.
+func TestHoldStopsMusic(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	require.NoError(t, parked.WaitReceived(ctx, 5))
+
+	require.NoError(t, parked.Hold(ctx))
+	require.Equal(t, media.RecvOnly, parked.RemoteSDP().Direction, "a hold is answered recvonly")
+	time.Sleep(100 * time.Millisecond) // packets in flight
+	held := parked.Received()
+	time.Sleep(300 * time.Millisecond)
+	require.LessOrEqual(t, parked.Received(), held+1, "no music while held")
+
+	require.NoError(t, parked.Resume(ctx))
+	require.NoError(t, parked.WaitReceived(ctx, held+10), "music again after the resume")
+	require.NoError(t, parked.Hangup(ctx))
+}
+
+// Flow 10: OPTIONS, unknown users, offers without G.711, unknown methods.
+func TestEverythingElse(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+
+	res, err := alice.Options(ctx, srv.ParkURI())
+	require.NoError(t, err)
+	require.Equal(t, 200, res.StatusCode)
+	require.Contains(t, res.GetHeader("Allow").Value(), "REFER")
+	require.Equal(t, "replaces", res.GetHeader("Supported").Value())
+	require.Equal(t, "refer, dialog", res.GetHeader("Allow-Events").Value())
+
+	_, err = alice.Call(ctx, "sip:600@"+srv.Addr().String(), parktest.CallOptions{})
+	require.Equal(t, 404, statusOf(t, err))
+
+	g729 := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n"
+	var uri sip.Uri
+	require.NoError(t, sip.ParseUri(srv.ParkURI(), &uri))
+	invite := sip.NewRequest(sip.INVITE, uri)
+	invite.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	invite.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "alice", Host: "127.0.0.1", Port: int(alice.Addr().Port())}})
+	invite.SetBody([]byte(g729))
+	res, err = alice.Send(ctx, invite)
+	require.NoError(t, err)
+	require.Equal(t, 488, res.StatusCode)
+
+	res, err = alice.Send(ctx, sip.NewRequest(sip.PUBLISH, uri))
+	require.NoError(t, err)
+	require.Equal(t, 405, res.StatusCode)
+
+	res, err = alice.Send(ctx, sip.NewRequest(sip.BYE, uri))
+	require.NoError(t, err)
+	require.Equal(t, 481, res.StatusCode, "a BYE for no dialog")
+	require.Zero(t, srv.Lot().Len())
+}
+
+// Flow 11: shutdown recalls every parked call at once and new parks get 503.
+func TestShutdownRecallsParkedCalls(t *testing.T) {
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	cfg := sipadapter.Config{Listen: "127.0.0.1:0", RTPPortMin: 42000, RTPPortMax: 42999}
+	srv, err := sipadapter.New(cfg)
+	require.NoError(t, err)
+	require.NoError(t, srv.Listen(context.Background()))
+	ctx := ctxFor(t, 30*time.Second)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(bob.URI())}, Mute: true})
+	require.NoError(t, err)
+	require.NoError(t, parked.WaitReceived(ctx, 1), "parked, with music")
+	_, err = bob.WaitMessages(ctx, 1)
+	require.NoError(t, err)
+
+	var outcome park.Outcome
+	var mu sync.Mutex
+	srv.Lot().Observe(park.ObserverFunc(func(e park.Event) {
+		if e.Kind == park.EventEnded {
+			mu.Lock()
+			outcome = e.Outcome
+			mu.Unlock()
+		}
+	}))
+
+	// The recall is answered, and since the server is going away it then
+	// ends the bridged call too: both phones get BYE.
+	require.NoError(t, srv.Shutdown(ctx))
+	require.Equal(t, 1, bob.Invites(), "the parker was rung at once")
+	mu.Lock()
+	require.Equal(t, park.Recalled, outcome)
+	mu.Unlock()
+	select {
+	case <-parked.Done():
+		require.True(t, parked.EndedByRemote())
+	case <-ctx.Done():
+		t.Fatal("the parked caller's call did not end")
+	}
+	require.Zero(t, srv.OpenLegs())
+	require.Zero(t, srv.PortsInUse())
+}
+
