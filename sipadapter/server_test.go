@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -624,4 +624,3 @@ func TestShutdownRecallsParkedCalls(t *testing.T) {
 	require.Zero(t, srv.OpenLegs())
 	require.Zero(t, srv.PortsInUse())
 }
-
