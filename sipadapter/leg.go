@@ -168,7 +168,7 @@ func (s *Server) bridge(a, b *leg) error {
 		l.mu.Unlock()
 		if oneWay {
 			s.tasks.Go(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(s.tasksCtx, 10*time.Second)
 				defer cancel()
 				if err := l.reoffer(ctx); err != nil {
 					s.log.Info("re-INVITE for two-way audio failed", "who", l.who, "err", err)

@@ -53,7 +53,7 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	s.reply(req, tx, sip.StatusAccepted, "Accepted")
 
 	s.tasks.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(s.tasksCtx, 10*time.Second)
 		defer cancel()
 		s.notifyRefer(ctx, l, referCSeq, "SIP/2.0 100 Trying\r\n", false)
 		if status != 0 {

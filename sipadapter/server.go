@@ -76,13 +76,17 @@ type Server struct {
 	addr     netip.AddrPort
 	host     string // for orbit URIs and our Contact
 
-	mu       sync.Mutex
-	legs     map[string]*leg          // by dialog key: Call-ID, our tag, their tag
-	subs     map[string]*subscription // BLF watchers, by dialog key
-	closing  bool
-	tasks    sync.WaitGroup // notices and other fire-and-forget requests
-	cancel   context.CancelFunc
-	serveErr chan error
+	mu      sync.Mutex
+	legs    map[string]*leg          // by dialog key: Call-ID, our tag, their tag
+	subs    map[string]*subscription // BLF watchers, by dialog key
+	closing bool
+	tasks   sync.WaitGroup // notices and other fire-and-forget requests
+	// tasksCtx bounds those requests; Shutdown cancels it before waiting
+	// for them, so a phone that never answers cannot hold the exit.
+	tasksCtx    context.Context
+	cancelTasks context.CancelFunc
+	cancel      context.CancelFunc
+	serveErr    chan error
 }
 
 // New validates cfg and builds a server; Listen starts it.
@@ -104,6 +108,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("sipadapter: Config.Listen %q: want IP:port: %w", cfg.Listen, err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*leg), subs: make(map[string]*subscription), table: cfg.Orbits}
+	s.tasksCtx, s.cancelTasks = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -282,6 +287,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		wg.Go(func() { l.hangup(byeCtx) })
 	}
 	wg.Wait()
+	s.cancelTasks()
 	s.tasks.Wait()
 	if s.cancel != nil {
 		s.cancel()
@@ -338,7 +344,7 @@ func (s *Server) notifyParker(parker string, o orbit.Orbit) {
 		return
 	}
 	s.tasks.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(s.tasksCtx, 5*time.Second)
 		defer cancel()
 		req := sip.NewRequest(sip.MESSAGE, uri)
 		req.AppendHeader(sip.NewHeader("Content-Type", "text/plain"))

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -163,16 +164,26 @@ type sippRun struct {
 
 func startSIPp(t *testing.T, server, scenario, service string, extra ...string) *sippRun {
 	t.Helper()
+	return startSIPpAt(t, server, scenario, service, freeUDPPort(t), extra...)
+}
+
+// startSIPpAt runs a scenario with SIPp's SIP port fixed (a UAS that the
+// server must reach), one call unless extra says -m.
+func startSIPpAt(t *testing.T, server, scenario, service string, port int, extra ...string) *sippRun {
+	t.Helper()
 	bin := requireTool(t, "sipp", "sip-tester")
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "log")
 	args := []string{server,
 		"-sf", filepath.Join("testdata", "sipp", scenario),
-		"-s", service, "-m", "1",
-		"-i", "127.0.0.1", "-p", fmt.Sprint(freeUDPPort(t)), "-mp", fmt.Sprint(freeUDPPort(t)),
+		"-s", service,
+		"-i", "127.0.0.1", "-p", fmt.Sprint(port), "-mp", fmt.Sprint(freeUDPPort(t)),
 		"-nostdin", "-timeout", "40s", "-timeout_error",
 		"-trace_err", "-error_file", filepath.Join(dir, "errors"),
 		"-trace_logs", "-log_file", logFile,
+	}
+	if !slices.Contains(extra, "-m") {
+		args = append(args, "-m", "1")
 	}
 	r := &sippRun{done: make(chan struct{})}
 	cmd := exec.Command(bin, append(args, extra...)...)
@@ -252,4 +263,27 @@ func TestSIPpShutdownDropsParkedCall(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("parkserver did not exit after SIGINT")
 	}
+}
+
+// TestSIPpRecallToParker is flow 5 with real peers and the Referred-By path
+// (linphone's way): the parked INVITE names the parker, who gets "Parked at
+// 701", then the recall after the pickup timeout, answers it, and is
+// bridged to the parked caller until that one hangs up.
+func TestSIPpRecallToParker(t *testing.T) {
+	requireTool(t, "sipp", "sip-tester")
+	if testing.Short() {
+		t.Skip("waits out the seed's 10 s minimum pickup timeout")
+	}
+	srv := startParkServer(t, "-timeout", "10s", "-recall-ring", "5s")
+	parkerPort := freeUDPPort(t)
+	parkerURI := fmt.Sprintf("sip:parker@127.0.0.1:%d", parkerPort)
+	parker := startSIPpAt(t, srv.addr, "parker.xml", "parker", parkerPort, "-m", "2")
+	parked := startSIPp(t, srv.addr, "park-referred.xml", "700", "-key", "parker", parkerURI)
+	srv.waitLine("msg=parked", 15*time.Second, "parker="+parkerURI)
+	srv.waitLine("msg=recall", 20*time.Second, "target="+parkerURI, "attempt=1")
+	srv.waitLine("outcome=recalled", 20*time.Second)
+	parked.wait(t, "parked caller")
+	log := parker.wait(t, "parker")
+	require.Contains(t, log, "notice Parked at 701")
+	require.Contains(t, log, "recalled")
 }
