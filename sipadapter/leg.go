@@ -412,7 +412,7 @@ func (a answeredLeg) Connect(ctx context.Context, parked park.Leg) error {
 	if !ok {
 		return fmt.Errorf("sipadapter: cannot connect a %T", parked)
 	}
-	a.l.s.log.Info("recall answered", "who", a.l.who)
+	a.l.s.log.Debug("recall answered", "who", a.l.who)
 	return a.l.s.bridge(p, a.l)
 }
 

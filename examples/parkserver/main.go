@@ -215,7 +215,10 @@ func printConfig(w io.Writer, o options, pc park.Config, table *orbit.Table) {
 	fmt.Fprintf(w, "total       %d orbits\n", total)
 }
 
-// logEvent writes the one readable line per lot event the contract asks for.
+// logEvent logs what the SIP layer cannot see: recalls and the fallback
+// ringing, failing, being answered, and calls dropped. Parks, retrieves,
+// hang-ups and refusals are logged by sipadapter, so each happening has one
+// line.
 func logEvent(l *slog.Logger, e park.Event) {
 	attrs := []any{"orbit", e.Call.Orbit, "park_id", e.Call.ParkID, "parker", e.Call.Parker}
 	switch e.Kind {
@@ -224,9 +227,10 @@ func logEvent(l *slog.Logger, e park.Event) {
 	case park.EventRingFailed:
 		l.Info(e.Purpose.String()+" failed", append(attrs, "target", e.Target, "attempt", e.Attempt, "err", e.Err)...)
 	case park.EventEnded:
-		l.Info("call left the lot", append(attrs, "outcome", e.Outcome)...)
-	case park.EventReplaced:
-		l.Info("parked call replaced", attrs...)
+		switch e.Outcome {
+		case park.Recalled, park.Forwarded, park.Dropped:
+			l.Info(e.Outcome.String(), append(attrs, "outcome", e.Outcome)...)
+		}
 	}
 }
 
