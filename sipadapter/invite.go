@@ -159,10 +159,7 @@ func (s *Server) takeOver(l *leg, req *sip.Request, old *leg, answer []byte) {
 	old.call = nil
 	old.mu.Unlock()
 	if call == nil { // another take-over got there first
-		if err := l.uas.Respond(sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil); err != nil {
-			s.log.Debug("refusal not sent", "err", err)
-		}
-		l.close()
+		s.refuse(l, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	parker := ""
@@ -180,24 +177,12 @@ func (s *Server) takeOver(l *leg, req *sip.Request, old *leg, answer []byte) {
 		}
 		old.mu.Unlock()
 		s.log.Info("take-over refused", "from", l.who, "status", 481, "why", err)
-		if err := l.uas.Respond(sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil); err != nil {
-			s.log.Debug("refusal not sent", "err", err)
-		}
-		l.close()
+		s.refuse(l, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
-	l.mu.Lock()
-	l.call = call
-	l.mu.Unlock()
-	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, answer)
-	res.AppendHeader(sip.NewHeader("X-Park-Orbit", string(call.Orbit())))
-	if err := l.uas.WriteResponse(res); err != nil {
-		s.log.Info("take-over abandoned before ACK", "orbit", call.Orbit(), "park_id", call.ID(), "err", err)
-		call.Abandon()
-		l.close()
+	if !s.answerParked(l, call, answer) {
 		return
 	}
-	l.confirm()
 	s.log.Info("parked by take-over (Replaces)", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.who, "parker", call.Info().Parker)
 }
 
@@ -221,29 +206,43 @@ func (s *Server) park(l *leg, req *sip.Request, directed orbit.Orbit, answer []b
 		if code == sip.StatusBusyHere {
 			headers = append(headers, sip.NewHeader("Reason", `SIP;cause=486;text="`+sanitize(err.Error())+`"`))
 		}
-		if err := l.uas.Respond(code, reason, nil, headers...); err != nil {
-			s.log.Debug("refusal not sent", "err", err)
-		}
-		l.close()
+		s.refuse(l, code, reason, headers...)
 		return
 	}
+	if !s.answerParked(l, call, answer) {
+		return
+	}
+	s.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.who, "parker", parker)
+	if parker != "" {
+		s.notifyParker(parker, call.Orbit())
+	}
+}
+
+// answerParked sends the 200 OK with X-Park-Orbit for a call the lot now
+// holds in l, and starts its music once the ACK is in. Without an ACK the
+// caller is gone: the call is abandoned, its orbit free at once.
+func (s *Server) answerParked(l *leg, call *park.Call, answer []byte) bool {
 	l.mu.Lock()
 	l.call = call
 	l.mu.Unlock()
 	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, answer)
 	res.AppendHeader(sip.NewHeader("X-Park-Orbit", string(call.Orbit())))
 	if err := l.uas.WriteResponse(res); err != nil {
-		// No ACK: the caller is gone. The orbit is freed at once.
-		s.log.Info("park abandoned before ACK", "orbit", call.Orbit(), "park_id", call.ID(), "err", err)
+		s.log.Info("parked caller gone before ACK", "orbit", call.Orbit(), "park_id", call.ID(), "err", err)
 		call.Abandon()
 		l.close()
-		return
+		return false
 	}
 	l.confirm()
-	s.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.who, "parker", parker)
-	if parker != "" {
-		s.notifyParker(parker, call.Orbit())
+	return true
+}
+
+// refuse answers a new leg's INVITE with a final error and frees the leg.
+func (s *Server) refuse(l *leg, code int, reason string, headers ...sip.Header) {
+	if err := l.uas.Respond(code, reason, nil, headers...); err != nil {
+		s.log.Debug("refusal not sent", "err", err)
 	}
+	l.close()
 }
 
 // retrieve hands the call parked in o to the caller of l and bridges them.
@@ -256,10 +255,7 @@ func (s *Server) retrieve(l *leg, o orbit.Orbit, answer []byte) {
 		if h != nil {
 			headers = append(headers, h)
 		}
-		if err := l.uas.Respond(code, reason, nil, headers...); err != nil {
-			s.log.Debug("refusal not sent", "err", err)
-		}
-		l.close()
+		s.refuse(l, code, reason, headers...)
 		return
 	}
 	parked := got.Leg().(*leg)
