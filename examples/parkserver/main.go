@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
@@ -76,6 +78,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// sipgo writes some records to its package logger, and traces whole
+	// messages only through a package switch: both are the program's to set.
+	sip.SetDefaultLogger(logger.With("component", "sip"))
+	sip.SIPDebug = o.verbose
 	cfg, table, err := o.config(logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
