@@ -330,9 +330,11 @@ func (s *Server) endpointOn(conn *net.UDPConn, n media.Negotiated) (*media.Endpo
 // sessionID makes an SDP o= session id (and first version) from the clock.
 func sessionID() uint64 { return uint64(time.Now().UnixNano() / 1000) }
 
-// dial implements park.Dialer: INVITE the target with an offer from a new
-// RTP port; CANCEL when ctx ends first.
-func (s *Server) dial(ctx context.Context, req park.DialRequest) (park.Answer, error) {
+// Dial rings a recall or fallback target over SIP, as a park.Dialer: an
+// INVITE with an offer from a new RTP port, CANCELled when ctx ends first.
+// The answered call's Connect bridges it with a parked leg of this server.
+// A host that brings its own lot wires it in with park.DialerFunc(srv.Dial).
+func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, error) {
 	var target sip.Uri
 	if err := sip.ParseUri(req.Target, &target); err != nil {
 		return nil, fmt.Errorf("target %q: %w", req.Target, err)

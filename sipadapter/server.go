@@ -30,9 +30,16 @@ const (
 // server: 127.0.0.1:5060, park extension 700, orbits 701-799, RTP ports
 // 20000-29999, and the seed's park settings.
 type Config struct {
-	// Park is the lot's configuration. Its Dialer is the server's own (it
-	// rings recalls and the fallback over SIP) and must be left nil; its
-	// Orbits, when nil, is built from Orbits and Policy.
+	// Lot, when set, is the host's own lot: the server parks into it. Its
+	// Dialer decides how recalls ring; a host that wants them rung over SIP
+	// by this server gives it a DialerFunc that calls Server.Dial (the
+	// server does not exist yet when the lot is built). Park must then be
+	// left zero. Orbits must list the lot's orbits.
+	Lot *park.Lot
+	// Park is the configuration of the lot the server builds when Lot is
+	// nil. Its Dialer is the server's own (it rings recalls and the fallback
+	// over SIP) and must be left nil; its Orbits, when nil, is built from
+	// Orbits and Policy.
 	Park park.Config
 	// Orbits are the orbit ranges the server answers for; nil means
 	// park.DefaultOrbits. Only the local pool ("") is served.
@@ -94,6 +101,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Park.Dialer != nil {
 		return nil, errors.New("sipadapter: Config.Park.Dialer must be nil: the server rings recalls itself")
 	}
+	if cfg.Lot != nil && !isZeroParkConfig(cfg.Park) {
+		return nil, errors.New("sipadapter: Config.Park must be zero when Config.Lot is given: the lot has its configuration")
+	}
 	if cfg.ParkExtension == "" {
 		cfg.ParkExtension = DefaultParkExtension
 	}
@@ -127,23 +137,35 @@ func New(cfg Config) (*Server, error) {
 	if s.ports, err = newPortPool(s.mediaIP, cfg.RTPPortMin, cfg.RTPPortMax); err != nil {
 		return nil, err
 	}
-	pc := cfg.Park
-	pc.Dialer = park.DialerFunc(s.dial)
-	if pc.Logger == nil {
-		pc.Logger = cfg.Logger
-	}
-	if pc.Orbits == nil {
-		alloc, err := orbit.NewMemoryAllocatorFromTable(s.table, "", orbit.MemoryOptions{Policy: cfg.Policy})
-		if err != nil {
+	s.lot = cfg.Lot
+	if s.lot == nil {
+		pc := cfg.Park
+		pc.Dialer = park.DialerFunc(s.Dial)
+		if pc.Logger == nil {
+			pc.Logger = cfg.Logger
+		}
+		if pc.Orbits == nil {
+			alloc, err := orbit.NewMemoryAllocatorFromTable(s.table, "", orbit.MemoryOptions{Policy: cfg.Policy})
+			if err != nil {
+				return nil, err
+			}
+			pc.Orbits = alloc
+		}
+		if s.lot, err = park.NewLot(pc); err != nil {
 			return nil, err
 		}
-		pc.Orbits = alloc
-	}
-	if s.lot, err = park.NewLot(pc); err != nil {
-		return nil, err
 	}
 	s.lot.Observe(park.ObserverFunc(s.observeForBLF))
 	return s, nil
+}
+
+// isZeroParkConfig reports whether c was left unset. park.Config holds
+// interfaces whose dynamic values (a DialerFunc) panic under ==, so it is
+// compared field by field.
+func isZeroParkConfig(c park.Config) bool {
+	return c.PickupTimeout == 0 && c.MaxPickupAttempts == 0 && c.RecallRingTime == 0 &&
+		c.FallbackURI == "" && c.FallbackRingTime == 0 && !c.DisableMusicOnHold &&
+		c.MusicOnHold == nil && c.Orbits == nil && c.Dialer == nil && c.Logger == nil
 }
 
 // Lot returns the server's lot, to observe its events or list its calls.

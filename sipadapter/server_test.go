@@ -39,7 +39,7 @@ func testServer(t *testing.T, cfg sipadapter.Config) *sipadapter.Server {
 	if cfg.RTPPortMin == 0 {
 		cfg.RTPPortMin, cfg.RTPPortMax = 41000, 41999
 	}
-	if cfg.Park.MusicOnHold == nil && !cfg.Park.DisableMusicOnHold {
+	if cfg.Lot == nil && cfg.Park.MusicOnHold == nil && !cfg.Park.DisableMusicOnHold {
 		music, err := media.Tone("test music", 440, time.Second)
 		require.NoError(t, err)
 		cfg.Park.MusicOnHold = music
@@ -623,4 +623,34 @@ func TestShutdownRecallsParkedCalls(t *testing.T) {
 	}
 	require.Zero(t, srv.OpenLegs())
 	require.Zero(t, srv.PortsInUse())
+}
+
+// A vendor brings its own lot and lets the server ring its recalls.
+func TestHostLot(t *testing.T) {
+	var srv *sipadapter.Server
+	music, err := media.Tone("host music", 300, time.Second)
+	require.NoError(t, err)
+	lot, err := park.NewLot(park.Config{
+		MusicOnHold: music,
+		Dialer: park.DialerFunc(func(ctx context.Context, r park.DialRequest) (park.Answer, error) {
+			return srv.Dial(ctx, r)
+		}),
+	})
+	require.NoError(t, err)
+
+	_, err = sipadapter.New(sipadapter.Config{Lot: lot, Park: park.Config{MaxPickupAttempts: 3}})
+	require.Error(t, err, "a lot and a lot configuration together")
+
+	srv = testServer(t, sipadapter.Config{Lot: lot})
+	require.Same(t, lot, srv.Lot())
+	ctx := ctxFor(t, 20*time.Second)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	require.NoError(t, parked.WaitReceived(ctx, 5), "the host lot's music")
+	talk, err := bob.Call(ctx, srv.OrbitURI(orbit.Orbit(parked.Orbit())), parktest.CallOptions{})
+	require.NoError(t, err)
+	require.NoError(t, talk.Hangup(ctx))
+	<-parked.Done()
 }
