@@ -261,9 +261,10 @@ func (s *Server) retrieve(l *leg, o orbit.Orbit, answer []byte) {
 	parked := got.Leg().(*leg)
 	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, answer)
 	if err := l.uas.WriteResponse(res); err != nil {
-		// The retriever vanished after taking the call: nobody is left
-		// to give it to, so it ends (outcome retrieved, as the lot says).
-		s.log.Warn("retriever gone before ACK; hanging up the parked call", "orbit", o, "park_id", got.ID(), "err", err)
+		// The retriever hung up at once (its BYE overtook its ACK) or
+		// vanished: nobody is left to give the call to, so it ends
+		// (outcome retrieved, as the lot says).
+		s.log.Info("retriever left before its ACK was read; hanging up the parked call", "orbit", o, "park_id", got.ID(), "err", err)
 		parked.hangup(context.Background())
 		l.close()
 		return

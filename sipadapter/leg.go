@@ -47,6 +47,7 @@ type leg struct {
 	call      *park.Call // while parked
 	closed    bool
 	closeOnce sync.Once
+	byeOnce   sync.Once
 }
 
 // Hold implements park.Leg: play music once the dialog is confirmed (at once
@@ -89,18 +90,24 @@ func (l *leg) Hangup(ctx context.Context) error {
 	return nil
 }
 
-// hangup sends BYE (if the dialog is up) and frees the leg.
+// hangup sends BYE, once, and frees the leg. A leg that is already closed
+// (its party hung up) gets no BYE.
 func (l *leg) hangup(ctx context.Context) {
-	var err error
-	switch {
-	case l.uas != nil:
-		err = l.uas.Bye(ctx)
-	case l.uac != nil:
-		err = l.uac.Bye(ctx)
+	if l.isClosed() {
+		return
 	}
-	if err != nil {
-		l.s.log.Debug("BYE failed", "who", l.who, "err", err)
-	}
+	l.byeOnce.Do(func() {
+		var err error
+		switch {
+		case l.uas != nil:
+			err = l.uas.Bye(ctx)
+		case l.uac != nil:
+			err = l.uac.Bye(ctx)
+		}
+		if err != nil {
+			l.s.log.Debug("BYE failed", "who", l.who, "err", err)
+		}
+	})
 	l.close()
 }
 
