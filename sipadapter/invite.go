@@ -74,7 +74,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	id := sessionID()
-	local := media.LocalMedia{Addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), Username: "callpark", SessionID: id, SessionVersion: id}
+	local := media.LocalMedia{Addr: s.sdpAddr(conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()), Username: "callpark", SessionID: id, SessionVersion: id}
 	answer, n, err := media.Answer(offer, local, stance)
 	if err != nil {
 		port := local.Addr.Port()
@@ -303,7 +303,7 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if parked {
 		stance = media.ParkedDirection(offer.Direction)
 	}
-	local := media.LocalMedia{Addr: l.ep.LocalAddr(), Username: "callpark", SessionID: l.sdpID, SessionVersion: l.sdpVersion}
+	local := media.LocalMedia{Addr: s.sdpAddr(l.ep.LocalAddr().Port()), Username: "callpark", SessionID: l.sdpID, SessionVersion: l.sdpVersion}
 	answer, n, err := media.Answer(offer, local, stance)
 	if err == nil && string(answer) != string(l.lastSDP) {
 		l.sdpVersion++

@@ -195,7 +195,7 @@ func (l *leg) reoffer(ctx context.Context) error {
 		return errLegGone
 	}
 	l.sdpVersion++
-	local := media.LocalMedia{Addr: l.ep.LocalAddr(), Username: "callpark", SessionID: l.sdpID, SessionVersion: l.sdpVersion, Codecs: []media.Codec{l.ep.Codec()}}
+	local := media.LocalMedia{Addr: l.s.sdpAddr(l.ep.LocalAddr().Port()), Username: "callpark", SessionID: l.sdpID, SessionVersion: l.sdpVersion, Codecs: []media.Codec{l.ep.Codec()}}
 	l.mu.Unlock()
 	offer, err := media.NewOffer(local, media.SendRecv)
 	if err != nil {
@@ -357,7 +357,7 @@ func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 		return nil, err
 	}
 	id := sessionID()
-	offer, err := media.NewOffer(media.LocalMedia{Addr: ep.LocalAddr(), Username: "callpark", SessionID: id, SessionVersion: id}, media.SendRecv)
+	offer, err := media.NewOffer(media.LocalMedia{Addr: s.sdpAddr(ep.LocalAddr().Port()), Username: "callpark", SessionID: id, SessionVersion: id}, media.SendRecv)
 	if err != nil {
 		return fail(err)
 	}

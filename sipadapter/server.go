@@ -51,8 +51,9 @@ type Config struct {
 	// Listen is the address for SIP over UDP and TCP: DefaultListen when
 	// empty. Port 0 picks a free port (tests); Addr tells which.
 	Listen string
-	// MediaIP is the address written into SDP and bound for RTP; zero means
-	// the listen IP.
+	// MediaIP is the address written into SDP c= lines; zero means the
+	// listen IP. RTP is bound on the listen IP, so behind a NAT MediaIP can
+	// be the public address.
 	MediaIP netip.Addr
 	// RTPPortMin and RTPPortMax bound the RTP ports, one per call leg; zero
 	// means 20000-29999.
@@ -134,7 +135,11 @@ func New(cfg Config) (*Server, error) {
 	if !s.mediaIP.IsValid() {
 		s.mediaIP = ap.Addr()
 	}
-	if s.ports, err = newPortPool(s.mediaIP, cfg.RTPPortMin, cfg.RTPPortMax); err != nil {
+	if s.mediaIP.IsUnspecified() {
+		// c=0.0.0.0 means "on hold" to a phone: it would never send audio.
+		return nil, fmt.Errorf("sipadapter: Config.MediaIP: listening on %s, so name the address phones reach for RTP", ap.Addr())
+	}
+	if s.ports, err = newPortPool(ap.Addr(), cfg.RTPPortMin, cfg.RTPPortMax); err != nil {
 		return nil, err
 	}
 	s.lot = cfg.Lot
@@ -167,6 +172,9 @@ func isZeroParkConfig(c park.Config) bool {
 		c.FallbackURI == "" && c.FallbackRingTime == 0 && !c.DisableMusicOnHold &&
 		c.MusicOnHold == nil && c.Orbits == nil && c.Dialer == nil && c.Logger == nil
 }
+
+// sdpAddr is the address a leg's SDP names for its RTP port.
+func (s *Server) sdpAddr(port uint16) netip.AddrPort { return netip.AddrPortFrom(s.mediaIP, port) }
 
 // Lot returns the server's lot, to observe its events or list its calls.
 func (s *Server) Lot() *park.Lot { return s.lot }

@@ -127,9 +127,11 @@ func (o options) config(logger *slog.Logger) (sipadapter.Config, *orbit.Table, e
 	}
 	cfg.Listen = listen.String()
 	if o.mediaIP != "" {
-		if cfg.MediaIP, err = netip.ParseAddr(o.mediaIP); err != nil {
-			return cfg, nil, fmt.Errorf("-media-ip %q: want an IP address", o.mediaIP)
+		if cfg.MediaIP, err = netip.ParseAddr(o.mediaIP); err != nil || cfg.MediaIP.IsUnspecified() {
+			return cfg, nil, fmt.Errorf("-media-ip %q: want the IP address phones reach for RTP", o.mediaIP)
 		}
+	} else if listen.Addr().IsUnspecified() {
+		return cfg, nil, fmt.Errorf("-media-ip: -listen %s is every address, so name the address phones reach for RTP", listen)
 	}
 	lo, hi, ok := strings.Cut(o.rtpPorts, "-")
 	if cfg.RTPPortMin, err = strconv.Atoi(lo); !ok || err != nil {

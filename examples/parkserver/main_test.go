@@ -60,6 +60,7 @@ func TestBadFlagsExit2WithOneLineNamingTheFlag(t *testing.T) {
 		{[]string{"-rtp-ports", "80-90"}, "-rtp-ports", "1024-65535"},
 		{[]string{"-park-ext", "7 00"}, "-park-ext", "dialable"},
 		{[]string{"-park-ext", "750"}, "-park-ext", "orbit range"},
+		{[]string{"-listen", "0.0.0.0:5060"}, "-media-ip", "address phones reach"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
