@@ -48,6 +48,10 @@ type Config struct {
 	Policy orbit.Policy
 	// ParkExtension is the Request-URI user that parks: "700" by default.
 	ParkExtension string
+	// UA is the sipgo user agent to serve with; nil means one of the
+	// server's own. A UA passed in is not closed by Shutdown: it is the
+	// host's.
+	UA *sipgo.UserAgent
 	// Listen is the address for SIP over UDP and TCP: DefaultListen when
 	// empty. Port 0 picks a free port (tests); Addr tells which.
 	Listen string
@@ -205,16 +209,18 @@ func (s *Server) Listen(ctx context.Context) error {
 	s.host = s.addr.String()
 
 	sipLog := s.log.With("component", "sip")
-	ua, err := sipgo.NewUA(
-		sipgo.WithUserAgent("callpark"),
-		sipgo.WithUserAgentHostname(s.addr.Addr().String()),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
-	)
-	if err != nil {
-		udp.Close()
-		tcp.Close()
-		return err
+	ua := s.cfg.UA
+	if ua == nil {
+		if ua, err = sipgo.NewUA(
+			sipgo.WithUserAgent("callpark"),
+			sipgo.WithUserAgentHostname(s.addr.Addr().String()),
+			sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
+			sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
+		); err != nil {
+			udp.Close()
+			tcp.Close()
+			return err
+		}
 	}
 	s.ua = ua
 	if s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sipLog)); err != nil {
@@ -324,7 +330,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for range 2 {
 			<-s.serveErr
 		}
-		s.ua.Close()
+		if s.cfg.UA == nil {
+			s.ua.Close()
+		}
 		s.sched.Close()
 	}
 	return err

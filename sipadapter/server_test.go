@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -653,4 +654,18 @@ func TestHostLot(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, talk.Hangup(ctx))
 	<-parked.Done()
+}
+
+// A vendor's own sipgo user agent serves the park server too, and stays the
+// vendor's: Shutdown does not close it.
+func TestHostUserAgent(t *testing.T) {
+	ua, err := sipgo.NewUA()
+	require.NoError(t, err)
+	t.Cleanup(func() { ua.Close() }) // runs after the server's Shutdown
+	srv := testServer(t, sipadapter.Config{UA: ua})
+	ctx := ctxFor(t, 10*time.Second)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	require.NoError(t, parked.Hangup(ctx))
 }
