@@ -43,6 +43,45 @@ type subscription struct {
 	version int
 	expires *time.Timer
 	ended   bool
+
+	// Lot changes queue here and one goroutine at a time sends them, so
+	// the lot's event delivery never waits on a watcher's network.
+	qmu     sync.Mutex
+	queue   []blfUpdate
+	pumping bool
+}
+
+// blfUpdate is one NOTIFY waiting to be sent: the state at the change.
+type blfUpdate struct {
+	dialogs []blfDialog
+	state   string
+}
+
+// enqueue queues a NOTIFY and makes sure a goroutine is sending.
+func (sub *subscription) enqueue(u blfUpdate) {
+	sub.qmu.Lock()
+	sub.queue = append(sub.queue, u)
+	start := !sub.pumping
+	sub.pumping = true
+	sub.qmu.Unlock()
+	if start {
+		sub.s.tasks.Go(sub.pump)
+	}
+}
+
+func (sub *subscription) pump() {
+	for {
+		sub.qmu.Lock()
+		if len(sub.queue) == 0 {
+			sub.pumping = false
+			sub.qmu.Unlock()
+			return
+		}
+		u := sub.queue[0]
+		sub.queue = sub.queue[1:]
+		sub.qmu.Unlock()
+		sub.notify(u.dialogs, u.state, false)
+	}
 }
 
 // onSubscribe serves SUBSCRIBE for the dialog event package to an orbit or
@@ -84,7 +123,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		sub.expires.Reset(expiry)
-		sub.notify(s.dialogState(sub.orbit), "active;expires="+strconv.Itoa(int(expiry/time.Second)))
+		sub.enqueue(blfUpdate{dialogs: s.dialogState(sub.orbit), state: "active;expires=" + strconv.Itoa(int(expiry/time.Second))})
 		return
 	}
 
@@ -125,19 +164,21 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 
 	if expiry == 0 {
 		// A fetch (RFC 6665 §4.4.3): one NOTIFY with the state, then done.
-		sub.notify(s.dialogState(o), "terminated;reason=timeout")
+		sub.notify(s.dialogState(o), "terminated;reason=timeout", true)
 		return
 	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		sub.notify(s.dialogState(o), "terminated;reason=noresource")
+		sub.notify(s.dialogState(o), "terminated;reason=noresource", true)
 		return
 	}
+	// The first NOTIFY is queued before the subscription can see a lot
+	// change, so the watcher gets the states in order.
+	sub.enqueue(blfUpdate{dialogs: s.dialogState(o), state: "active;expires=" + strconv.Itoa(int(expiry/time.Second))})
 	s.subs[sub.key] = sub
 	sub.expires = time.AfterFunc(expiry, func() { s.endSubscription(sub, "terminated;reason=timeout") })
 	s.mu.Unlock()
-	sub.notify(s.dialogState(o), "active;expires="+strconv.Itoa(int(expiry/time.Second)))
 }
 
 // endSubscription forgets a subscription and sends its final NOTIFY.
@@ -150,10 +191,7 @@ func (s *Server) endSubscription(sub *subscription, state string) {
 	delete(s.subs, sub.key)
 	s.mu.Unlock()
 	sub.expires.Stop()
-	sub.notify(s.dialogState(sub.orbit), state)
-	sub.mu.Lock()
-	sub.ended = true
-	sub.mu.Unlock()
+	sub.notify(s.dialogState(sub.orbit), state, true)
 }
 
 // observeForBLF turns lot events into NOTIFYs for the orbit's watchers and
@@ -175,7 +213,7 @@ func (s *Server) observeForBLF(e park.Event) {
 		if e.Kind == park.EventEnded {
 			state = append(state, blfDialog{ID: e.Call.ParkID, Orbit: e.Call.Orbit, Party: e.Call.Party, State: "terminated"})
 		}
-		sub.notify(state, "active")
+		sub.enqueue(blfUpdate{dialogs: state, state: "active"})
 	}
 }
 
@@ -201,11 +239,15 @@ func (s *Server) dialogState(o orbit.Orbit) []blfDialog {
 }
 
 // notify sends the next NOTIFY of the subscription: full state, version + 1.
-func (sub *subscription) notify(dialogs []blfDialog, state string) {
+// A final NOTIFY ends the subscription: later ones are dropped.
+func (sub *subscription) notify(dialogs []blfDialog, state string, final bool) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	if sub.ended {
 		return
+	}
+	if final {
+		defer func() { sub.ended = true }()
 	}
 	s := sub.s
 	body := dialogInfoXML(sub.entity, sub.version, dialogs, s.uri)
@@ -228,7 +270,7 @@ func (sub *subscription) notify(dialogs []blfDialog, state string) {
 	if sub.network != "" {
 		req.SetTransport(sub.network)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(s.tasksCtx, 5*time.Second)
 	defer cancel()
 	res, err := s.client.Do(ctx, req, sipgo.ClientRequestAddVia)
 	if err != nil {
