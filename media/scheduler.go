@@ -311,13 +311,17 @@ func (sh *shard) add(st *Stream, tx txState) {
 	}
 }
 
-// remove takes a stopped stream out of the heap. A stream being sent right
-// now is not in the heap; the shard forgets it when it would put it back.
+// remove takes a stopped stream out of the scheduler.
 func (sh *shard) remove(st *Stream) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if st.index >= 0 {
+	switch {
+	case st.index >= 0:
 		sh.heap.remove(st.index)
+		sh.forget(st)
+	case st.index == indexDue:
+		// Being sent right now: counted out at once, so Stats agrees with
+		// Stop; the shard drops it instead of putting it back.
 		sh.forget(st)
 	}
 }
@@ -393,9 +397,11 @@ func (sh *shard) sendDue(ctx context.Context) (time.Duration, bool) {
 
 		sh.mu.Lock()
 		for i, st := range due {
-			if st.stopped.Load() {
+			switch {
+			case st.index == indexGone: // forgotten by Stop meanwhile
+			case st.stopped.Load():
 				sh.forget(st)
-			} else {
+			default:
 				sh.heap.push(st)
 			}
 			due[i] = nil
