@@ -48,6 +48,10 @@ type leg struct {
 	closed    bool
 	closeOnce sync.Once
 	byeOnce   sync.Once
+	// offering is held while the server's own re-INVITE is in progress: a
+	// BYE waits for it, since a phone may refuse a BYE (500) while it
+	// answers an INVITE on the same dialog.
+	offering sync.Mutex
 }
 
 // Hold implements park.Leg: play music once the dialog is confirmed (at once
@@ -97,6 +101,8 @@ func (l *leg) hangup(ctx context.Context) {
 		return
 	}
 	l.byeOnce.Do(func() {
+		l.offering.Lock()
+		defer l.offering.Unlock()
 		var err error
 		switch {
 		case l.uas != nil:
@@ -189,6 +195,8 @@ func (s *Server) bridge(a, b *leg) error {
 // reoffer sends a re-INVITE offering sendrecv with the leg's current codec
 // and address, ACKs the answer and applies it.
 func (l *leg) reoffer(ctx context.Context) error {
+	l.offering.Lock()
+	defer l.offering.Unlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()

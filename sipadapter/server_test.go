@@ -588,6 +588,9 @@ func TestEverythingElse(t *testing.T) {
 func TestShutdownRecallsParkedCalls(t *testing.T) {
 	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
 	cfg := sipadapter.Config{Listen: "127.0.0.1:0", RTPPortMin: 42000, RTPPortMax: 42999}
+	if os.Getenv("CALLPARK_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	srv, err := sipadapter.New(cfg)
 	require.NoError(t, err)
 	require.NoError(t, srv.Listen(context.Background()))
