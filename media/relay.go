@@ -100,6 +100,14 @@ func Bridge(a, b *Endpoint) (*Relay, error) {
 		a.relay.CompareAndSwap(r, nil)
 		return nil, fmt.Errorf("%w: %v", ErrBridged, b.local)
 	}
+	// release undoes the claims. Relay.Close alone is not enough: a's Close
+	// may have closed r before b was claimed, and then nothing else would
+	// free b.
+	release := func() {
+		_ = r.Close() // Relay.Close always returns nil.
+		a.relay.CompareAndSwap(r, nil)
+		b.relay.CompareAndSwap(r, nil)
+	}
 	for _, e := range [2]*Endpoint{a, b} {
 		e.mu.Lock()
 		closed := e.closed
@@ -109,12 +117,13 @@ func Bridge(a, b *Endpoint) (*Relay, error) {
 		}
 		e.mu.Unlock()
 		if closed {
-			_ = r.Close() // Relay.Close always returns nil.
+			release()
 			return nil, fmt.Errorf("%w: Bridge: endpoint %v", ErrClosed, e.local)
 		}
 	}
 	if !r.state.CompareAndSwap(relayPending, relayActive) {
 		// An endpoint's Close ran between the checks above and here.
+		release()
 		return nil, fmt.Errorf("%w: Bridge: an endpoint closed while bridging", ErrClosed)
 	}
 	return r, nil

@@ -29,8 +29,10 @@ func ExampleLot() {
 	if err != nil {
 		panic(err)
 	}
+	// Events arrive on the lot's own goroutine; keep them to print at the end.
+	var events []string
 	lot.Observe(park.ObserverFunc(func(e park.Event) {
-		fmt.Println("event:", e.Kind, e.Call.Orbit, e.Outcome)
+		events = append(events, fmt.Sprint("event: ", e.Kind, " ", e.Call.Orbit, " ", e.Outcome))
 	}))
 
 	call, err := lot.Park(ctx, park.ParkRequest{Leg: printLeg{"alice"}, Parker: "sip:bob@example.com"})
@@ -47,6 +49,9 @@ func ExampleLot() {
 	fmt.Println("carol connects to", got.Leg().(printLeg).name, "-", got.Outcome())
 
 	_ = lot.Shutdown(ctx) // waits until every event is delivered
+	for _, e := range events {
+		fmt.Println(e)
+	}
 	// Output:
 	// alice hears a soft tone
 	// parked at 701
