@@ -92,6 +92,11 @@ type Server struct {
 	legs    map[string]*leg          // by dialog key: Call-ID, our tag, their tag
 	subs    map[string]*subscription // BLF watchers, by dialog key
 	closing bool
+	// Handlers in progress, so that Shutdown returns only once none is
+	// left to create or free a leg; after stopped, requests get 503.
+	active  int
+	stopped bool
+	idle    chan struct{}  // closed when active drops to 0 after stopped
 	tasks   sync.WaitGroup // notices and other fire-and-forget requests
 	// tasksCtx bounds those requests; Shutdown cancels it before waiting
 	// for them, so a phone that never answers cannot hold the exit.
@@ -246,13 +251,13 @@ func (s *Server) Listen(ctx context.Context) error {
 	}
 	s.sched = media.NewScheduler(media.SchedulerOptions{Logger: s.log.With("component", "rtp")})
 
-	s.srv.OnInvite(s.onInvite)
-	s.srv.OnAck(s.onAck)
-	s.srv.OnBye(s.onBye)
+	s.srv.OnInvite(s.tracked(s.onInvite))
+	s.srv.OnAck(s.tracked(s.onAck))
+	s.srv.OnBye(s.tracked(s.onBye))
 	s.srv.OnCancel(func(*sip.Request, sip.ServerTransaction) {}) // the transaction layer answers CANCEL
-	s.srv.OnOptions(s.onOptions)
-	s.srv.OnRefer(s.onRefer)
-	s.srv.OnSubscribe(s.onSubscribe)
+	s.srv.OnOptions(s.tracked(s.onOptions))
+	s.srv.OnRefer(s.tracked(s.onRefer))
+	s.srv.OnSubscribe(s.tracked(s.onSubscribe))
 
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.serveErr = make(chan error, 2)
@@ -309,20 +314,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.endSubscription(sub, "terminated;reason=noresource")
 	}
 
-	// Calls the server still relays (retrieved, recalled) end with it.
-	s.mu.Lock()
-	var bridged []*leg
-	for _, l := range s.legs {
-		bridged = append(bridged, l)
-	}
-	s.mu.Unlock()
+	// Calls the server still relays (retrieved, recalled) end with it;
+	// then no new request is taken, the ones in progress finish, and any
+	// leg they left is ended too.
 	byeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	var wg sync.WaitGroup
-	for _, l := range bridged {
-		wg.Go(func() { l.hangup(byeCtx) })
-	}
-	wg.Wait()
+	s.hangupAll(byeCtx)
+	s.waitHandlers(byeCtx)
+	s.hangupAll(byeCtx)
 	s.cancelTasks()
 	s.tasks.Wait()
 	if s.cancel != nil {
@@ -336,6 +335,68 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.sched.Close()
 	}
 	return err
+}
+
+// hangupAll sends BYE on every leg the server holds and frees them.
+func (s *Server) hangupAll(ctx context.Context) {
+	s.mu.Lock()
+	var legs []*leg
+	for _, l := range s.legs {
+		legs = append(legs, l)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, l := range legs {
+		wg.Go(func() { l.hangup(ctx) })
+	}
+	wg.Wait()
+}
+
+// tracked counts a handler in progress and turns requests away once the
+// server has stopped.
+func (s *Server) tracked(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		s.mu.Lock()
+		if s.stopped {
+			s.mu.Unlock()
+			if !req.IsAck() {
+				s.reply(req, tx, sip.StatusServiceUnavailable, "Service Unavailable")
+			}
+			return
+		}
+		s.active++
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.active--
+			if s.active == 0 && s.idle != nil {
+				close(s.idle)
+				s.idle = nil
+			}
+			s.mu.Unlock()
+		}()
+		h(req, tx)
+	}
+}
+
+// waitHandlers stops taking requests and waits for those in progress.
+func (s *Server) waitHandlers(ctx context.Context) {
+	s.mu.Lock()
+	s.stopped = true
+	var idle chan struct{}
+	if s.active > 0 {
+		s.idle = make(chan struct{})
+		idle = s.idle
+	}
+	s.mu.Unlock()
+	if idle == nil {
+		return
+	}
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		s.log.Warn("shutdown: requests still in progress", "err", ctx.Err())
+	}
 }
 
 // isOrbit reports whether o is one of the orbits this server serves.
