@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -386,7 +387,33 @@ func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 	if err != nil {
 		return fail(err)
 	}
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+	// When the ring time runs out a ringing target gets a CANCEL. One that
+	// never answered at all (unreachable, silent) cannot be CANCELled (RFC
+	// 3261 §9.1: CANCEL needs a provisional response first), and sipgo would
+	// wait out Timer B (32 s) before the next recall attempt; give it up at
+	// once instead.
+	var provisional atomic.Bool
+	waitCtx, stopWait := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopWait(nil)
+	go func() {
+		select {
+		case <-ctx.Done():
+			if provisional.Load() {
+				stopWait(ctx.Err())
+			} else {
+				stopWait(sipgo.WaitAnswerForceCancelErr)
+			}
+		case <-waitCtx.Done():
+		}
+	}()
+	answerOpts := sipgo.AnswerOptions{OnResponse: func(*sip.Response) error {
+		provisional.Store(true)
+		return nil
+	}}
+	if err := sess.WaitAnswer(waitCtx, answerOpts); err != nil {
+		if ctx.Err() != nil && !provisional.Load() {
+			err = fmt.Errorf("no response at all: %w", ctx.Err())
+		}
 		sess.Close()
 		var rejected *sipgo.ErrDialogResponse
 		if errors.As(err, &rejected) {

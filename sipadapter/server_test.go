@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -671,4 +672,38 @@ func TestHostUserAgent(t *testing.T) {
 	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
 	require.NoError(t, err)
 	require.NoError(t, parked.Hangup(ctx))
+}
+
+// A parker whose phone never answers at all (no 100, no 180: unreachable)
+// cannot be CANCELled; each recall attempt still ends at the ring time, not
+// after sipgo's 32 s transaction timeout.
+func TestRecallToSilentParker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the seed's 10 s minimum pickup timeout")
+	}
+	silent, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	defer silent.Close()
+	operator := parktest.NewPhone(t, parktest.PhoneOptions{User: "operator"})
+	srv := testServer(t, sipadapter.Config{Park: park.Config{
+		PickupTimeout:     park.MinPickupTimeout,
+		MaxPickupAttempts: 2,
+		RecallRingTime:    time.Second,
+		FallbackURI:       operator.URI(),
+	}})
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	ctx := ctxFor(t, 60*time.Second)
+	parker := fmt.Sprintf("sip:bob@%s", silent.LocalAddr())
+	start := time.Now()
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(parker)}, Mute: true})
+	require.NoError(t, err)
+	select {
+	case answered := <-operator.Incoming():
+		elapsed := time.Since(start)
+		require.Less(t, elapsed, park.MinPickupTimeout+10*time.Second, "two 1 s recalls, not two 32 s transaction timeouts")
+		require.NoError(t, answered.Hangup(ctx))
+	case <-ctx.Done():
+		t.Fatal("the fallback was never rung")
+	}
+	<-parked.Done()
 }
