@@ -390,24 +390,38 @@ func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 	// When the ring time runs out a ringing target gets a CANCEL. One that
 	// never answered at all (unreachable, silent) cannot be CANCELled (RFC
 	// 3261 §9.1: CANCEL needs a provisional response first), and sipgo would
-	// wait out Timer B (32 s) before the next recall attempt; give it up at
-	// once instead.
+	// wait out Timer B (32 s) before the next recall attempt. So a target
+	// silent at the ring time gets a second more for its 180 (which may be
+	// on its way), then the INVITE is abandoned.
 	var provisional atomic.Bool
+	heard := make(chan struct{})
+	var heardOnce sync.Once
 	waitCtx, stopWait := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopWait(nil)
 	go func() {
 		select {
 		case <-ctx.Done():
-			if provisional.Load() {
-				stopWait(ctx.Err())
-			} else {
-				stopWait(sipgo.WaitAnswerForceCancelErr)
-			}
 		case <-waitCtx.Done():
+			return
+		}
+		if !provisional.Load() {
+			grace := time.NewTimer(time.Second)
+			select {
+			case <-heard:
+			case <-grace.C:
+			case <-waitCtx.Done():
+			}
+			grace.Stop()
+		}
+		if provisional.Load() {
+			stopWait(ctx.Err())
+		} else {
+			stopWait(sipgo.WaitAnswerForceCancelErr)
 		}
 	}()
 	answerOpts := sipgo.AnswerOptions{OnResponse: func(*sip.Response) error {
 		provisional.Store(true)
+		heardOnce.Do(func() { close(heard) })
 		return nil
 	}}
 	if err := sess.WaitAnswer(waitCtx, answerOpts); err != nil {
