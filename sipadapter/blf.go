@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,7 +97,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	if h := req.GetHeader("Expires"); h != nil {
 		secs, err := strconv.Atoi(strings.TrimSpace(h.Value()))
 		if err != nil || secs < 0 {
-			s.reply(req, tx, sip.StatusBadRequest, "Bad Request", sip.NewHeader("Warning", `399 callpark "bad Expires"`))
+			s.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning("bad Expires"))
 			return
 		}
 		expiry = min(max(time.Duration(secs)*time.Second, minSubscriptionExpiry), maxSubscriptionExpiry)
@@ -140,7 +141,7 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	contact := req.Contact()
 	from := req.From()
 	if contact == nil || from == nil || req.CallID() == nil {
-		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", sip.NewHeader("Warning", `399 callpark "SUBSCRIBE needs From, Contact and Call-ID"`))
+		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning("SUBSCRIBE needs From, Contact and Call-ID"))
 		return
 	}
 	sub := &subscription{
@@ -208,8 +209,15 @@ func (s *Server) observeForBLF(e park.Event) {
 		}
 	}
 	s.mu.Unlock()
+	// One snapshot per watched orbit (or the whole lot), however many watch it.
+	states := make(map[orbit.Orbit][]blfDialog, 2)
 	for _, sub := range watchers {
-		state := s.dialogState(sub.orbit)
+		state, ok := states[sub.orbit]
+		if !ok {
+			state = s.dialogState(sub.orbit)
+			states[sub.orbit] = state
+		}
+		state = slices.Clip(state) // each watcher appends its own terminated entry
 		if e.Kind == park.EventEnded {
 			state = append(state, blfDialog{ID: e.Call.ParkID, Orbit: e.Call.Orbit, Party: e.Call.Party, State: "terminated"})
 		}

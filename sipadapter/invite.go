@@ -2,7 +2,6 @@ package sipadapter
 
 import (
 	"context"
-	"errors"
 	"net"
 	"strings"
 	"time"
@@ -28,7 +27,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	var replaced *leg
 	if hs := req.GetHeaders("Replaces"); len(hs) > 0 {
 		if len(hs) > 1 {
-			s.reply(req, tx, sip.StatusBadRequest, "Bad Request", sip.NewHeader("Warning", `399 callpark "more than one Replaces header"`))
+			s.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning("more than one Replaces header"))
 			return
 		}
 		if replaced = s.replaceable(hs[0].Value()); replaced == nil {
@@ -54,12 +53,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 
 	offer, err := media.ParseOffer(req.Body())
 	if err != nil {
-		code, reason := sip.StatusNotAcceptableHere, "Not Acceptable Here"
-		if errors.Is(err, media.ErrBadSDP) && len(req.Body()) > 0 {
-			code, reason = sip.StatusBadRequest, "Bad Request"
-		}
+		code, reason := offerStatus(err, req.Body())
 		s.log.Info("refused", "user", user, "from", fromURI(req), "status", code, "why", err)
-		s.reply(req, tx, code, reason, sip.NewHeader("Warning", `399 callpark "`+sanitize(err.Error())+`"`))
+		s.reply(req, tx, code, reason, warning(err.Error()))
 		return
 	}
 	stance := media.SendRecv
@@ -77,11 +73,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	local := media.LocalMedia{Addr: s.sdpAddr(conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()), Username: "callpark", SessionID: id, SessionVersion: id}
 	answer, n, err := media.Answer(offer, local, stance)
 	if err != nil {
-		port := local.Addr.Port()
-		conn.Close()
-		s.ports.release(port)
+		s.freePort(conn)
 		s.log.Info("refused", "user", user, "from", fromURI(req), "status", 488, "why", err)
-		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", sip.NewHeader("Warning", `399 callpark "`+sanitize(err.Error())+`"`))
+		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
 		return
 	}
 	ep, err := s.endpointOn(conn, n)
@@ -94,10 +88,8 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	sess, err := s.dialogUA.ReadInvite(req, tx)
 	if err != nil {
-		port := ep.LocalAddr().Port()
-		ep.Close()
-		s.ports.release(port)
-		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", sip.NewHeader("Warning", `399 callpark "`+sanitize(err.Error())+`"`))
+		s.freeEndpoint(ep)
+		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
 		return
 	}
 	ours, _ := sess.InviteRequest.To().Params.Get("tag")
@@ -162,10 +154,8 @@ func (s *Server) takeOver(l *leg, req *sip.Request, old *leg, answer []byte) {
 		s.refuse(l, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
-	parker := ""
-	if h := req.GetHeader("Referred-By"); h != nil {
-		parker = parseURIValue(h.Value())
-	} else if call.Info().Parker == "" {
+	parker := referredBy(req)
+	if parker == "" && call.Info().Parker == "" {
 		parker = old.who // the consult call came from the parker
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -188,12 +178,7 @@ func (s *Server) takeOver(l *leg, req *sip.Request, old *leg, answer []byte) {
 
 // park parks the caller of l: 200 OK with the orbit, music after the ACK.
 func (s *Server) park(l *leg, req *sip.Request, directed orbit.Orbit, answer []byte) {
-	parker := ""
-	if rb := req.ReferredBy(); rb != nil {
-		parker = rb.Address.String()
-	} else if h := req.GetHeader("Referred-By"); h != nil {
-		parker = parseURIValue(h.Value())
-	}
+	parker := referredBy(req)
 	ctx := context.Background()
 	call, err := s.lot.Park(ctx, park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.who})
 	if err != nil {
@@ -290,10 +275,7 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	offer, err := media.ParseOffer(req.Body())
 	if err != nil {
-		code, reason := sip.StatusNotAcceptableHere, "Not Acceptable Here"
-		if errors.Is(err, media.ErrBadSDP) && len(req.Body()) > 0 {
-			code, reason = sip.StatusBadRequest, "Bad Request"
-		}
+		code, reason := offerStatus(err, req.Body())
 		s.reply(req, tx, code, reason)
 		return
 	}
@@ -315,7 +297,7 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	l.mu.Unlock()
 	if err != nil {
-		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", sip.NewHeader("Warning", `399 callpark "`+sanitize(err.Error())+`"`))
+		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
 		return
 	}
 	l.ep.SetRemote(n.Remote)

@@ -129,9 +129,7 @@ func (l *leg) close() {
 		if relay != nil {
 			relay.Close()
 		}
-		port := l.ep.LocalAddr().Port()
-		l.ep.Close()
-		l.s.ports.release(port)
+		l.s.freeEndpoint(l.ep)
 		l.s.forget(l)
 		if l.uas != nil {
 			l.uas.Close()
@@ -335,12 +333,25 @@ func (s *Server) endpointOn(conn *net.UDPConn, n media.Negotiated) (*media.Endpo
 		Logger:         s.log.With("component", "rtp"),
 	})
 	if err != nil {
-		port := conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()
-		conn.Close()
-		s.ports.release(port)
+		s.freePort(conn)
 		return nil, err
 	}
 	return ep, nil
+}
+
+// freePort closes an RTP socket not yet given to an endpoint and returns its
+// port to the pool.
+func (s *Server) freePort(conn *net.UDPConn) {
+	port := conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	conn.Close()
+	s.ports.release(port)
+}
+
+// freeEndpoint closes an endpoint (and its socket) and returns its port.
+func (s *Server) freeEndpoint(ep *media.Endpoint) {
+	port := ep.LocalAddr().Port()
+	ep.Close()
+	s.ports.release(port)
 }
 
 // sessionID makes an SDP o= session id (and first version) from the clock.
@@ -360,9 +371,7 @@ func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 		return nil, err
 	}
 	fail := func(err error) (park.Answer, error) {
-		port := ep.LocalAddr().Port()
-		ep.Close()
-		s.ports.release(port)
+		s.freeEndpoint(ep)
 		return nil, err
 	}
 	id := sessionID()

@@ -24,7 +24,7 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	referTo := req.ReferTo()
 	if referTo == nil {
-		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", sip.NewHeader("Warning", `399 callpark "REFER without Refer-To"`))
+		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning("REFER without Refer-To"))
 		return
 	}
 	l.waitBridged() // a REFER may follow the ACK of a retrieve at once
@@ -32,7 +32,7 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	other := l.peer
 	l.mu.Unlock()
 	if other == nil {
-		s.reply(req, tx, sip.StatusForbidden, "Forbidden", sip.NewHeader("Warning", `399 callpark "only a bridged call can be re-parked"`))
+		s.reply(req, tx, sip.StatusForbidden, "Forbidden", warning("only a bridged call can be re-parked"))
 		return
 	}
 	user := referTo.Address.User
@@ -45,9 +45,9 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	default:
 		status = sip.StatusNotFound
 	}
-	parker := fromURI(req)
-	if rb := req.GetHeader("Referred-By"); rb != nil {
-		parker = parseURIValue(rb.Value())
+	parker := referredBy(req)
+	if parker == "" {
+		parker = fromURI(req)
 	}
 	referCSeq := req.CSeq().SeqNo
 	s.reply(req, tx, sip.StatusAccepted, "Accepted")

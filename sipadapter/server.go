@@ -466,15 +466,15 @@ func (s *Server) notifyParker(parker string, o orbit.Orbit) {
 func statusFor(err error) (int, string, sip.Header) {
 	switch {
 	case errors.Is(err, park.ErrLotFull):
-		return sip.StatusBusyHere, "Busy Here", sip.NewHeader("Warning", `399 callpark "park lot full: no free orbit"`)
+		return sip.StatusBusyHere, "Busy Here", warning("park lot full: no free orbit")
 	case errors.Is(err, park.ErrOrbitInUse):
-		return sip.StatusBusyHere, "Busy Here", sip.NewHeader("Warning", `399 callpark "orbit occupied"`)
+		return sip.StatusBusyHere, "Busy Here", warning("orbit occupied")
 	case errors.Is(err, park.ErrUnknownOrbit), errors.Is(err, park.ErrNotParked), errors.Is(err, park.ErrStale):
 		return sip.StatusNotFound, "Not Found", nil
 	case errors.Is(err, park.ErrClosed):
 		return sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", "30")
 	case errors.Is(err, ErrNoRTPPort):
-		return sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Warning", `399 callpark "no free RTP port"`)
+		return sip.StatusServiceUnavailable, "Service Unavailable", warning("no free RTP port")
 	}
 	return sip.StatusInternalServerError, "Server Internal Error", nil
 }

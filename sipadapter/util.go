@@ -1,9 +1,12 @@
 package sipadapter
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/media"
 )
 
 // fromURI is the From URI of a request, without tag, for logs and as the
@@ -39,4 +42,27 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// warning is a Warning header (RFC 3261 §20.43) carrying why a request was
+// refused, for the people reading a trace.
+func warning(text string) sip.Header {
+	return sip.NewHeader("Warning", `399 callpark "`+sanitize(text)+`"`)
+}
+
+// referredBy is the URI of a request's Referred-By, or "" without one.
+func referredBy(req *sip.Request) string {
+	if h := req.GetHeader("Referred-By"); h != nil {
+		return parseURIValue(h.Value())
+	}
+	return ""
+}
+
+// offerStatus maps an SDP offer error to its answer: 400 for an offer that
+// cannot be parsed, 488 for one without a usable audio stream (or none).
+func offerStatus(err error, body []byte) (int, string) {
+	if errors.Is(err, media.ErrBadSDP) && len(body) > 0 {
+		return sip.StatusBadRequest, "Bad Request"
+	}
+	return sip.StatusNotAcceptableHere, "Not Acceptable Here"
 }

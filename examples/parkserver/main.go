@@ -165,6 +165,8 @@ func (o options) config(logger *slog.Logger) (sipadapter.Config, *orbit.Table, e
 		FallbackURI:       o.fallback,
 		Logger:            logger,
 	}
+	// The limits are park's; they are checked here too because a flag's 0
+	// is a value to refuse, where park.Config's 0 means "the default".
 	if o.timeout < park.MinPickupTimeout || o.timeout > park.MaxPickupTimeout {
 		return cfg, nil, fmt.Errorf("-timeout %v: must be between %v and %v", o.timeout, park.MinPickupTimeout, park.MaxPickupTimeout)
 	}
