@@ -96,14 +96,25 @@ func (c *Call) Abandon() bool {
 	return true
 }
 
+// ReplaceRequest is what Call.Replace needs: the leg taking the call's place
+// and, when they change, who parked it and who is parked.
+type ReplaceRequest struct {
+	// Leg takes over the orbit. Required.
+	Leg Leg
+	// Parker, when set, becomes the call's parker (recalls ring it).
+	Parker string
+	// Party, when set, becomes who is parked (snapshots, events, BLF).
+	Party string
+}
+
 // Replace puts a new leg in the call's place: the attended transfer into park
 // (RFC 3891 Replaces), where the other party takes over the consult call's
 // orbit and timer. The new leg is put on hold first, then the old one is hung
-// up. A non-empty parker replaces the call's parker. ErrNotParked if the call
-// has left the lot.
-func (c *Call) Replace(ctx context.Context, leg Leg, parker string) error {
+// up. ErrNotParked if the call has left the lot.
+func (c *Call) Replace(ctx context.Context, req ReplaceRequest) error {
+	leg := req.Leg
 	if leg == nil {
-		return errors.New("park: Replace with a nil leg")
+		return errors.New("park: ReplaceRequest.Leg is nil")
 	}
 	l := c.lot
 	if err := leg.Hold(ctx, l.music); err != nil {
@@ -116,8 +127,11 @@ func (c *Call) Replace(ctx context.Context, leg Leg, parker string) error {
 	}
 	old := c.leg
 	c.leg = leg
-	if parker != "" {
-		c.parker = parker
+	if req.Parker != "" {
+		c.parker = req.Parker
+	}
+	if req.Party != "" {
+		c.party = req.Party
 	}
 	l.publish(Event{Kind: EventReplaced, Call: c.infoLocked()})
 	l.mu.Unlock()

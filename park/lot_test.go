@@ -503,7 +503,8 @@ func TestReplaceKeepsOrbitAndTimer(t *testing.T) {
 		time.Sleep(40 * time.Second)
 
 		other := &testLeg{name: "other"}
-		require.NoError(t, c.Replace(t.Context(), other, "sip:carol@example.com"))
+		require.NoError(t, c.Replace(t.Context(), ReplaceRequest{Leg: other, Parker: "sip:carol@example.com", Party: "sip:dave@example.com"}))
+		require.Equal(t, "sip:dave@example.com", c.Info().Party, "the new leg's party is the one parked")
 		require.Same(t, other, c.Leg())
 		holds, _ := other.counts()
 		require.Equal(t, 1, holds)
@@ -519,7 +520,7 @@ func TestReplaceKeepsOrbitAndTimer(t *testing.T) {
 		require.Same(t, other, answers[0].connected[0])
 		require.Equal(t, []EventKind{EventParked, EventReplaced, EventRinging, EventEnded}, log.kinds())
 
-		require.ErrorIs(t, c.Replace(t.Context(), &testLeg{}, ""), ErrNotParked)
+		require.ErrorIs(t, c.Replace(t.Context(), ReplaceRequest{Leg: &testLeg{}}), ErrNotParked)
 	})
 }
 

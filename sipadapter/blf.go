@@ -3,7 +3,10 @@ package sipadapter
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,10 +28,138 @@ const (
 	maxSubscriptionExpiry     = time.Hour
 )
 
+// notifyTimeout bounds one NOTIFY. A watcher that has vanished would
+// otherwise hold its queue, and Close, for sipgo's 32 s transaction timeout.
+const notifyTimeout = 5 * time.Second
+
+// BLFConfig configures a BLF. Lot, Client and Addr are required; the zero
+// value of every other field means its default.
+type BLFConfig struct {
+	// Lot is the lot whose orbits are watched. Required.
+	Lot *park.Lot
+	// Client sends the NOTIFYs. Required. It is the host's: its hostname
+	// and connection address decide where NOTIFYs leave from, which should
+	// be the address SUBSCRIBEs arrive on (phones drop NOTIFYs from
+	// elsewhere).
+	Client *sipgo.Client
+	// Orbits are the orbits answered; only those of the local pool ("")
+	// are. Nil means park.DefaultOrbits.
+	Orbits *orbit.Table
+	// ParkExtension is the Request-URI user whose SUBSCRIBE watches the
+	// whole lot; empty means DefaultParkExtension.
+	ParkExtension string
+	// Addr is the host:port written into the entity and orbit URIs of the
+	// dialog-info bodies and into From and Contact of the NOTIFYs: the
+	// address phones reach the host on. Required, with a port.
+	Addr netip.AddrPort
+	// Logger receives NOTIFY failures at Debug; nil is silent.
+	Logger *slog.Logger
+}
+
+// BLF serves the dialog event package (RFC 4235) for a lot's orbits: the
+// busy lamp fields of phones' park keys. A SUBSCRIBE to an orbit watches that
+// orbit; one to the park extension watches the whole lot. Every NOTIFY
+// carries the full state with a version one above the last, so a phone that
+// missed one is right again with the next.
+//
+// It is a component of its own so that a host PBX serving SUBSCRIBE in its
+// own sipgo handlers lights the same lamps as Server does: it calls
+// ServeSubscribe for the users Watches names and Close when it stops.
+//
+// The lot's event delivery never waits on a watcher's network: each
+// watcher's NOTIFYs queue and go out from a goroutine of their own, one at a
+// time and in order, each bounded by 5 s.
+type BLF struct {
+	lot     *park.Lot
+	client  *sipgo.Client
+	table   *orbit.Table
+	parkExt string
+	addr    netip.AddrPort
+	log     *slog.Logger
+
+	stopObserving func()
+	closeOnce     sync.Once
+	// ctx bounds every NOTIFY; Close cancels it once it has waited long
+	// enough, so a watcher that never answers cannot hold a host's exit.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// tasks are the queue pumps and the final NOTIFYs of Close: what Close
+	// waits for. Go is only called under mu while not closed (or by Close
+	// itself before it waits), so no Add can race the Wait.
+	tasks sync.WaitGroup
+
+	mu   sync.Mutex
+	subs map[string]*subscription // by dialog key
+	// refusing: new subscriptions get a terminated NOTIFY at once, while
+	// the existing ones still hear the lot's last changes (Server.Shutdown
+	// sets it before the lot recalls its calls).
+	refusing bool
+	closed   bool
+}
+
+// NewBLF checks cfg, fills in its defaults and starts observing cfg.Lot.
+// Errors name the field at fault.
+func NewBLF(cfg BLFConfig) (*BLF, error) {
+	if cfg.Lot == nil {
+		return nil, errors.New("sipadapter: BLFConfig.Lot is nil")
+	}
+	if cfg.Client == nil {
+		return nil, errors.New("sipadapter: BLFConfig.Client is nil")
+	}
+	if !cfg.Addr.IsValid() {
+		return nil, errors.New("sipadapter: BLFConfig.Addr is unset: name the host:port phones reach")
+	}
+	if cfg.Addr.Port() == 0 {
+		return nil, fmt.Errorf("sipadapter: BLFConfig.Addr %s has port 0: name the port phones reach", cfg.Addr)
+	}
+	b := &BLF{
+		lot:     cfg.Lot,
+		client:  cfg.Client,
+		table:   cfg.Orbits,
+		parkExt: cfg.ParkExtension,
+		addr:    cfg.Addr,
+		log:     cfg.Logger,
+		subs:    make(map[string]*subscription),
+	}
+	if b.table == nil {
+		var err error
+		if b.table, err = orbit.ParseTable(park.DefaultOrbits); err != nil {
+			return nil, err
+		}
+	}
+	if b.parkExt == "" {
+		b.parkExt = DefaultParkExtension
+	}
+	if servesOrbit(b.table, orbit.Orbit(b.parkExt)) {
+		return nil, fmt.Errorf("sipadapter: BLFConfig.ParkExtension %q lies inside an orbit range", b.parkExt)
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.stopObserving = b.lot.Observe(park.ObserverFunc(b.observe))
+	return b, nil
+}
+
+// Watches reports whether a SUBSCRIBE whose Request-URI user is user is
+// one for this BLF: the park extension or an orbit it serves. A host
+// routing SUBSCRIBEs among its own services asks it first; ServeSubscribe
+// answers 404 for any other user.
+func (b *BLF) Watches(user string) bool {
+	return user == b.parkExt || servesOrbit(b.table, orbit.Orbit(user))
+}
+
+// Len returns the number of subscriptions alive.
+func (b *BLF) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}
+
 // subscription is one BLF watcher (RFC 4235 dialog event package): of one
 // orbit, or of the whole lot when it subscribed to the park extension.
 type subscription struct {
-	s       *Server
+	b       *BLF
 	key     string
 	orbit   orbit.Orbit // empty: the whole lot
 	user    string      // the Request-URI user it watches: an orbit or the park extension
@@ -58,46 +189,93 @@ type blfUpdate struct {
 	state   string
 }
 
-// enqueue queues a NOTIFY and makes sure a goroutine is sending.
+// spawn runs f as a task Close waits for, unless the BLF is closed.
+func (b *BLF) spawn(f func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.tasks.Go(f)
+	return true
+}
+
+// enqueue queues a NOTIFY and makes sure a goroutine is sending. Once the
+// BLF is closed nothing more is queued: the final NOTIFY carries the state.
 func (sub *subscription) enqueue(u blfUpdate) {
 	sub.qmu.Lock()
 	sub.queue = append(sub.queue, u)
 	start := !sub.pumping
 	sub.pumping = true
 	sub.qmu.Unlock()
-	if start {
-		sub.s.tasks.Go(sub.pump)
+	if start && !sub.b.spawn(sub.pump) {
+		sub.qmu.Lock()
+		sub.queue, sub.pumping = nil, false
+		sub.qmu.Unlock()
 	}
 }
 
 func (sub *subscription) pump() {
 	for {
 		sub.qmu.Lock()
-		if len(sub.queue) == 0 {
-			sub.pumping = false
+		// Once Close has given up waiting, the rest of the queue is
+		// dropped rather than failed one NOTIFY at a time.
+		if len(sub.queue) == 0 || sub.b.ctx.Err() != nil {
+			sub.queue, sub.pumping = nil, false
 			sub.qmu.Unlock()
 			return
 		}
 		u := sub.queue[0]
 		sub.queue = sub.queue[1:]
 		sub.qmu.Unlock()
-		sub.notify(u.dialogs, u.state, false)
+		sub.notify(sub.b.ctx, u.dialogs, u.state, false)
 	}
 }
 
-// onSubscribe serves SUBSCRIBE for the dialog event package to an orbit or
-// to the park extension; Expires 0 ends a subscription with a final NOTIFY.
-func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+// handlerContext is the parent of a NOTIFY sent from within ServeSubscribe.
+// Until Close it is the BLF's own, which Close cancels. After it, it is not
+// cancelled: the NOTIFY telling a late watcher that the lot is gone still
+// gets its 5 s.
+func (b *BLF) handlerContext() context.Context {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return context.WithoutCancel(b.ctx)
+	}
+	return b.ctx
+}
+
+// ServeSubscribe serves a SUBSCRIBE for the dialog event package to an
+// orbit or to the park extension. It has the shape of a sipgo.RequestHandler
+// (srv.OnSubscribe(blf.ServeSubscribe)); a host with its own OnSubscribe
+// calls it for the users Watches names. It answers:
+//
+//   - 489 Bad Event with Allow-Events for any other event package;
+//   - 404 for a Request-URI user not watched;
+//   - 400 for a bad Expires or a SUBSCRIBE without From, Contact or Call-ID;
+//   - 481 for a refresh (To tag present) of no live subscription;
+//   - otherwise 200 with the granted Expires (1 min to 1 h, 1 h by default),
+//     then a NOTIFY with the current state. Expires: 0 on a new SUBSCRIBE is
+//     a fetch (one NOTIFY, terminated;reason=timeout); on a refresh it
+//     unsubscribes with a final NOTIFY. After Close, or while Server shuts
+//     down, a new subscription's first NOTIFY is its last
+//     (terminated;reason=noresource).
+//
+// It returns once the response is sent; NOTIFYs of a fetch, an unsubscribe
+// or a refusal are sent before it returns, the others are queued.
+func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	ev := req.GetHeader("Event")
 	if ev == nil || !strings.EqualFold(strings.TrimSpace(strings.SplitN(ev.Value(), ";", 2)[0]), "dialog") {
-		s.reply(req, tx, 489, "Bad Event", sip.NewHeader("Allow-Events", "dialog, refer"))
+		// refer is listed too: the implicit subscription of a REFER that
+		// transfers a call into park (RFC 3515).
+		reply(b.log, req, tx, 489, "Bad Event", sip.NewHeader("Allow-Events", "dialog, refer"))
 		return
 	}
 	expiry := defaultSubscriptionExpiry
 	if h := req.GetHeader("Expires"); h != nil {
 		secs, err := strconv.Atoi(strings.TrimSpace(h.Value()))
 		if err != nil || secs < 0 {
-			s.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning("bad Expires"))
+			reply(b.log, req, tx, sip.StatusBadRequest, "Bad Request", warning("bad Expires"))
 			return
 		}
 		expiry = min(max(time.Duration(secs)*time.Second, minSubscriptionExpiry), maxSubscriptionExpiry)
@@ -108,47 +286,47 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 
 	// A refresh or an unsubscribe arrives inside the subscription's dialog.
 	if to := req.To(); to != nil && to.Params.Has("tag") {
-		key, _ := requestKey(req)
-		s.mu.Lock()
-		sub := s.subs[key]
-		s.mu.Unlock()
+		key, _ := RequestKey(req)
+		b.mu.Lock()
+		sub := b.subs[key]
+		b.mu.Unlock()
 		if sub == nil {
-			s.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+			reply(b.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 			return
 		}
 		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 		res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expiry/time.Second))))
-		s.respond(tx, res)
+		respond(b.log, tx, res)
 		if expiry == 0 {
-			s.endSubscription(sub, "terminated;reason=timeout")
+			b.end(b.handlerContext(), sub, "terminated;reason=timeout")
 			return
 		}
 		sub.expires.Reset(expiry)
-		sub.enqueue(blfUpdate{dialogs: s.dialogState(sub.orbit), state: "active;expires=" + strconv.Itoa(int(expiry/time.Second))})
+		sub.enqueue(blfUpdate{dialogs: b.dialogState(sub.orbit), state: "active;expires=" + strconv.Itoa(int(expiry/time.Second))})
 		return
 	}
 
 	user := req.Recipient.User
 	var o orbit.Orbit
 	switch {
-	case user == s.cfg.ParkExtension:
-	case s.isOrbit(orbit.Orbit(user)):
+	case user == b.parkExt:
+	case servesOrbit(b.table, orbit.Orbit(user)):
 		o = orbit.Orbit(user)
 	default:
-		s.reply(req, tx, sip.StatusNotFound, "Not Found")
+		reply(b.log, req, tx, sip.StatusNotFound, "Not Found")
 		return
 	}
 	contact := req.Contact()
 	from := req.From()
 	if contact == nil || from == nil || req.CallID() == nil {
-		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning("SUBSCRIBE needs From, Contact and Call-ID"))
+		reply(b.log, req, tx, sip.StatusBadRequest, "Bad Request", warning("SUBSCRIBE needs From, Contact and Call-ID"))
 		return
 	}
 	sub := &subscription{
-		s:       s,
+		b:       b,
 		orbit:   o,
 		user:    user,
-		entity:  s.uri(user),
+		entity:  userURI(user, b.addr),
 		callID:  req.CallID().Value(),
 		ourTag:  sip.GenerateTagN(16),
 		remote:  sip.FromHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: from.Params.Clone()},
@@ -156,65 +334,123 @@ func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		network: req.Transport(),
 		cseq:    1,
 	}
-	sub.key = dialogKey(sub.callID, sub.ourTag, fromTag(req))
+	sub.key = DialogKey(sub.callID, sub.ourTag, fromTag(req))
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	res.To().Params.Add("tag", sub.ourTag)
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expiry/time.Second))))
-	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: s.addr.Addr().String(), Port: int(s.addr.Port())}})
-	s.respond(tx, res)
+	res.AppendHeader(&sip.ContactHeader{Address: sipURI(user, b.addr)})
+	respond(b.log, tx, res)
 
 	if expiry == 0 {
 		// A fetch (RFC 6665 §4.4.3): one NOTIFY with the state, then done.
-		sub.notify(s.dialogState(o), "terminated;reason=timeout", true)
+		sub.notify(b.handlerContext(), b.dialogState(o), "terminated;reason=timeout", true)
 		return
 	}
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		sub.notify(s.dialogState(o), "terminated;reason=noresource", true)
+	b.mu.Lock()
+	if b.refusing || b.closed {
+		b.mu.Unlock()
+		sub.notify(b.handlerContext(), b.dialogState(o), "terminated;reason=noresource", true)
 		return
 	}
 	// The first NOTIFY is queued before the subscription can see a lot
-	// change, so the watcher gets the states in order.
-	sub.enqueue(blfUpdate{dialogs: s.dialogState(o), state: "active;expires=" + strconv.Itoa(int(expiry/time.Second))})
-	s.subs[sub.key] = sub
-	sub.expires = time.AfterFunc(expiry, func() { s.endSubscription(sub, "terminated;reason=timeout") })
-	s.mu.Unlock()
+	// change, so the watcher gets the states in order. The subscription is
+	// not shared yet, so its queue is filled without its lock.
+	sub.queue = []blfUpdate{{dialogs: b.dialogState(o), state: "active;expires=" + strconv.Itoa(int(expiry/time.Second))}}
+	sub.pumping = true
+	b.subs[sub.key] = sub
+	sub.expires = time.AfterFunc(expiry, func() {
+		b.spawn(func() { b.end(b.ctx, sub, "terminated;reason=timeout") })
+	})
+	b.tasks.Go(sub.pump)
+	b.mu.Unlock()
 }
 
-// endSubscription forgets a subscription and sends its final NOTIFY.
-func (s *Server) endSubscription(sub *subscription, state string) {
-	s.mu.Lock()
-	if s.subs[sub.key] != sub {
-		s.mu.Unlock()
+// end forgets a subscription and sends its final NOTIFY.
+func (b *BLF) end(ctx context.Context, sub *subscription, state string) {
+	b.mu.Lock()
+	if b.subs[sub.key] != sub {
+		b.mu.Unlock()
 		return
 	}
-	delete(s.subs, sub.key)
-	s.mu.Unlock()
+	delete(b.subs, sub.key)
+	b.mu.Unlock()
 	sub.expires.Stop()
-	sub.notify(s.dialogState(sub.orbit), state, true)
+	sub.notify(ctx, b.dialogState(sub.orbit), state, true)
 }
 
-// observeForBLF turns lot events into NOTIFYs for the orbit's watchers and
-// the whole lot's.
-func (s *Server) observeForBLF(e park.Event) {
+// refuseNew makes new subscriptions end at once while the existing ones go
+// on: Server.Shutdown calls it before the lot recalls its calls, since a
+// phone subscribing then would watch a lot about to go.
+func (b *BLF) refuseNew() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refusing = true
+}
+
+// Close ends the BLF: it stops observing the lot, sends every watcher a
+// final NOTIFY (terminated;reason=noresource, RFC 6665: the resource is
+// gone, so phones do not resubscribe at once) and waits for the NOTIFYs
+// still queued, but no longer than ctx: then it cancels those in flight and
+// returns ctx's error. SUBSCRIBEs served afterwards are answered with a
+// terminated NOTIFY. A host closes the BLF once its lot has shut down, so
+// that watchers have heard the lot empty first. Calling Close again waits
+// again.
+func (b *BLF) Close(ctx context.Context) error {
+	b.closeOnce.Do(b.stopObserving)
+	b.mu.Lock()
+	b.closed = true
+	subs := b.subs
+	b.subs = make(map[string]*subscription)
+	for _, sub := range subs {
+		sub.expires.Stop()
+		b.tasks.Go(func() {
+			sub.notify(b.ctx, b.dialogState(sub.orbit), "terminated;reason=noresource", true)
+		})
+	}
+	b.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		b.tasks.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	b.cancel()
+	<-done
+	return err
+}
+
+// observe turns lot events into NOTIFYs for the orbit's watchers and the
+// whole lot's.
+func (b *BLF) observe(e park.Event) {
 	if e.Kind != park.EventParked && e.Kind != park.EventEnded {
 		return
 	}
-	s.mu.Lock()
+	b.mu.Lock()
+	if b.closed {
+		// The lot may deliver an event it had in hand when Close stopped
+		// the observation.
+		b.mu.Unlock()
+		return
+	}
 	var watchers []*subscription
-	for _, sub := range s.subs {
+	for _, sub := range b.subs {
 		if sub.orbit == "" || sub.orbit == e.Call.Orbit {
 			watchers = append(watchers, sub)
 		}
 	}
-	s.mu.Unlock()
+	b.mu.Unlock()
 	// One snapshot per watched orbit (or the whole lot), however many watch it.
 	states := make(map[orbit.Orbit][]blfDialog, 2)
 	for _, sub := range watchers {
 		state, ok := states[sub.orbit]
 		if !ok {
-			state = s.dialogState(sub.orbit)
+			state = b.dialogState(sub.orbit)
 			states[sub.orbit] = state
 		}
 		state = slices.Clip(state) // each watcher appends its own terminated entry
@@ -232,36 +468,37 @@ type blfDialog struct {
 }
 
 // dialogState lists the calls parked in o (all calls when o is empty).
-func (s *Server) dialogState(o orbit.Orbit) []blfDialog {
+func (b *BLF) dialogState(o orbit.Orbit) []blfDialog {
 	var out []blfDialog
 	if o != "" {
-		if info, ok := s.lot.Lookup(o); ok {
+		if info, ok := b.lot.Lookup(o); ok {
 			out = append(out, blfDialog{ID: info.ParkID, Orbit: info.Orbit, Party: info.Party, State: "confirmed"})
 		}
 		return out
 	}
-	for _, info := range s.lot.Calls() {
+	for _, info := range b.lot.Calls() {
 		out = append(out, blfDialog{ID: info.ParkID, Orbit: info.Orbit, Party: info.Party, State: "confirmed"})
 	}
 	return out
 }
 
-// notify sends the next NOTIFY of the subscription: full state, version + 1.
-// A final NOTIFY ends the subscription: later ones are dropped.
-func (sub *subscription) notify(dialogs []blfDialog, state string, final bool) {
+// notify sends the next NOTIFY of the subscription: full state, version + 1,
+// bounded by notifyTimeout within ctx. A final NOTIFY ends the
+// subscription: later ones are dropped.
+func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state string, final bool) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	if sub.ended {
 		return
 	}
 	if final {
-		defer func() { sub.ended = true }()
+		sub.ended = true
 	}
-	s := sub.s
-	body := dialogInfoXML(sub.entity, sub.version, dialogs, s.uri)
+	b := sub.b
+	body := dialogInfoXML(sub.entity, sub.version, dialogs, func(user string) string { return userURI(user, b.addr) })
 	sub.version++
 	req := sip.NewRequest(sip.NOTIFY, sub.target)
-	from := sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: sub.user, Host: s.addr.Addr().String(), Port: int(s.addr.Port())}, Params: sip.NewParams()}
+	from := sip.FromHeader{Address: sipURI(sub.user, b.addr), Params: sip.NewParams()}
 	from.Params.Add("tag", sub.ourTag)
 	to := sip.ToHeader{DisplayName: sub.remote.DisplayName, Address: sub.remote.Address, Params: sub.remote.Params}
 	callID := sip.CallIDHeader(sub.callID)
@@ -270,7 +507,7 @@ func (sub *subscription) notify(dialogs []blfDialog, state string, final bool) {
 	req.AppendHeader(&callID)
 	sub.cseq++
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: sub.cseq, MethodName: sip.NOTIFY})
-	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: from.Address.User, Host: s.addr.Addr().String(), Port: int(s.addr.Port())}})
+	req.AppendHeader(&sip.ContactHeader{Address: sipURI(sub.user, b.addr)})
 	req.AppendHeader(sip.NewHeader("Event", "dialog"))
 	req.AppendHeader(sip.NewHeader("Subscription-State", state))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/dialog-info+xml"))
@@ -278,21 +515,21 @@ func (sub *subscription) notify(dialogs []blfDialog, state string, final bool) {
 	if sub.network != "" {
 		req.SetTransport(sub.network)
 	}
-	ctx, cancel := context.WithTimeout(s.tasksCtx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
 	defer cancel()
-	res, err := s.client.Do(ctx, req, sipgo.ClientRequestAddVia)
+	res, err := b.client.Do(ctx, req, sipgo.ClientRequestAddVia)
 	if err != nil {
-		s.log.Debug("BLF NOTIFY failed", "entity", sub.entity, "err", err)
+		b.log.Debug("BLF NOTIFY failed", "entity", sub.entity, "err", err)
 		return
 	}
 	if res.StatusCode == sip.StatusCallTransactionDoesNotExists || res.StatusCode >= 400 && !strings.HasPrefix(state, "terminated") {
 		// The watcher forgot the subscription: stop notifying it.
-		s.mu.Lock()
-		if s.subs[sub.key] == sub {
-			delete(s.subs, sub.key)
+		b.mu.Lock()
+		if b.subs[sub.key] == sub {
+			delete(b.subs, sub.key)
 			sub.expires.Stop()
 		}
-		s.mu.Unlock()
+		b.mu.Unlock()
 		sub.ended = true
 	}
 }

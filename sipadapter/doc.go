@@ -29,4 +29,16 @@
 // Lot errors become status codes here and nowhere else: a full lot or an
 // occupied orbit is 486, an unknown or empty orbit 404, a shutting-down lot
 // or no free RTP port 503, an offer without G.711 488.
+//
+// A host PBX that embeds the lot in its own SIP handlers, instead of running
+// a Server beside it, reuses the pieces the Server is built from, so that its
+// phones see the same answers: [BLF] serves the park keys' SUBSCRIBEs,
+// [PortPool] hands out RTP ports, [StatusFor] turns lot errors into
+// responses, [ReferredBy] names the parker, [ParseReplaces] reads an attended
+// transfer's Replaces, [NotifyRefer] with [ParkedSipfrag] or [StatusSipfrag]
+// reports a transfer into park, [WaitAnswer] rings an INVITE the way recalls
+// ring (CANCEL at the ring time, give up on a target that never answered),
+// and [Dialog] sends in-dialog requests whichever side began the dialog.
+// examples/pbx is such a host. The Server uses each of them itself: there is one
+// implementation of each rule.
 package sipadapter

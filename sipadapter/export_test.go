@@ -10,11 +10,12 @@ func (s *Server) OpenLegs() int {
 }
 
 // PortsInUse returns the number of RTP ports handed out.
-func (s *Server) PortsInUse() int { return s.ports.used() }
+func (s *Server) PortsInUse() int { return s.ports.InUse() }
 
 // Subscriptions returns the number of live BLF subscriptions.
 func (s *Server) Subscriptions() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.subs)
+	if s.blf == nil {
+		return 0
+	}
+	return s.blf.Len()
 }

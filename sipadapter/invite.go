@@ -3,7 +3,6 @@ package sipadapter
 import (
 	"context"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -53,7 +52,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 
 	offer, err := media.ParseOffer(req.Body())
 	if err != nil {
-		code, reason := offerStatus(err, req.Body())
+		code, reason := OfferStatus(err, req.Body())
 		s.log.Info("refused", "user", user, "from", fromURI(req), "status", code, "why", err)
 		s.reply(req, tx, code, reason, warning(err.Error()))
 		return
@@ -62,18 +61,17 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if !retrieve {
 		stance = media.ParkedDirection(offer.Direction)
 	}
-	conn, err := s.ports.acquire()
+	conn, err := s.ports.Acquire()
 	if err != nil {
-		code, reason, h := statusFor(err)
+		code, reason, headers := StatusFor(err)
 		s.log.Warn("refused", "user", user, "from", fromURI(req), "status", code, "why", err)
-		s.reply(req, tx, code, reason, h)
+		s.reply(req, tx, code, reason, headers...)
 		return
 	}
-	id := sessionID()
-	local := media.LocalMedia{Addr: s.sdpAddr(conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()), Username: "callpark", SessionID: id, SessionVersion: id}
-	answer, n, err := media.Answer(offer, local, stance)
+	sdp := media.NewSession(media.LocalMedia{Addr: s.sdpAddr(conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()), Username: "callpark"})
+	answer, n, err := sdp.Answer(offer, stance)
 	if err != nil {
-		s.freePort(conn)
+		s.ports.Free(conn)
 		s.log.Info("refused", "user", user, "from", fromURI(req), "status", 488, "why", err)
 		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
 		return
@@ -88,13 +86,12 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	sess, err := s.dialogUA.ReadInvite(req, tx)
 	if err != nil {
-		s.freeEndpoint(ep)
+		s.ports.FreeEndpoint(ep)
 		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
 		return
 	}
-	ours, _ := sess.InviteRequest.To().Params.Get("tag")
-	l := &leg{s: s, uas: sess, ep: ep, who: fromURI(req), sdpID: id, sdpVersion: id, lastSDP: answer, dir: n.Direction}
-	l.key = dialogKey(req.CallID().Value(), ours, fromTag(req))
+	l := &leg{s: s, dlg: ServerDialog(sess), uas: sess, ep: ep, who: fromURI(req), sdp: sdp, dir: n.Direction}
+	l.key = l.dlg.Key()
 	if retrieve {
 		l.bridgeDone = make(chan struct{})
 	}
@@ -111,24 +108,16 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // replaceable finds the parked leg a Replaces header value names (RFC 3891:
-// call-id;to-tag=<our tag>;from-tag=<their tag>), or nil.
+// call-id;to-tag=<our tag>;from-tag=<their tag>), or nil: a value that
+// names no dialog, or none of ours, is the same 481 to the phone.
 func (s *Server) replaceable(value string) *leg {
-	callID, params, _ := strings.Cut(strings.TrimSpace(value), ";")
-	var toTag, fromTag string
-	for _, p := range strings.Split(params, ";") {
-		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		switch strings.ToLower(k) {
-		case "to-tag":
-			toTag = v
-		case "from-tag":
-			fromTag = v
-		}
-	}
-	if callID == "" || toTag == "" || fromTag == "" {
+	callID, toTag, fromTag, err := ParseReplaces(value)
+	if err != nil {
+		s.log.Debug("bad Replaces", "err", err)
 		return nil
 	}
 	s.mu.Lock()
-	l := s.legs[dialogKey(callID, toTag, fromTag)]
+	l := s.legs[DialogKey(callID, toTag, fromTag)]
 	s.mu.Unlock()
 	if l == nil {
 		return nil
@@ -154,13 +143,13 @@ func (s *Server) takeOver(l *leg, req *sip.Request, old *leg, answer []byte) {
 		s.refuse(l, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
-	parker := referredBy(req)
+	parker := ReferredBy(req)
 	if parker == "" && call.Info().Parker == "" {
 		parker = old.who // the consult call came from the parker
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := call.Replace(ctx, l, parker); err != nil {
+	if err := call.Replace(ctx, park.ReplaceRequest{Leg: l, Parker: parker, Party: l.who}); err != nil {
 		old.mu.Lock()
 		if !old.closed {
 			old.call = call
@@ -178,19 +167,12 @@ func (s *Server) takeOver(l *leg, req *sip.Request, old *leg, answer []byte) {
 
 // park parks the caller of l: 200 OK with the orbit, music after the ACK.
 func (s *Server) park(l *leg, req *sip.Request, directed orbit.Orbit, answer []byte) {
-	parker := referredBy(req)
+	parker := ReferredBy(req)
 	ctx := context.Background()
 	call, err := s.lot.Park(ctx, park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.who})
 	if err != nil {
-		code, reason, h := statusFor(err)
+		code, reason, headers := StatusFor(err)
 		s.log.Info("park refused", "from", l.who, "orbit", directed, "status", code, "why", err)
-		var headers []sip.Header
-		if h != nil {
-			headers = append(headers, h)
-		}
-		if code == sip.StatusBusyHere {
-			headers = append(headers, sip.NewHeader("Reason", `SIP;cause=486;text="`+sanitize(err.Error())+`"`))
-		}
 		s.refuse(l, code, reason, headers...)
 		return
 	}
@@ -234,12 +216,8 @@ func (s *Server) refuse(l *leg, code int, reason string, headers ...sip.Header) 
 func (s *Server) retrieve(l *leg, o orbit.Orbit, answer []byte) {
 	got, err := s.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.who})
 	if err != nil {
-		code, reason, h := statusFor(err)
+		code, reason, headers := StatusFor(err)
 		s.log.Info("retrieve refused", "orbit", o, "from", l.who, "status", code, "why", err)
-		var headers []sip.Header
-		if h != nil {
-			headers = append(headers, h)
-		}
 		s.refuse(l, code, reason, headers...)
 		return
 	}
@@ -275,7 +253,7 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	offer, err := media.ParseOffer(req.Body())
 	if err != nil {
-		code, reason := offerStatus(err, req.Body())
+		code, reason := OfferStatus(err, req.Body())
 		s.reply(req, tx, code, reason)
 		return
 	}
@@ -285,29 +263,17 @@ func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if parked {
 		stance = media.ParkedDirection(offer.Direction)
 	}
-	local := media.LocalMedia{Addr: s.sdpAddr(l.ep.LocalAddr().Port()), Username: "callpark", SessionID: l.sdpID, SessionVersion: l.sdpVersion}
-	answer, n, err := media.Answer(offer, local, stance)
-	if err == nil && string(answer) != string(l.lastSDP) {
-		l.sdpVersion++
-		local.SessionVersion = l.sdpVersion
-		answer, n, err = media.Answer(offer, local, stance)
-	}
+	answer, n, err := l.sdp.Answer(offer, stance)
 	if err == nil {
-		l.lastSDP, l.dir = answer, n.Direction
+		l.dir = n.Direction
 	}
 	l.mu.Unlock()
 	if err != nil {
 		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
 		return
 	}
-	l.ep.SetRemote(n.Remote)
-	if err := l.ep.SetCodec(n.Codec, n.PayloadType, n.TelephoneEvent); err != nil {
+	if err := l.ep.Apply(n); err != nil {
 		s.log.Warn("codec change refused", "who", l.who, "err", err)
-	}
-	if n.RemoteHold {
-		l.ep.Hold()
-	} else {
-		l.ep.Unhold()
 	}
 	s.respond(tx, sip.NewSDPResponseFromRequest(req, answer))
 }
@@ -330,13 +296,7 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
-	var err error
-	if l.uas != nil {
-		err = l.uas.ReadBye(req, tx)
-	} else {
-		err = l.uac.ReadBye(req, tx)
-	}
-	if err != nil {
+	if err := l.dlg.ReadBye(req, tx); err != nil {
 		s.log.Debug("BYE answer failed", "who", l.who, "err", err)
 	}
 	l.mu.Lock()

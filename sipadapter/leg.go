@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -21,18 +20,14 @@ import (
 type leg struct {
 	s   *Server
 	key string // dialog key in s.legs
-	uas *sipgo.DialogServerSession
-	uac *sipgo.DialogClientSession
+	dlg Dialog
+	uas *sipgo.DialogServerSession // the answered INVITE's session, nil for a recall
 	ep  *media.Endpoint
 	// who names the other party for logs (From of an INVITE, target of a
 	// recall).
 	who string
-	// The leg's SDP: o= session id and version, and the last body sent, so
-	// a re-INVITE is answered with the same version unless something
-	// changed.
-	sdpID, sdpVersion uint64
-	lastSDP           []byte
-	dir               media.Direction // ours, as last negotiated
+	sdp *media.Session  // the leg's o= line and last body across re-INVITEs
+	dir media.Direction // ours, as last negotiated (under mu)
 	// bridgeDone is closed once a leg meant to be bridged (a retriever, an
 	// answered recall) is, or is not going to be: a REFER sent right after
 	// the ACK waits for it. Nil for a parked leg.
@@ -104,14 +99,7 @@ func (l *leg) hangup(ctx context.Context) {
 	l.byeOnce.Do(func() {
 		l.offering.Lock()
 		defer l.offering.Unlock()
-		var err error
-		switch {
-		case l.uas != nil:
-			err = l.uas.Bye(ctx)
-		case l.uac != nil:
-			err = l.uac.Bye(ctx)
-		}
-		if err != nil {
+		if err := l.dlg.Bye(ctx); err != nil {
 			l.s.log.Debug("BYE failed", "who", l.who, "err", err)
 		}
 	})
@@ -129,14 +117,9 @@ func (l *leg) close() {
 		if relay != nil {
 			relay.Close()
 		}
-		l.s.freeEndpoint(l.ep)
+		l.s.ports.FreeEndpoint(l.ep)
 		l.s.forget(l)
-		if l.uas != nil {
-			l.uas.Close()
-		}
-		if l.uac != nil {
-			l.uac.Close()
-		}
+		l.dlg.Close()
 	})
 }
 
@@ -196,47 +179,35 @@ func (s *Server) bridge(a, b *leg) error {
 func (l *leg) reoffer(ctx context.Context) error {
 	l.offering.Lock()
 	defer l.offering.Unlock()
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	if l.isClosed() {
 		return errLegGone
 	}
-	l.sdpVersion++
-	local := media.LocalMedia{Addr: l.s.sdpAddr(l.ep.LocalAddr().Port()), Username: "callpark", SessionID: l.sdpID, SessionVersion: l.sdpVersion, Codecs: []media.Codec{l.ep.Codec()}}
-	l.mu.Unlock()
-	offer, err := media.NewOffer(local, media.SendRecv)
+	offer, err := l.sdp.Offer(media.SendRecv, l.ep.Codec())
 	if err != nil {
 		return err
 	}
-	req := l.newRequest(sip.INVITE)
+	req := l.dlg.NewRequest(sip.INVITE)
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody(offer.SDP())
-	res, err := l.do(ctx, req)
+	res, err := l.dlg.Do(ctx, req)
 	if err != nil {
 		return err
 	}
 	if !res.IsSuccess() {
 		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
 	}
-	ack := l.newRequest(sip.ACK)
-	if l.uas != nil {
-		err = l.uas.WriteRequest(ack)
-	} else {
-		err = l.uac.WriteRequest(ack)
-	}
-	if err != nil {
+	if err := l.dlg.WriteRequest(l.dlg.NewRequest(sip.ACK)); err != nil {
 		return err
 	}
 	n, err := offer.ParseAnswer(res.Body())
 	if err != nil {
 		return err
 	}
-	l.ep.SetRemote(n.Remote)
-	if err := l.ep.SetCodec(n.Codec, n.PayloadType, n.TelephoneEvent); err != nil {
+	if err := l.ep.Apply(n); err != nil {
 		return err
 	}
 	l.mu.Lock()
-	l.lastSDP, l.dir = offer.SDP(), n.Direction
+	l.dir = n.Direction
 	l.mu.Unlock()
 	return nil
 }
@@ -286,7 +257,7 @@ func (s *Server) forget(l *leg) {
 // lookup finds the leg an in-dialog request belongs to: To carries our tag,
 // From theirs, whichever side began the dialog.
 func (s *Server) lookup(req *sip.Request) *leg {
-	key, ok := requestKey(req)
+	key, ok := RequestKey(req)
 	if !ok {
 		return nil
 	}
@@ -295,36 +266,10 @@ func (s *Server) lookup(req *sip.Request) *leg {
 	return s.legs[key]
 }
 
-func requestKey(req *sip.Request) (string, bool) {
-	callID, from, to := req.CallID(), req.From(), req.To()
-	if callID == nil || from == nil || to == nil {
-		return "", false
-	}
-	ours, _ := to.Params.Get("tag")
-	theirs, _ := from.Params.Get("tag")
-	if ours == "" {
-		return "", false
-	}
-	return dialogKey(callID.Value(), ours, theirs), true
-}
-
-func dialogKey(callID, ours, theirs string) string {
-	return callID + "\x00" + ours + "\x00" + theirs
-}
-
-// newEndpoint takes an RTP port and builds the leg's endpoint on it.
-func (s *Server) newEndpoint(n media.Negotiated) (*media.Endpoint, error) {
-	conn, err := s.ports.acquire()
-	if err != nil {
-		return nil, err
-	}
-	return s.endpointOn(conn, n)
-}
-
-// endpointOn builds an endpoint on a port already taken; on error the port
-// is given back.
+// endpointOn builds a leg's endpoint on a port already taken; on error the
+// port is given back.
 func (s *Server) endpointOn(conn *net.UDPConn, n media.Negotiated) (*media.Endpoint, error) {
-	ep, err := media.NewEndpoint(conn, media.EndpointOptions{
+	return s.ports.Endpoint(conn, media.EndpointOptions{
 		Remote:         n.Remote,
 		Codec:          n.Codec,
 		PayloadType:    n.PayloadType,
@@ -332,30 +277,7 @@ func (s *Server) endpointOn(conn *net.UDPConn, n media.Negotiated) (*media.Endpo
 		Scheduler:      s.sched,
 		Logger:         s.log.With("component", "rtp"),
 	})
-	if err != nil {
-		s.freePort(conn)
-		return nil, err
-	}
-	return ep, nil
 }
-
-// freePort closes an RTP socket not yet given to an endpoint and returns its
-// port to the pool.
-func (s *Server) freePort(conn *net.UDPConn) {
-	port := conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()
-	conn.Close()
-	s.ports.release(port)
-}
-
-// freeEndpoint closes an endpoint (and its socket) and returns its port.
-func (s *Server) freeEndpoint(ep *media.Endpoint) {
-	port := ep.LocalAddr().Port()
-	ep.Close()
-	s.ports.release(port)
-}
-
-// sessionID makes an SDP o= session id (and first version) from the clock.
-func sessionID() uint64 { return uint64(time.Now().UnixNano() / 1000) }
 
 // Dial rings a recall or fallback target over SIP, as a park.Dialer: an
 // INVITE with an offer from a new RTP port, CANCELled when ctx ends first.
@@ -366,22 +288,26 @@ func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 	if err := sip.ParseUri(req.Target, &target); err != nil {
 		return nil, fmt.Errorf("target %q: %w", req.Target, err)
 	}
-	ep, err := s.newEndpoint(media.Negotiated{Codec: media.PCMU})
+	conn, err := s.ports.Acquire()
+	if err != nil {
+		return nil, err
+	}
+	ep, err := s.endpointOn(conn, media.Negotiated{Codec: media.PCMU})
 	if err != nil {
 		return nil, err
 	}
 	fail := func(err error) (park.Answer, error) {
-		s.freeEndpoint(ep)
+		s.ports.FreeEndpoint(ep)
 		return nil, err
 	}
-	id := sessionID()
-	offer, err := media.NewOffer(media.LocalMedia{Addr: s.sdpAddr(ep.LocalAddr().Port()), Username: "callpark", SessionID: id, SessionVersion: id}, media.SendRecv)
+	sdp := media.NewSession(media.LocalMedia{Addr: s.sdpAddr(ep.LocalAddr().Port()), Username: "callpark"})
+	offer, err := sdp.Offer(media.SendRecv)
 	if err != nil {
 		return fail(err)
 	}
 	from := sip.FromHeader{
 		DisplayName: "Park " + string(req.Call.Orbit),
-		Address:     sip.Uri{Scheme: "sip", User: string(req.Call.Orbit), Host: s.addr.Addr().String(), Port: int(s.addr.Port())},
+		Address:     sipURI(string(req.Call.Orbit), s.addr),
 		Params:      sip.NewParams(),
 	}
 	from.Params.Add("tag", sip.GenerateTagN(16))
@@ -396,67 +322,21 @@ func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 	if err != nil {
 		return fail(err)
 	}
-	// When the ring time runs out a ringing target gets a CANCEL. One that
-	// never answered at all (unreachable, silent) cannot be CANCELled (RFC
-	// 3261 §9.1: CANCEL needs a provisional response first), and sipgo would
-	// wait out Timer B (32 s) before the next recall attempt. So a target
-	// silent at the ring time gets a second more for its 180 (which may be
-	// on its way), then the INVITE is abandoned.
-	var provisional atomic.Bool
-	heard := make(chan struct{})
-	var heardOnce sync.Once
-	waitCtx, stopWait := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer stopWait(nil)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-waitCtx.Done():
-			return
-		}
-		if !provisional.Load() {
-			grace := time.NewTimer(time.Second)
-			select {
-			case <-heard:
-			case <-grace.C:
-			case <-waitCtx.Done():
-			}
-			grace.Stop()
-		}
-		if provisional.Load() {
-			stopWait(ctx.Err())
-		} else {
-			stopWait(sipgo.WaitAnswerForceCancelErr)
-		}
-	}()
-	answerOpts := sipgo.AnswerOptions{OnResponse: func(*sip.Response) error {
-		provisional.Store(true)
-		heardOnce.Do(func() { close(heard) })
-		return nil
-	}}
-	if err := sess.WaitAnswer(waitCtx, answerOpts); err != nil {
-		if ctx.Err() != nil && !provisional.Load() {
-			err = fmt.Errorf("no response at all: %w", ctx.Err())
-		}
+	if err := WaitAnswer(ctx, sess, nil); err != nil {
 		sess.Close()
-		var rejected *sipgo.ErrDialogResponse
-		if errors.As(err, &rejected) {
-			return fail(fmt.Errorf("%d %s", rejected.Res.StatusCode, rejected.Res.Reason))
-		}
 		return fail(err)
 	}
 	if err := sess.Ack(ctx); err != nil {
 		sess.Close()
 		return fail(err)
 	}
-	l := &leg{s: s, uac: sess, ep: ep, who: req.Target, confirmed: true, sdpID: id, sdpVersion: id, lastSDP: offer.SDP(), bridgeDone: make(chan struct{})}
-	theirs, _ := sess.InviteResponse.To().Params.Get("tag")
-	l.key = dialogKey(invite.CallID().Value(), fromTag(invite), theirs)
+	l := &leg{s: s, dlg: ClientDialog(sess), ep: ep, who: req.Target, confirmed: true, sdp: sdp, bridgeDone: make(chan struct{})}
+	l.key = l.dlg.Key()
 	s.remember(l)
 	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
 	if err == nil {
 		l.dir = n.Direction
-		ep.SetRemote(n.Remote)
-		err = ep.SetCodec(n.Codec, n.PayloadType, n.TelephoneEvent)
+		err = ep.Apply(n)
 	}
 	if err != nil {
 		l.hangup(context.WithoutCancel(ctx))

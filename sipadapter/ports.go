@@ -6,16 +6,26 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/callpark/callpark/media"
 )
 
 // ErrNoRTPPort means every RTP port of the configured range is in use (503).
 var ErrNoRTPPort = errors.New("sipadapter: no free RTP port")
 
-// portPool hands out the even UDP ports of a range, one per call leg, and
-// takes them back. Free ports queue in release order, so a port freed now is
-// the last to be reused: late packets of the old call do not land in a new
-// one. A port some other program holds is skipped and retried later.
-type portPool struct {
+// PortPool hands out the even UDP ports of a range, one per call leg, and
+// takes them back. It is exported so that a host PBX bridging its own calls
+// draws from the same kind of pool as the park server, with the same rules:
+//
+//   - Only even ports are used: RTP takes the even port, and the odd one
+//     above it stays free for RTCP (RFC 3550 §11).
+//   - Free ports queue in release order, so a port freed now is the last to
+//     be reused: late packets of the old call do not land in a new one.
+//   - A port some other program holds is skipped and retried later, so a
+//     pool shared with other software degrades instead of failing.
+//
+// A PortPool is safe for concurrent use.
+type PortPool struct {
 	ip netip.Addr
 
 	mu    sync.Mutex
@@ -23,13 +33,14 @@ type portPool struct {
 	inUse int
 }
 
-// newPortPool covers the even ports of [lo, hi]: RTP takes the even port,
-// RTCP would take the next odd one.
-func newPortPool(ip netip.Addr, lo, hi int) (*portPool, error) {
+// NewPortPool covers the even ports of [lo, hi] on ip, the address the
+// sockets are bound to. The range must lie within 1024-65535 (no privileged
+// ports) and hold at least one even port.
+func NewPortPool(ip netip.Addr, lo, hi int) (*PortPool, error) {
 	if lo < 1024 || hi > 65535 || lo > hi {
 		return nil, fmt.Errorf("sipadapter: RTP port range %d-%d: must lie within 1024-65535, low end first", lo, hi)
 	}
-	p := &portPool{ip: ip}
+	p := &PortPool{ip: ip}
 	for port := lo + lo%2; port <= hi; port += 2 {
 		p.free = append(p.free, uint16(port))
 	}
@@ -39,8 +50,12 @@ func newPortPool(ip netip.Addr, lo, hi int) (*portPool, error) {
 	return p, nil
 }
 
-// acquire binds the next free port. It tries each free port at most once.
-func (p *portPool) acquire() (*net.UDPConn, error) {
+// Acquire binds the least recently released free port and returns its
+// socket, or ErrNoRTPPort when every port is in use or held elsewhere. It
+// tries each free port at most once, so it never spins on a range that
+// other programs have taken. The caller closes the socket, then gives the
+// port back with Release.
+func (p *PortPool) Acquire() (*net.UDPConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for range len(p.free) {
@@ -57,17 +72,47 @@ func (p *portPool) acquire() (*net.UDPConn, error) {
 	return nil, ErrNoRTPPort
 }
 
-// release returns a port whose socket has been closed.
-func (p *portPool) release(port uint16) {
+// Release returns a port Acquire handed out, once its socket is closed: a
+// port released while still bound would only be skipped by the next
+// Acquire. It goes to the back of the queue. Release each port once.
+func (p *PortPool) Release(port uint16) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.free = append(p.free, port)
 	p.inUse--
 }
 
-// used returns the number of ports handed out and not yet released.
-func (p *portPool) used() int {
+// InUse returns the number of ports handed out and not yet released: zero
+// once every call has ended, which makes it a leak check for tests.
+func (p *PortPool) InUse() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.inUse
+}
+
+// Endpoint builds a media endpoint on a socket taken with Acquire; on error
+// the port is given back.
+func (p *PortPool) Endpoint(conn *net.UDPConn, opts media.EndpointOptions) (*media.Endpoint, error) {
+	ep, err := media.NewEndpoint(conn, opts)
+	if err != nil {
+		p.Free(conn)
+		return nil, err
+	}
+	return ep, nil
+}
+
+// Free closes a socket taken with Acquire that no endpoint owns, and
+// returns its port.
+func (p *PortPool) Free(conn *net.UDPConn) {
+	port := conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	conn.Close()
+	p.Release(port)
+}
+
+// FreeEndpoint closes an endpoint built by Endpoint, and its socket, and
+// returns its port.
+func (p *PortPool) FreeEndpoint(ep *media.Endpoint) {
+	port := ep.LocalAddr().Port()
+	ep.Close()
+	p.Release(port)
 }

@@ -2,7 +2,6 @@ package sipadapter
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -45,7 +44,7 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	default:
 		status = sip.StatusNotFound
 	}
-	parker := referredBy(req)
+	parker := ReferredBy(req)
 	if parker == "" {
 		parker = fromURI(req)
 	}
@@ -55,20 +54,20 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	s.tasks.Go(func() {
 		ctx, cancel := context.WithTimeout(s.tasksCtx, 10*time.Second)
 		defer cancel()
-		s.notifyRefer(ctx, l, referCSeq, "SIP/2.0 100 Trying\r\n", false)
+		s.notifyRefer(ctx, l, referCSeq, StatusSipfrag(sip.StatusTrying, "Trying"), false)
 		if status != 0 {
-			s.notifyRefer(ctx, l, referCSeq, fmt.Sprintf("SIP/2.0 %d Not Found\r\n", status), true)
+			s.notifyRefer(ctx, l, referCSeq, StatusSipfrag(status, "Not Found"), true)
 			return
 		}
 		call, err := s.repark(other, l, directed, parker)
 		if err != nil {
-			code, reason, _ := statusFor(err)
+			code, reason, _ := StatusFor(err)
 			s.log.Info("re-park refused", "orbit", directed, "referrer", l.who, "status", code, "why", err)
-			s.notifyRefer(ctx, l, referCSeq, fmt.Sprintf("SIP/2.0 %d %s\r\n", code, reason), true)
+			s.notifyRefer(ctx, l, referCSeq, StatusSipfrag(code, reason), true)
 			return
 		}
 		s.log.Info("re-parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", other.who, "parker", parker)
-		s.notifyRefer(ctx, l, referCSeq, "SIP/2.0 200 OK\r\nX-Park-Orbit: "+string(call.Orbit())+"\r\n", true)
+		s.notifyRefer(ctx, l, referCSeq, ParkedSipfrag(call.Orbit()), true)
 		if parker != "" {
 			s.notifyParker(parker, call.Orbit())
 		}
@@ -106,48 +105,10 @@ func (s *Server) repark(party, referrer *leg, directed orbit.Orbit, parker strin
 	return call, nil
 }
 
-// notifyRefer sends a NOTIFY of the implicit REFER subscription. A 481 to
-// the final one is normal: the referrer may have hung up already.
+// notifyRefer reports a REFER's progress to the referrer; a NOTIFY that
+// fails changes nothing, so it is only logged.
 func (s *Server) notifyRefer(ctx context.Context, l *leg, referCSeq uint32, sipfrag string, final bool) {
-	state := "active;expires=60"
-	if final {
-		state = "terminated;reason=noresource"
-	}
-	req := l.newRequest(sip.NOTIFY)
-	req.AppendHeader(sip.NewHeader("Event", fmt.Sprintf("refer;id=%d", referCSeq)))
-	req.AppendHeader(sip.NewHeader("Subscription-State", state))
-	req.AppendHeader(sip.NewHeader("Content-Type", "message/sipfrag;version=2.0"))
-	req.SetBody([]byte(sipfrag))
-	res, err := l.do(ctx, req)
-	if err != nil {
+	if err := NotifyRefer(ctx, l.dlg, referCSeq, sipfrag, final); err != nil {
 		s.log.Debug("refer NOTIFY failed", "who", l.who, "err", err)
-		return
 	}
-	if !res.IsSuccess() && res.StatusCode != sip.StatusCallTransactionDoesNotExists {
-		s.log.Debug("refer NOTIFY refused", "who", l.who, "status", res.StatusCode)
-	}
-}
-
-// newRequest starts an in-dialog request to the leg's remote target.
-func (l *leg) newRequest(method sip.RequestMethod) *sip.Request {
-	var target sip.Uri
-	switch {
-	case l.uas != nil:
-		if c := l.uas.InviteRequest.Contact(); c != nil {
-			target = *c.Address.Clone()
-		}
-	case l.uac != nil:
-		if c := l.uac.InviteResponse.Contact(); c != nil {
-			target = *c.Address.Clone()
-		}
-	}
-	return sip.NewRequest(method, target)
-}
-
-// do sends an in-dialog request and waits for its final response.
-func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
-	if l.uas != nil {
-		return l.uas.Do(ctx, req)
-	}
-	return l.uac.Do(ctx, req)
 }

@@ -77,7 +77,7 @@ type Server struct {
 	lot     *park.Lot
 	table   *orbit.Table
 	log     *slog.Logger
-	ports   *portPool
+	ports   *PortPool
 	sched   *media.Scheduler
 	mediaIP netip.Addr
 
@@ -86,12 +86,11 @@ type Server struct {
 	client   *sipgo.Client
 	dialogUA *sipgo.DialogUA
 	addr     netip.AddrPort
-	host     string // for orbit URIs and our Contact
 
-	mu      sync.Mutex
-	legs    map[string]*leg          // by dialog key: Call-ID, our tag, their tag
-	subs    map[string]*subscription // BLF watchers, by dialog key
-	closing bool
+	blf *BLF // built by Listen, which learns the address its URIs name
+
+	mu   sync.Mutex
+	legs map[string]*leg // by dialog key: Call-ID, our tag, their tag
 	// Handlers in progress, so that Shutdown returns only once none is
 	// left to create or free a leg; after stopped, requests get 503.
 	active  int
@@ -127,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sipadapter: Config.Listen %q: want IP:port: %w", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*leg), subs: make(map[string]*subscription), table: cfg.Orbits}
+	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*leg), table: cfg.Orbits}
 	s.tasksCtx, s.cancelTasks = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -148,7 +147,7 @@ func New(cfg Config) (*Server, error) {
 		// c=0.0.0.0 means "on hold" to a phone: it would never send audio.
 		return nil, fmt.Errorf("sipadapter: Config.MediaIP: listening on %s, so name the address phones reach for RTP", ap.Addr())
 	}
-	if s.ports, err = newPortPool(ap.Addr(), cfg.RTPPortMin, cfg.RTPPortMax); err != nil {
+	if s.ports, err = NewPortPool(ap.Addr(), cfg.RTPPortMin, cfg.RTPPortMax); err != nil {
 		return nil, err
 	}
 	s.lot = cfg.Lot
@@ -169,7 +168,6 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.lot.Observe(park.ObserverFunc(s.observeForBLF))
 	return s, nil
 }
 
@@ -198,20 +196,17 @@ func (s *Server) ParkURI() string { return s.uri(s.cfg.ParkExtension) }
 // OrbitURI returns the URI of an orbit: sip:<orbit>@host:port.
 func (s *Server) OrbitURI(o orbit.Orbit) string { return s.uri(string(o)) }
 
-func (s *Server) uri(user string) string {
-	return "sip:" + user + "@" + s.addr.String()
-}
+func (s *Server) uri(user string) string { return userURI(user, s.addr) }
 
 // Listen binds UDP and TCP on the configured address and serves SIP until
 // Shutdown. It returns once both are bound.
 func (s *Server) Listen(ctx context.Context) error {
 	want, _ := netip.ParseAddrPort(s.cfg.Listen)
-	udp, tcp, err := listenPair(want)
+	udp, tcp, err := ListenPair(want)
 	if err != nil {
 		return err
 	}
 	s.addr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
-	s.host = s.addr.String()
 
 	sipLog := s.log.With("component", "sip")
 	ua := s.cfg.UA
@@ -243,11 +238,21 @@ func (s *Server) Listen(ctx context.Context) error {
 		tcp.Close()
 		return err
 	}
+	if s.blf, err = NewBLF(BLFConfig{
+		Lot:           s.lot,
+		Client:        s.client,
+		Orbits:        s.table,
+		ParkExtension: s.cfg.ParkExtension,
+		Addr:          s.addr,
+		Logger:        s.log,
+	}); err != nil {
+		udp.Close()
+		tcp.Close()
+		return err
+	}
 	s.dialogUA = &sipgo.DialogUA{
-		Client: s.client,
-		ContactHDR: sip.ContactHeader{Address: sip.Uri{
-			Scheme: "sip", User: "callpark", Host: s.addr.Addr().String(), Port: int(s.addr.Port()),
-		}},
+		Client:     s.client,
+		ContactHDR: sip.ContactHeader{Address: sipURI("callpark", s.addr)},
 	}
 	s.sched = media.NewScheduler(media.SchedulerOptions{Logger: s.log.With("component", "rtp")})
 
@@ -257,7 +262,7 @@ func (s *Server) Listen(ctx context.Context) error {
 	s.srv.OnCancel(func(*sip.Request, sip.ServerTransaction) {}) // the transaction layer answers CANCEL
 	s.srv.OnOptions(s.tracked(s.onOptions))
 	s.srv.OnRefer(s.tracked(s.onRefer))
-	s.srv.OnSubscribe(s.tracked(s.onSubscribe))
+	s.srv.OnSubscribe(s.tracked(s.blf.ServeSubscribe))
 
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.serveErr = make(chan error, 2)
@@ -272,46 +277,26 @@ func (s *Server) Listen(ctx context.Context) error {
 	return nil
 }
 
-// listenPair binds UDP and TCP on the same address; with port 0 it looks
-// for a port free in both.
-func listenPair(want netip.AddrPort) (*net.UDPConn, net.Listener, error) {
-	for range 20 {
-		udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(want))
-		if err != nil {
-			return nil, nil, fmt.Errorf("sipadapter: listen udp %s: %w", want, err)
-		}
-		port := udp.LocalAddr().(*net.UDPAddr).Port
-		tcp, err := net.Listen("tcp", netip.AddrPortFrom(want.Addr(), uint16(port)).String())
-		if err == nil {
-			return udp, tcp, nil
-		}
-		udp.Close()
-		if want.Port() != 0 {
-			return nil, nil, fmt.Errorf("sipadapter: listen tcp %s: %w", want, err)
-		}
-	}
-	return nil, nil, fmt.Errorf("sipadapter: no port free for both UDP and TCP on %s", want.Addr())
-}
-
 // Shutdown stops taking parks (new park INVITEs get 503) and recalls every
 // parked call at once (then the fallback, else BYE), returns when the lot is
-// empty, then ends the calls still bridged through the server and stops
-// listening. If ctx ends first the remaining calls are dropped.
+// empty, then ends the BLF subscriptions (BLF.Close), ends the calls still
+// bridged through the server and stops listening. If ctx ends first the
+// remaining calls are dropped.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	s.mu.Unlock()
+	if s.blf != nil {
+		s.blf.refuseNew()
+	}
 	err := s.lot.Shutdown(ctx)
 
-	// Watchers hear the last state, then that the lot is gone.
-	s.mu.Lock()
-	var subs []*subscription
-	for _, sub := range s.subs {
-		subs = append(subs, sub)
-	}
-	s.mu.Unlock()
-	for _, sub := range subs {
-		s.endSubscription(sub, "terminated;reason=noresource")
+	// Watchers hear the last state, then that the lot is gone. The final
+	// NOTIFYs get their own few seconds even when ctx has run out on the
+	// lot: a lamp left lit would show a call that is not there.
+	if s.blf != nil {
+		blfCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+		if err := s.blf.Close(blfCtx); err != nil {
+			s.log.Warn("shutdown: BLF NOTIFYs still unanswered", "err", err)
+		}
+		cancel()
 	}
 
 	// Calls the server still relays (retrieved, recalled) end with it;
@@ -400,16 +385,7 @@ func (s *Server) waitHandlers(ctx context.Context) {
 }
 
 // isOrbit reports whether o is one of the orbits this server serves.
-func (s *Server) isOrbit(o orbit.Orbit) bool {
-	pool, ok := s.table.Owner(o)
-	return ok && pool == ""
-}
-
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
+func (s *Server) isOrbit(o orbit.Orbit) bool { return servesOrbit(s.table, o) }
 
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
@@ -419,20 +395,10 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	s.respond(tx, res)
 }
 
-// respond sends a response; a failure means the peer is gone, which the
-// transaction layer has already noticed.
-func (s *Server) respond(tx sip.ServerTransaction, res *sip.Response) {
-	if err := tx.Respond(res); err != nil {
-		s.log.Debug("response not sent", "status", res.StatusCode, "err", err)
-	}
-}
+func (s *Server) respond(tx sip.ServerTransaction, res *sip.Response) { respond(s.log, tx, res) }
 
 func (s *Server) reply(req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	for _, h := range headers {
-		res.AppendHeader(h)
-	}
-	s.respond(tx, res)
+	reply(s.log, req, tx, code, reason, headers...)
 }
 
 // notifyParker tells the parker where the call waits, out of dialog. A
@@ -448,7 +414,7 @@ func (s *Server) notifyParker(parker string, o orbit.Orbit) {
 		req := sip.NewRequest(sip.MESSAGE, uri)
 		req.AppendHeader(sip.NewHeader("Content-Type", "text/plain"))
 		req.SetBody([]byte("Parked at " + string(o)))
-		from := sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: s.cfg.ParkExtension, Host: s.addr.Addr().String(), Port: int(s.addr.Port())}, Params: sip.NewParams()}
+		from := sip.FromHeader{Address: sipURI(s.cfg.ParkExtension, s.addr), Params: sip.NewParams()}
 		from.Params.Add("tag", sip.GenerateTagN(16))
 		req.AppendHeader(&from)
 		res, err := s.client.Do(ctx, req)
@@ -460,21 +426,4 @@ func (s *Server) notifyParker(parker string, o orbit.Orbit) {
 			s.log.Debug("parker notice refused", "parker", parker, "orbit", o, "status", res.StatusCode)
 		}
 	})
-}
-
-// statusFor maps a lot error to the SIP answer of the contract.
-func statusFor(err error) (int, string, sip.Header) {
-	switch {
-	case errors.Is(err, park.ErrLotFull):
-		return sip.StatusBusyHere, "Busy Here", warning("park lot full: no free orbit")
-	case errors.Is(err, park.ErrOrbitInUse):
-		return sip.StatusBusyHere, "Busy Here", warning("orbit occupied")
-	case errors.Is(err, park.ErrUnknownOrbit), errors.Is(err, park.ErrNotParked), errors.Is(err, park.ErrStale):
-		return sip.StatusNotFound, "Not Found", nil
-	case errors.Is(err, park.ErrClosed):
-		return sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", "30")
-	case errors.Is(err, ErrNoRTPPort):
-		return sip.StatusServiceUnavailable, "Service Unavailable", warning("no free RTP port")
-	}
-	return sip.StatusInternalServerError, "Server Internal Error", nil
 }

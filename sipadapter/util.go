@@ -1,12 +1,13 @@
 package sipadapter
 
 import (
-	"errors"
+	"log/slog"
+	"net/netip"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/orbit"
 )
 
 // fromURI is the From URI of a request, without tag, for logs and as the
@@ -50,19 +51,37 @@ func warning(text string) sip.Header {
 	return sip.NewHeader("Warning", `399 callpark "`+sanitize(text)+`"`)
 }
 
-// referredBy is the URI of a request's Referred-By, or "" without one.
-func referredBy(req *sip.Request) string {
-	if h := req.GetHeader("Referred-By"); h != nil {
-		return parseURIValue(h.Value())
-	}
-	return ""
+// userURI is the URI of a user of ours, sip:user@host:port: the park
+// extension, an orbit, a BLF entity.
+func userURI(user string, addr netip.AddrPort) string {
+	return "sip:" + user + "@" + addr.String()
 }
 
-// offerStatus maps an SDP offer error to its answer: 400 for an offer that
-// cannot be parsed, 488 for one without a usable audio stream (or none).
-func offerStatus(err error, body []byte) (int, string) {
-	if errors.Is(err, media.ErrBadSDP) && len(body) > 0 {
-		return sip.StatusBadRequest, "Bad Request"
+// sipURI is userURI for headers: From and Contact of our requests.
+func sipURI(user string, addr netip.AddrPort) sip.Uri {
+	return sip.Uri{Scheme: "sip", User: user, Host: addr.Addr().String(), Port: int(addr.Port())}
+}
+
+// servesOrbit reports whether o is an orbit of table's local pool (""), the
+// only one a node answers for: the others are served by other nodes.
+func servesOrbit(table *orbit.Table, o orbit.Orbit) bool {
+	pool, ok := table.Owner(o)
+	return ok && pool == ""
+}
+
+// respond sends a response; a failure means the peer is gone, which the
+// transaction layer has already noticed, so it is only logged.
+func respond(log *slog.Logger, tx sip.ServerTransaction, res *sip.Response) {
+	if err := tx.Respond(res); err != nil {
+		log.Debug("response not sent", "status", res.StatusCode, "err", err)
 	}
-	return sip.StatusNotAcceptableHere, "Not Acceptable Here"
+}
+
+// reply answers req with a status and headers.
+func reply(log *slog.Logger, req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range headers {
+		res.AppendHeader(h)
+	}
+	respond(log, tx, res)
 }
