@@ -104,26 +104,53 @@ func (p *Phone) Call(ctx context.Context, target string, opts CallOptions) (*Cal
 		return nil, fmt.Errorf("parktest: SDP offer: %w", err)
 	}
 	d := p.newUACDialog(u)
-	req := d.newRequest(sip.INVITE)
-	for _, h := range uriHeaders {
-		req.AppendHeader(h)
+	// newInvite builds the INVITE, again with the next CSeq and auth (the
+	// credentials) when the first one is challenged.
+	newInvite := func(auth sip.Header) *sip.Request {
+		req := d.newRequest(sip.INVITE)
+		for _, h := range uriHeaders {
+			req.AppendHeader(sip.HeaderClone(h))
+		}
+		for _, h := range opts.Headers {
+			req.AppendHeader(sip.HeaderClone(h))
+		}
+		if auth != nil {
+			req.AppendHeader(sip.HeaderClone(auth))
+		}
+		if !opts.LateOffer {
+			req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+			req.SetBody(offer.SDP())
+		}
+		return req
 	}
-	for _, h := range opts.Headers {
-		req.AppendHeader(sip.HeaderClone(h))
-	}
-	if !opts.LateOffer {
-		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-		req.SetBody(offer.SDP())
-	}
-	seq := req.CSeq().SeqNo
-
+	req := newInvite(nil)
 	res, err := p.invite(ctx, req, d)
+	var auth sip.Header
+	for retry := 0; err != nil && p.password != "" && retry < maxAuthRetries; retry++ {
+		// A PBX challenges the INVITE (407, or 401); the transaction has
+		// acknowledged that. Same Call-ID and From tag, next CSeq (RFC 3261
+		// §22.2), a second answer only to a stale nonce.
+		var se *StatusError
+		if !errors.As(err, &se) || !isChallenge(se.Response) || (retry > 0 && !staleChallenge(se.Response)) {
+			break
+		}
+		if auth, err = p.authorization(req, se.Response); err != nil {
+			break
+		}
+		req = newInvite(auth)
+		res, err = p.invite(ctx, req, d)
+	}
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
+	seq := req.CSeq().SeqNo
 	d.establish(res)
 	ack := d.ack(seq)
+	if auth != nil {
+		// §13.2.2.4: the ACK carries the INVITE's credentials.
+		ack.AppendHeader(sip.HeaderClone(auth))
+	}
 	// fail acknowledges a 2xx the phone does not want, then leaves the
 	// dialog (RFC 3261 §15).
 	fail := func(err error) (*Call, error) {

@@ -18,6 +18,8 @@
 //     REFER, Call.ReplacingURI builds a Refer-To with Replaces, and a phone
 //     follows REFERs it receives as a transferee does;
 //   - BLF: Subscribe, with ParseDialogInfo for the RFC 4235 bodies;
+//   - behind a PBX: Register binds the phone's contact at a registrar, and
+//     PhoneOptions.Password answers digest challenges to REGISTER and INVITE;
 //   - the rest: holds (Call.Hold, Call.Resume), MESSAGE ("Parked at 701"),
 //     OPTIONS, and Send for deliberately odd requests.
 //
@@ -33,10 +35,11 @@
 // to the user agent. It binds its requests to its listening UDP socket so
 // that Contact and Via carry the port peers must use.
 //
-// Limits, on purpose: IPv4 loopback only, no TLS, no authentication, loose
-// routing only, no subscription refresh, and an incoming INVITE with Replaces
-// is answered as a new call (the park server is the party that honours
-// Replaces). A Phone logs only to PhoneOptions.Logger; sipgo itself writes a
+// Limits, on purpose: IPv4 loopback only, no TLS, digest authentication
+// only for REGISTER and INVITE (answering each challenge, never sending
+// credentials unasked), loose routing only, no subscription or registration
+// refresh, and an incoming INVITE with Replaces is answered as a new call
+// (the park server is the party that honours Replaces). A Phone logs only to PhoneOptions.Logger; sipgo itself writes a
 // few records to slog.Default that no option reaches (a TCP phone's Close
 // may log "TCP ref went negative").
 package parktest

@@ -35,6 +35,10 @@ type PhoneOptions struct {
 	// Logger receives the phone's and sipgo's records; nil keeps the phone
 	// silent.
 	Logger *slog.Logger
+	// Password answers digest challenges (401 or 407, RFC 2617 MD5) to
+	// REGISTER (Register) and INVITE (Call), with User as the username;
+	// empty leaves challenges unanswered, as *StatusError.
+	Password string
 }
 
 // AnswerMode is what a phone does with an incoming call (see AnswerPolicy).
@@ -125,6 +129,7 @@ const closeHangupBudget = time.Second
 // for concurrent use.
 type Phone struct {
 	user      string
+	password  string
 	transport string // "UDP" or "TCP", as sipgo writes them
 	codecs    []media.Codec
 	log       *slog.Logger
@@ -162,6 +167,10 @@ type Phone struct {
 	cancels  int
 	messages []Message
 	changed  chan struct{} // closed and replaced on every counter change
+
+	// registrations holds the Call-ID and CSeq of the phone's REGISTERs,
+	// by registrar URI (see Register).
+	registrations map[string]*registration
 }
 
 // NewPhone starts a phone (see StartPhone), registers its Close with
@@ -190,6 +199,7 @@ func StartPhone(opts PhoneOptions) (*Phone, error) {
 	}
 	p := &Phone{
 		user:      opts.User,
+		password:  opts.Password,
 		transport: transport,
 		codecs:    opts.Codecs,
 		log:       log,
@@ -203,6 +213,8 @@ func StartPhone(opts PhoneOptions) (*Phone, error) {
 		events:    make(map[string]servedEvent),
 		changed:   make(chan struct{}),
 		peers:     make(map[string]struct{}),
+
+		registrations: make(map[string]*registration),
 	}
 	if len(p.codecs) == 0 {
 		p.codecs = []media.Codec{media.PCMU, media.PCMA}
