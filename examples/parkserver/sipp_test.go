@@ -16,24 +16,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-)
 
-// requireTool finds an interop peer on PATH. Missing, the test is skipped
-// with a message saying what to install, unless CALLPARK_INTEROP=1 (as in
-// CI), where a missing peer is a failure.
-func requireTool(t *testing.T, name, debianPackage string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	msg := fmt.Sprintf("%s not found: install the Debian package %s to run this interop test", name, debianPackage)
-	if os.Getenv("CALLPARK_INTEROP") == "1" {
-		t.Fatal(msg + " (CALLPARK_INTEROP=1 makes a missing peer a failure)")
-	}
-	t.Skip(msg)
-	return ""
-}
+	"github.com/callpark/callpark/examples/internal/softphone"
+)
 
 // parkServerProcess is the built parkserver, running, with its log lines
 // collected so a test can wait for one.
@@ -171,7 +156,7 @@ func startSIPp(t *testing.T, server, scenario, service string, extra ...string) 
 // server must reach), one call unless extra says -m.
 func startSIPpAt(t *testing.T, server, scenario, service string, port int, extra ...string) *sippRun {
 	t.Helper()
-	bin := requireTool(t, "sipp", "sip-tester")
+	bin := softphone.RequireTool(t, "sipp", "sip-tester")
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "log")
 	args := []string{server,
@@ -218,7 +203,7 @@ func (r *sippRun) wait(t *testing.T, name string) string {
 // that BYE. Each step is checked on the wire by the scenarios and in the
 // server's log.
 func TestSIPpParkRetrieveRepark(t *testing.T) {
-	requireTool(t, "sipp", "sip-tester")
+	softphone.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t)
 
 	a := startSIPp(t, srv.addr, "park.xml", "700")
@@ -238,7 +223,7 @@ func TestSIPpParkRetrieveRepark(t *testing.T) {
 // mistyped number gets: 404 for an empty orbit and for a user that is
 // neither the park extension nor an orbit.
 func TestSIPpEmptyOrbitAndUnknownUser(t *testing.T) {
-	requireTool(t, "sipp", "sip-tester")
+	softphone.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t)
 	for _, user := range []string{"755", "600"} {
 		r := startSIPp(t, srv.addr, "notfound.xml", user)
@@ -250,7 +235,7 @@ func TestSIPpEmptyOrbitAndUnknownUser(t *testing.T) {
 // (baresip-style: no Referred-By, no fallback) and stops the server: the
 // parked caller gets a BYE and the process exits.
 func TestSIPpShutdownDropsParkedCall(t *testing.T) {
-	requireTool(t, "sipp", "sip-tester")
+	softphone.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t)
 	a := startSIPp(t, srv.addr, "park.xml", "700")
 	srv.waitLine("msg=parked", 15*time.Second)
@@ -270,7 +255,7 @@ func TestSIPpShutdownDropsParkedCall(t *testing.T) {
 // 701", then the recall after the pickup timeout, answers it, and is
 // bridged to the parked caller until that one hangs up.
 func TestSIPpRecallToParker(t *testing.T) {
-	requireTool(t, "sipp", "sip-tester")
+	softphone.RequireTool(t, "sipp", "sip-tester")
 	if testing.Short() {
 		t.Skip("waits out the seed's 10 s minimum pickup timeout")
 	}

@@ -1,0 +1,160 @@
+package softphone
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// LinphoneOptions places one linphone-cli phone.
+type LinphoneOptions struct {
+	// User is the phone's user: "bob", or an extension "102".
+	User string
+	// SIPPort is its UDP SIP port (TCP and TLS are off); RTPPort its audio
+	// port.
+	SIPPort, RTPPort int
+	// Registrar, when set (host:port), makes the phone register there as
+	// sip:User@Registrar with Password, in Realm.
+	Registrar, Password, Realm string
+}
+
+// Linphone is linphone-cli (linphonec in pipe mode) driven with
+// linphonecsh, with a null ALSA device, a WAV file as the microphone, IPv4
+// only and auto-answer. linphonecsh talks to one daemon per Unix user, so a
+// test runs one linphone at a time.
+type Linphone struct {
+	t    testing.TB
+	home string
+	bin  string
+}
+
+// StartLinphone starts the daemon and waits until it answers; the test's
+// cleanup stops it.
+func StartLinphone(t testing.TB, o LinphoneOptions) *Linphone {
+	t.Helper()
+	bin := RequireTool(t, "linphonecsh", "linphone-cli")
+	home := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(home, ".asoundrc"), []byte("pcm.!default { type null }\n"), 0o644))
+	// Without its database folder linphonec stalls before it listens.
+	require.NoError(t, os.MkdirAll(filepath.Join(home, ".local", "share", "linphone"), 0o755))
+	defaultProxy := "-1"
+	var proxy string
+	if o.Registrar != "" {
+		defaultProxy = "0"
+		proxy = fmt.Sprintf(`[proxy_0]
+reg_proxy=<sip:%[1]s>
+reg_identity=sip:%[2]s@%[1]s
+reg_expires=600
+reg_sendregister=1
+publish=0
+[auth_info_0]
+username=%[2]s
+passwd=%[3]s
+realm=%[4]s
+`, o.Registrar, o.User, o.Password, o.Realm)
+	}
+	// With auto_net_state_mon=0 (needed on a loopback-only machine)
+	// linphone never thinks the network is up, so it would not register
+	// unless register_only_when_network_is_up=0.
+	rc := filepath.Join(home, "linphonerc")
+	require.NoError(t, os.WriteFile(rc, []byte(fmt.Sprintf(`[sip]
+sip_port=%d
+sip_tcp_port=0
+sip_tls_port=0
+bind_address=127.0.0.1
+guess_hostname=0
+contact="%s" <sip:%s@127.0.0.1:%d>
+default_proxy=%s
+auto_net_state_mon=0
+use_ipv6=0
+ipv6_migration_done=1
+register_only_when_network_is_up=0
+[rtp]
+audio_rtp_port=%d
+[video]
+enabled=0
+capture=0
+display=0
+%s`, o.SIPPort, o.User, o.User, o.SIPPort, defaultProxy, o.RTPPort, proxy)), 0o644))
+	wav := filepath.Join(home, "tone.wav")
+	require.NoError(t, os.WriteFile(wav, toneWAV(440, 30*time.Second), 0o644))
+
+	// One daemon per Unix user: tests of other packages running at the
+	// same time wait their turn.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "callpark-linphone.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	require.NoError(t, err)
+	require.NoError(t, syscall.Flock(int(lock.Fd()), syscall.LOCK_EX))
+	t.Cleanup(func() { lock.Close() }) // closing releases the lock, after the daemon's exit below
+
+	p := &Linphone{t: t, home: home, bin: bin}
+	p.Run("exit") // a daemon left over from an earlier run would answer instead
+	require.NoError(t, p.cmd("init", "-c", rc, "-a").Run())
+	t.Cleanup(func() { p.Run("exit") })
+	// init returns before the daemon listens: poll until it answers.
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(p.Run("generic", "calls"), "No active call") {
+		if time.Now().After(deadline) {
+			t.Fatal("linphonec never came up")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p.Run("generic", "soundcard use files")
+	p.Run("generic", "play "+wav)
+	return p
+}
+
+func (p *Linphone) cmd(args ...string) *exec.Cmd {
+	c := exec.Command(p.bin, args...)
+	c.Env = append(os.Environ(), "HOME="+p.home)
+	return c
+}
+
+// Run issues a linphonecsh command (generic "call sip:...", generic
+// "transfer sip:...", generic calls...) and returns what it printed.
+func (p *Linphone) Run(args ...string) string {
+	out, _ := p.cmd(args...).CombinedOutput()
+	return string(out)
+}
+
+// WaitCallState polls "calls" until the call list shows state
+// (StreamsRunning, ...).
+func (p *Linphone) WaitCallState(state string, timeout time.Duration) {
+	p.t.Helper()
+	WaitFor(p.t, timeout, "linphone shows a call in state "+state, func() bool {
+		return strings.Contains(p.Run("generic", "calls"), state)
+	})
+}
+
+// toneWAV is an 8 kHz mono 16-bit WAV of a sine: the microphone linphone
+// needs when it has no sound card.
+func toneWAV(hz float64, d time.Duration) []byte {
+	n := int(d.Seconds() * 8000)
+	data := make([]byte, 2*n)
+	for i := range n {
+		v := int16(8000 * math.Sin(2*math.Pi*hz*float64(i)/8000))
+		binary.LittleEndian.PutUint16(data[2*i:], uint16(v))
+	}
+	h := make([]byte, 44)
+	copy(h, "RIFF")
+	binary.LittleEndian.PutUint32(h[4:], uint32(36+len(data)))
+	copy(h[8:], "WAVEfmt ")
+	binary.LittleEndian.PutUint32(h[16:], 16)
+	binary.LittleEndian.PutUint16(h[20:], 1) // PCM
+	binary.LittleEndian.PutUint16(h[22:], 1) // mono
+	binary.LittleEndian.PutUint32(h[24:], 8000)
+	binary.LittleEndian.PutUint32(h[28:], 16000)
+	binary.LittleEndian.PutUint16(h[32:], 2)
+	binary.LittleEndian.PutUint16(h[34:], 16)
+	copy(h[36:], "data")
+	binary.LittleEndian.PutUint32(h[40:], uint32(len(data)))
+	return append(h, data...)
+}
