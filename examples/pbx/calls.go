@@ -1,0 +1,389 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/orbit"
+	"github.com/callpark/callpark/sipadapter"
+)
+
+// onInvite routes a new call by its Request-URI user: the park extension
+// parks the caller, an orbit retrieves (or, with Referred-By, parks into
+// it), an extension rings that extension's phones. An INVITE inside a
+// dialog is a re-INVITE.
+func (p *PBX) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		p.onReInvite(req, tx)
+		return
+	}
+	if !p.enter() {
+		reply(p.log, req, tx, sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", "30"))
+		return
+	}
+	defer p.handlers.Done()
+	caller, ok := p.auth.Authenticate(req, tx)
+	if !ok {
+		return
+	}
+	user := req.Recipient.User
+	switch {
+	case user == p.cfg.ParkExtension:
+		p.parkCaller(req, tx, caller, "")
+	case p.isOrbit(user) && req.GetHeader("Referred-By") != nil:
+		p.parkCaller(req, tx, caller, orbit.Orbit(user))
+	case p.isOrbit(user):
+		p.retrieve(req, tx, caller, orbit.Orbit(user))
+	case p.users.Exists(user):
+		p.connect(req, tx, caller, user)
+	default:
+		p.log.Info("call refused", "from", caller, "to", user, "status", 404)
+		reply(p.log, req, tx, sip.StatusNotFound, "Not Found")
+	}
+}
+
+// acceptLeg takes the caller's side of a new call: parses its offer, binds
+// an RTP port and prepares the SDP answer, which goes out with the 2xx
+// later. On failure it has answered the INVITE and returns nil.
+func (p *PBX) acceptLeg(req *sip.Request, tx sip.ServerTransaction, party string) (*leg, []byte) {
+	offer, err := media.ParseOffer(req.Body())
+	if err != nil {
+		code, reason := sipadapter.OfferStatus(err, req.Body())
+		p.log.Info("call refused", "from", party, "status", code, "why", err)
+		reply(p.log, req, tx, code, reason, warning(err.Error()))
+		return nil, nil
+	}
+	conn, err := p.ports.Acquire()
+	if err != nil {
+		code, reason, hs := sipadapter.StatusFor(err)
+		p.log.Warn("call refused", "from", party, "status", code, "why", err)
+		reply(p.log, req, tx, code, reason, hs...)
+		return nil, nil
+	}
+	sdp := media.NewSession(media.LocalMedia{Addr: p.sdpAddr(conn), Username: "pbx"})
+	answer, n, err := sdp.Answer(offer, media.SendRecv)
+	if err != nil {
+		p.ports.Free(conn)
+		p.log.Info("call refused", "from", party, "status", 488, "why", err)
+		reply(p.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
+		return nil, nil
+	}
+	ep, err := p.endpointOn(conn, n)
+	if err != nil {
+		reply(p.log, req, tx, sip.StatusInternalServerError, "Server Internal Error")
+		return nil, nil
+	}
+	if n.RemoteHold {
+		ep.Hold()
+	}
+	sess, err := p.dialogUA.ReadInvite(req, tx)
+	if err != nil {
+		p.ports.FreeEndpoint(ep)
+		reply(p.log, req, tx, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
+		return nil, nil
+	}
+	l := &leg{p: p, settled: make(chan struct{}), dlg: sipadapter.ServerDialog(sess), uas: sess, ep: ep, party: party, sdp: sdp}
+	l.key = l.dlg.Key()
+	p.remember(l)
+	return l, answer
+}
+
+func (p *PBX) sdpAddr(conn *net.UDPConn) netip.AddrPort {
+	return netip.AddrPortFrom(p.mediaIP, conn.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+}
+
+// answer sends the 2xx of a leg's INVITE and waits for the ACK; false
+// means the caller is gone and the leg has been freed.
+func (p *PBX) answer(l *leg, sdp []byte, headers ...sip.Header) bool {
+	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, sdp)
+	for _, h := range headers {
+		res.AppendHeader(h)
+	}
+	if err := l.uas.WriteResponse(res); err != nil {
+		p.log.Info("caller gone before the ACK", "party", l.party, "err", err)
+		l.close()
+		return false
+	}
+	l.confirm()
+	return true
+}
+
+// refuse answers a leg's INVITE with a final error and frees the leg.
+func (p *PBX) refuse(l *leg, code int, reason string, headers ...sip.Header) {
+	if err := l.uas.Respond(code, reason, nil, headers...); err != nil {
+		p.log.Debug("refusal not sent", "err", err)
+	}
+	l.close()
+}
+
+// connect is a call between two extensions: the caller's leg waits while
+// every registered phone of the callee rings; the first to answer gets the
+// call, and the two legs are bridged.
+func (p *PBX) connect(req *sip.Request, tx sip.ServerTransaction, caller, callee string) {
+	contacts := p.reg.Contacts(callee)
+	if len(contacts) == 0 {
+		p.log.Info("call refused", "from", caller, "to", callee, "status", 480, "why", "not registered")
+		reply(p.log, req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+		return
+	}
+	a, answer := p.acceptLeg(req, tx, p.URI(caller))
+	if a == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(a.uas.Context(), p.cfg.RingTimeout)
+	defer cancel()
+	defer context.AfterFunc(p.callsCtx, cancel)()
+	// The caller hears ringing once, and never after its final answer: a
+	// losing phone's 180 may come late, and sipgo's session must not be
+	// sent two responses at once.
+	var ringback struct {
+		sync.Mutex
+		over bool
+	}
+	from := identity(req.From().DisplayName, p.URI(caller))
+	b, err := p.ringLeg(ctx, contacts, from, p.URI(callee), func() {
+		ringback.Lock()
+		defer ringback.Unlock()
+		if ringback.over {
+			return
+		}
+		ringback.over = true
+		if err := a.uas.Respond(sip.StatusRinging, "Ringing", nil); err != nil {
+			p.log.Debug("180 not sent", "err", err)
+		}
+	})
+	ringback.Lock()
+	ringback.over = true
+	ringback.Unlock()
+	if err != nil {
+		if a.uas.Context().Err() != nil {
+			p.log.Info("caller cancelled", "from", caller, "to", callee)
+			a.close() // the transaction layer has answered 487
+			return
+		}
+		code, reason := failureStatus(err)
+		p.log.Info("call failed", "from", caller, "to", callee, "status", code, "why", err)
+		p.refuse(a, code, reason)
+		return
+	}
+	// Bridged before the 2xx, so that a REFER right after the ACK finds
+	// the call whole.
+	if err := p.bridge(a, b); err != nil {
+		p.log.Info("call ended before it was bridged", "from", caller, "to", callee, "err", err)
+		p.refuse(a, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+		b.hangup(context.Background())
+		return
+	}
+	if !p.answer(a, answer) {
+		b.hangup(context.Background())
+		return
+	}
+	p.log.Info("call connected", "from", caller, "to", callee)
+}
+
+// failureStatus is what a caller hears when no phone took the call.
+func failureStatus(err error) (int, string) {
+	var rejected *sipadapter.RejectedError
+	switch {
+	case errors.As(err, &rejected) && (rejected.Code == sip.StatusBusyHere || rejected.Code == 600):
+		return sip.StatusBusyHere, "Busy Here"
+	case errors.As(err, &rejected) && rejected.Code == 603:
+		return 603, "Decline"
+	case errors.Is(err, sipadapter.ErrNoRTPPort):
+		return sip.StatusServiceUnavailable, "Service Unavailable"
+	}
+	return sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
+}
+
+// identity is a From header for a call the PBX places on someone's behalf.
+func identity(display, uri string) sip.FromHeader {
+	var u sip.Uri
+	_ = sip.ParseUri(uri, &u)
+	return sip.FromHeader{DisplayName: display, Address: u, Params: sip.NewParams()}
+}
+
+// ringLeg rings targets at once (the registered phones of one extension)
+// with an offer from a new RTP port. The first to answer becomes the
+// returned leg, acknowledged and with its media set up; the others are
+// cancelled, or hung up if they answered too. When ctx ends first, nobody
+// answered.
+func (p *PBX) ringLeg(ctx context.Context, targets []Binding, from sip.FromHeader, party string, onRinging func()) (*leg, error) {
+	ep, err := p.newEndpoint(media.Negotiated{Codec: media.PCMU})
+	if err != nil {
+		return nil, err
+	}
+	sdp := media.NewSession(media.LocalMedia{Addr: netip.AddrPortFrom(p.mediaIP, ep.LocalAddr().Port()), Username: "pbx"})
+	offer, err := sdp.Offer(media.SendRecv)
+	if err != nil {
+		p.ports.FreeEndpoint(ep)
+		return nil, err
+	}
+	sess, err := p.fork(ctx, targets, from, offer.SDP(), onRinging)
+	if err != nil {
+		p.ports.FreeEndpoint(ep)
+		return nil, err
+	}
+	l := &leg{p: p, settled: make(chan struct{}), dlg: sipadapter.ClientDialog(sess), ep: ep, party: party, confirmed: true, sdp: sdp}
+	l.key = l.dlg.Key()
+	p.remember(l)
+	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
+	if err == nil {
+		err = ep.Apply(n)
+	}
+	if err != nil {
+		l.hangup(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return l, nil
+}
+
+// fork sends one INVITE per target and returns the first answered session,
+// acknowledged. The losing INVITEs are cancelled; one that was answered
+// anyway is acknowledged and hung up, in the background.
+func (p *PBX) fork(ctx context.Context, targets []Binding, from sip.FromHeader, sdp []byte, onRinging func()) (*sipgo.DialogClientSession, error) {
+	forkCtx, cancelForks := context.WithCancel(ctx)
+	type result struct {
+		sess *sipgo.DialogClientSession
+		err  error
+	}
+	results := make(chan result, len(targets))
+	for _, t := range targets {
+		invite := sip.NewRequest(sip.INVITE, *t.Contact.Clone())
+		f := sip.FromHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: sip.NewParams()}
+		f.Params.Add("tag", sip.GenerateTagN(16))
+		invite.AppendHeader(&f)
+		invite.AppendHeader(&sip.ToHeader{Address: *t.Contact.Clone(), Params: sip.NewParams()})
+		invite.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		invite.SetBody(sdp)
+		if t.Transport != "" {
+			invite.SetTransport(t.Transport)
+		}
+		go func() {
+			sess, err := p.dialogUA.WriteInvite(forkCtx, invite)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			err = sipadapter.WaitAnswer(forkCtx, sess, func(res *sip.Response) {
+				if onRinging != nil && (res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress) {
+					onRinging()
+				}
+			})
+			if err == nil {
+				err = sess.Ack(context.WithoutCancel(forkCtx))
+			}
+			if err != nil {
+				sess.Close()
+				results <- result{err: err}
+				return
+			}
+			results <- result{sess: sess}
+		}()
+	}
+	var errs []error
+	for left := len(targets); left > 0; left-- {
+		r := <-results
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		cancelForks()
+		if left > 1 {
+			p.tasks.Go(func() {
+				for range left - 1 {
+					if late := <-results; late.sess != nil {
+						if err := late.sess.Bye(p.tasksCtx); err != nil {
+							p.log.Debug("BYE to a second answer failed", "err", err)
+						}
+						late.sess.Close()
+					}
+				}
+			})
+		}
+		return r.sess, nil
+	}
+	cancelForks()
+	return nil, bestFailure(errs)
+}
+
+// bestFailure picks the error a caller should hear of several forks': a
+// refusal (busy, decline) says more than silence.
+func bestFailure(errs []error) error {
+	var best error
+	for _, err := range errs {
+		var rejected *sipadapter.RejectedError
+		if errors.As(err, &rejected) {
+			if best == nil || rejected.Code == sip.StatusBusyHere || rejected.Code >= 600 {
+				best = err
+			}
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return errors.Join(errs...)
+}
+
+// onReInvite answers an offer inside a dialog (hold, resume, a new address
+// or codec) from the leg's own media; the other leg is not asked: the PBX
+// relays whatever each side sends.
+func (p *PBX) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
+	l := p.lookup(req)
+	if l == nil {
+		reply(p.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	offer, err := media.ParseOffer(req.Body())
+	if err != nil {
+		code, reason := sipadapter.OfferStatus(err, req.Body())
+		reply(p.log, req, tx, code, reason, warning(err.Error()))
+		return
+	}
+	answer, n, err := l.sdp.Answer(offer, media.SendRecv)
+	if err != nil {
+		reply(p.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
+		return
+	}
+	if err := l.ep.Apply(n); err != nil {
+		p.log.Warn("codec change refused", "party", l.party, "err", err)
+	}
+	respond(p.log, tx, sip.NewSDPResponseFromRequest(req, answer))
+}
+
+func (p *PBX) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	if l := p.lookup(req); l != nil && l.uas != nil {
+		// A re-INVITE's ACK has a later CSeq than the dialog's INVITE and
+		// the session refuses it, harmlessly.
+		_ = l.uas.ReadAck(req, tx)
+	}
+}
+
+// onBye ends a leg: a parked party leaves its orbit, a bridged party's
+// other half gets a BYE too.
+func (p *PBX) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	l := p.lookup(req)
+	if l == nil {
+		reply(p.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	if err := l.dlg.ReadBye(req, tx); err != nil {
+		p.log.Debug("BYE answer failed", "party", l.party, "err", err)
+	}
+	l.mu.Lock()
+	call, peer := l.call, l.peer
+	l.mu.Unlock()
+	if call != nil && call.Abandon() {
+		p.log.Info("hung up while parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.party)
+	}
+	l.close()
+	if peer != nil {
+		peer.hangup(context.Background())
+	}
+}

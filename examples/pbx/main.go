@@ -1,0 +1,127 @@
+// Command pbx is a small but real PBX with call park built in, the way a
+// vendor embeds callpark in its own switch: a registrar and a
+// back-to-back user agent on sipgo, whose calls run their audio through the
+// media package, and whose park, retrieve, recall and BLF come from the
+// park and sipadapter packages.
+//
+//	go run ./examples/pbx                     # 127.0.0.1:5060, extensions 100-199, any password
+//	go run ./examples/pbx -users users.txt    # only these user:password lines, digest auth
+//
+// Register phones as 100-199, call between them, transfer a call to 700 to
+// park it (the orbit comes back in the transfer's NOTIFY and as a MESSAGE),
+// dial the orbit from any phone to take it back. Nobody does, and the parker's
+// phones ring again.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/examples/internal/parkflags"
+	"github.com/callpark/callpark/park"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pbx", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:5060", "SIP over UDP and TCP on this `address`")
+	usersFile := fs.String("users", "", "`file` of user:password lines; each must register with digest auth (default: extensions 100-199, any password)")
+	ringTimeout := fs.Duration("ring-timeout", DefaultRingTimeout, "how long a call to an extension rings before the caller hears 480")
+	pf := parkflags.Register(fs)
+	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
+	verbose := fs.Bool("v", false, "log SIP traces")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pbx: unexpected argument %q: every setting is a flag\n", fs.Arg(0))
+		return 2
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	sip.SetDefaultLogger(logger.With("component", "sip"))
+	sip.SIPDebug = *verbose
+
+	// The fallback may be an extension of this PBX: -fallback 150.
+	if parkflags.ValidExtension(pf.Fallback) && !park.IsSIPURI(pf.Fallback) {
+		pf.Fallback = "sip:" + pf.Fallback + "@" + *listen
+	}
+	set, err := pf.Resolve(*listen, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "pbx:", err)
+		return 2
+	}
+	if *ringTimeout < time.Second {
+		fmt.Fprintf(stderr, "pbx: -ring-timeout %v: must be at least 1s\n", *ringTimeout)
+		return 2
+	}
+	users := OpenUsers()
+	if *usersFile != "" {
+		if users, err = LoadUsers(*usersFile); err != nil {
+			fmt.Fprintln(stderr, "pbx: -users:", err)
+			return 2
+		}
+	}
+	p, err := NewPBX(Config{
+		Listen:        set.Listen.String(),
+		Users:         users,
+		ParkExtension: set.ParkExtension,
+		Orbits:        set.Orbits,
+		Policy:        set.Policy,
+		Park:          set.Park,
+		RingTimeout:   *ringTimeout,
+		MediaIP:       set.MediaIP,
+		RTPPortMin:    set.RTPPortMin,
+		RTPPortMax:    set.RTPPortMax,
+		Logger:        logger,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "pbx:", err)
+		return 2
+	}
+	if *check {
+		fmt.Fprintf(stdout, "listen      %s (udp, tcp)\n", set.Listen)
+		fmt.Fprintf(stdout, "users       %s\n", users)
+		fmt.Fprintf(stdout, "ring        %v\n", *ringTimeout)
+		pf.Print(stdout, set, p.Lot().Config())
+		return 0
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := p.Listen(context.Background()); err != nil {
+		fmt.Fprintln(stderr, "pbx:", err)
+		return 1
+	}
+	p.Lot().Observe(park.ObserverFunc(func(e park.Event) { parkflags.LogEvent(logger, e) }))
+	<-ctx.Done()
+	stop()
+	logger.Info("shutting down: recalling every parked call", "parked", p.Lot().Len())
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+p.Lot().Config().RecallRingTime)
+	defer cancel()
+	if err := p.Shutdown(sctx); err != nil {
+		logger.Warn("shutdown cut short: calls still parked were dropped", "err", err)
+		return 1
+	}
+	return 0
+}

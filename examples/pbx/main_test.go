@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCheckPrintsTheEffectiveConfiguration(t *testing.T) {
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, run([]string{"-check"}, &out, &errOut), errOut.String())
+	for _, line := range []string{
+		"listen      127.0.0.1:5060 (udp, tcp)",
+		"users       100-199 (open)",
+		"park-ext    700",
+		"orbits      701-799 (99 orbits)",
+		"timeout     1m30s",
+		"fallback    (none: disconnect after the last recall)",
+	} {
+		require.Contains(t, out.String(), line+"\n", "the defaults need no flag")
+	}
+
+	users := filepath.Join(t.TempDir(), "users.txt")
+	require.NoError(t, os.WriteFile(users, []byte("101:a\n102:b\n"), 0o600))
+	out.Reset()
+	require.Equal(t, 0, run([]string{"-check", "-users", users, "-fallback", "150", "-listen", "127.0.0.1:5070"}, &out, &errOut), errOut.String())
+	require.Contains(t, out.String(), "users       2 users from "+users+"\n")
+	require.Contains(t, out.String(), "fallback    sip:150@127.0.0.1:5070\n", "an extension as fallback is one of this PBX")
+}
+
+func TestBadFlagsExit2WithOneLineNamingTheFlag(t *testing.T) {
+	dir := t.TempDir()
+	badUsers := filepath.Join(dir, "bad.txt")
+	require.NoError(t, os.WriteFile(badUsers, []byte("101 no colon\n"), 0o600))
+	clash := filepath.Join(dir, "clash.txt")
+	require.NoError(t, os.WriteFile(clash, []byte("701:x\n"), 0o600))
+	tests := []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"-users", filepath.Join(dir, "missing.txt")}, "-users"},
+		{[]string{"-users", badUsers}, "-users"},
+		{[]string{"-users", clash}, "701"},
+		{[]string{"-ring-timeout", "0s"}, "-ring-timeout"},
+		{[]string{"-timeout", "5s"}, "-timeout"},
+		{[]string{"-orbits", "150-160"}, "150-160"},
+		{[]string{"-listen", "localhost"}, "-listen"},
+		{[]string{"stray"}, "stray"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			require.Equal(t, 2, run(append(tt.args, "-check"), &out, &errOut))
+			msg := errOut.String()
+			require.Equal(t, 1, strings.Count(msg, "\n"), "one line: %q", msg)
+			require.Contains(t, msg, tt.flag)
+		})
+	}
+}

@@ -1,0 +1,381 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/orbit"
+	"github.com/callpark/callpark/park"
+	"github.com/callpark/callpark/sipadapter"
+)
+
+// Config is what the PBX is told by its flags. The zero value is the
+// example's default: 127.0.0.1:5060, extensions 100-199 with any password,
+// park extension 700, orbits 701-799 and the seed's park settings.
+type Config struct {
+	// Listen is the address for SIP over UDP and TCP; port 0 picks one.
+	Listen string
+	// Users is the extension directory; nil means OpenUsers().
+	Users *Users
+	// ParkExtension parks the call it is transferred (or dialled) to.
+	ParkExtension string
+	// Orbits are the orbit ranges; nil means park.DefaultOrbits.
+	Orbits *orbit.Table
+	// Policy chooses free orbits.
+	Policy orbit.Policy
+	// Park is the lot's configuration. Its Dialer and Orbits must be nil:
+	// the PBX rings recalls to registered phones itself, and allocates from
+	// Orbits. FallbackURI may name an extension of this PBX
+	// (sip:150@<listen address>) or any SIP URI.
+	Park park.Config
+	// RingTimeout bounds how long a call to an extension rings before the
+	// caller hears 480; zero means 30 s.
+	RingTimeout time.Duration
+	// MediaIP is written into SDP; zero means the listen IP.
+	MediaIP netip.Addr
+	// RTPPortMin and RTPPortMax bound the RTP ports, one per call leg.
+	RTPPortMin, RTPPortMax int
+	// Logger gets a line per registration, call, park and recall.
+	Logger *slog.Logger
+}
+
+// pbxRealm is the digest realm phones are challenged in.
+const pbxRealm = "callpark-pbx"
+
+// DefaultRingTimeout is how long a call to an extension rings.
+const DefaultRingTimeout = 30 * time.Second
+
+// PBX is a registrar and back-to-back user agent with call park built in.
+// Every call between two phones is two SIP dialogs (legs) whose audio runs
+// through the PBX, so a leg can be taken out of its call and parked, and
+// later bridged with whoever retrieves it or answers its recall.
+type PBX struct {
+	cfg   Config
+	log   *slog.Logger
+	users *Users
+	auth  *Authenticator
+	reg   *Registrar
+	table *orbit.Table
+	lot   *park.Lot
+	ports *sipadapter.PortPool
+	sched *media.Scheduler
+
+	ua       *sipgo.UserAgent
+	srv      *sipgo.Server
+	client   *sipgo.Client
+	dialogUA *sipgo.DialogUA
+	blf      *sipadapter.BLF
+	addr     netip.AddrPort
+	mediaIP  netip.Addr
+
+	mu       sync.Mutex
+	legs     map[string]*leg // by dialog key: Call-ID, our tag, their tag
+	closing  bool
+	handlers sync.WaitGroup // new calls being set up: Shutdown waits for them
+	// callsCtx ends when Shutdown begins: calls still ringing stop.
+	callsCtx  context.Context
+	stopCalls context.CancelFunc
+	tasks     sync.WaitGroup // NOTIFYs, MESSAGEs, transfers
+	tasksCtx  context.Context
+	stopTask  context.CancelFunc
+	cancel    context.CancelFunc
+	served    chan error
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// NewPBX validates cfg and builds the PBX and its lot; Listen starts it.
+func NewPBX(cfg Config) (*PBX, error) {
+	if cfg.Park.Dialer != nil || cfg.Park.Orbits != nil {
+		return nil, errors.New("pbx: Config.Park.Dialer and Config.Park.Orbits must be nil: the PBX supplies them")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:5060"
+	}
+	if cfg.ParkExtension == "" {
+		cfg.ParkExtension = sipadapter.DefaultParkExtension
+	}
+	if cfg.RingTimeout == 0 {
+		cfg.RingTimeout = DefaultRingTimeout
+	}
+	if cfg.RTPPortMin == 0 && cfg.RTPPortMax == 0 {
+		cfg.RTPPortMin, cfg.RTPPortMax = sipadapter.DefaultRTPPortMin, sipadapter.DefaultRTPPortMax
+	}
+	if cfg.Users == nil {
+		cfg.Users = OpenUsers()
+	}
+	listen, err := netip.ParseAddrPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("pbx: Config.Listen %q: want IP:port: %w", cfg.Listen, err)
+	}
+	p := &PBX{cfg: cfg, log: cfg.Logger, users: cfg.Users, table: cfg.Orbits, legs: make(map[string]*leg)}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.table == nil {
+		if p.table, err = orbit.ParseTable(park.DefaultOrbits); err != nil {
+			return nil, err
+		}
+	}
+	if p.users.Exists(cfg.ParkExtension) || p.isOrbit(cfg.ParkExtension) {
+		return nil, fmt.Errorf("pbx: Config.ParkExtension %q is also an extension or an orbit", cfg.ParkExtension)
+	}
+	// An extension inside an orbit range could never be called: dialling
+	// it would retrieve.
+	for _, r := range p.table.Ranges("") {
+		for i := range r.Len() {
+			if o := r.At(i); p.users.Exists(string(o)) {
+				return nil, fmt.Errorf("pbx: Config.Orbits: range %s holds the extension %s", r, o)
+			}
+		}
+	}
+	p.mediaIP = cfg.MediaIP
+	if !p.mediaIP.IsValid() {
+		p.mediaIP = listen.Addr()
+	}
+	if p.mediaIP.IsUnspecified() {
+		return nil, fmt.Errorf("pbx: Config.MediaIP: listening on %s, so name the address phones reach for RTP", listen.Addr())
+	}
+	if p.ports, err = sipadapter.NewPortPool(listen.Addr(), cfg.RTPPortMin, cfg.RTPPortMax); err != nil {
+		return nil, err
+	}
+	p.auth = NewAuthenticator(p.users, pbxRealm, p.log)
+	p.reg = NewRegistrar(p.users, p.auth, RegistrarOptions{Logger: p.log})
+
+	pc := cfg.Park
+	pc.Dialer = park.DialerFunc(p.dial)
+	if pc.Logger == nil {
+		pc.Logger = p.log
+	}
+	if pc.Orbits, err = orbit.NewMemoryAllocatorFromTable(p.table, "", orbit.MemoryOptions{Policy: cfg.Policy}); err != nil {
+		return nil, err
+	}
+	if p.lot, err = park.NewLot(pc); err != nil {
+		return nil, err
+	}
+	p.tasksCtx, p.stopTask = context.WithCancel(context.Background())
+	p.callsCtx, p.stopCalls = context.WithCancel(context.Background())
+	return p, nil
+}
+
+// Lot is the PBX's park lot: its calls, its events.
+func (p *PBX) Lot() *park.Lot { return p.lot }
+
+// Registrar is the PBX's registrar: who is reachable where.
+func (p *PBX) Registrar() *Registrar { return p.reg }
+
+// Addr is where the PBX listens, once Listen has returned.
+func (p *PBX) Addr() netip.AddrPort { return p.addr }
+
+// URI makes sip:user@<PBX address>: an extension's address of record, the
+// park extension, an orbit.
+func (p *PBX) URI(user string) string { return "sip:" + user + "@" + p.addr.String() }
+
+func (p *PBX) isOrbit(user string) bool {
+	if _, err := orbit.ParseOrbit(user); err != nil {
+		return false
+	}
+	pool, ok := p.table.Owner(orbit.Orbit(user))
+	return ok && pool == ""
+}
+
+// Listen binds UDP and TCP and serves until Shutdown.
+func (p *PBX) Listen(ctx context.Context) error {
+	want, _ := netip.ParseAddrPort(p.cfg.Listen)
+	udp, tcp, err := sipadapter.ListenPair(want)
+	if err != nil {
+		return err
+	}
+	p.addr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
+	sipLog := p.log.With("component", "sip")
+	fail := func(err error) error {
+		udp.Close()
+		tcp.Close()
+		return err
+	}
+	if p.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgent("callpark-pbx"),
+		sipgo.WithUserAgentHostname(p.addr.Addr().String()),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
+	); err != nil {
+		return fail(err)
+	}
+	if p.srv, err = sipgo.NewServer(p.ua, sipgo.WithServerLogger(sipLog)); err != nil {
+		return fail(err)
+	}
+	if p.client, err = sipgo.NewClient(p.ua,
+		sipgo.WithClientLogger(sipLog),
+		sipgo.WithClientHostname(p.addr.Addr().String()),
+		sipgo.WithClientPort(int(p.addr.Port())),
+		sipgo.WithClientConnectionAddr(p.addr.String()),
+	); err != nil {
+		return fail(err)
+	}
+	p.dialogUA = &sipgo.DialogUA{
+		Client:     p.client,
+		ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "pbx", Host: p.addr.Addr().String(), Port: int(p.addr.Port())}},
+	}
+	if p.blf, err = sipadapter.NewBLF(sipadapter.BLFConfig{
+		Lot: p.lot, Client: p.client, Orbits: p.table, ParkExtension: p.cfg.ParkExtension, Addr: p.addr, Logger: p.log,
+	}); err != nil {
+		return fail(err)
+	}
+	p.sched = media.NewScheduler(media.SchedulerOptions{Logger: p.log.With("component", "rtp")})
+
+	p.srv.OnRegister(p.reg.ServeRegister)
+	p.srv.OnInvite(p.onInvite)
+	p.srv.OnAck(p.onAck)
+	p.srv.OnBye(p.onBye)
+	p.srv.OnCancel(func(*sip.Request, sip.ServerTransaction) {}) // the transaction layer answers CANCEL
+	p.srv.OnRefer(p.onRefer)
+	p.srv.OnSubscribe(p.onSubscribe)
+	p.srv.OnOptions(p.onOptions)
+	p.srv.OnNotify(p.onNotify)
+
+	ctx, p.cancel = context.WithCancel(ctx)
+	p.served = make(chan error, 2)
+	go func() { p.served <- p.srv.ServeUDP(udp) }()
+	go func() { p.served <- p.srv.ServeTCP(tcp) }()
+	go func() {
+		<-ctx.Done()
+		udp.Close()
+		tcp.Close()
+	}()
+	p.log.Info("pbx listening", "addr", p.addr, "users", p.users.String(),
+		"park_extension", p.cfg.ParkExtension, "orbits", p.table.String())
+	return nil
+}
+
+// Shutdown recalls every parked call (the lot rings the parkers at once),
+// waits for the lot to empty, then hangs up the calls still up and stops.
+// Later calls wait for the first and return its result.
+func (p *PBX) Shutdown(ctx context.Context) error {
+	p.shutdownOnce.Do(func() { p.shutdownErr = p.shutdown(ctx) })
+	return p.shutdownErr
+}
+
+func (p *PBX) shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.closing = true // new calls get 503 from here on
+	p.mu.Unlock()
+	err := p.lot.Shutdown(ctx)
+
+	// Calls still ringing stop; once their handlers have answered them
+	// (or not), every leg left is a call that is up, and gets a BYE.
+	p.stopCalls()
+	byeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	waitGroup(byeCtx, &p.handlers)
+	if p.blf != nil {
+		if err := p.blf.Close(byeCtx); err != nil {
+			p.log.Warn("shutdown: BLF watchers not all told", "err", err)
+		}
+	}
+	p.hangupAll(byeCtx)
+	p.stopTask()
+	p.tasks.Wait()
+	p.hangupAll(byeCtx) // a transfer may have connected a call meanwhile
+	if p.cancel != nil {
+		p.cancel()
+		for range 2 {
+			<-p.served
+		}
+		p.ua.Close()
+		p.sched.Close()
+	}
+	return err
+}
+
+// hangupAll sends BYE on every leg and frees them.
+func (p *PBX) hangupAll(ctx context.Context) {
+	p.mu.Lock()
+	var legs []*leg
+	for _, l := range p.legs {
+		legs = append(legs, l)
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, l := range legs {
+		wg.Go(func() { l.hangup(ctx) })
+	}
+	wg.Wait()
+}
+
+// waitGroup waits for wg, or until ctx ends.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// enter counts a new call being set up, unless the PBX is shutting down.
+func (p *PBX) enter() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return false
+	}
+	p.handlers.Add(1)
+	return true
+}
+
+func (p *PBX) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, REGISTER, SUBSCRIBE, NOTIFY"))
+	res.AppendHeader(sip.NewHeader("Supported", "replaces"))
+	respond(p.log, tx, res)
+}
+
+// onNotify takes NOTIFYs phones send for REFERs of their own; the PBX never
+// refers a phone, so it just acknowledges them.
+func (p *PBX) onNotify(req *sip.Request, tx sip.ServerTransaction) {
+	reply(p.log, req, tx, sip.StatusOK, "OK")
+}
+
+// onSubscribe serves BLF on orbits and on the park extension, with the
+// park server's own code; phones of a PBX that demands passwords must
+// authenticate first, since the NOTIFYs name who is parked.
+func (p *PBX) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to == nil || !to.Params.Has("tag") {
+		if _, ok := p.auth.Authenticate(req, tx); !ok {
+			return
+		}
+	}
+	p.blf.ServeSubscribe(req, tx)
+}
+
+// respond sends a response; a failure means the peer is gone.
+func respond(log *slog.Logger, tx sip.ServerTransaction, res *sip.Response) {
+	if err := tx.Respond(res); err != nil {
+		log.Debug("response not sent", "status", res.StatusCode, "err", err)
+	}
+}
+
+func reply(log *slog.Logger, req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range headers {
+		res.AppendHeader(h)
+	}
+	respond(log, tx, res)
+}
+
+// warning is a Warning header saying why a request was refused.
+func warning(text string) sip.Header {
+	return sip.NewHeader("Warning", `399 callpark-pbx "`+strings.ReplaceAll(text, `"`, "'")+`"`)
+}
