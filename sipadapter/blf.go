@@ -268,14 +268,14 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	if ev == nil || !strings.EqualFold(strings.TrimSpace(strings.SplitN(ev.Value(), ";", 2)[0]), "dialog") {
 		// refer is listed too: the implicit subscription of a REFER that
 		// transfers a call into park (RFC 3515).
-		reply(b.log, req, tx, 489, "Bad Event", sip.NewHeader("Allow-Events", "dialog, refer"))
+		Reply(b.log, req, tx, 489, "Bad Event", sip.NewHeader("Allow-Events", "dialog, refer"))
 		return
 	}
 	expiry := defaultSubscriptionExpiry
 	if h := req.GetHeader("Expires"); h != nil {
 		secs, err := strconv.Atoi(strings.TrimSpace(h.Value()))
 		if err != nil || secs < 0 {
-			reply(b.log, req, tx, sip.StatusBadRequest, "Bad Request", warning("bad Expires"))
+			Reply(b.log, req, tx, sip.StatusBadRequest, "Bad Request", Warning("bad Expires"))
 			return
 		}
 		expiry = min(max(time.Duration(secs)*time.Second, minSubscriptionExpiry), maxSubscriptionExpiry)
@@ -291,7 +291,7 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		sub := b.subs[key]
 		b.mu.Unlock()
 		if sub == nil {
-			reply(b.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+			Reply(b.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 			return
 		}
 		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
@@ -313,13 +313,13 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	case servesOrbit(b.table, orbit.Orbit(user)):
 		o = orbit.Orbit(user)
 	default:
-		reply(b.log, req, tx, sip.StatusNotFound, "Not Found")
+		Reply(b.log, req, tx, sip.StatusNotFound, "Not Found")
 		return
 	}
 	contact := req.Contact()
 	from := req.From()
 	if contact == nil || from == nil || req.CallID() == nil {
-		reply(b.log, req, tx, sip.StatusBadRequest, "Bad Request", warning("SUBSCRIBE needs From, Contact and Call-ID"))
+		Reply(b.log, req, tx, sip.StatusBadRequest, "Bad Request", Warning("SUBSCRIBE needs From, Contact and Call-ID"))
 		return
 	}
 	sub := &subscription{

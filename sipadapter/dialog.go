@@ -28,6 +28,10 @@ func ServerDialog(s *sipgo.DialogServerSession) Dialog { return Dialog{uas: s} }
 // ClientDialog is the dialog of an INVITE the host sent and had answered.
 func ClientDialog(s *sipgo.DialogClientSession) Dialog { return Dialog{uac: s} }
 
+// ServerSession returns the session of an INVITE the host answered, to
+// send its responses and read its ACK; nil for a dialog the host placed.
+func (d Dialog) ServerSession() *sipgo.DialogServerSession { return d.uas }
+
 // Key is the dialog's identity as RequestKey computes it for the requests
 // inside it: Call-ID, our tag, their tag.
 func (d Dialog) Key() string {

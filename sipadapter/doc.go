@@ -32,7 +32,8 @@
 //
 // A host PBX that embeds the lot in its own SIP handlers, instead of running
 // a Server beside it, reuses the pieces the Server is built from, so that its
-// phones see the same answers: [BLF] serves the park keys' SUBSCRIBEs,
+// phones see the same answers: [Leg] is a call leg (a dialog and its RTP
+// endpoint) that the lot can hold and [Bridge] joins to another, [BLF] serves the park keys' SUBSCRIBEs,
 // [PortPool] hands out RTP ports, [StatusFor] turns lot errors into
 // responses, [ReferredBy] names the parker, [ParseReplaces] reads an attended
 // transfer's Replaces, [NotifyRefer] with [ParkedSipfrag] or [StatusSipfrag]

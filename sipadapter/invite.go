@@ -23,10 +23,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	user := req.Recipient.User
 	var directed orbit.Orbit
 	retrieve := false
-	var replaced *leg
+	var replaced *Leg
 	if hs := req.GetHeaders("Replaces"); len(hs) > 0 {
 		if len(hs) > 1 {
-			s.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning("more than one Replaces header"))
+			s.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning("more than one Replaces header"))
 			return
 		}
 		if replaced = s.replaceable(hs[0].Value()); replaced == nil {
@@ -54,7 +54,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if err != nil {
 		code, reason := OfferStatus(err, req.Body())
 		s.log.Info("refused", "user", user, "from", fromURI(req), "status", code, "why", err)
-		s.reply(req, tx, code, reason, warning(err.Error()))
+		s.reply(req, tx, code, reason, Warning(err.Error()))
 		return
 	}
 	stance := media.SendRecv
@@ -73,7 +73,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if err != nil {
 		s.ports.Free(conn)
 		s.log.Info("refused", "user", user, "from", fromURI(req), "status", 488, "why", err)
-		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
+		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", Warning(err.Error()))
 		return
 	}
 	ep, err := s.endpointOn(conn, n)
@@ -87,15 +87,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	sess, err := s.dialogUA.ReadInvite(req, tx)
 	if err != nil {
 		s.ports.FreeEndpoint(ep)
-		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
+		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning(err.Error()))
 		return
 	}
-	l := &leg{s: s, dlg: ServerDialog(sess), uas: sess, ep: ep, who: fromURI(req), sdp: sdp, dir: n.Direction}
-	l.key = l.dlg.Key()
-	if retrieve {
-		l.bridgeDone = make(chan struct{})
-	}
-	s.remember(l)
+	l := s.newLeg(LegConfig{Dialog: ServerDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: fromURI(req)})
 
 	switch {
 	case replaced != nil:
@@ -110,7 +105,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 // replaceable finds the parked leg a Replaces header value names (RFC 3891:
 // call-id;to-tag=<our tag>;from-tag=<their tag>), or nil: a value that
 // names no dialog, or none of ours, is the same 481 to the phone.
-func (s *Server) replaceable(value string) *leg {
+func (s *Server) replaceable(value string) *Leg {
 	callID, toTag, fromTag, err := ParseReplaces(value)
 	if err != nil {
 		s.log.Debug("bad Replaces", "err", err)
@@ -122,9 +117,7 @@ func (s *Server) replaceable(value string) *leg {
 	if l == nil {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.call == nil || l.closed {
+	if l.Parked() == nil || l.Closed() {
 		return nil
 	}
 	return l
@@ -132,54 +125,47 @@ func (s *Server) replaceable(value string) *leg {
 
 // takeOver is the attended transfer into park: the caller of l replaces the
 // parked leg old, keeping its orbit and timer; old gets BYE.
-func (s *Server) takeOver(l *leg, req *sip.Request, old *leg, answer []byte) {
+func (s *Server) takeOver(l *Leg, req *sip.Request, old *Leg, answer []byte) {
 	// Detach the call from old first: old's BYE, sent by Replace or by the
 	// phone itself, must not end the call that now belongs to l.
-	old.mu.Lock()
-	call := old.call
-	old.call = nil
-	old.mu.Unlock()
+	call := old.TakeParked()
 	if call == nil { // another take-over got there first
 		s.refuse(l, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	parker := ReferredBy(req)
 	if parker == "" && call.Info().Parker == "" {
-		parker = old.who // the consult call came from the parker
+		parker = old.Party() // the consult call came from the parker
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := call.Replace(ctx, park.ReplaceRequest{Leg: l, Parker: parker, Party: l.who}); err != nil {
-		old.mu.Lock()
-		if !old.closed {
-			old.call = call
-		}
-		old.mu.Unlock()
-		s.log.Info("take-over refused", "from", l.who, "status", 481, "why", err)
+	if err := call.Replace(ctx, park.ReplaceRequest{Leg: l, Parker: parker, Party: l.Party()}); err != nil {
+		old.SetParked(call)
+		s.log.Info("take-over refused", "from", l.Party(), "status", 481, "why", err)
 		s.refuse(l, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	if !s.answerParked(l, call, answer) {
 		return
 	}
-	s.log.Info("parked by take-over (Replaces)", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.who, "parker", call.Info().Parker)
+	s.log.Info("parked by take-over (Replaces)", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party(), "parker", call.Info().Parker)
 }
 
 // park parks the caller of l: 200 OK with the orbit, music after the ACK.
-func (s *Server) park(l *leg, req *sip.Request, directed orbit.Orbit, answer []byte) {
+func (s *Server) park(l *Leg, req *sip.Request, directed orbit.Orbit, answer []byte) {
 	parker := ReferredBy(req)
 	ctx := context.Background()
-	call, err := s.lot.Park(ctx, park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.who})
+	call, err := s.lot.Park(ctx, park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.Party()})
 	if err != nil {
 		code, reason, headers := StatusFor(err)
-		s.log.Info("park refused", "from", l.who, "orbit", directed, "status", code, "why", err)
+		s.log.Info("park refused", "from", l.Party(), "orbit", directed, "status", code, "why", err)
 		s.refuse(l, code, reason, headers...)
 		return
 	}
 	if !s.answerParked(l, call, answer) {
 		return
 	}
-	s.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.who, "parker", parker)
+	s.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party(), "parker", parker)
 	if parker != "" {
 		s.notifyParker(parker, call.Orbit())
 	}
@@ -188,104 +174,82 @@ func (s *Server) park(l *leg, req *sip.Request, directed orbit.Orbit, answer []b
 // answerParked sends the 200 OK with X-Park-Orbit for a call the lot now
 // holds in l, and starts its music once the ACK is in. Without an ACK the
 // caller is gone: the call is abandoned, its orbit free at once.
-func (s *Server) answerParked(l *leg, call *park.Call, answer []byte) bool {
-	l.mu.Lock()
-	l.call = call
-	l.mu.Unlock()
-	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, answer)
+func (s *Server) answerParked(l *Leg, call *park.Call, answer []byte) bool {
+	l.SetParked(call)
+	uas := l.Dialog().ServerSession()
+	res := sip.NewSDPResponseFromRequest(uas.InviteRequest, answer)
 	res.AppendHeader(sip.NewHeader("X-Park-Orbit", string(call.Orbit())))
-	if err := l.uas.WriteResponse(res); err != nil {
+	if err := uas.WriteResponse(res); err != nil {
 		s.log.Info("parked caller gone before ACK", "orbit", call.Orbit(), "park_id", call.ID(), "err", err)
 		call.Abandon()
-		l.close()
+		l.Close()
 		return false
 	}
-	l.confirm()
+	l.Confirm()
 	return true
 }
 
 // refuse answers a new leg's INVITE with a final error and frees the leg.
-func (s *Server) refuse(l *leg, code int, reason string, headers ...sip.Header) {
-	if err := l.uas.Respond(code, reason, nil, headers...); err != nil {
+func (s *Server) refuse(l *Leg, code int, reason string, headers ...sip.Header) {
+	if err := l.Dialog().ServerSession().Respond(code, reason, nil, headers...); err != nil {
 		s.log.Debug("refusal not sent", "err", err)
 	}
-	l.close()
+	l.Close()
 }
 
 // retrieve hands the call parked in o to the caller of l and bridges them.
-func (s *Server) retrieve(l *leg, o orbit.Orbit, answer []byte) {
-	got, err := s.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.who})
+func (s *Server) retrieve(l *Leg, o orbit.Orbit, answer []byte) {
+	got, err := s.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.Party()})
 	if err != nil {
 		code, reason, headers := StatusFor(err)
-		s.log.Info("retrieve refused", "orbit", o, "from", l.who, "status", code, "why", err)
+		s.log.Info("retrieve refused", "orbit", o, "from", l.Party(), "status", code, "why", err)
 		s.refuse(l, code, reason, headers...)
 		return
 	}
-	parked := got.Leg().(*leg)
-	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, answer)
-	if err := l.uas.WriteResponse(res); err != nil {
+	parked := got.Leg().(*Leg)
+	uas := l.Dialog().ServerSession()
+	res := sip.NewSDPResponseFromRequest(uas.InviteRequest, answer)
+	if err := uas.WriteResponse(res); err != nil {
 		// The retriever hung up at once (its BYE overtook its ACK) or
 		// vanished: nobody is left to give the call to, so it ends
 		// (outcome retrieved, as the lot says).
 		s.log.Info("retriever left before its ACK was read; hanging up the parked call", "orbit", o, "park_id", got.ID(), "err", err)
-		parked.hangup(context.Background())
-		l.close()
+		parked.Hangup(context.Background())
+		l.Close()
 		return
 	}
-	l.confirm()
+	l.Confirm()
 	if err := s.bridge(parked, l); err != nil {
 		s.log.Info("retrieve failed: a party hung up", "orbit", o, "park_id", got.ID(), "err", err)
-		parked.hangup(context.Background())
-		l.hangup(context.Background())
+		parked.Hangup(context.Background())
+		l.Hangup(context.Background())
 		return
 	}
-	s.log.Info("retrieved", "orbit", o, "park_id", got.ID(), "party", parked.who, "retriever", l.who)
+	s.log.Info("retrieved", "orbit", o, "park_id", got.ID(), "party", parked.Party(), "retriever", l.Party())
 }
 
 // onReInvite answers an offer inside a dialog (holds, resumes, address or
-// codec changes) with the leg's current SDP, bumping the o= version only if
-// the answer changed.
+// codec changes) from the leg's own media; a parked leg keeps answering
+// one-way.
 func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	l := s.lookup(req)
 	if l == nil {
 		s.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
-	offer, err := media.ParseOffer(req.Body())
-	if err != nil {
-		code, reason := OfferStatus(err, req.Body())
-		s.reply(req, tx, code, reason)
-		return
-	}
-	l.mu.Lock()
-	parked := l.peer == nil
-	stance := media.SendRecv
-	if parked {
-		stance = media.ParkedDirection(offer.Direction)
-	}
-	answer, n, err := l.sdp.Answer(offer, stance)
-	if err == nil {
-		l.dir = n.Direction
-	}
-	l.mu.Unlock()
-	if err != nil {
-		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
-		return
-	}
-	if err := l.ep.Apply(n); err != nil {
-		s.log.Warn("codec change refused", "who", l.who, "err", err)
-	}
-	s.respond(tx, sip.NewSDPResponseFromRequest(req, answer))
+	l.ServeReInvite(req, tx)
 }
 
 func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	l := s.lookup(req)
-	if l == nil || l.uas == nil {
+	if l == nil {
 		return
 	}
 	// A re-INVITE's ACK carries a later CSeq than the dialog's INVITE; the
 	// session rejects it, which is harmless: the dialog is confirmed.
-	_ = l.uas.ReadAck(req, tx)
+	if uas := l.Dialog().ServerSession(); uas != nil {
+		_ = uas.ReadAck(req, tx)
+	}
 }
 
 // onBye ends a leg: a parked party leaves its orbit (any recall is
@@ -296,17 +260,11 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
-	if err := l.dlg.ReadBye(req, tx); err != nil {
-		s.log.Debug("BYE answer failed", "who", l.who, "err", err)
+	call, peer := l.ServeBye(req, tx)
+	if call != nil {
+		s.log.Info("hung up while parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party())
 	}
-	l.mu.Lock()
-	call, peer := l.call, l.peer
-	l.mu.Unlock()
-	if call != nil && call.Abandon() {
-		s.log.Info("hung up while parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.who)
-	}
-	l.close()
 	if peer != nil {
-		peer.hangup(context.Background())
+		peer.Hangup(context.Background())
 	}
 }

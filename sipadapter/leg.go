@@ -2,171 +2,46 @@ package sipadapter
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/park"
 )
 
-// leg is one SIP dialog of the server with its RTP port: a parked party, a
-// retriever, or an answered recall. It is the park.Leg the lot holds.
-type leg struct {
-	s   *Server
-	key string // dialog key in s.legs
-	dlg Dialog
-	uas *sipgo.DialogServerSession // the answered INVITE's session, nil for a recall
-	ep  *media.Endpoint
-	// who names the other party for logs (From of an INVITE, target of a
-	// recall).
-	who string
-	sdp *media.Session  // the leg's o= line and last body across re-INVITEs
-	dir media.Direction // ours, as last negotiated (under mu)
-	// bridgeDone is closed once a leg meant to be bridged (a retriever, an
-	// answered recall) is, or is not going to be: a REFER sent right after
-	// the ACK waits for it. Nil for a parked leg.
-	bridgeDone     chan struct{}
-	bridgeDoneOnce sync.Once
-
-	mu        sync.Mutex
-	confirmed bool        // ACK received (UAS) or sent (UAC)
-	music     *media.Clip // what to play once confirmed; nil: none
-	playing   bool
-	peer      *leg
-	relay     *media.Relay
-	call      *park.Call // while parked
-	closed    bool
-	closeOnce sync.Once
-	byeOnce   sync.Once
-	// offering is held while the server's own re-INVITE is in progress: a
-	// BYE waits for it, since a phone may refuse a BYE (500) while it
-	// answers an INVITE on the same dialog.
-	offering sync.Mutex
-}
-
-// Hold implements park.Leg: play music once the dialog is confirmed (at once
-// if it already is).
-func (l *leg) Hold(_ context.Context, music *media.Clip) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.music = music
-	if l.confirmed {
-		return l.playLocked()
-	}
-	return nil
-}
-
-func (l *leg) playLocked() error {
-	if l.music == nil || l.playing || l.closed {
-		return nil
-	}
-	frames := l.music.Frames(l.ep.Codec())
-	if err := l.ep.PlayMusic(frames); err != nil {
-		return err
-	}
-	l.playing = true
-	return nil
-}
-
-// confirm marks the dialog confirmed and starts the music it waits for.
-func (l *leg) confirm() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.confirmed = true
-	if err := l.playLocked(); err != nil {
-		l.s.log.Warn("hold music did not start", "who", l.who, "err", err)
-	}
-}
-
-// Hangup implements park.Leg: the lot drops the call.
-func (l *leg) Hangup(ctx context.Context) error {
-	l.hangup(ctx)
-	return nil
-}
-
-// hangup sends BYE, once, and frees the leg. A leg that is already closed
-// (its party hung up) gets no BYE.
-func (l *leg) hangup(ctx context.Context) {
-	if l.isClosed() {
-		return
-	}
-	l.byeOnce.Do(func() {
-		l.offering.Lock()
-		defer l.offering.Unlock()
-		if err := l.dlg.Bye(ctx); err != nil {
-			l.s.log.Debug("BYE failed", "who", l.who, "err", err)
-		}
-	})
-	l.close()
-}
-
-// close frees the leg's media and forgets its dialog. Idempotent.
-func (l *leg) close() {
-	l.closeOnce.Do(func() {
-		defer l.markBridged()
-		l.mu.Lock()
-		l.closed = true
-		relay := l.relay
-		l.mu.Unlock()
-		if relay != nil {
-			relay.Close()
-		}
-		l.s.ports.FreeEndpoint(l.ep)
-		l.s.forget(l)
-		l.dlg.Close()
-	})
-}
-
-// bridge connects two legs' media: music stops, RTP is relayed (transcoded
-// where the codecs differ), and a BYE on one is passed to the other. If
-// either leg hung up meanwhile nothing is bridged and errLegGone returned;
-// the caller hangs up the other.
-func (s *Server) bridge(a, b *leg) error {
-	defer a.markBridged()
-	defer b.markBridged()
-	relay, err := media.Bridge(a.ep, b.ep)
+// newLeg builds a leg of the server's and files it under its dialog key;
+// it forgets itself and frees its RTP port when it closes.
+func (s *Server) newLeg(cfg LegConfig) *Leg {
+	cfg.ParkedOneWay = true // the contract: a parked leg only hears music
+	cfg.Ports = s.ports
+	cfg.OnClose = s.forget
+	cfg.Logger = s.log
+	l, err := NewLeg(cfg)
 	if err != nil {
-		if a.isClosed() || b.isClosed() {
-			return errLegGone
-		}
+		panic(err) // the server always fills Dialog, Endpoint and SDP
+	}
+	s.remember(l)
+	return l
+}
+
+// bridge joins two legs (Bridge) and gives two-way audio back to a leg
+// that was answered one-way while parked: a re-INVITE offering sendrecv
+// (RFC 3264 §8). If either leg hung up meanwhile nothing is bridged and
+// ErrLegGone returned; the caller hangs up the other.
+func (s *Server) bridge(a, b *Leg) error {
+	if err := Bridge(a, b); err != nil {
 		return err
 	}
-	// Each leg is locked on its own; a leg that closed before it learnt of
-	// the relay did not close it, so it is closed here.
-	a.mu.Lock()
-	aGone := a.closed
-	if !aGone {
-		a.peer, a.relay, a.call, a.music, a.playing = b, relay, nil, nil, false
-	}
-	a.mu.Unlock()
-	b.mu.Lock()
-	bGone := b.closed
-	if !bGone {
-		b.peer, b.relay, b.music, b.playing = a, relay, nil, false
-	}
-	b.mu.Unlock()
-	if aGone || bGone {
-		relay.Close()
-		return errLegGone
-	}
-	// A parked leg was answered sendonly (it only heard music); a bridged
-	// call needs audio both ways, so offer sendrecv again (RFC 3264 §8).
-	for _, l := range []*leg{a, b} {
-		l.mu.Lock()
-		oneWay := l.dir != media.SendRecv
-		l.mu.Unlock()
-		if oneWay {
+	for _, l := range []*Leg{a, b} {
+		if l.Direction() != media.SendRecv {
 			s.tasks.Go(func() {
 				ctx, cancel := context.WithTimeout(s.tasksCtx, 10*time.Second)
 				defer cancel()
-				if err := l.reoffer(ctx); err != nil {
-					s.log.Info("re-INVITE for two-way audio failed", "who", l.who, "err", err)
+				if err := l.Reoffer(ctx, media.SendRecv); err != nil {
+					s.log.Info("re-INVITE for two-way audio failed", "who", l.Party(), "err", err)
 				}
 			})
 		}
@@ -174,89 +49,24 @@ func (s *Server) bridge(a, b *leg) error {
 	return nil
 }
 
-// reoffer sends a re-INVITE offering sendrecv with the leg's current codec
-// and address, ACKs the answer and applies it.
-func (l *leg) reoffer(ctx context.Context) error {
-	l.offering.Lock()
-	defer l.offering.Unlock()
-	if l.isClosed() {
-		return errLegGone
-	}
-	offer, err := l.sdp.Offer(media.SendRecv, l.ep.Codec())
-	if err != nil {
-		return err
-	}
-	req := l.dlg.NewRequest(sip.INVITE)
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody(offer.SDP())
-	res, err := l.dlg.Do(ctx, req)
-	if err != nil {
-		return err
-	}
-	if !res.IsSuccess() {
-		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
-	}
-	if err := l.dlg.WriteRequest(l.dlg.NewRequest(sip.ACK)); err != nil {
-		return err
-	}
-	n, err := offer.ParseAnswer(res.Body())
-	if err != nil {
-		return err
-	}
-	if err := l.ep.Apply(n); err != nil {
-		return err
-	}
-	l.mu.Lock()
-	l.dir = n.Direction
-	l.mu.Unlock()
-	return nil
-}
-
-// markBridged releases whoever waits for the leg's bridge.
-func (l *leg) markBridged() {
-	if l.bridgeDone != nil {
-		l.bridgeDoneOnce.Do(func() { close(l.bridgeDone) })
-	}
-}
-
-// waitBridged waits, briefly, for a pending bridge of the leg.
-func (l *leg) waitBridged() {
-	if l.bridgeDone == nil {
-		return
-	}
-	select {
-	case <-l.bridgeDone:
-	case <-time.After(2 * time.Second):
-	}
-}
-
-func (l *leg) isClosed() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.closed
-}
-
-// errLegGone: one side of a bridge hung up before it was made.
-var errLegGone = errors.New("sipadapter: the other party hung up first")
-
 // remember registers a leg under its dialog key.
-func (s *Server) remember(l *leg) {
+func (s *Server) remember(l *Leg) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.legs[l.key] = l
+	s.legs[l.Key()] = l
 }
 
-func (s *Server) forget(l *leg) {
+func (s *Server) forget(l *Leg) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.legs[l.key] == l {
-		delete(s.legs, l.key)
+	if s.legs[l.Key()] == l {
+		delete(s.legs, l.Key())
 	}
 }
 
 // lookup finds the leg an in-dialog request belongs to: To carries our tag,
 // From theirs, whichever side began the dialog.
-func (s *Server) lookup(req *sip.Request) *leg {
+func (s *Server) lookup(req *sip.Request) *Leg {
 	key, ok := RequestKey(req)
 	if !ok {
 		return nil
@@ -330,19 +140,16 @@ func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 		sess.Close()
 		return fail(err)
 	}
-	l := &leg{s: s, dlg: ClientDialog(sess), ep: ep, who: req.Target, confirmed: true, sdp: sdp, bridgeDone: make(chan struct{})}
-	l.key = l.dlg.Key()
-	s.remember(l)
 	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
+	l := s.newLeg(LegConfig{Dialog: ClientDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: req.Target, Confirmed: true})
 	if err == nil {
-		l.dir = n.Direction
 		err = ep.Apply(n)
 	}
 	if err != nil {
-		l.hangup(context.WithoutCancel(ctx))
+		l.Hangup(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("answer SDP: %w", err)
 	}
-	return answeredLeg{l}, nil
+	return answeredLeg{s, l}, nil
 }
 
 func fromTag(req *sip.Request) string {
@@ -351,20 +158,21 @@ func fromTag(req *sip.Request) string {
 }
 
 // answeredLeg is a recall or fallback the target answered.
-type answeredLeg struct{ l *leg }
+type answeredLeg struct {
+	s *Server
+	l *Leg
+}
 
 // Connect bridges the parked leg with the answered call.
 func (a answeredLeg) Connect(ctx context.Context, parked park.Leg) error {
-	p, ok := parked.(*leg)
+	p, ok := parked.(*Leg)
 	if !ok {
 		return fmt.Errorf("sipadapter: cannot connect a %T", parked)
 	}
-	a.l.s.log.Debug("recall answered", "who", a.l.who)
-	return a.l.s.bridge(p, a.l)
+	return a.s.bridge(p, a.l)
 }
 
 // Hangup ends an answered call the lot has no use for.
 func (a answeredLeg) Hangup(ctx context.Context) error {
-	a.l.hangup(ctx)
-	return nil
+	return a.l.Hangup(ctx)
 }

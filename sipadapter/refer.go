@@ -23,15 +23,13 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	referTo := req.ReferTo()
 	if referTo == nil {
-		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning("REFER without Refer-To"))
+		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning("REFER without Refer-To"))
 		return
 	}
-	l.waitBridged() // a REFER may follow the ACK of a retrieve at once
-	l.mu.Lock()
-	other := l.peer
-	l.mu.Unlock()
+	l.WaitSettled(2 * time.Second) // a REFER may follow the ACK of a retrieve at once
+	other := l.Peer()
 	if other == nil {
-		s.reply(req, tx, sip.StatusForbidden, "Forbidden", warning("only a bridged call can be re-parked"))
+		s.reply(req, tx, sip.StatusForbidden, "Forbidden", Warning("only a bridged call can be re-parked"))
 		return
 	}
 	user := referTo.Address.User
@@ -62,11 +60,11 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		call, err := s.repark(other, l, directed, parker)
 		if err != nil {
 			code, reason, _ := StatusFor(err)
-			s.log.Info("re-park refused", "orbit", directed, "referrer", l.who, "status", code, "why", err)
+			s.log.Info("re-park refused", "orbit", directed, "referrer", l.Party(), "status", code, "why", err)
 			s.notifyRefer(ctx, l, referCSeq, StatusSipfrag(code, reason), true)
 			return
 		}
-		s.log.Info("re-parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", other.who, "parker", parker)
+		s.log.Info("re-parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", other.Party(), "parker", parker)
 		s.notifyRefer(ctx, l, referCSeq, ParkedSipfrag(call.Orbit()), true)
 		if parker != "" {
 			s.notifyParker(parker, call.Orbit())
@@ -76,39 +74,25 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 
 // repark takes party out of its bridge with referrer and parks it. On
 // failure the bridge is put back as it was.
-func (s *Server) repark(party, referrer *leg, directed orbit.Orbit, parker string) (*park.Call, error) {
-	party.mu.Lock()
-	relay := party.relay
-	party.mu.Unlock()
-	if relay != nil {
-		relay.Close()
-	}
+func (s *Server) repark(party, referrer *Leg, directed orbit.Orbit, parker string) (*park.Call, error) {
 	// Unlink first: the referrer's BYE, which follows, must not reach the
 	// party once it is parked.
-	party.mu.Lock()
-	party.peer, party.relay = nil, nil
-	party.mu.Unlock()
-	referrer.mu.Lock()
-	referrer.peer, referrer.relay = nil, nil
-	referrer.mu.Unlock()
-
-	call, err := s.lot.Park(context.Background(), park.ParkRequest{Leg: party, Orbit: directed, Parker: parker, Party: party.who})
+	Unbridge(party, referrer)
+	call, err := s.lot.Park(context.Background(), park.ParkRequest{Leg: party, Orbit: directed, Parker: parker, Party: party.Party()})
 	if err != nil {
 		if berr := s.bridge(party, referrer); berr != nil {
 			s.log.Warn("could not restore the bridge after a refused re-park", "err", berr)
 		}
 		return nil, err
 	}
-	party.mu.Lock()
-	party.call = call
-	party.mu.Unlock()
+	party.SetParked(call)
 	return call, nil
 }
 
 // notifyRefer reports a REFER's progress to the referrer; a NOTIFY that
 // fails changes nothing, so it is only logged.
-func (s *Server) notifyRefer(ctx context.Context, l *leg, referCSeq uint32, sipfrag string, final bool) {
-	if err := NotifyRefer(ctx, l.dlg, referCSeq, sipfrag, final); err != nil {
-		s.log.Debug("refer NOTIFY failed", "who", l.who, "err", err)
+func (s *Server) notifyRefer(ctx context.Context, l *Leg, referCSeq uint32, sipfrag string, final bool) {
+	if err := NotifyRefer(ctx, l.Dialog(), referCSeq, sipfrag, final); err != nil {
+		s.log.Debug("refer NOTIFY failed", "who", l.Party(), "err", err)
 	}
 }

@@ -90,7 +90,7 @@ type Server struct {
 	blf *BLF // built by Listen, which learns the address its URIs name
 
 	mu   sync.Mutex
-	legs map[string]*leg // by dialog key: Call-ID, our tag, their tag
+	legs map[string]*Leg // by dialog key: Call-ID, our tag, their tag
 	// Handlers in progress, so that Shutdown returns only once none is
 	// left to create or free a leg; after stopped, requests get 503.
 	active  int
@@ -126,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sipadapter: Config.Listen %q: want IP:port: %w", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*leg), table: cfg.Orbits}
+	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*Leg), table: cfg.Orbits}
 	s.tasksCtx, s.cancelTasks = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -325,14 +325,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // hangupAll sends BYE on every leg the server holds and frees them.
 func (s *Server) hangupAll(ctx context.Context) {
 	s.mu.Lock()
-	var legs []*leg
+	var legs []*Leg
 	for _, l := range s.legs {
 		legs = append(legs, l)
 	}
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, l := range legs {
-		wg.Go(func() { l.hangup(ctx) })
+		wg.Go(func() { l.Hangup(ctx) })
 	}
 	wg.Wait()
 }
@@ -398,7 +398,7 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 func (s *Server) respond(tx sip.ServerTransaction, res *sip.Response) { respond(s.log, tx, res) }
 
 func (s *Server) reply(req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
-	reply(s.log, req, tx, code, reason, headers...)
+	Reply(s.log, req, tx, code, reason, headers...)
 }
 
 // notifyParker tells the parker where the call waits, out of dialog. A

@@ -45,9 +45,9 @@ func sanitize(s string) string {
 	}, s)
 }
 
-// warning is a Warning header (RFC 3261 §20.43) carrying why a request was
+// Warning is a Warning header (RFC 3261 §20.43) carrying why a request was
 // refused, for the people reading a trace.
-func warning(text string) sip.Header {
+func Warning(text string) sip.Header {
 	return sip.NewHeader("Warning", `399 callpark "`+sanitize(text)+`"`)
 }
 
@@ -77,8 +77,9 @@ func respond(log *slog.Logger, tx sip.ServerTransaction, res *sip.Response) {
 	}
 }
 
-// reply answers req with a status and headers.
-func reply(log *slog.Logger, req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
+// Reply answers req with a status and headers; a response that cannot be
+// sent (the peer is gone) is only logged, at Debug.
+func Reply(log *slog.Logger, req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	for _, h := range headers {
 		res.AppendHeader(h)

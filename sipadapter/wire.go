@@ -48,7 +48,7 @@ func StatusFor(err error) (code int, reason string, headers []sip.Header) {
 	case errors.Is(err, park.ErrClosed):
 		return sip.StatusServiceUnavailable, "Service Unavailable", []sip.Header{sip.NewHeader("Retry-After", "30")}
 	case errors.Is(err, ErrNoRTPPort):
-		return sip.StatusServiceUnavailable, "Service Unavailable", []sip.Header{warning("no free RTP port")}
+		return sip.StatusServiceUnavailable, "Service Unavailable", []sip.Header{Warning("no free RTP port")}
 	}
 	return sip.StatusInternalServerError, "Server Internal Error", nil
 }
@@ -57,7 +57,7 @@ func StatusFor(err error) (code int, reason string, headers []sip.Header) {
 // trace, and a Reason (RFC 3326) with the lot's own words for the phone.
 func busyHeaders(why string, err error) []sip.Header {
 	return []sip.Header{
-		warning(why),
+		Warning(why),
 		sip.NewHeader("Reason", `SIP;cause=486;text="`+sanitize(err.Error())+`"`),
 	}
 }

@@ -52,7 +52,7 @@ func (p *PBX) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 // acceptLeg takes the caller's side of a new call: parses its offer, binds
 // an RTP port and prepares the SDP answer, which goes out with the 2xx
 // later. On failure it has answered the INVITE and returns nil.
-func (p *PBX) acceptLeg(req *sip.Request, tx sip.ServerTransaction, party string) (*leg, []byte) {
+func (p *PBX) acceptLeg(req *sip.Request, tx sip.ServerTransaction, party string) (*sipadapter.Leg, []byte) {
 	offer, err := media.ParseOffer(req.Body())
 	if err != nil {
 		code, reason := sipadapter.OfferStatus(err, req.Body())
@@ -89,10 +89,7 @@ func (p *PBX) acceptLeg(req *sip.Request, tx sip.ServerTransaction, party string
 		reply(p.log, req, tx, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
 		return nil, nil
 	}
-	l := &leg{p: p, settled: make(chan struct{}), dlg: sipadapter.ServerDialog(sess), uas: sess, ep: ep, party: party, sdp: sdp}
-	l.key = l.dlg.Key()
-	p.remember(l)
-	return l, answer
+	return p.newLeg(sipadapter.LegConfig{Dialog: sipadapter.ServerDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: party}), answer
 }
 
 func (p *PBX) sdpAddr(conn *net.UDPConn) netip.AddrPort {
@@ -101,26 +98,27 @@ func (p *PBX) sdpAddr(conn *net.UDPConn) netip.AddrPort {
 
 // answer sends the 2xx of a leg's INVITE and waits for the ACK; false
 // means the caller is gone and the leg has been freed.
-func (p *PBX) answer(l *leg, sdp []byte, headers ...sip.Header) bool {
-	res := sip.NewSDPResponseFromRequest(l.uas.InviteRequest, sdp)
+func (p *PBX) answer(l *sipadapter.Leg, sdp []byte, headers ...sip.Header) bool {
+	uas := l.Dialog().ServerSession()
+	res := sip.NewSDPResponseFromRequest(uas.InviteRequest, sdp)
 	for _, h := range headers {
 		res.AppendHeader(h)
 	}
-	if err := l.uas.WriteResponse(res); err != nil {
-		p.log.Info("caller gone before the ACK", "party", l.party, "err", err)
-		l.close()
+	if err := uas.WriteResponse(res); err != nil {
+		p.log.Info("caller gone before the ACK", "party", l.Party(), "err", err)
+		l.Close()
 		return false
 	}
-	l.confirm()
+	l.Confirm()
 	return true
 }
 
 // refuse answers a leg's INVITE with a final error and frees the leg.
-func (p *PBX) refuse(l *leg, code int, reason string, headers ...sip.Header) {
-	if err := l.uas.Respond(code, reason, nil, headers...); err != nil {
+func (p *PBX) refuse(l *sipadapter.Leg, code int, reason string, headers ...sip.Header) {
+	if err := l.Dialog().ServerSession().Respond(code, reason, nil, headers...); err != nil {
 		p.log.Debug("refusal not sent", "err", err)
 	}
-	l.close()
+	l.Close()
 }
 
 // connect is a call between two extensions: the caller's leg waits while
@@ -137,7 +135,8 @@ func (p *PBX) connect(req *sip.Request, tx sip.ServerTransaction, caller, callee
 	if a == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(a.uas.Context(), p.cfg.RingTimeout)
+	uas := a.Dialog().ServerSession()
+	ctx, cancel := context.WithTimeout(uas.Context(), p.cfg.RingTimeout)
 	defer cancel()
 	defer context.AfterFunc(p.callsCtx, cancel)()
 	// The caller hears ringing once, and never after its final answer: a
@@ -155,7 +154,7 @@ func (p *PBX) connect(req *sip.Request, tx sip.ServerTransaction, caller, callee
 			return
 		}
 		ringback.over = true
-		if err := a.uas.Respond(sip.StatusRinging, "Ringing", nil); err != nil {
+		if err := uas.Respond(sip.StatusRinging, "Ringing", nil); err != nil {
 			p.log.Debug("180 not sent", "err", err)
 		}
 	})
@@ -163,9 +162,9 @@ func (p *PBX) connect(req *sip.Request, tx sip.ServerTransaction, caller, callee
 	ringback.over = true
 	ringback.Unlock()
 	if err != nil {
-		if a.uas.Context().Err() != nil {
+		if uas.Context().Err() != nil {
 			p.log.Info("caller cancelled", "from", caller, "to", callee)
-			a.close() // the transaction layer has answered 487
+			a.Close() // the transaction layer has answered 487
 			return
 		}
 		code, reason := failureStatus(err)
@@ -175,14 +174,14 @@ func (p *PBX) connect(req *sip.Request, tx sip.ServerTransaction, caller, callee
 	}
 	// Bridged before the 2xx, so that a REFER right after the ACK finds
 	// the call whole.
-	if err := p.bridge(a, b); err != nil {
+	if err := sipadapter.Bridge(a, b); err != nil {
 		p.log.Info("call ended before it was bridged", "from", caller, "to", callee, "err", err)
 		p.refuse(a, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
-		b.hangup(context.Background())
+		b.Hangup(context.Background())
 		return
 	}
 	if !p.answer(a, answer) {
-		b.hangup(context.Background())
+		b.Hangup(context.Background())
 		return
 	}
 	p.log.Info("call connected", "from", caller, "to", callee)
@@ -214,7 +213,7 @@ func identity(display, uri string) sip.FromHeader {
 // returned leg, acknowledged and with its media set up; the others are
 // cancelled, or hung up if they answered too. When ctx ends first, nobody
 // answered.
-func (p *PBX) ringLeg(ctx context.Context, targets []Binding, from sip.FromHeader, party string, onRinging func()) (*leg, error) {
+func (p *PBX) ringLeg(ctx context.Context, targets []Binding, from sip.FromHeader, party string, onRinging func()) (*sipadapter.Leg, error) {
 	ep, err := p.newEndpoint(media.Negotiated{Codec: media.PCMU})
 	if err != nil {
 		return nil, err
@@ -230,15 +229,13 @@ func (p *PBX) ringLeg(ctx context.Context, targets []Binding, from sip.FromHeade
 		p.ports.FreeEndpoint(ep)
 		return nil, err
 	}
-	l := &leg{p: p, settled: make(chan struct{}), dlg: sipadapter.ClientDialog(sess), ep: ep, party: party, confirmed: true, sdp: sdp}
-	l.key = l.dlg.Key()
-	p.remember(l)
 	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
+	l := p.newLeg(sipadapter.LegConfig{Dialog: sipadapter.ClientDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: party, Confirmed: true})
 	if err == nil {
 		err = ep.Apply(n)
 	}
 	if err != nil {
-		l.hangup(context.WithoutCancel(ctx))
+		l.Hangup(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	return l, nil
@@ -340,28 +337,16 @@ func (p *PBX) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 		reply(p.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
-	offer, err := media.ParseOffer(req.Body())
-	if err != nil {
-		code, reason := sipadapter.OfferStatus(err, req.Body())
-		reply(p.log, req, tx, code, reason, warning(err.Error()))
-		return
-	}
-	answer, n, err := l.sdp.Answer(offer, media.SendRecv)
-	if err != nil {
-		reply(p.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
-		return
-	}
-	if err := l.ep.Apply(n); err != nil {
-		p.log.Warn("codec change refused", "party", l.party, "err", err)
-	}
-	respond(p.log, tx, sip.NewSDPResponseFromRequest(req, answer))
+	l.ServeReInvite(req, tx)
 }
 
 func (p *PBX) onAck(req *sip.Request, tx sip.ServerTransaction) {
-	if l := p.lookup(req); l != nil && l.uas != nil {
-		// A re-INVITE's ACK has a later CSeq than the dialog's INVITE and
-		// the session refuses it, harmlessly.
-		_ = l.uas.ReadAck(req, tx)
+	if l := p.lookup(req); l != nil {
+		if uas := l.Dialog().ServerSession(); uas != nil {
+			// A re-INVITE's ACK has a later CSeq than the dialog's INVITE
+			// and the session refuses it, harmlessly.
+			_ = uas.ReadAck(req, tx)
+		}
 	}
 }
 
@@ -373,17 +358,11 @@ func (p *PBX) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		reply(p.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
-	if err := l.dlg.ReadBye(req, tx); err != nil {
-		p.log.Debug("BYE answer failed", "party", l.party, "err", err)
+	call, peer := l.ServeBye(req, tx)
+	if call != nil {
+		p.log.Info("hung up while parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party())
 	}
-	l.mu.Lock()
-	call, peer := l.call, l.peer
-	l.mu.Unlock()
-	if call != nil && call.Abandon() {
-		p.log.Info("hung up while parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.party)
-	}
-	l.close()
 	if peer != nil {
-		peer.hangup(context.Background())
+		peer.Hangup(context.Background())
 	}
 }

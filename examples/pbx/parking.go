@@ -29,22 +29,19 @@ func (p *PBX) parkCaller(req *sip.Request, tx sip.ServerTransaction, caller stri
 		return
 	}
 	parker := sipadapter.ReferredBy(req)
-	call, err := p.lot.Park(context.Background(), park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.party})
+	call, err := p.lot.Park(context.Background(), park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.Party()})
 	if err != nil {
 		code, reason, hs := sipadapter.StatusFor(err)
-		p.log.Info("park refused", "party", l.party, "orbit", directed, "status", code, "why", err)
+		p.log.Info("park refused", "party", l.Party(), "orbit", directed, "status", code, "why", err)
 		p.refuse(l, code, reason, hs...)
 		return
 	}
-	l.mu.Lock()
-	l.call = call
-	l.mu.Unlock()
-	l.settle()
+	l.SetParked(call)
 	if !p.answer(l, answer, sip.NewHeader("X-Park-Orbit", string(call.Orbit()))) {
 		call.Abandon()
 		return
 	}
-	p.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.party, "parker", parker)
+	p.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party(), "parker", parker)
 	if parker != "" {
 		p.tellParker(parker, call.Orbit())
 	}
@@ -56,26 +53,26 @@ func (p *PBX) retrieve(req *sip.Request, tx sip.ServerTransaction, caller string
 	if l == nil {
 		return
 	}
-	got, err := p.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.party})
+	got, err := p.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.Party()})
 	if err != nil {
 		code, reason, hs := sipadapter.StatusFor(err)
-		p.log.Info("retrieve refused", "orbit", o, "from", l.party, "status", code, "why", err)
+		p.log.Info("retrieve refused", "orbit", o, "from", l.Party(), "status", code, "why", err)
 		p.refuse(l, code, reason, hs...)
 		return
 	}
-	parked := got.Leg().(*leg)
-	if err := p.bridge(parked, l); err != nil {
+	parked := got.Leg().(*sipadapter.Leg)
+	if err := sipadapter.Bridge(parked, l); err != nil {
 		p.log.Info("retrieve failed: the parked party hung up", "orbit", o, "err", err)
 		p.refuse(l, sip.StatusNotFound, "Not Found")
-		parked.hangup(context.Background())
+		parked.Hangup(context.Background())
 		return
 	}
 	if !p.answer(l, answer) {
 		// Nobody is left to take the call: it ends, as retrieved.
-		parked.hangup(context.Background())
+		parked.Hangup(context.Background())
 		return
 	}
-	p.log.Info("retrieved", "orbit", o, "park_id", got.ID(), "party", parked.party, "retriever", l.party)
+	p.log.Info("retrieved", "orbit", o, "park_id", got.ID(), "party", parked.Party(), "retriever", l.Party())
 }
 
 // onRefer is a transfer by one party of a call: Refer-To the park
@@ -94,16 +91,14 @@ func (p *PBX) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		reply(p.log, req, tx, sip.StatusBadRequest, "Bad Request", warning("REFER without Refer-To"))
 		return
 	}
-	l.waitSettled() // a REFER may follow the answer at once
-	l.mu.Lock()
-	other := l.peer
-	l.mu.Unlock()
+	l.WaitSettled(2 * time.Second) // a REFER may follow the answer at once
+	other := l.Peer()
 	if other == nil {
 		reply(p.log, req, tx, sip.StatusForbidden, "Forbidden", warning("only a connected call can be transferred"))
 		return
 	}
 	user := referTo.Address.User
-	var replaced *leg
+	var replaced *sipadapter.Leg
 	if v := referTo.Address.Headers; v != nil {
 		if r, ok := v.Get("Replaces"); ok {
 			callID, toTag, fromTag, err := sipadapter.ParseReplaces(r)
@@ -160,7 +155,7 @@ func transferStatus(err error) (int, string) {
 	switch {
 	case errors.As(err, &rejected):
 		return rejected.Code, rejected.Reason
-	case errors.Is(err, errLegGone):
+	case errors.Is(err, sipadapter.ErrLegGone):
 		return sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist"
 	case errors.Is(err, park.ErrLotFull), errors.Is(err, park.ErrOrbitInUse), errors.Is(err, park.ErrClosed),
 		errors.Is(err, park.ErrNotParked), errors.Is(err, park.ErrUnknownOrbit):
@@ -173,85 +168,74 @@ func transferStatus(err error) (int, string) {
 // repark takes party out of its call with referrer and parks it; the
 // referrer becomes the parker, so a recall rings its phones. If the lot
 // refuses, the call is put back together.
-func (p *PBX) repark(party, referrer *leg, directed orbit.Orbit) (string, error) {
-	unlink(party, referrer)
-	call, err := p.lot.Park(context.Background(), park.ParkRequest{Leg: party, Orbit: directed, Parker: referrer.party, Party: party.party})
+func (p *PBX) repark(party, referrer *sipadapter.Leg, directed orbit.Orbit) (string, error) {
+	sipadapter.Unbridge(party, referrer)
+	call, err := p.lot.Park(context.Background(), park.ParkRequest{Leg: party, Orbit: directed, Parker: referrer.Party(), Party: party.Party()})
 	if err != nil {
-		p.log.Info("park refused", "orbit", directed, "party", party.party, "referrer", referrer.party, "why", err)
-		if berr := p.bridge(party, referrer); berr != nil {
+		p.log.Info("park refused", "orbit", directed, "party", party.Party(), "referrer", referrer.Party(), "why", err)
+		if berr := sipadapter.Bridge(party, referrer); berr != nil {
 			p.log.Warn("could not restore the call after a refused park", "err", berr)
 		}
 		return "", err
 	}
-	party.mu.Lock()
-	party.call = call
-	party.mu.Unlock()
-	p.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", party.party, "parker", referrer.party)
-	p.tellParker(referrer.party, call.Orbit())
+	party.SetParked(call)
+	p.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", party.Party(), "parker", referrer.Party())
+	p.tellParker(referrer.Party(), call.Orbit())
 	return sipadapter.ParkedSipfrag(call.Orbit()), nil
 }
 
 // takeOver is the attended transfer into park: the referrer's consult call
 // to the park extension (replaced) holds an orbit; party takes its place,
 // orbit and timer included, and the consult call ends.
-func (p *PBX) takeOver(party, referrer, replaced *leg) (string, error) {
-	replaced.mu.Lock()
-	call := replaced.call
-	replaced.call = nil // its BYE must no longer end the call
-	replaced.mu.Unlock()
+func (p *PBX) takeOver(party, referrer, replaced *sipadapter.Leg) (string, error) {
+	call := replaced.TakeParked() // its BYE must no longer end the call
 	if call == nil {
 		return "", fmt.Errorf("the replaced call is not parked: %w", park.ErrNotParked)
 	}
-	unlink(party, referrer)
+	sipadapter.Unbridge(party, referrer)
 	ctx, cancel := context.WithTimeout(p.tasksCtx, 5*time.Second)
 	defer cancel()
-	if err := call.Replace(ctx, park.ReplaceRequest{Leg: party, Parker: referrer.party, Party: party.party}); err != nil {
-		replaced.mu.Lock()
-		if !replaced.closed {
-			replaced.call = call
-		}
-		replaced.mu.Unlock()
-		if berr := p.bridge(party, referrer); berr != nil {
+	if err := call.Replace(ctx, park.ReplaceRequest{Leg: party, Parker: referrer.Party(), Party: party.Party()}); err != nil {
+		replaced.SetParked(call)
+		if berr := sipadapter.Bridge(party, referrer); berr != nil {
 			p.log.Warn("could not restore the call after a refused take-over", "err", berr)
 		}
 		return "", err
 	}
-	party.mu.Lock()
-	party.call = call
-	party.mu.Unlock()
-	p.log.Info("parked by attended transfer", "orbit", call.Orbit(), "park_id", call.ID(), "party", party.party, "parker", referrer.party)
-	p.tellParker(referrer.party, call.Orbit())
+	party.SetParked(call)
+	p.log.Info("parked by attended transfer", "orbit", call.Orbit(), "park_id", call.ID(), "party", party.Party(), "parker", referrer.Party())
+	p.tellParker(referrer.Party(), call.Orbit())
 	return sipadapter.ParkedSipfrag(call.Orbit()), nil
 }
 
 // transfer is a blind transfer to an extension: party's call with the
 // referrer ends and party is connected to whichever phone of ext answers.
 // If none does, party is put back with the referrer.
-func (p *PBX) transfer(party, referrer *leg, ext string) (string, error) {
+func (p *PBX) transfer(party, referrer *sipadapter.Leg, ext string) (string, error) {
 	contacts := p.reg.Contacts(ext)
 	if len(contacts) == 0 {
 		return "", &sipadapter.RejectedError{Code: sip.StatusTemporarilyUnavailable, Reason: "Temporarily Unavailable"}
 	}
 	ctx, cancel := context.WithTimeout(p.tasksCtx, p.cfg.RingTimeout)
 	defer cancel()
-	target, err := p.ringLeg(ctx, contacts, identity("", party.party), p.URI(ext), func() {})
+	target, err := p.ringLeg(ctx, contacts, identity("", party.Party()), p.URI(ext), func() {})
 	if err != nil {
 		return "", err
 	}
-	unlink(party, referrer)
-	if err := p.bridge(party, target); err != nil {
-		target.hangup(context.Background())
+	sipadapter.Unbridge(party, referrer)
+	if err := sipadapter.Bridge(party, target); err != nil {
+		target.Hangup(context.Background())
 		return "", err
 	}
-	p.log.Info("transferred", "party", party.party, "to", ext, "by", referrer.party)
+	p.log.Info("transferred", "party", party.Party(), "to", ext, "by", referrer.Party())
 	return sipadapter.StatusSipfrag(200, "OK"), nil
 }
 
 // notifyRefer reports a transfer's progress to the referrer; a NOTIFY
 // that fails changes nothing, so it is only logged.
-func (p *PBX) notifyRefer(ctx context.Context, l *leg, referCSeq uint32, sipfrag string, final bool) {
-	if err := sipadapter.NotifyRefer(ctx, l.dlg, referCSeq, sipfrag, final); err != nil {
-		p.log.Debug("refer NOTIFY failed", "party", l.party, "err", err)
+func (p *PBX) notifyRefer(ctx context.Context, l *sipadapter.Leg, referCSeq uint32, sipfrag string, final bool) {
+	if err := sipadapter.NotifyRefer(ctx, l.Dialog(), referCSeq, sipfrag, final); err != nil {
+		p.log.Debug("refer NOTIFY failed", "party", l.Party(), "err", err)
 	}
 }
 
@@ -323,19 +307,18 @@ func (p *PBX) dial(ctx context.Context, req park.DialRequest) (park.Answer, erro
 }
 
 // answeredRecall is a recall or fallback call someone answered.
-type answeredRecall struct{ l *leg }
+type answeredRecall struct{ l *sipadapter.Leg }
 
 // Connect bridges the parked leg with the answered call.
 func (a answeredRecall) Connect(_ context.Context, parked park.Leg) error {
-	pl, ok := parked.(*leg)
+	pl, ok := parked.(*sipadapter.Leg)
 	if !ok {
 		return fmt.Errorf("pbx: cannot connect a %T", parked)
 	}
-	return a.l.p.bridge(pl, a.l)
+	return sipadapter.Bridge(pl, a.l)
 }
 
 // Hangup ends an answered call the lot has no use for.
 func (a answeredRecall) Hangup(ctx context.Context) error {
-	a.l.hangup(ctx)
-	return nil
+	return a.l.Hangup(ctx)
 }

@@ -80,7 +80,7 @@ type PBX struct {
 	mediaIP  netip.Addr
 
 	mu       sync.Mutex
-	legs     map[string]*leg // by dialog key: Call-ID, our tag, their tag
+	legs     map[string]*sipadapter.Leg // by dialog key: Call-ID, our tag, their tag
 	closing  bool
 	handlers sync.WaitGroup // new calls being set up: Shutdown waits for them
 	// callsCtx ends when Shutdown begins: calls still ringing stop.
@@ -120,7 +120,7 @@ func NewPBX(cfg Config) (*PBX, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbx: Config.Listen %q: want IP:port: %w", cfg.Listen, err)
 	}
-	p := &PBX{cfg: cfg, log: cfg.Logger, users: cfg.Users, table: cfg.Orbits, legs: make(map[string]*leg)}
+	p := &PBX{cfg: cfg, log: cfg.Logger, users: cfg.Users, table: cfg.Orbits, legs: make(map[string]*sipadapter.Leg)}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -302,14 +302,14 @@ func (p *PBX) shutdown(ctx context.Context) error {
 // hangupAll sends BYE on every leg and frees them.
 func (p *PBX) hangupAll(ctx context.Context) {
 	p.mu.Lock()
-	var legs []*leg
+	var legs []*sipadapter.Leg
 	for _, l := range p.legs {
 		legs = append(legs, l)
 	}
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, l := range legs {
-		wg.Go(func() { l.hangup(ctx) })
+		wg.Go(func() { l.Hangup(ctx) })
 	}
 	wg.Wait()
 }

@@ -1,0 +1,412 @@
+package sipadapter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/park"
+)
+
+// ErrLegGone means a party hung up before its leg could be bridged or
+// parked: the host hangs up the other side.
+var ErrLegGone = errors.New("sipadapter: the party hung up")
+
+// Leg is one SIP call leg with its media: an INVITE dialog, answered or
+// placed, and the RTP endpoint bound for it. The park server builds its calls
+// from Legs, and so can a host's back-to-back user agent (examples/pbx does):
+// the lot holds a Leg while its party is parked (Leg is a park.Leg), Bridge
+// joins two into a call, and the Leg keeps the small rules every host would
+// otherwise write again:
+//
+//   - hold music starts only once the dialog is confirmed (the ACK is in),
+//     and stops when the leg is bridged;
+//   - at most one BYE, none to a party that already hung up, and none while
+//     our own re-INVITE is in progress (phones answer such a BYE 500);
+//   - a REFER that follows an answer at once can wait (WaitSettled) until
+//     the leg is bridged or parked;
+//   - a re-INVITE is answered from the leg's own media, with the o= version
+//     raised only when the answer changes.
+//
+// A Leg is safe for concurrent use.
+type Leg struct {
+	dlg        Dialog
+	ep         *media.Endpoint
+	sdp        *media.Session
+	party      string
+	parkedOneW bool
+	log        *slog.Logger
+	ports      *PortPool
+	onClose    func(*Leg)
+
+	settled    chan struct{}
+	settleOnce sync.Once
+	closeOnce  sync.Once
+	byeOnce    sync.Once
+	// offering is held while our own re-INVITE is in progress: a BYE waits
+	// for it.
+	offering sync.Mutex
+
+	mu        sync.Mutex
+	dir       media.Direction // ours, as last negotiated
+	confirmed bool
+	music     *media.Clip // what to play once confirmed; nil: none
+	playing   bool
+	peer      *Leg
+	relay     *media.Relay
+	call      *park.Call // while parked
+	closed    bool
+}
+
+// LegConfig describes a Leg. Dialog, Endpoint and SDP are required.
+type LegConfig struct {
+	// Dialog is the leg's INVITE dialog (ServerDialog or ClientDialog).
+	Dialog Dialog
+	// Endpoint is the leg's RTP port, set up from the negotiated media.
+	Endpoint *media.Endpoint
+	// SDP is the session the leg's SDP came from, used again to answer
+	// re-INVITEs and to re-offer.
+	SDP *media.Session
+	// Direction is ours, as the INVITE's offer/answer settled it.
+	Direction media.Direction
+	// Party names who is on the leg: the parked party or parker the lot
+	// records, and the name in logs.
+	Party string
+	// Confirmed is true for a dialog the host placed and acknowledged; an
+	// answered one is confirmed by Confirm once its ACK is in.
+	Confirmed bool
+	// ParkedOneWay makes re-INVITEs to a leg that is not bridged be
+	// answered as a parked leg (media.ParkedDirection: it sends music, and
+	// expects nothing), as the park contract requires; otherwise they are
+	// answered sendrecv.
+	ParkedOneWay bool
+	// Ports, if set, is the pool the endpoint's port came from: Close gives
+	// it back.
+	Ports *PortPool
+	// OnClose, if set, is called once when the leg has closed: the host
+	// forgets the dialog.
+	OnClose func(*Leg)
+	// Logger gets the leg's diagnostics at Debug; nil is silent.
+	Logger *slog.Logger
+}
+
+// NewLeg builds a Leg.
+func NewLeg(cfg LegConfig) (*Leg, error) {
+	switch {
+	case cfg.Dialog.uas == nil && cfg.Dialog.uac == nil:
+		return nil, errors.New("sipadapter: LegConfig.Dialog is unset")
+	case cfg.Endpoint == nil:
+		return nil, errors.New("sipadapter: LegConfig.Endpoint is nil")
+	case cfg.SDP == nil:
+		return nil, errors.New("sipadapter: LegConfig.SDP is nil")
+	}
+	l := &Leg{
+		dlg: cfg.Dialog, ep: cfg.Endpoint, sdp: cfg.SDP, party: cfg.Party,
+		parkedOneW: cfg.ParkedOneWay, log: cfg.Logger, ports: cfg.Ports, onClose: cfg.OnClose,
+		settled: make(chan struct{}), dir: cfg.Direction, confirmed: cfg.Confirmed,
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	return l, nil
+}
+
+// Dialog returns the leg's dialog.
+func (l *Leg) Dialog() Dialog { return l.dlg }
+
+// Endpoint returns the leg's RTP endpoint.
+func (l *Leg) Endpoint() *media.Endpoint { return l.ep }
+
+// Party returns who is on the leg.
+func (l *Leg) Party() string { return l.party }
+
+// Key returns the leg's dialog key (Dialog.Key).
+func (l *Leg) Key() string { return l.dlg.Key() }
+
+// Hold implements park.Leg: the leg's party is parked and hears music, from
+// the moment its dialog is confirmed.
+func (l *Leg) Hold(_ context.Context, music *media.Clip) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrLegGone
+	}
+	l.music = music
+	if l.confirmed {
+		return l.playLocked()
+	}
+	return nil
+}
+
+func (l *Leg) playLocked() error {
+	if l.music == nil || l.playing || l.closed || l.relay != nil {
+		return nil
+	}
+	if err := l.ep.PlayMusic(l.music.Frames(l.ep.Codec())); err != nil {
+		return err
+	}
+	l.playing = true
+	return nil
+}
+
+// Confirm records that the dialog is confirmed (the ACK of our 2xx is in)
+// and starts the music it waits for.
+func (l *Leg) Confirm() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.confirmed = true
+	if err := l.playLocked(); err != nil {
+		l.log.Warn("hold music did not start", "party", l.party, "err", err)
+	}
+}
+
+// Hangup implements park.Leg: BYE, once, then Close. A leg whose party has
+// already hung up gets no BYE.
+func (l *Leg) Hangup(ctx context.Context) error {
+	if l.Closed() {
+		return nil
+	}
+	l.byeOnce.Do(func() {
+		l.offering.Lock()
+		defer l.offering.Unlock()
+		if err := l.dlg.Bye(ctx); err != nil {
+			l.log.Debug("BYE failed", "party", l.party, "err", err)
+		}
+	})
+	l.Close()
+	return nil
+}
+
+// Close frees the leg without a BYE: its party hung up, or its INVITE was
+// refused. The relay stops, the endpoint closes (its port back to Ports),
+// OnClose runs. Idempotent.
+func (l *Leg) Close() {
+	l.closeOnce.Do(func() {
+		defer l.Settle()
+		l.mu.Lock()
+		l.closed = true
+		relay := l.relay
+		l.mu.Unlock()
+		if relay != nil {
+			relay.Close()
+		}
+		if l.ports != nil {
+			l.ports.FreeEndpoint(l.ep)
+		} else {
+			l.ep.Close()
+		}
+		l.dlg.Close()
+		if l.onClose != nil {
+			l.onClose(l)
+		}
+	})
+}
+
+// Closed reports whether the leg has closed.
+func (l *Leg) Closed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// Peer returns the leg it is bridged with, or nil.
+func (l *Leg) Peer() *Leg {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peer
+}
+
+// Parked returns the parked call the leg holds, or nil.
+func (l *Leg) Parked() *park.Call {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.call
+}
+
+// SetParked records the parked call the leg now holds (after Lot.Park or
+// Call.Replace) and settles the leg. It reports false, recording nothing,
+// if the leg has closed meanwhile.
+func (l *Leg) SetParked(c *park.Call) bool {
+	l.mu.Lock()
+	closed := l.closed
+	if !closed {
+		l.call = c
+	}
+	l.mu.Unlock()
+	l.Settle()
+	return !closed
+}
+
+// TakeParked detaches the parked call from the leg and returns it (nil if
+// none): an attended transfer hands it to another leg, and this leg's BYE
+// must no longer end it.
+func (l *Leg) TakeParked() *park.Call {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.call
+	l.call = nil
+	return c
+}
+
+// Settle releases whoever waits in WaitSettled: the leg is bridged, parked,
+// or not going to be.
+func (l *Leg) Settle() { l.settleOnce.Do(func() { close(l.settled) }) }
+
+// WaitSettled waits up to d for Settle: a REFER may arrive right after the
+// answer, before the host has bridged the leg.
+func (l *Leg) WaitSettled(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-l.settled:
+	case <-t.C:
+	}
+}
+
+// Direction returns our direction as last negotiated.
+func (l *Leg) Direction() media.Direction {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dir
+}
+
+// Bridge joins two legs into a call: their music stops, RTP is relayed
+// between them (transcoded where the codecs differ), and each is the other's
+// Peer, so the host passes a BYE on. A parked call a leg held is no longer
+// its. If either leg has closed, nothing is bridged and ErrLegGone returned.
+func Bridge(a, b *Leg) error {
+	defer a.Settle()
+	defer b.Settle()
+	relay, err := media.Bridge(a.ep, b.ep)
+	if err != nil {
+		if a.Closed() || b.Closed() {
+			return ErrLegGone
+		}
+		return err
+	}
+	link := func(l, peer *Leg) bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.closed {
+			return false
+		}
+		l.peer, l.relay, l.call, l.music, l.playing = peer, relay, nil, nil, false
+		return true
+	}
+	// A leg that closed before it learnt of the relay did not close it,
+	// so it is closed here.
+	if !link(a, b) || !link(b, a) {
+		relay.Close()
+		Unbridge(a, b)
+		return ErrLegGone
+	}
+	return nil
+}
+
+// Unbridge takes two bridged legs apart: the relay stops and a BYE on one
+// no longer concerns the other. Each can then be parked or bridged anew.
+func Unbridge(a, b *Leg) {
+	for _, l := range []*Leg{a, b} {
+		l.mu.Lock()
+		relay := l.relay
+		if l.peer == a || l.peer == b {
+			l.peer, l.relay = nil, nil
+		}
+		l.mu.Unlock()
+		if relay != nil {
+			relay.Close()
+		}
+	}
+}
+
+// Reoffer sends a re-INVITE offering dir with the leg's current codec and
+// address, acknowledges the answer and applies it: a leg answered one-way
+// while parked gets two-way audio back once bridged (RFC 3264 §8).
+func (l *Leg) Reoffer(ctx context.Context, dir media.Direction) error {
+	l.offering.Lock()
+	defer l.offering.Unlock()
+	if l.Closed() {
+		return ErrLegGone
+	}
+	offer, err := l.sdp.Offer(dir, l.ep.Codec())
+	if err != nil {
+		return err
+	}
+	req := l.dlg.NewRequest(sip.INVITE)
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(offer.SDP())
+	res, err := l.dlg.Do(ctx, req)
+	if err != nil {
+		return err
+	}
+	if !res.IsSuccess() {
+		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
+	}
+	if err := l.dlg.WriteRequest(l.dlg.NewRequest(sip.ACK)); err != nil {
+		return err
+	}
+	n, err := offer.ParseAnswer(res.Body())
+	if err != nil {
+		return err
+	}
+	if err := l.ep.Apply(n); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.dir = n.Direction
+	l.mu.Unlock()
+	return nil
+}
+
+// ServeReInvite answers an offer inside the leg's dialog (hold, resume, a
+// new address or codec) from the leg's own media: the other leg of a call is
+// not asked, since the relay carries whatever each side sends.
+func (l *Leg) ServeReInvite(req *sip.Request, tx sip.ServerTransaction) {
+	offer, err := media.ParseOffer(req.Body())
+	if err != nil {
+		code, reason := OfferStatus(err, req.Body())
+		Reply(l.log, req, tx, code, reason, Warning(err.Error()))
+		return
+	}
+	l.mu.Lock()
+	stance := media.SendRecv
+	if l.parkedOneW && l.peer == nil {
+		stance = media.ParkedDirection(offer.Direction)
+	}
+	answer, n, err := l.sdp.Answer(offer, stance)
+	if err == nil {
+		l.dir = n.Direction
+	}
+	l.mu.Unlock()
+	if err != nil {
+		Reply(l.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", Warning(err.Error()))
+		return
+	}
+	if err := l.ep.Apply(n); err != nil {
+		l.log.Warn("codec change refused", "party", l.party, "err", err)
+	}
+	respond(l.log, tx, sip.NewSDPResponseFromRequest(req, answer))
+}
+
+// ServeBye answers the party's BYE and closes the leg. A call it held in
+// the lot is abandoned (returned, so the host can log it); the peer it was
+// bridged with is returned for the host to hang up.
+func (l *Leg) ServeBye(req *sip.Request, tx sip.ServerTransaction) (abandoned *park.Call, peer *Leg) {
+	if err := l.dlg.ReadBye(req, tx); err != nil {
+		l.log.Debug("BYE answer failed", "party", l.party, "err", err)
+	}
+	l.mu.Lock()
+	call, peer := l.call, l.peer
+	l.mu.Unlock()
+	if call != nil && !call.Abandon() {
+		call = nil
+	}
+	l.Close()
+	return call, peer
+}
