@@ -12,10 +12,14 @@ package main
 import (
 	"context"
 	"errors"
+	_ "expvar" // memstats at /debug/vars with -pprof
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // served only with -pprof
 	"os"
 	"os/signal"
 	"syscall"
@@ -39,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf := parkflags.Register(fs)
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
 	verbose := fs.Bool("v", false, "log SIP traces")
+	logLevel := fs.String("log-level", "info", "least important log lines kept: debug, info, warn or error (-v sets debug)")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof and expvar on this `address` (e.g. 127.0.0.1:6060), for profiling under load; off by default")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -50,7 +56,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	level := slog.LevelInfo
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "parkserver: -log-level %q: want debug, info, warn or error\n", *logLevel)
+		return 2
+	}
 	if *verbose {
 		level = slog.LevelDebug
 	}
@@ -92,6 +102,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	srv.Lot().Observe(park.ObserverFunc(func(e park.Event) { parkflags.LogEvent(logger, e) }))
+	if *pprofAddr != "" {
+		ln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			fmt.Fprintln(stderr, "parkserver: -pprof:", err)
+			return 1
+		}
+		logger.Info("profiling on", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
+		// The default mux holds the pprof and expvar handlers, registered by
+		// their imports; nothing else is served there.
+		go func() { _ = http.Serve(ln, http.DefaultServeMux) }()
+		defer ln.Close()
+	}
 	<-ctx.Done()
 	stop()
 	logger.Info("shutting down: recalling every parked call", "parked", srv.Lot().Len())

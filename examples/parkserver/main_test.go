@@ -58,6 +58,7 @@ func TestBadFlagsExit2WithOneLineNamingTheFlag(t *testing.T) {
 		{[]string{"-media-ip", "not-an-ip"}, "-media-ip", "IP address"},
 		{[]string{"-rtp-ports", "30000-20000"}, "-rtp-ports", "low end first"},
 		{[]string{"-rtp-ports", "80-90"}, "-rtp-ports", "1024-65535"},
+		{[]string{"-log-level", "loud"}, "-log-level", "debug, info, warn or error"},
 		{[]string{"-park-ext", "7 00"}, "-park-ext", "dialable"},
 		{[]string{"-park-ext", "750"}, "-park-ext", "orbit range"},
 		{[]string{"-listen", "0.0.0.0:5060"}, "-media-ip", "address phones reach"},
