@@ -401,7 +401,13 @@ func (l *Leg) ServeBye(req *sip.Request, tx sip.ServerTransaction) (abandoned *p
 	if err := l.dlg.ReadBye(req, tx); err != nil {
 		l.log.Debug("BYE answer failed", "party", l.party, "err", err)
 	}
+	// Marked closed in the same step as the peer is read: a Bridge running
+	// now either linked this leg already (its peer is seen here and gets
+	// the BYE) or will find it closed and give up (its caller hangs up the
+	// other leg). Reading first and closing later left a window in which a
+	// retrieve bridged the parked party to a leg already gone.
 	l.mu.Lock()
+	l.closed = true
 	call, peer := l.call, l.peer
 	l.mu.Unlock()
 	if call != nil && !call.Abandon() {

@@ -229,8 +229,14 @@ func (p *PBX) ringLeg(ctx context.Context, targets []Binding, from sip.FromHeade
 		p.ports.FreeEndpoint(ep)
 		return nil, err
 	}
+	// The leg is filed before the ACK goes out: the phone may hang up the
+	// moment it has the ACK, and its BYE must find the dialog.
 	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
 	l := p.newLeg(sipadapter.LegConfig{Dialog: sipadapter.ClientDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: party, Confirmed: true})
+	if ackErr := sess.Ack(context.WithoutCancel(ctx)); ackErr != nil {
+		l.Close()
+		return nil, ackErr
+	}
 	if err == nil {
 		err = ep.Apply(n)
 	}
@@ -242,8 +248,9 @@ func (p *PBX) ringLeg(ctx context.Context, targets []Binding, from sip.FromHeade
 }
 
 // fork sends one INVITE per target and returns the first answered session,
-// acknowledged. The losing INVITEs are cancelled; one that was answered
-// anyway is acknowledged and hung up, in the background.
+// not yet acknowledged (the caller files the leg first). The losing INVITEs
+// are cancelled; one that was answered anyway is acknowledged and hung up,
+// in the background.
 func (p *PBX) fork(ctx context.Context, targets []Binding, from sip.FromHeader, sdp []byte, onRinging func()) (*sipgo.DialogClientSession, error) {
 	forkCtx, cancelForks := context.WithCancel(ctx)
 	type result struct {
@@ -273,9 +280,6 @@ func (p *PBX) fork(ctx context.Context, targets []Binding, from sip.FromHeader, 
 					onRinging()
 				}
 			})
-			if err == nil {
-				err = sess.Ack(context.WithoutCancel(forkCtx))
-			}
 			if err != nil {
 				sess.Close()
 				results <- result{err: err}
@@ -296,6 +300,9 @@ func (p *PBX) fork(ctx context.Context, targets []Binding, from sip.FromHeader, 
 			p.tasks.Go(func() {
 				for range left - 1 {
 					if late := <-results; late.sess != nil {
+						if err := late.sess.Ack(p.tasksCtx); err != nil {
+							p.log.Debug("ACK to a second answer failed", "err", err)
+						}
 						if err := late.sess.Bye(p.tasksCtx); err != nil {
 							p.log.Debug("BYE to a second answer failed", "err", err)
 						}
