@@ -432,7 +432,10 @@ func (p *Phone) readFilter(props sip.TransportReadProps, data []byte) ([]byte, e
 // loop is back in ReadFrom, past the pool updates of all it read before, and
 // (3) points every sender's pool entry at a stand-in for the listener that
 // the read loop does not own and so leaves in the pool: a late request finds
-// it, and its answer fails on the closed socket instead.
+// it, and its answer fails on the closed socket instead. The phone's own
+// address gets the stand-in too, which is what a request of ours (sent from
+// the listener) looks up: otherwise one sent after Close would bind the
+// phone's port anew.
 func (p *Phone) drain() {
 	p.draining.Store(true)
 	if p.udp == nil {
@@ -444,6 +447,7 @@ func (p *Phone) drain() {
 	}
 	standIn := &sip.UDPConnection{PacketConn: p.udp.PacketConn, PacketAddr: p.udp.LocalAddr().String(), Listener: true}
 	pool := p.ua.TransportLayer().Pool("udp")
+	pool.Add(standIn.PacketAddr, standIn)
 	p.peersMu.Lock()
 	defer p.peersMu.Unlock()
 	for addr := range p.peers {

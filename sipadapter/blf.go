@@ -515,9 +515,20 @@ func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state 
 	if sub.network != "" {
 		req.SetTransport(sub.network)
 	}
+	// Over UDP the NOTIFY must leave from the listener, the client's
+	// connection address: sipgo sets that address only when it builds the
+	// request (ClientRequestBuild), and without it sends from the socket
+	// filed under the watcher's Contact, or binds a new one when the Contact
+	// never sent us anything. Over TCP it files every accepted connection
+	// under the listener's address, so there the NOTIFY gets its Via only
+	// and sipgo finds or opens a connection to the Contact.
+	build := sipgo.ClientRequestBuild
+	if sip.IsReliable(req.Transport()) {
+		build = sipgo.ClientRequestAddVia
+	}
 	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
 	defer cancel()
-	res, err := b.client.Do(ctx, req, sipgo.ClientRequestAddVia)
+	res, err := b.client.Do(ctx, req, build)
 	if err != nil {
 		b.log.Debug("BLF NOTIFY failed", "entity", sub.entity, "err", err)
 		return

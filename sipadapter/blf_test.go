@@ -298,9 +298,13 @@ func TestBLFCloseBoundedByContext(t *testing.T) {
 
 	buf := make([]byte, 4096)
 	require.NoError(t, silent.SetReadDeadline(time.Now().Add(5*time.Second)))
-	n, _, err := silent.ReadFromUDP(buf)
+	n, from, err := silent.ReadFromUDP(buf)
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(string(buf[:n]), "NOTIFY "), "the first NOTIFY is out, waiting for its answer")
+	// From the host's listener (the client's connection address), though
+	// this Contact never sent the host anything: not from a socket sipgo
+	// would bind for it.
+	require.Equal(t, h.addr.String(), from.String())
 
 	closeCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()

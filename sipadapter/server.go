@@ -50,7 +50,9 @@ type Config struct {
 	ParkExtension string
 	// UA is the sipgo user agent to serve with; nil means one of the
 	// server's own. A UA passed in is not closed by Shutdown: it is the
-	// host's.
+	// host's. Shutdown leaves the server's address in its UDP connection
+	// pool, on the closed listener, so that a request sent from that
+	// address afterwards fails instead of making sipgo bind it anew.
 	UA *sipgo.UserAgent
 	// Listen is the address for SIP over UDP and TCP: DefaultListen when
 	// empty. Port 0 picks a free port (tests); Addr tells which.
@@ -86,6 +88,7 @@ type Server struct {
 	client   *sipgo.Client
 	dialogUA *sipgo.DialogUA
 	addr     netip.AddrPort
+	udp      *udpListener
 
 	blf *BLF // built by Listen, which learns the address its URIs name
 
@@ -266,7 +269,11 @@ func (s *Server) Listen(ctx context.Context) error {
 
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.serveErr = make(chan error, 2)
-	go func() { s.serveErr <- s.srv.ServeUDP(udp) }()
+	s.udp = newUDPListener(udp)
+	go func() {
+		defer close(s.udp.served)
+		s.serveErr <- s.srv.ServeUDP(s.udp)
+	}()
 	go func() { s.serveErr <- s.srv.ServeTCP(tcp) }()
 	go func() {
 		<-ctx.Done()
@@ -310,16 +317,45 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancelTasks()
 	s.tasks.Wait()
 	if s.cancel != nil {
+		// Nothing is waited for any more: stop taking datagrams in, then
+		// make sure sipgo cannot open a socket of its own for the requests
+		// it read before and handles after the listener is gone (pinUDP).
+		// A host's user agent keeps reaching those peers its own way, so
+		// only the server's address is pinned in it.
+		peers := s.udp.drain()
+		if s.cfg.UA != nil {
+			peers = nil
+		}
+		pinned := pinUDP(s.ua.TransportLayer().Pool("udp"), s.udp, peers)
 		s.cancel()
 		for range 2 {
 			<-s.serveErr
 		}
 		if s.cfg.UA == nil {
-			s.ua.Close()
+			s.closeUA(pinned, peers)
 		}
 		s.sched.Close()
 	}
 	return err
+}
+
+// closeUA closes the server's own user agent as UserAgent.Close does, but
+// keeps the stand-ins of pinUDP: clearing the UDP pool would drop them. That
+// pool holds no other socket as a rule, since requests leave from the
+// listener (the client's connection address) and responses go out on it.
+// sipgo's dialogs send in-dialog requests without that address, though, so
+// one to a Contact the server never heard from has a socket of its own:
+// then the pool is cleared, which closes it, and pinned again.
+func (s *Server) closeUA(pinned int, peers []string) {
+	s.ua.TransactionLayer().Close()
+	tl := s.ua.TransportLayer()
+	for _, network := range []string{"tcp", "tls", "ws", "wss"} {
+		_ = tl.Pool(network).Clear()
+	}
+	if pool := tl.Pool("udp"); pool.Size() > pinned {
+		_ = pool.Clear()
+		pinUDP(pool, s.udp, peers)
+	}
 }
 
 // hangupAll sends BYE on every leg the server holds and frees them.

@@ -630,6 +630,83 @@ func TestShutdownRecallsParkedCalls(t *testing.T) {
 	require.Zero(t, srv.PortsInUse())
 }
 
+// Requests that keep arriving while the server shuts down are answered or
+// dropped, never on a socket sipgo opens for them after the listener is
+// gone: nothing would close it, and its read goroutine would outlive the
+// server.
+func TestShutdownUnderRequests(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	for range 5 {
+		srv, err := sipadapter.New(sipadapter.Config{Listen: "127.0.0.1:0", RTPPortMin: 43000, RTPPortMax: 43099})
+		require.NoError(t, err)
+		require.NoError(t, srv.Listen(context.Background()))
+		stop := floodOptions(t, srv.Addr().String(), 4)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		require.NoError(t, srv.Shutdown(ctx))
+		cancel()
+		stop()
+	}
+}
+
+// floodOptions sends OPTIONS to addr from n sockets as fast as it can, once
+// the first is answered, until stop is called.
+func floodOptions(t *testing.T, addr string, n int) (stop func()) {
+	t.Helper()
+	dst, err := net.ResolveUDPAddr("udp4", addr)
+	require.NoError(t, err)
+	done := make(chan struct{})
+	answered := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for k := range n {
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		require.NoError(t, err)
+		wg.Go(func() { // reads the answers, so that the socket never fills
+			buf := make([]byte, 4096)
+			first := true
+			for {
+				if _, _, err := conn.ReadFrom(buf); err != nil {
+					return
+				}
+				if first {
+					answered <- struct{}{}
+					first = false
+				}
+			}
+		})
+		wg.Go(func() {
+			defer conn.Close()
+			local := conn.LocalAddr().String()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				msg := fmt.Sprintf("OPTIONS sip:700@%[1]s SIP/2.0\r\n"+
+					"Via: SIP/2.0/UDP %[2]s;branch=z9hG4bK-%[3]d-%[4]d\r\n"+
+					"From: <sip:flood@%[2]s>;tag=f%[3]d\r\nTo: <sip:700@%[1]s>\r\n"+
+					"Call-ID: flood-%[3]d-%[4]d\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+					addr, local, k, i)
+				if _, err := conn.WriteTo([]byte(msg), dst); err != nil {
+					return
+				}
+				if i%32 == 0 {
+					time.Sleep(100 * time.Microsecond) // now and then, let the server read
+				}
+			}
+		})
+	}
+	select {
+	case <-answered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server answered no OPTIONS")
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
 // A vendor brings its own lot and lets the server ring its recalls.
 func TestHostLot(t *testing.T) {
 	var srv *sipadapter.Server
