@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// agent is the tool's one SIP user agent: a sipgo UA, client and server on
+// one socket of -local, with a dialog cache for every call it places. All
+// workers and calls share it, as the phones behind one PBX trunk share
+// its signalling address.
+type agent struct {
+	cfg     *config
+	ua      *sipgo.UserAgent
+	client  *sipgo.Client
+	srv     *sipgo.Server
+	dialogs *sipgo.DialogClientCache
+	addr    netip.AddrPort // where SIP is served
+	contact sip.ContactHeader
+	params  sip.HeaderParams
+
+	closer io.Closer
+	served chan struct{}
+
+	// What the server sent us, for the report.
+	inBye, inByeUnknown, inOptions, inNotify, inMessage, inInvite, inOther atomic.Uint64
+	inReInvite, strayResponses                                             atomic.Uint64
+}
+
+// inbound is the count of requests the server sent the tool, by method.
+type inbound struct {
+	Bye            uint64 `json:"bye"`
+	ByeNoDialog    uint64 `json:"bye_no_dialog"`
+	Options        uint64 `json:"options"`
+	Notify         uint64 `json:"notify"`
+	Message        uint64 `json:"message"`
+	ReInvite       uint64 `json:"reinvite"`
+	Invite         uint64 `json:"invite"`
+	Other          uint64 `json:"other"`
+	StrayResponses uint64 `json:"stray_responses"`
+}
+
+func (a *agent) inbound() inbound {
+	return inbound{
+		Bye: a.inBye.Load(), ByeNoDialog: a.inByeUnknown.Load(), Options: a.inOptions.Load(),
+		Notify: a.inNotify.Load(), Message: a.inMessage.Load(), ReInvite: a.inReInvite.Load(), Invite: a.inInvite.Load(),
+		Other: a.inOther.Load(), StrayResponses: a.strayResponses.Load(),
+	}
+}
+
+// readySignal wraps the UDP socket to tell when sipgo's read loop has
+// started: sipgo files the socket for sending only then, and a request sent
+// before would try to bind the same address again.
+type readySignal struct {
+	net.PacketConn
+	once  sync.Once
+	ready chan struct{}
+}
+
+func (r *readySignal) ReadFrom(b []byte) (int, net.Addr, error) {
+	r.once.Do(func() { close(r.ready) })
+	return r.PacketConn.ReadFrom(b)
+}
+
+// newAgent binds a free SIP port on -local and starts serving it.
+func newAgent(cfg *config, logw io.Writer) (*agent, error) {
+	log := slog.New(slog.DiscardHandler)
+	if cfg.verbose {
+		log = slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "sipgo")
+	}
+	a := &agent{cfg: cfg, served: make(chan struct{})}
+
+	var (
+		udp   *readySignal
+		tcp   net.Listener
+		local netip.AddrPort
+	)
+	if cfg.transport == "udp" {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.local, 0)))
+		if err != nil {
+			return nil, fmt.Errorf("listen udp on %s: %w", cfg.local, err)
+		}
+		udp = &readySignal{PacketConn: c, ready: make(chan struct{})}
+		local = c.LocalAddr().(*net.UDPAddr).AddrPort()
+		a.closer = c
+	} else {
+		l, err := net.Listen("tcp", netip.AddrPortFrom(cfg.local, 0).String())
+		if err != nil {
+			return nil, fmt.Errorf("listen tcp on %s: %w", cfg.local, err)
+		}
+		tcp = l
+		local = l.Addr().(*net.TCPAddr).AddrPort()
+		a.closer = l
+		a.params = sip.NewParams()
+		a.params.Add("transport", "tcp")
+	}
+	a.addr = local
+	host := local.Addr().String()
+
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent("parkload"),
+		sipgo.WithUserAgentHostname(host),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(log),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) { a.strayResponses.Add(1) }),
+		),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
+	)
+	if err != nil {
+		a.closer.Close()
+		return nil, err
+	}
+	opts := []sipgo.ClientOption{
+		sipgo.WithClientLogger(log),
+		sipgo.WithClientHostname(host),
+		sipgo.WithClientPort(int(local.Port())),
+	}
+	if udp != nil {
+		// Requests leave from the listening socket, so responses and the
+		// server's own requests (to our Contact) come back to it.
+		opts = append(opts, sipgo.WithClientConnectionAddr(local.String()))
+	}
+	if a.client, err = sipgo.NewClient(ua, opts...); err != nil {
+		ua.Close()
+		a.closer.Close()
+		return nil, err
+	}
+	if a.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(log)); err != nil {
+		ua.Close()
+		a.closer.Close()
+		return nil, err
+	}
+	a.ua = ua
+	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "parkload", Host: host, Port: int(local.Port()), UriParams: a.params}}
+	a.contact = contact
+	a.dialogs = sipgo.NewDialogClientCache(a.client, contact)
+
+	a.srv.OnBye(a.onBye)
+	a.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+	a.srv.OnOptions(a.ok(&a.inOptions))
+	a.srv.OnNotify(a.ok(&a.inNotify))
+	a.srv.OnMessage(a.ok(&a.inMessage))
+	a.srv.OnInvite(a.onInvite)
+	a.srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
+		a.inOther.Add(1)
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil))
+	})
+
+	go func() {
+		defer close(a.served)
+		if udp != nil {
+			_ = a.srv.ServeUDP(udp)
+		} else {
+			_ = a.srv.ServeTCP(tcp)
+		}
+	}()
+	if udp != nil {
+		select {
+		case <-udp.ready:
+		case <-a.served:
+			ua.Close()
+			return nil, fmt.Errorf("serve udp %v stopped at start", local)
+		}
+	}
+	return a, nil
+}
+
+// close stops serving and frees the UA.
+func (a *agent) close() {
+	a.closer.Close()
+	<-a.served
+	a.ua.Close()
+}
+
+func (a *agent) ok(n *atomic.Uint64) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		n.Add(1)
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
+		tx.Terminate()
+	}
+}
+
+// onBye answers the server's BYE to one of our calls (a parked call whose
+// retriever hung up, or one it ended itself); 481 for a dialog we do not
+// have.
+//
+// The tool's server transactions end as soon as they are answered, where
+// sipgo would keep each one 32 s (Timer J) on UDP to answer a
+// retransmitted request again: at 1,000 cycles a second that is 64,000
+// transactions alive, and their timers and memory cost the tool about a
+// tenth of its CPU. The price: a BYE retransmitted because our 200 was
+// lost gets a 481 (counted as bye_no_dialog), which on loopback happens
+// only under overload.
+func (a *agent) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	a.inBye.Add(1)
+	if err := a.dialogs.ReadBye(req, tx); err != nil {
+		a.inByeUnknown.Add(1)
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+	}
+	tx.Terminate()
+}
+
+// onInvite answers a re-INVITE on one of our calls (the server turns a
+// parked call's one-way music into two-way audio when it is retrieved) with
+// our own SDP again: the call's media never changes. A new INVITE is
+// declined: a recall would ring the parker, and the tool names none (no
+// Referred-By), so one here is the server's mistake.
+func (a *agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if to := req.To(); to == nil || !to.Params.Has("tag") {
+		a.inInvite.Add(1)
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 603, "Decline", nil))
+		return
+	}
+	a.inReInvite.Add(1)
+	d, err := a.dialogs.MatchRequestDialog(req)
+	if err != nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		return
+	}
+	if err := d.ReadRequest(req, tx); err != nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusInternalServerError, "Server Internal Error", nil))
+		return
+	}
+	res := sip.NewSDPResponseFromRequest(req, d.InviteRequest.Body())
+	res.AppendHeader(&a.contact)
+	_ = tx.Respond(res)
+	tx.Terminate()
+}
+
+// uri is the server's URI for a user part (the park extension, an orbit).
+func (a *agent) uri(user string) sip.Uri {
+	return sip.Uri{Scheme: "sip", User: user, Host: a.cfg.target.Addr().String(), Port: int(a.cfg.target.Port()), UriParams: a.params}
+}
+
+// invite places a call to user with an SDP offer and waits for its final
+// answer, at most -timeout. A non-2xx answer is a *sipgo.ErrDialogResponse.
+func (a *agent) invite(ctx context.Context, user string, offer []byte) (*sipgo.DialogClientSession, *sip.Response, error) {
+	// The cause tells WaitAnswer to give up at once instead of sending a
+	// CANCEL and waiting out Timer B for a server that does not answer.
+	ctx, cancel := context.WithTimeoutCause(ctx, a.cfg.timeout, sipgo.WaitAnswerForceCancelErr)
+	defer cancel()
+	d, err := a.dialogs.Invite(ctx, a.uri(user), offer, sip.NewHeader("Content-Type", "application/sdp"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return d, d.InviteResponse, nil
+}
+
+// bye ends a call from our side, at most -timeout.
+func (a *agent) bye(ctx context.Context, d *sipgo.DialogClientSession) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.timeout)
+	defer cancel()
+	return d.Bye(ctx)
+}
+
+// ping sends OPTIONS until the server answers anything (even 405) or wait
+// runs out: false means nothing listens at -target.
+func (a *agent) ping(ctx context.Context, wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		req := sip.NewRequest(sip.OPTIONS, a.uri(""))
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		res, err := a.client.Do(rctx, req)
+		cancel()
+		if err == nil && res != nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// failureKind names why a request failed: its final status code, or
+// "timeout", or "transport" for anything else (a refused connection, an
+// unparsable answer).
+func failureKind(err error) string {
+	var pr *sipgo.ErrDialogResponse
+	if errors.As(err, &pr) && pr.Res != nil {
+		return strconv.Itoa(pr.Res.StatusCode)
+	}
+	var vr sipgo.ErrDialogResponse
+	if errors.As(err, &vr) && vr.Res != nil {
+		return strconv.Itoa(vr.Res.StatusCode)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sip.ErrTransactionTimeout) {
+		return "timeout"
+	}
+	return "transport"
+}
