@@ -20,6 +20,12 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.onReInvite(req, tx)
 		return
 	}
+	if s.isMerged(req) {
+		// A late copy of an INVITE that already made a dialog (RFC 3261
+		// §8.2.2.2): its transaction has ended, so it would park twice.
+		s.reply(req, tx, sip.StatusLoopDetected, "Loop Detected")
+		return
+	}
 	user := req.Recipient.User
 	var directed orbit.Orbit
 	retrieve := false

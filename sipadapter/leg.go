@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -54,6 +55,9 @@ func (s *Server) remember(l *Leg) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.legs[l.Key()] = l
+	if k, ok := inviteKey(l); ok {
+		s.invites[k] = l
+	}
 }
 
 func (s *Server) forget(l *Leg) {
@@ -62,6 +66,42 @@ func (s *Server) forget(l *Leg) {
 	if s.legs[l.Key()] == l {
 		delete(s.legs, l.Key())
 	}
+	if k, ok := inviteKey(l); ok && s.invites[k] == l {
+		delete(s.invites, k)
+	}
+}
+
+// inviteKey names the INVITE a leg the server answered came from: Call-ID,
+// From tag and CSeq, what RFC 3261 §8.2.2.2 compares to detect a merged
+// request. False for a leg the server placed.
+func inviteKey(l *Leg) (string, bool) {
+	uas := l.Dialog().ServerSession()
+	if uas == nil {
+		return "", false
+	}
+	return requestInviteKey(uas.InviteRequest)
+}
+
+func requestInviteKey(req *sip.Request) (string, bool) {
+	callID, from, cseq := req.CallID(), req.From(), req.CSeq()
+	if callID == nil || from == nil || cseq == nil {
+		return "", false
+	}
+	tag, _ := from.Params.Get("tag")
+	return callID.Value() + "\x00" + tag + "\x00" + strconv.FormatUint(uint64(cseq.SeqNo), 10), true
+}
+
+// isMerged reports whether req, an INVITE outside any dialog, is a copy of
+// one that already made a leg.
+func (s *Server) isMerged(req *sip.Request) bool {
+	k, ok := requestInviteKey(req)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, found := s.invites[k]
+	return found
 }
 
 // lookup finds the leg an in-dialog request belongs to: To carries our tag,

@@ -92,8 +92,9 @@ type Server struct {
 
 	blf *BLF // built by Listen, which learns the address its URIs name
 
-	mu   sync.Mutex
-	legs map[string]*Leg // by dialog key: Call-ID, our tag, their tag
+	mu      sync.Mutex
+	legs    map[string]*Leg // by dialog key: Call-ID, our tag, their tag
+	invites map[string]*Leg // answered legs by their INVITE (inviteKey)
 	// Handlers in progress, so that Shutdown returns only once none is
 	// left to create or free a leg; after stopped, requests get 503.
 	active  int
@@ -129,7 +130,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sipadapter: Config.Listen %q: want IP:port: %w", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*Leg), table: cfg.Orbits}
+	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*Leg), invites: make(map[string]*Leg), table: cfg.Orbits}
 	s.tasksCtx, s.cancelTasks = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -397,7 +398,29 @@ func (s *Server) tracked(h sipgo.RequestHandler) sipgo.RequestHandler {
 			s.mu.Unlock()
 		}()
 		h(req, tx)
+		if endsWithHandler(req) {
+			tx.Terminate()
+		}
 	}
+}
+
+// endsWithHandler reports whether a request's server transaction can end as
+// soon as its handler returns. Over UDP sipgo keeps a finished transaction
+// for 32 s (RFC 3261 Timers J and L) to answer retransmissions; at a
+// thousand parks a second that is 100,000 transactions, half the server's
+// heap and the garbage collector's work. An INVITE handler returns once the
+// ACK of its 2xx is in (or never came), so a retransmission can no longer
+// come (a late copy is caught as a merged request, 482); a re-INVITE
+// retransmitted after its 200 is answered again, alike; a BYE or OPTIONS
+// retransmitted after its answer gets 481 or 200 anew, which is harmless.
+// REFER and SUBSCRIBE keep their transactions: a retransmission must not
+// park or subscribe twice.
+func endsWithHandler(req *sip.Request) bool {
+	switch req.Method {
+	case sip.INVITE, sip.BYE, sip.OPTIONS:
+		return true
+	}
+	return false
 }
 
 // waitHandlers stops taking requests and waits for those in progress.

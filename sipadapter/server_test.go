@@ -784,3 +784,33 @@ func TestRecallToSilentParker(t *testing.T) {
 	}
 	<-parked.Done()
 }
+
+// A late copy of a parking INVITE (same Call-ID, From tag and CSeq, but a
+// new transaction) must not park a second call: the first one's
+// transaction has ended by then, so the server answers it as a merged
+// request (RFC 3261 §8.2.2.2).
+func TestMergedInviteIsRefused(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{})
+	ctx := ctxFor(t, 10*time.Second)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+
+	var target sip.Uri
+	require.NoError(t, sip.ParseUri(srv.ParkURI(), &target))
+	dup := sip.NewRequest(sip.INVITE, target)
+	var from sip.FromHeader
+	_, err = sip.ParseAddressValue(parked.Header("From"), &from.Address, &from.Params)
+	require.NoError(t, err)
+	dup.AppendHeader(&from)
+	callID := sip.CallIDHeader(parked.CallID())
+	dup.AppendHeader(&callID)
+	cseq := sip.NewHeader("CSeq", parked.Header("CSeq"))
+	dup.AppendHeader(cseq)
+	dup.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "alice", Host: "127.0.0.1", Port: int(alice.Addr().Port())}})
+	res, err := alice.Send(ctx, dup)
+	require.NoError(t, err)
+	require.Equal(t, sip.StatusLoopDetected, res.StatusCode)
+	require.Equal(t, 1, srv.Lot().Len(), "still one parked call")
+	require.NoError(t, parked.Hangup(ctx))
+}
