@@ -25,7 +25,8 @@ type config struct {
 	calls       int
 	hold        time.Duration
 	rate        float64
-	checkpoints []int // ascending, within 0..calls; always holds 0 and calls
+	cycleRate   float64 // cycle mode: starts per second in all; 0 = unpaced
+	checkpoints []int   // ascending, within 0..calls; always holds 0 and calls
 
 	parkExt          string
 	local            netip.Addr
@@ -53,7 +54,7 @@ func flagErr(format string, args ...any) error { return &errFlag{fmt.Sprintf(for
 // Flags that belong to one mode only; giving one to the other mode is
 // refused rather than silently ignored.
 var (
-	cycleOnly = []string{"workers", "duration"}
+	cycleOnly = []string{"workers", "duration", "cycle-rate"}
 	holdOnly  = []string{"calls", "hold", "rate", "warmup", "checkpoints"}
 )
 
@@ -69,13 +70,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	mode := fs.String("mode", "cycle", "cycle: park → retrieve → BYE loops; hold: park -calls calls and hold them")
 	workers := fs.Int("workers", 50, "cycle mode: concurrent workers, each one call at a time")
 	duration := fs.Duration("duration", 60*time.Second, "cycle mode: how long to run")
+	cycleRate := fs.Float64("cycle-rate", 0, "cycle mode: start at most this many cycles per second in all (0: as fast as the workers go)")
 	calls := fs.Int("calls", 2000, "hold mode: calls to park and hold at once")
 	hold := fs.Duration("hold", 30*time.Second, "hold mode: how long to measure the music once every call is parked")
 	rate := fs.Float64("rate", 500, "hold mode: new calls per second while parking (and BYEs per second at the end)")
 	checkpoints := fs.String("checkpoints", "", "hold mode: parked-call `counts` at which to pause ~1 s and sample the server (comma separated; 0 and -calls always)")
 	parkExt := fs.String("park-ext", "700", "the server's park `extension`")
 	local := fs.String("local", "127.0.0.1", "local `IP` for SIP and RTP")
-	rtpPorts := fs.String("rtp-ports", "40000-49999", "local UDP `ports` for RTP (even ones are used)")
+	rtpPorts := fs.String("rtp-ports", "50000-59999", "local UDP `ports` for RTP (even ones are used)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long a request may wait for its final response (and a retrieved call for the server's BYE) before it counts as a timeout")
 	warmup := fs.Duration("warmup", time.Second, "hold mode: wait between the last park and the measurement window")
 	progress := fs.Duration("progress", 5*time.Second, "print a progress line to stderr this often; 0: never")
@@ -99,7 +101,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c := &config{
 		transport: strings.ToLower(*transport),
 		mode:      strings.ToLower(*mode),
-		workers:   *workers, duration: *duration,
+		workers:   *workers, duration: *duration, cycleRate: *cycleRate,
 		calls: *calls, hold: *hold, rate: *rate,
 		parkExt: *parkExt, timeout: *timeout, warmup: *warmup, progress: *progress,
 		json: *jsonOut, verbose: *verbose, serverPID: *serverPID, cpuProfile: *cpuProfile,
@@ -132,6 +134,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 		if c.duration <= 0 {
 			return nil, flagErr("-duration %v: want a positive duration such as 60s", c.duration)
+		}
+		if c.cycleRate < 0 || c.cycleRate > 1e6 {
+			return nil, flagErr("-cycle-rate %v: want cycles per second, 0 for unpaced", c.cycleRate)
 		}
 	case "hold":
 		for _, name := range cycleOnly {
@@ -207,7 +212,7 @@ func parsePorts(s string) (lo, hi int, err error) {
 	lo, err1 := strconv.Atoi(a)
 	hi, err2 := strconv.Atoi(b)
 	if !ok || err1 != nil || err2 != nil || lo < 1024 || hi > 65535 || lo > hi {
-		return 0, 0, flagErr("-rtp-ports %q: want LOW-HIGH within 1024-65535, low end first, such as 40000-49999", s)
+		return 0, 0, flagErr("-rtp-ports %q: want LOW-HIGH within 1024-65535, low end first, such as 50000-59999", s)
 	}
 	return lo, hi, nil
 }

@@ -25,7 +25,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 	require.Equal(t, 60*time.Second, c.duration)
 	require.Equal(t, "700", c.parkExt)
 	require.Equal(t, netip.MustParseAddr("127.0.0.1"), c.local)
-	require.Equal(t, [2]int{40000, 49999}, [2]int{c.rtpMin, c.rtpMax})
+	require.Equal(t, [2]int{50000, 59999}, [2]int{c.rtpMin, c.rtpMax})
 	require.False(t, c.json)
 
 	c, err = parseFlags([]string{"-mode", "hold", "-calls", "2000", "-checkpoints", "0, 500,1000", "-server-debug", "http://127.0.0.1:6060/debug/pprof/"}, io.Discard)

@@ -19,6 +19,7 @@ type cycleWorker struct {
 	a     *agent
 	fails *failures
 	done  *atomic.Uint64 // cycles completed, shared
+	pace  *pacer         // nil: unpaced
 
 	rtp    [2]*net.UDPConn
 	offers [2][]byte
@@ -55,7 +56,40 @@ func (w *cycleWorker) run(stop context.Context) {
 		go countPackets(c, &w.pkts)
 	}
 	for stop.Err() == nil {
+		if w.pace != nil && !w.pace.wait(stop) {
+			return
+		}
 		w.cycle()
+	}
+}
+
+// pacer spaces cycle starts over all workers: slot k starts no earlier
+// than start + k/rate. A worker that is late takes the next slot at once,
+// so the rate is a ceiling, reached when the server keeps up.
+type pacer struct {
+	start    time.Time
+	interval time.Duration
+	next     atomic.Int64
+}
+
+func newPacer(rate float64) *pacer {
+	return &pacer{start: time.Now(), interval: time.Duration(float64(time.Second) / rate)}
+}
+
+// wait blocks until the caller's slot; false if stop ended first.
+func (p *pacer) wait(stop context.Context) bool {
+	at := p.start.Add(time.Duration(p.next.Add(1)-1) * p.interval)
+	d := time.Until(at)
+	if d <= 0 {
+		return stop.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop.Done():
+		return false
 	}
 }
 
@@ -159,8 +193,13 @@ func runCycle(cfg *config, a *agent, probe *serverProbe, stderr io.Writer) (*rep
 	start := time.Now()
 	stop, cancel := context.WithTimeout(context.Background(), cfg.duration)
 	defer cancel()
+	var pace *pacer
+	if cfg.cycleRate > 0 {
+		pace = newPacer(cfg.cycleRate)
+	}
 	var wg sync.WaitGroup
 	for _, w := range workers {
+		w.pace = pace
 		wg.Go(func() { w.run(stop) })
 	}
 	finished := make(chan struct{})

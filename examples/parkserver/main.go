@@ -28,6 +28,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/examples/internal/parkflags"
+	"github.com/callpark/callpark/examples/internal/siptune"
 	"github.com/callpark/callpark/park"
 	"github.com/callpark/callpark/sipadapter"
 )
@@ -69,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// messages only through a package switch: both are the program's to set.
 	sip.SetDefaultLogger(logger.With("component", "sip"))
 	sip.SIPDebug = *verbose
+	siptune.Apply()
+	siptune.ApplyGC()
 	set, err := pf.Resolve(*listen, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)

@@ -28,6 +28,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/examples/internal/parkflags"
+	"github.com/callpark/callpark/examples/internal/siptune"
 	"github.com/callpark/callpark/park"
 )
 
@@ -61,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	sip.SetDefaultLogger(logger.With("component", "sip"))
 	sip.SIPDebug = *verbose
+	siptune.Apply()
+	siptune.ApplyGC()
 
 	// The fallback may be an extension of this PBX: -fallback 150.
 	if parkflags.ValidExtension(pf.Fallback) && !park.IsSIPURI(pf.Fallback) {
