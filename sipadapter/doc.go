@@ -33,13 +33,18 @@
 // A host PBX that embeds the lot in its own SIP handlers, instead of running
 // a Server beside it, reuses the pieces the Server is built from, so that its
 // phones see the same answers: [Leg] is a call leg (a dialog and its RTP
-// endpoint) that the lot can hold and [Bridge] joins to another, [BLF] serves the park keys' SUBSCRIBEs,
-// [PortPool] hands out RTP ports, [StatusFor] turns lot errors into
-// responses, [ReferredBy] names the parker, [ParseReplaces] reads an attended
-// transfer's Replaces, [NotifyRefer] with [ParkedSipfrag] or [StatusSipfrag]
-// reports a transfer into park, [WaitAnswer] rings an INVITE the way recalls
-// ring (CANCEL at the ring time, give up on a target that never answered),
-// and [Dialog] sends in-dialog requests whichever side began the dialog.
-// examples/pbx is such a host. The Server uses each of them itself: there is one
-// implementation of each rule.
+// endpoint) that the lot can hold and [Bridge] joins to another, [BLF]
+// serves the park keys' SUBSCRIBEs, [PortPool] hands out RTP ports,
+// [StatusFor] turns lot errors into responses, [ReferredBy] names the
+// parker, [ParseReplaces] reads an attended transfer's Replaces,
+// [NotifyRefer] with [ParkedSipfrag] or [StatusSipfrag] reports a transfer
+// into park, [WaitAnswer] rings an INVITE the way recalls ring (CANCEL at
+// the ring time, give up on a target that never answered), and [Dialog]
+// sends in-dialog requests whichever side began the dialog. The Server uses
+// each of them itself: there is one implementation of each rule.
+// examples/pbx is such a host.
+//
+// Under load, sipgo's transaction timers decide much of the memory: a
+// program serving a thousand calls a second should shorten Timers L and M
+// as examples/internal/siptune does (BENCHMARKS.md has the figures).
 package sipadapter
