@@ -528,7 +528,7 @@ func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state 
 	}
 	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
 	defer cancel()
-	res, err := b.client.Do(ctx, req, build)
+	res, err := ClientDo(ctx, b.client, req, build)
 	if err != nil {
 		b.log.Debug("BLF NOTIFY failed", "entity", sub.entity, "err", err)
 		return

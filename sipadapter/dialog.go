@@ -65,9 +65,29 @@ func (d Dialog) NewRequest(method sip.RequestMethod) *sip.Request {
 // Do sends an in-dialog request and waits for its final response.
 func (d Dialog) Do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	if d.uas != nil {
-		return d.uas.Do(ctx, req)
+		return responseOf(d.uas.Do(ctx, req))
 	}
-	return d.uac.Do(ctx, req)
+	return responseOf(d.uac.Do(ctx, req))
+}
+
+// ErrNoResponse means a transaction ended without a final response and
+// without an error of its own.
+var ErrNoResponse = errors.New("sipadapter: transaction ended without a response")
+
+// responseOf guards sipgo's Do, which returns a nil response and a nil error
+// when the transaction's response channel closes under it (a transaction
+// terminated while it waited).
+func responseOf(res *sip.Response, err error) (*sip.Response, error) {
+	if err == nil && res == nil {
+		return nil, ErrNoResponse
+	}
+	return res, err
+}
+
+// ClientDo is sipgo's Client.Do with that guard: a nil response always comes
+// with an error.
+func ClientDo(ctx context.Context, c *sipgo.Client, req *sip.Request, opts ...sipgo.ClientRequestOption) (*sip.Response, error) {
+	return responseOf(c.Do(ctx, req, opts...))
 }
 
 // WriteRequest sends an in-dialog request that has no response: the ACK of

@@ -476,7 +476,7 @@ func (s *Server) notifyParker(parker string, o orbit.Orbit) {
 		from := sip.FromHeader{Address: sipURI(s.cfg.ParkExtension, s.addr), Params: sip.NewParams()}
 		from.Params.Add("tag", sip.GenerateTagN(16))
 		req.AppendHeader(&from)
-		res, err := s.client.Do(ctx, req)
+		res, err := ClientDo(ctx, s.client, req)
 		if err != nil {
 			s.log.Debug("parker notice failed", "parker", parker, "orbit", o, "err", err)
 			return

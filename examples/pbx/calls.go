@@ -25,7 +25,7 @@ func (p *PBX) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if !p.enter() {
-		reply(p.log, req, tx, sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", "30"))
+		sipadapter.Reply(p.log, req, tx, sip.StatusServiceUnavailable, "Service Unavailable", sip.NewHeader("Retry-After", "30"))
 		return
 	}
 	defer p.handlers.Done()
@@ -45,7 +45,7 @@ func (p *PBX) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		p.connect(req, tx, caller, user)
 	default:
 		p.log.Info("call refused", "from", caller, "to", user, "status", 404)
-		reply(p.log, req, tx, sip.StatusNotFound, "Not Found")
+		sipadapter.Reply(p.log, req, tx, sip.StatusNotFound, "Not Found")
 	}
 }
 
@@ -57,14 +57,14 @@ func (p *PBX) acceptLeg(req *sip.Request, tx sip.ServerTransaction, party string
 	if err != nil {
 		code, reason := sipadapter.OfferStatus(err, req.Body())
 		p.log.Info("call refused", "from", party, "status", code, "why", err)
-		reply(p.log, req, tx, code, reason, warning(err.Error()))
+		sipadapter.Reply(p.log, req, tx, code, reason, sipadapter.Warning(err.Error()))
 		return nil, nil
 	}
 	conn, err := p.ports.Acquire()
 	if err != nil {
 		code, reason, hs := sipadapter.StatusFor(err)
 		p.log.Warn("call refused", "from", party, "status", code, "why", err)
-		reply(p.log, req, tx, code, reason, hs...)
+		sipadapter.Reply(p.log, req, tx, code, reason, hs...)
 		return nil, nil
 	}
 	sdp := media.NewSession(media.LocalMedia{Addr: p.sdpAddr(conn), Username: "pbx"})
@@ -72,12 +72,12 @@ func (p *PBX) acceptLeg(req *sip.Request, tx sip.ServerTransaction, party string
 	if err != nil {
 		p.ports.Free(conn)
 		p.log.Info("call refused", "from", party, "status", 488, "why", err)
-		reply(p.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
+		sipadapter.Reply(p.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", sipadapter.Warning(err.Error()))
 		return nil, nil
 	}
 	ep, err := p.endpointOn(conn, n)
 	if err != nil {
-		reply(p.log, req, tx, sip.StatusInternalServerError, "Server Internal Error")
+		sipadapter.Reply(p.log, req, tx, sip.StatusInternalServerError, "Server Internal Error")
 		return nil, nil
 	}
 	if n.RemoteHold {
@@ -86,7 +86,7 @@ func (p *PBX) acceptLeg(req *sip.Request, tx sip.ServerTransaction, party string
 	sess, err := p.dialogUA.ReadInvite(req, tx)
 	if err != nil {
 		p.ports.FreeEndpoint(ep)
-		reply(p.log, req, tx, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
+		sipadapter.Reply(p.log, req, tx, sip.StatusBadRequest, "Bad Request", sipadapter.Warning(err.Error()))
 		return nil, nil
 	}
 	return p.newLeg(sipadapter.LegConfig{Dialog: sipadapter.ServerDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: party}), answer
@@ -128,7 +128,7 @@ func (p *PBX) connect(req *sip.Request, tx sip.ServerTransaction, caller, callee
 	contacts := p.reg.Contacts(callee)
 	if len(contacts) == 0 {
 		p.log.Info("call refused", "from", caller, "to", callee, "status", 480, "why", "not registered")
-		reply(p.log, req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+		sipadapter.Reply(p.log, req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
 		return
 	}
 	a, answer := p.acceptLeg(req, tx, p.URI(caller))
@@ -341,7 +341,7 @@ func bestFailure(errs []error) error {
 func (p *PBX) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	l := p.lookup(req)
 	if l == nil {
-		reply(p.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		sipadapter.Reply(p.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	l.ServeReInvite(req, tx)
@@ -362,7 +362,7 @@ func (p *PBX) onAck(req *sip.Request, tx sip.ServerTransaction) {
 func (p *PBX) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	l := p.lookup(req)
 	if l == nil {
-		reply(p.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		sipadapter.Reply(p.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	call, peer := l.ServeBye(req, tx)

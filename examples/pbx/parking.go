@@ -83,18 +83,18 @@ func (p *PBX) retrieve(req *sip.Request, tx sip.ServerTransaction, caller string
 func (p *PBX) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	l := p.lookup(req)
 	if l == nil {
-		reply(p.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		sipadapter.Reply(p.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	referTo := req.ReferTo()
 	if referTo == nil {
-		reply(p.log, req, tx, sip.StatusBadRequest, "Bad Request", warning("REFER without Refer-To"))
+		sipadapter.Reply(p.log, req, tx, sip.StatusBadRequest, "Bad Request", sipadapter.Warning("REFER without Refer-To"))
 		return
 	}
 	l.WaitSettled(2 * time.Second) // a REFER may follow the answer at once
 	other := l.Peer()
 	if other == nil {
-		reply(p.log, req, tx, sip.StatusForbidden, "Forbidden", warning("only a connected call can be transferred"))
+		sipadapter.Reply(p.log, req, tx, sip.StatusForbidden, "Forbidden", sipadapter.Warning("only a connected call can be transferred"))
 		return
 	}
 	user := referTo.Address.User
@@ -103,14 +103,14 @@ func (p *PBX) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		if r, ok := v.Get("Replaces"); ok {
 			callID, toTag, fromTag, err := sipadapter.ParseReplaces(r)
 			if err != nil {
-				reply(p.log, req, tx, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
+				sipadapter.Reply(p.log, req, tx, sip.StatusBadRequest, "Bad Request", sipadapter.Warning(err.Error()))
 				return
 			}
 			p.mu.Lock()
 			replaced = p.legs[sipadapter.DialogKey(callID, toTag, fromTag)]
 			p.mu.Unlock()
 			if replaced == nil {
-				reply(p.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", warning("Replaces names no call of this PBX"))
+				sipadapter.Reply(p.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", sipadapter.Warning("Replaces names no call of this PBX"))
 				return
 			}
 		}
@@ -126,16 +126,16 @@ func (p *PBX) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	case p.users.Exists(user):
 		job = func() (string, error) { return p.transfer(other, l, user) }
 	default:
-		reply(p.log, req, tx, sip.StatusNotFound, "Not Found", warning("Refer-To names no extension, orbit or park extension"))
+		sipadapter.Reply(p.log, req, tx, sip.StatusNotFound, "Not Found", sipadapter.Warning("Refer-To names no extension, orbit or park extension"))
 		return
 	}
 	referCSeq := req.CSeq().SeqNo
 	if !p.enter() {
-		reply(p.log, req, tx, sip.StatusServiceUnavailable, "Service Unavailable")
+		sipadapter.Reply(p.log, req, tx, sip.StatusServiceUnavailable, "Service Unavailable")
 		return
 	}
 	defer p.handlers.Done()
-	reply(p.log, req, tx, sip.StatusAccepted, "Accepted")
+	sipadapter.Reply(p.log, req, tx, sip.StatusAccepted, "Accepted")
 	p.tasks.Go(func() {
 		ctx, cancel := context.WithTimeout(p.tasksCtx, 10*time.Second+p.cfg.RingTimeout)
 		defer cancel()
@@ -256,7 +256,7 @@ func (p *PBX) tellParker(parker string, o orbit.Orbit) {
 			if target.Transport != "" {
 				req.SetTransport(target.Transport)
 			}
-			res, err := p.client.Do(ctx, req)
+			res, err := sipadapter.ClientDo(ctx, p.client, req)
 			if err != nil {
 				p.log.Debug("parker notice failed", "parker", parker, "err", err)
 				return

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -339,13 +338,15 @@ func (p *PBX) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, REGISTER, SUBSCRIBE, NOTIFY"))
 	res.AppendHeader(sip.NewHeader("Supported", "replaces"))
-	respond(p.log, tx, res)
+	if err := tx.Respond(res); err != nil {
+		p.log.Debug("response not sent", "status", res.StatusCode, "err", err)
+	}
 }
 
 // onNotify takes NOTIFYs phones send for REFERs of their own; the PBX never
 // refers a phone, so it just acknowledges them.
 func (p *PBX) onNotify(req *sip.Request, tx sip.ServerTransaction) {
-	reply(p.log, req, tx, sip.StatusOK, "OK")
+	sipadapter.Reply(p.log, req, tx, sip.StatusOK, "OK")
 }
 
 // onSubscribe serves BLF on orbits and on the park extension, with the
@@ -358,24 +359,4 @@ func (p *PBX) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}
 	p.blf.ServeSubscribe(req, tx)
-}
-
-// respond sends a response; a failure means the peer is gone.
-func respond(log *slog.Logger, tx sip.ServerTransaction, res *sip.Response) {
-	if err := tx.Respond(res); err != nil {
-		log.Debug("response not sent", "status", res.StatusCode, "err", err)
-	}
-}
-
-func reply(log *slog.Logger, req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	for _, h := range headers {
-		res.AppendHeader(h)
-	}
-	respond(log, tx, res)
-}
-
-// warning is a Warning header saying why a request was refused.
-func warning(text string) sip.Header {
-	return sip.NewHeader("Warning", `399 callpark-pbx "`+strings.ReplaceAll(text, `"`, "'")+`"`)
 }
