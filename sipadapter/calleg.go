@@ -170,6 +170,10 @@ func (l *Leg) Confirm() {
 // already hung up gets no BYE.
 func (l *Leg) Hangup(ctx context.Context) error {
 	if l.Closed() {
+		// The party hung up (ServeBye marks the leg closed first): no BYE,
+		// but return only once the leg is freed, so that a caller counting
+		// what is left (Shutdown) finds nothing.
+		l.Close()
 		return nil
 	}
 	l.byeOnce.Do(func() {
