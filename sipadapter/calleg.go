@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/media"
@@ -419,4 +420,28 @@ func (l *Leg) ServeBye(req *sip.Request, tx sip.ServerTransaction) (abandoned *p
 	}
 	l.Close()
 	return call, peer
+}
+
+// ConfirmAnswer turns an INVITE the host placed, answered 2xx (sess after
+// WaitAnswer), into a Leg: file builds and files it (the host's map, with
+// its OnClose), then the 2xx is acknowledged and the SDP answer to offer is
+// applied to cfg.Endpoint. The leg is filed before the ACK goes out because
+// the far end may hang up the moment it has the ACK, and its BYE must find
+// the dialog. On failure the leg is freed, hung up if it was acknowledged.
+func ConfirmAnswer(ctx context.Context, sess *sipgo.DialogClientSession, offer *media.Offer, cfg LegConfig, file func(LegConfig) *Leg) (*Leg, error) {
+	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
+	cfg.Dialog, cfg.Direction, cfg.Confirmed = ClientDialog(sess), n.Direction, true
+	l := file(cfg)
+	if ackErr := sess.Ack(context.WithoutCancel(ctx)); ackErr != nil {
+		l.Close()
+		return nil, ackErr
+	}
+	if err == nil {
+		err = cfg.Endpoint.Apply(n)
+	}
+	if err != nil {
+		l.Hangup(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("answer SDP: %w", err)
+	}
+	return l, nil
 }

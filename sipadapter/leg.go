@@ -176,20 +176,9 @@ func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 		sess.Close()
 		return fail(err)
 	}
-	// The leg is filed before the ACK goes out: the target may hang up the
-	// moment it has the ACK, and its BYE must find the dialog.
-	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
-	l := s.newLeg(LegConfig{Dialog: ClientDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: req.Target, Confirmed: true})
-	if ackErr := sess.Ack(ctx); ackErr != nil {
-		l.Close()
-		return nil, ackErr
-	}
-	if err == nil {
-		err = ep.Apply(n)
-	}
+	l, err := ConfirmAnswer(ctx, sess, offer, LegConfig{Endpoint: ep, SDP: sdp, Party: req.Target}, s.newLeg)
 	if err != nil {
-		l.Hangup(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("answer SDP: %w", err)
+		return nil, err
 	}
 	return answeredLeg{s, l}, nil
 }

@@ -229,22 +229,7 @@ func (p *PBX) ringLeg(ctx context.Context, targets []Binding, from sip.FromHeade
 		p.ports.FreeEndpoint(ep)
 		return nil, err
 	}
-	// The leg is filed before the ACK goes out: the phone may hang up the
-	// moment it has the ACK, and its BYE must find the dialog.
-	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
-	l := p.newLeg(sipadapter.LegConfig{Dialog: sipadapter.ClientDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: party, Confirmed: true})
-	if ackErr := sess.Ack(context.WithoutCancel(ctx)); ackErr != nil {
-		l.Close()
-		return nil, ackErr
-	}
-	if err == nil {
-		err = ep.Apply(n)
-	}
-	if err != nil {
-		l.Hangup(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	return l, nil
+	return sipadapter.ConfirmAnswer(ctx, sess, offer, sipadapter.LegConfig{Endpoint: ep, SDP: sdp, Party: party}, p.newLeg)
 }
 
 // fork sends one INVITE per target and returns the first answered session,
