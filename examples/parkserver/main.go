@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	_ "net/http/pprof" // served only with -pprof
@@ -24,8 +23,6 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
-
-	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/examples/internal/parkflags"
 	"github.com/callpark/callpark/examples/internal/siptune"
@@ -43,8 +40,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", sipadapter.DefaultListen, "SIP over UDP and TCP on this `address`")
 	pf := parkflags.Register(fs)
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
-	verbose := fs.Bool("v", false, "log SIP traces")
-	logLevel := fs.String("log-level", "info", "least important log lines kept: debug, info, warn or error (-v sets debug)")
+	logging := siptune.RegisterLogging(fs)
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof and expvar on this `address` (e.g. 127.0.0.1:6060), for profiling under load; off by default")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -57,21 +53,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(stderr, "parkserver: -log-level %q: want debug, info, warn or error\n", *logLevel)
+	logger, err := logging.Setup(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "parkserver:", err)
 		return 2
 	}
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	// sipgo writes some records to its package logger, and traces whole
-	// messages only through a package switch: both are the program's to set.
-	sip.SetDefaultLogger(logger.With("component", "sip"))
-	sip.SIPDebug = *verbose
-	siptune.Apply()
-	siptune.ApplyGC()
 	set, err := pf.Resolve(*listen, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)

@@ -19,13 +19,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
-
-	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/examples/internal/parkflags"
 	"github.com/callpark/callpark/examples/internal/siptune"
@@ -44,7 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ringTimeout := fs.Duration("ring-timeout", DefaultRingTimeout, "how long a call to an extension rings before the caller hears 480")
 	pf := parkflags.Register(fs)
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
-	verbose := fs.Bool("v", false, "log SIP traces")
+	logging := siptune.RegisterLogging(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -55,15 +52,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pbx: unexpected argument %q: every setting is a flag\n", fs.Arg(0))
 		return 2
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	logger, err := logging.Setup(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "pbx:", err)
+		return 2
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	sip.SetDefaultLogger(logger.With("component", "sip"))
-	sip.SIPDebug = *verbose
-	siptune.Apply()
-	siptune.ApplyGC()
 
 	// The fallback may be an extension of this PBX: -fallback 150.
 	if parkflags.ValidExtension(pf.Fallback) && !park.IsSIPURI(pf.Fallback) {

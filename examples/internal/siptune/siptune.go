@@ -1,7 +1,8 @@
-// Package siptune is the sipgo tuning the example programs apply. sipgo
-// keeps its transaction timers in package variables, which a library must
-// leave alone and a program may set; a host embedding sipadapter under load
-// wants the same in its own main.
+// Package siptune is the sipgo setup the example servers share: their
+// logging flags, and tuning. sipgo keeps its logger and its transaction
+// timers in package variables, which a library must leave alone and a
+// program may set; a host embedding sipadapter under load wants the same in
+// its own main.
 package siptune
 
 import (
