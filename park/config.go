@@ -1,6 +1,7 @@
 package park
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -70,6 +71,15 @@ type Config struct {
 	// Dialer rings the parker (recall) and the fallback. Nil means nobody can
 	// be rung: a call that times out is disconnected.
 	Dialer Dialer
+
+	// AuthorizeRetrieve, when set, decides who may retrieve which orbit:
+	// Retrieve calls it first, before looking at the orbit, so a refused
+	// retriever cannot tell an empty orbit from an occupied one. A non-nil
+	// error refuses (Retrieve wraps it with ErrNotAuthorized). It runs
+	// without the lot's lock, so it may call Lot.Lookup, for instance to
+	// let only the parker retrieve. AllowFrom builds one from address
+	// prefixes. Nil lets everyone retrieve, as Lync did.
+	AuthorizeRetrieve func(ctx context.Context, req RetrieveRequest) error
 
 	// Logger receives the lot's diagnostics; nil discards them.
 	Logger *slog.Logger

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -31,6 +32,10 @@ var (
 	ErrStale = errors.New("park: orbit holds a different call than the park ID names")
 	// ErrClosed: the lot is shutting down and takes no new calls (503).
 	ErrClosed = errors.New("park: lot is shut down")
+	// ErrNotAuthorized: Config.AuthorizeRetrieve refused the retriever
+	// (403). The refusal comes before the orbit is looked at, so it says
+	// nothing about whether a call waits there.
+	ErrNotAuthorized = errors.New("park: retrieve not authorized")
 )
 
 // Lot is a call park: it puts calls into orbits, hands them to whoever
@@ -171,15 +176,23 @@ type RetrieveRequest struct {
 	// ParkID, when set, makes this a safe retrieve: it fails with ErrStale
 	// instead of handing over a different call that now sits in the orbit.
 	ParkID string
-	// Retriever names who retrieves, for logs.
+	// Retriever names who retrieves (a SIP URI from a SIP host), for logs
+	// and for Config.AuthorizeRetrieve.
 	Retriever string
+	// Source is the network address the retrieve came from, when the host
+	// knows it; zero otherwise. AllowFrom decides on it.
+	Source netip.AddrPort
 }
 
 // Retrieve takes the call out of its orbit and hands its leg to the caller,
 // who connects it (Call.Leg). Of concurrent retrieves exactly one wins; the
 // others get ErrNotParked. A retrieve beats a ringing recall or fallback,
-// which is cancelled.
+// which is cancelled. When Config.AuthorizeRetrieve refuses the request,
+// Retrieve returns an error wrapping ErrNotAuthorized and the call stays.
 func (l *Lot) Retrieve(ctx context.Context, req RetrieveRequest) (*Call, error) {
+	if err := l.authorizeRetrieve(ctx, req); err != nil {
+		return nil, err
+	}
 	l.mu.Lock()
 	c := l.byOrbit[req.Orbit]
 	if c == nil {
@@ -197,6 +210,22 @@ func (l *Lot) Retrieve(ctx context.Context, req RetrieveRequest) (*Call, error) 
 		l.log.Debug("call retrieved", "orbit", c.orbit, "park_id", c.id, "retriever", req.Retriever)
 	}
 	return c, nil
+}
+
+// authorizeRetrieve asks Config.AuthorizeRetrieve, without the lot's lock
+// (the hook may call Lookup), whether req may go ahead.
+func (l *Lot) authorizeRetrieve(ctx context.Context, req RetrieveRequest) error {
+	if l.cfg.AuthorizeRetrieve == nil {
+		return nil
+	}
+	err := l.cfg.AuthorizeRetrieve(ctx, req)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotAuthorized):
+		return err
+	}
+	return fmt.Errorf("orbit %s: %w: %w", req.Orbit, ErrNotAuthorized, err)
 }
 
 // Lookup returns a snapshot of the call parked in orbit o.
