@@ -54,6 +54,12 @@ type BLFConfig struct {
 	Addr netip.AddrPort
 	// Logger receives NOTIFY failures at Debug; nil is silent.
 	Logger *slog.Logger
+	// SubscriptionsPerSource caps the subscriptions one source IP holds;
+	// a SUBSCRIBE beyond it gets 503 with Retry-After. 0 means
+	// DefaultSubscriptionsPerSource; negative means no cap.
+	SubscriptionsPerSource int
+	// Trusted sources have no cap (a PBX subscribing for its phones).
+	Trusted []netip.Prefix
 }
 
 // BLF serves the dialog event package (RFC 4235) for a lot's orbits: the
@@ -88,8 +94,14 @@ type BLF struct {
 	// itself before it waits), so no Add can race the Wait.
 	tasks sync.WaitGroup
 
+	perSourceCap int            // SubscriptionsPerSource; < 0: none
+	trusted      []netip.Prefix // exempt from perSourceCap
+
 	mu   sync.Mutex
 	subs map[string]*subscription // by dialog key
+	// perSource counts the subscriptions in subs by source IP, for the
+	// cap; trusted sources are not counted.
+	perSource map[netip.Addr]int
 	// refusing: new subscriptions get a terminated NOTIFY at once, while
 	// the existing ones still hear the lot's last changes (Server.Shutdown
 	// sets it before the lot recalls its calls).
@@ -120,6 +132,18 @@ func NewBLF(cfg BLFConfig) (*BLF, error) {
 		addr:    cfg.Addr,
 		log:     cfg.Logger,
 		subs:    make(map[string]*subscription),
+
+		perSourceCap: cfg.SubscriptionsPerSource,
+		perSource:    make(map[netip.Addr]int),
+	}
+	if b.perSourceCap == 0 {
+		b.perSourceCap = DefaultSubscriptionsPerSource
+	}
+	for i, p := range cfg.Trusted {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("sipadapter: BLFConfig.Trusted[%d] is not a valid prefix", i)
+		}
+		b.trusted = append(b.trusted, p.Masked())
 	}
 	if b.table == nil {
 		var err error
@@ -169,6 +193,7 @@ type subscription struct {
 	remote  sip.FromHeader // the subscriber, as To of our NOTIFYs
 	target  sip.Uri        // its Contact
 	network string
+	source  netip.Addr // counted in BLF.perSource while in subs; zero: not counted
 
 	mu      sync.Mutex // serialises NOTIFYs so versions go out in order
 	cseq    uint32
@@ -335,6 +360,11 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		cseq:    1,
 	}
 	sub.key = DialogKey(sub.callID, sub.ourTag, fromTag(req))
+	if expiry > 0 && !b.admit(sub, RequestSource(req).Addr()) {
+		Reply(b.log, req, tx, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter(),
+			Warning(fmt.Sprintf("too many subscriptions from %s", RequestSource(req).Addr())))
+		return
+	}
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	res.To().Params.Add("tag", sub.ourTag)
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expiry/time.Second))))
@@ -348,6 +378,7 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	b.mu.Lock()
 	if b.refusing || b.closed {
+		b.releaseLocked(sub)
 		b.mu.Unlock()
 		sub.notify(b.handlerContext(), b.dialogState(o), "terminated;reason=noresource", true)
 		return
@@ -373,9 +404,37 @@ func (b *BLF) end(ctx context.Context, sub *subscription, state string) {
 		return
 	}
 	delete(b.subs, sub.key)
+	b.releaseLocked(sub)
 	b.mu.Unlock()
 	sub.expires.Stop()
 	sub.notify(ctx, b.dialogState(sub.orbit), state, true)
+}
+
+// admit counts sub against its source's cap, or reports false when the
+// source holds the cap already. A trusted or unknown source is not counted.
+func (b *BLF) admit(sub *subscription, src netip.Addr) bool {
+	if b.perSourceCap < 0 || trusts(b.trusted, src) {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.perSource[src] >= b.perSourceCap {
+		return false
+	}
+	b.perSource[src]++
+	sub.source = src
+	return true
+}
+
+// releaseLocked gives back what admit counted for sub; b.mu is held.
+func (b *BLF) releaseLocked(sub *subscription) {
+	if !sub.source.IsValid() {
+		return
+	}
+	if b.perSource[sub.source]--; b.perSource[sub.source] <= 0 {
+		delete(b.perSource, sub.source)
+	}
+	sub.source = netip.Addr{}
 }
 
 // refuseNew makes new subscriptions end at once while the existing ones go
@@ -402,6 +461,7 @@ func (b *BLF) Close(ctx context.Context) error {
 	subs := b.subs
 	b.subs = make(map[string]*subscription)
 	for _, sub := range subs {
+		b.releaseLocked(sub)
 		sub.expires.Stop()
 		b.tasks.Go(func() {
 			sub.notify(b.ctx, b.dialogState(sub.orbit), "terminated;reason=noresource", true)

@@ -1,5 +1,7 @@
 package sipadapter
 
+import "net/netip"
+
 // Counters for the tests' leak checks.
 
 // OpenLegs returns the number of SIP dialogs the server holds a leg for.
@@ -18,4 +20,19 @@ func (s *Server) Subscriptions() int {
 		return 0
 	}
 	return s.blf.Len()
+}
+
+// DialogsFrom returns how many dialogs the server counts against src
+// (Limits.DialogsPerSource).
+func (s *Server) DialogsFrom(src netip.Addr) int { return s.guard.dialogsFrom(src) }
+
+// SubscriptionsFrom returns how many BLF subscriptions are counted against
+// src (Limits.SubscriptionsPerSource).
+func (s *Server) SubscriptionsFrom(src netip.Addr) int {
+	if s.blf == nil {
+		return 0
+	}
+	s.blf.mu.Lock()
+	defer s.blf.mu.Unlock()
+	return s.blf.perSource[src]
 }

@@ -2,7 +2,9 @@ package sipadapter
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -41,6 +43,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
+	source := RequestSource(req)
 	switch {
 	case replaced != nil:
 	case user == s.cfg.ParkExtension:
@@ -51,10 +54,29 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			retrieve = true
 		}
 	default:
+		if s.refuseBlocked(req, tx, source.Addr()) {
+			return
+		}
 		s.log.Info("refused", "user", user, "from", fromURI(req), "status", 404, "why", "neither the park extension nor an orbit")
+		s.countFailure(source.Addr()) // before the answer, which the next guess may follow at once
 		s.reply(req, tx, sip.StatusNotFound, "Not Found")
 		return
 	}
+	if retrieve && s.refuseBlocked(req, tx, source.Addr()) {
+		return
+	}
+	if !s.guard.admitDialog(source.Addr()) {
+		s.log.Warn("refused", "user", user, "from", fromURI(req), "source", source.Addr(), "status", 503, "why", "too many dialogs from one source")
+		s.reply(req, tx, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter(),
+			Warning(fmt.Sprintf("too many calls from %s", source.Addr())))
+		return
+	}
+	counted := true // until a leg carries the count (countAgainst)
+	defer func() {
+		if counted {
+			s.guard.releaseDialog(source.Addr())
+		}
+	}()
 
 	offer, err := media.ParseOffer(req.Body())
 	if err != nil {
@@ -97,12 +119,14 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	l := s.newLeg(LegConfig{Dialog: ServerDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: fromURI(req)})
+	s.countAgainst(l, source.Addr())
+	counted = false
 
 	switch {
 	case replaced != nil:
 		s.takeOver(l, req, replaced, answer)
 	case retrieve:
-		s.retrieve(l, orbit.Orbit(user), answer)
+		s.retrieve(l, orbit.Orbit(user), answer, source)
 	default:
 		s.park(l, req, directed, answer)
 	}
@@ -204,11 +228,14 @@ func (s *Server) refuse(l *Leg, code int, reason string, headers ...sip.Header) 
 }
 
 // retrieve hands the call parked in o to the caller of l and bridges them.
-func (s *Server) retrieve(l *Leg, o orbit.Orbit, answer []byte) {
-	got, err := s.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.Party()})
+func (s *Server) retrieve(l *Leg, o orbit.Orbit, answer []byte, source netip.AddrPort) {
+	got, err := s.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.Party(), Source: source})
 	if err != nil {
 		code, reason, headers := StatusFor(err)
-		s.log.Info("retrieve refused", "orbit", o, "from", l.Party(), "status", code, "why", err)
+		s.log.Info("retrieve refused", "orbit", o, "from", l.Party(), "source", source.Addr(), "status", code, "why", err)
+		if code == sip.StatusNotFound {
+			s.countFailure(source.Addr()) // before the answer, which the next guess may follow at once
+		}
 		s.refuse(l, code, reason, headers...)
 		return
 	}
@@ -232,6 +259,27 @@ func (s *Server) retrieve(l *Leg, o orbit.Orbit, answer []byte) {
 		return
 	}
 	s.log.Info("retrieved", "orbit", o, "park_id", got.ID(), "party", parked.Party(), "retriever", l.Party())
+}
+
+// refuseBlocked answers 403 to a retrieve (or an INVITE to an unknown user)
+// from a source that went over Limits.FailedRetrieves, and reports whether
+// it did.
+func (s *Server) refuseBlocked(req *sip.Request, tx sip.ServerTransaction, src netip.Addr) bool {
+	blocked, until := s.guard.blocked(src)
+	if !blocked {
+		return false
+	}
+	s.log.Info("refused", "user", req.Recipient.User, "from", fromURI(req), "source", src, "status", 403, "why", "too many failed retrieves")
+	s.reply(req, tx, sip.StatusForbidden, "Forbidden", blockedWarning(src, until))
+	return true
+}
+
+// countFailure counts a 404 against src and logs the moment it blocks it.
+func (s *Server) countFailure(src netip.Addr) {
+	if s.guard.failedRetrieve(src) {
+		s.log.Warn("source blocked: too many failed retrieves", "source", src,
+			"failures", s.cfg.Limits.FailedRetrieves, "window", s.cfg.Limits.FailedRetrieveWindow, "block", s.cfg.Limits.FailedRetrieveBlock)
+	}
 }
 
 // onReInvite answers an offer inside a dialog (holds, resumes, address or

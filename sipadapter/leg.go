@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -69,6 +70,22 @@ func (s *Server) forget(l *Leg) {
 	if k, ok := inviteKey(l); ok && s.invites[k] == l {
 		delete(s.invites, k)
 	}
+	if src, ok := s.legSources[l]; ok {
+		delete(s.legSources, l)
+		s.guard.releaseDialog(src)
+	}
+}
+
+// countAgainst makes l's dialog the one admitDialog counted for src, to be
+// released when l closes. A leg closed already releases at once.
+func (s *Server) countAgainst(l *Leg, src netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.legs[l.Key()] != l {
+		s.guard.releaseDialog(src)
+		return
+	}
+	s.legSources[l] = src
 }
 
 // inviteKey names the INVITE a leg the server answered came from: Call-ID,

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -68,7 +69,23 @@ type Config struct {
 	// hang-up and refusal at Info, and SIP diagnostics at Debug; nil is
 	// silent.
 	Logger *slog.Logger
+	// Limits bounds what one source address may hold or try: failed
+	// retrieves (orbit guessing), dialogs and BLF subscriptions. The zero
+	// value means the defaults (see Limits).
+	Limits Limits
+	// MaxMessageSize is the largest SIP message the server reads, in
+	// bytes: DefaultMaxMessageSize when 0, at most 32,768 (sipgo reads a
+	// UDP datagram into 32 KiB). A larger UDP datagram is dropped unread; a
+	// larger message over TCP closes the connection, since nothing after
+	// it can be framed. It applies to the server's own user agent; a UA
+	// passed in keeps its parser's limit (sipgo.WithUserAgentParser).
+	MaxMessageSize int
 }
+
+// DefaultMaxMessageSize is Config.MaxMessageSize's default: 16 KiB, four
+// times a large INVITE with video and ICE candidates. A park server has no
+// use for more, and a parser that accepts less cannot be made to hold much.
+const DefaultMaxMessageSize = 16 << 10
 
 // Server is a call park application server: the SIP side of a park.Lot. It
 // answers INVITEs to the park extension (park) and to orbits (directed park
@@ -92,9 +109,14 @@ type Server struct {
 
 	blf *BLF // built by Listen, which learns the address its URIs name
 
+	guard *sourceGuard // Limits: failed retrieves and dialogs per source
+
 	mu      sync.Mutex
 	legs    map[string]*Leg // by dialog key: Call-ID, our tag, their tag
 	invites map[string]*Leg // answered legs by their INVITE (inviteKey)
+	// legSources names the source each answered leg is counted against
+	// (Limits.DialogsPerSource), until the leg closes.
+	legSources map[*Leg]netip.Addr
 	// Handlers in progress, so that Shutdown returns only once none is
 	// left to create or free a leg; after stopped, requests get 503.
 	active  int
@@ -130,7 +152,18 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sipadapter: Config.Listen %q: want IP:port: %w", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*Leg), invites: make(map[string]*Leg), table: cfg.Orbits}
+	if cfg.MaxMessageSize == 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.MaxMessageSize < 1024 || cfg.MaxMessageSize > 32<<10 {
+		return nil, fmt.Errorf("sipadapter: Config.MaxMessageSize = %d: must be between 1024 and 32768 bytes, or 0 for %d", cfg.MaxMessageSize, DefaultMaxMessageSize)
+	}
+	cfg.Limits.Trusted = slices.Clone(cfg.Limits.Trusted) // withDefaults masks them in place
+	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*Leg), invites: make(map[string]*Leg), table: cfg.Orbits,
+		guard: newSourceGuard(cfg.Limits), legSources: make(map[*Leg]netip.Addr)}
 	s.tasksCtx, s.cancelTasks = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -181,7 +214,8 @@ func New(cfg Config) (*Server, error) {
 func isZeroParkConfig(c park.Config) bool {
 	return c.PickupTimeout == 0 && c.MaxPickupAttempts == 0 && c.RecallRingTime == 0 &&
 		c.FallbackURI == "" && c.FallbackRingTime == 0 && !c.DisableMusicOnHold &&
-		c.MusicOnHold == nil && c.Orbits == nil && c.Dialer == nil && c.Logger == nil
+		c.MusicOnHold == nil && c.Orbits == nil && c.Dialer == nil && c.Logger == nil &&
+		c.AuthorizeRetrieve == nil
 }
 
 // sdpAddr is the address a leg's SDP names for its RTP port.
@@ -215,8 +249,11 @@ func (s *Server) Listen(ctx context.Context) error {
 	sipLog := s.log.With("component", "sip")
 	ua := s.cfg.UA
 	if ua == nil {
+		parser := sip.NewParser()
+		parser.MaxMessageLength = s.cfg.MaxMessageSize
 		if ua, err = sipgo.NewUA(
 			sipgo.WithUserAgent("callpark"),
+			sipgo.WithUserAgentParser(parser),
 			sipgo.WithUserAgentHostname(s.addr.Addr().String()),
 			sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
 			sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
@@ -249,6 +286,9 @@ func (s *Server) Listen(ctx context.Context) error {
 		ParkExtension: s.cfg.ParkExtension,
 		Addr:          s.addr,
 		Logger:        s.log,
+
+		SubscriptionsPerSource: s.cfg.Limits.SubscriptionsPerSource,
+		Trusted:                s.cfg.Limits.Trusted,
 	}); err != nil {
 		udp.Close()
 		tcp.Close()

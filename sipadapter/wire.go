@@ -28,6 +28,8 @@ import (
 //     log tells a full lot from an occupied orbit.
 //   - park.ErrUnknownOrbit, park.ErrNotParked, park.ErrStale: 404 Not Found;
 //     nothing waits there, whatever the reason.
+//   - park.ErrNotAuthorized: 403 Forbidden with a Warning carrying the
+//     refusal (Config.AuthorizeRetrieve said no).
 //   - park.ErrClosed: 503 Service Unavailable with Retry-After, since the
 //     lot is shutting down and another node (or this one, restarted) will
 //     take the call.
@@ -45,6 +47,8 @@ func StatusFor(err error) (code int, reason string, headers []sip.Header) {
 		return sip.StatusBusyHere, "Busy Here", busyHeaders("orbit occupied", err)
 	case errors.Is(err, park.ErrUnknownOrbit), errors.Is(err, park.ErrNotParked), errors.Is(err, park.ErrStale):
 		return sip.StatusNotFound, "Not Found", nil
+	case errors.Is(err, park.ErrNotAuthorized):
+		return sip.StatusForbidden, "Forbidden", []sip.Header{Warning(err.Error())}
 	case errors.Is(err, park.ErrClosed):
 		return sip.StatusServiceUnavailable, "Service Unavailable", []sip.Header{sip.NewHeader("Retry-After", "30")}
 	case errors.Is(err, ErrNoRTPPort):

@@ -39,6 +39,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", sipadapter.DefaultListen, "SIP over UDP and TCP on this `address`")
 	pf := parkflags.Register(fs)
+	abuse := registerAbuseFlags(fs)
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
 	logging := siptune.RegisterLogging(fs)
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof and expvar on this `address` (e.g. 127.0.0.1:6060), for profiling under load; off by default")
@@ -63,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "parkserver:", err)
 		return 2
 	}
-	srv, err := sipadapter.New(sipadapter.Config{
+	cfg := sipadapter.Config{
 		Park:          set.Park,
 		Orbits:        set.Orbits,
 		Policy:        set.Policy,
@@ -73,7 +74,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		RTPPortMin:    set.RTPPortMin,
 		RTPPortMax:    set.RTPPortMax,
 		Logger:        logger,
-	})
+	}
+	if err := abuse.apply(&cfg); err != nil {
+		fmt.Fprintln(stderr, "parkserver:", err)
+		return 2
+	}
+	srv, err := sipadapter.New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
 		return 2
@@ -81,6 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *check {
 		fmt.Fprintf(stdout, "listen      %s (udp, tcp)\n", set.Listen)
 		pf.Print(stdout, set, srv.Lot().Config())
+		abuse.print(stdout)
 		return 0
 	}
 

@@ -29,6 +29,20 @@ func TestCheckPrintsTheEffectiveConfiguration(t *testing.T) {
 	}
 
 	out.Reset()
+	code = run([]string{"-check", "-allow", "10.0.0.0/8, 192.0.2.7", "-trust", "10.0.0.5", "-source-dialogs", "0", "-max-message", "8192"}, &out, &errOut)
+	require.Equal(t, 0, code, errOut.String())
+	for _, line := range []string{
+		"allow       10.0.0.0/8, 192.0.2.7",
+		"trust       10.0.0.5",
+		"failed-retrieves 20 per source per 1m0s, then 403 for 5m0s",
+		"source-dialogs no limit",
+		"source-subscriptions 200",
+		"max-message 8192 bytes",
+	} {
+		require.Contains(t, out.String(), line+"\n")
+	}
+
+	out.Reset()
 	require.Equal(t, 0, run([]string{"-check"}, &out, &errOut))
 	require.Contains(t, out.String(), "orbits      701-799 (99 orbits)\n", "the contract's defaults need no flag")
 	require.Contains(t, out.String(), "park-ext    700\n")
@@ -62,6 +76,12 @@ func TestBadFlagsExit2WithOneLineNamingTheFlag(t *testing.T) {
 		{[]string{"-park-ext", "7 00"}, "-park-ext", "dialable"},
 		{[]string{"-park-ext", "750"}, "-park-ext", "orbit range"},
 		{[]string{"-listen", "0.0.0.0:5060"}, "-media-ip", "address phones reach"},
+		{[]string{"-allow", "10.0.0.0/8,office"}, "-allow", "neither a CIDR prefix"},
+		{[]string{"-trust", "10.0.0.0/33"}, "-trust", "neither a CIDR prefix"},
+		{[]string{"-failed-retrieves", "-1"}, "-failed-retrieves", "0 (no limit) or more"},
+		{[]string{"-source-dialogs", "-5"}, "-source-dialogs", "0 (no limit) or more"},
+		{[]string{"-source-subscriptions", "-5"}, "-source-subscriptions", "0 (no limit) or more"},
+		{[]string{"-max-message", "100"}, "-max-message", "between 1024 and 32768"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -53,7 +53,7 @@ func (p *PBX) retrieve(req *sip.Request, tx sip.ServerTransaction, caller string
 	if l == nil {
 		return
 	}
-	got, err := p.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.Party()})
+	got, err := p.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.Party(), Source: sipadapter.RequestSource(req)})
 	if err != nil {
 		code, reason, hs := sipadapter.StatusFor(err)
 		p.log.Info("retrieve refused", "orbit", o, "from", l.Party(), "status", code, "why", err)
