@@ -403,9 +403,6 @@ func (l *Leg) ServeReInvite(req *sip.Request, tx sip.ServerTransaction) {
 // the lot is abandoned (returned, so the host can log it); the peer it was
 // bridged with is returned for the host to hang up.
 func (l *Leg) ServeBye(req *sip.Request, tx sip.ServerTransaction) (abandoned *park.Call, peer *Leg) {
-	if err := l.dlg.ReadBye(req, tx); err != nil {
-		l.log.Debug("BYE answer failed", "party", l.party, "err", err)
-	}
 	// Marked closed in the same step as the peer is read: a Bridge running
 	// now either linked this leg already (its peer is seen here and gets
 	// the BYE) or will find it closed and give up (its caller hangs up the
@@ -417,6 +414,13 @@ func (l *Leg) ServeBye(req *sip.Request, tx sip.ServerTransaction) (abandoned *p
 	l.mu.Unlock()
 	if call != nil && !call.Abandon() {
 		call = nil
+	}
+	// The 200 goes out only once the lot has the call as abandoned: a
+	// phone (or a test) that moves on at the 200 finds the lot settled,
+	// and a Shutdown starting then cannot recall the call and send a BYE
+	// to a party that has just said goodbye.
+	if err := l.dlg.ReadBye(req, tx); err != nil {
+		l.log.Debug("BYE answer failed", "party", l.party, "err", err)
 	}
 	l.Close()
 	return call, peer
