@@ -32,14 +32,9 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, sip.StatusForbidden, "Forbidden", Warning("only a bridged call can be re-parked"))
 		return
 	}
-	user := referTo.Address.User
-	var directed orbit.Orbit
+	directed, found := referTarget(referTo, s.cfg.ParkExtension, s.table)
 	status := 0
-	switch {
-	case user == s.cfg.ParkExtension:
-	case s.isOrbit(orbit.Orbit(user)):
-		directed = orbit.Orbit(user)
-	default:
+	if !found {
 		status = sip.StatusNotFound
 	}
 	parker := ReferredBy(req)
@@ -47,6 +42,15 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		parker = fromURI(req)
 	}
 	referCSeq := req.CSeq().SeqNo
+	// The party is parked before the 202 goes out, not after: the referrer
+	// may hang up the moment it has the 202 (the contract calls that
+	// normal), and its BYE must find the party out of the bridge already,
+	// or it would be passed on and hang up the call being parked.
+	var call *park.Call
+	var err error
+	if status == 0 {
+		call, err = s.repark(other, l, directed, parker)
+	}
 	s.reply(req, tx, sip.StatusAccepted, "Accepted")
 
 	s.tasks.Go(func() {
@@ -57,7 +61,6 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 			s.notifyRefer(ctx, l, referCSeq, StatusSipfrag(status, "Not Found"), true)
 			return
 		}
-		call, err := s.repark(other, l, directed, parker)
 		if err != nil {
 			code, reason, _ := StatusFor(err)
 			s.log.Info("re-park refused", "orbit", directed, "referrer", l.Party(), "status", code, "why", err)
@@ -72,6 +75,26 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	})
 }
 
+// referTarget reads where a REFER's Refer-To sends the other party: the
+// park extension (found, directed empty: any free orbit), an orbit of table
+// served here (found, directed names it), or anywhere else (not found: the
+// final NOTIFY says 404). Only the URI's user part counts, compared as
+// sipgo hands it over (not %-unescaped), as the Request-URI of an INVITE
+// is. A Replaces in the URI's headers (?Replaces=...) is ignored: it asks
+// the referred party to take over a dialog (attended transfer, flow 5b),
+// and the server, which keeps the parties' dialogs itself, is never that
+// party.
+func referTarget(referTo *sip.ReferToHeader, parkExt string, table *orbit.Table) (directed orbit.Orbit, found bool) {
+	user := referTo.Address.User
+	switch {
+	case user == parkExt:
+		return "", true
+	case servesOrbit(table, orbit.Orbit(user)):
+		return orbit.Orbit(user), true
+	}
+	return "", false
+}
+
 // repark takes party out of its bridge with referrer and parks it. On
 // failure the bridge is put back as it was.
 func (s *Server) repark(party, referrer *Leg, directed orbit.Orbit, parker string) (*park.Call, error) {
@@ -81,11 +104,19 @@ func (s *Server) repark(party, referrer *Leg, directed orbit.Orbit, parker strin
 	call, err := s.lot.Park(context.Background(), park.ParkRequest{Leg: party, Orbit: directed, Parker: parker, Party: party.Party()})
 	if err != nil {
 		if berr := s.bridge(party, referrer); berr != nil {
-			s.log.Warn("could not restore the bridge after a refused re-park", "err", berr)
+			// One of them hung up meanwhile. The party would otherwise
+			// stay open, alone, until Shutdown; the referrer hears the
+			// failure in its final NOTIFY and hangs up as transferors do.
+			s.log.Info("could not restore the bridge after a refused re-park", "err", berr)
+			party.Hangup(context.Background())
 		}
 		return nil, err
 	}
-	party.SetParked(call)
+	if !party.SetParked(call) {
+		// The party hung up between the unbridge and the park: its BYE
+		// found no call to abandon, so abandon it here.
+		call.Abandon()
+	}
 	return call, nil
 }
 

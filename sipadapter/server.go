@@ -329,7 +329,8 @@ func (s *Server) Listen(ctx context.Context) error {
 // parked call at once (then the fallback, else BYE), returns when the lot is
 // empty, then ends the BLF subscriptions (BLF.Close), ends the calls still
 // bridged through the server and stops listening. If ctx ends first the
-// remaining calls are dropped.
+// remaining calls are dropped. Calling it again is harmless: it finds
+// nothing left to end.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if s.blf != nil {
 		s.blf.refuseNew()
@@ -357,7 +358,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.hangupAll(byeCtx)
 	s.cancelTasks()
 	s.tasks.Wait()
-	if s.cancel != nil {
+	s.mu.Lock()
+	stopServing := s.cancel
+	s.cancel = nil // a second Shutdown finds the listeners gone already
+	s.mu.Unlock()
+	if stopServing != nil {
 		// Nothing is waited for any more: stop taking datagrams in, then
 		// make sure sipgo cannot open a socket of its own for the requests
 		// it read before and handles after the listener is gone (pinUDP).
@@ -368,7 +373,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			peers = nil
 		}
 		pinned := pinUDP(s.ua.TransportLayer().Pool("udp"), s.udp, peers)
-		s.cancel()
+		stopServing()
 		for range 2 {
 			<-s.serveErr
 		}

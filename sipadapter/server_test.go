@@ -814,3 +814,23 @@ func TestMergedInviteIsRefused(t *testing.T) {
 	require.Equal(t, 1, srv.Lot().Len(), "still one parked call")
 	require.NoError(t, parked.Hangup(ctx))
 }
+
+// Shutdown may be called more than once (a signal handler and a deferred
+// cleanup both do): the second call finds nothing to end and returns.
+func TestShutdownTwice(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	require.NoError(t, srv.Shutdown(ctx))
+	<-parked.Done()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-ctx.Done():
+		t.Fatal("a second Shutdown hung")
+	}
+}
