@@ -62,6 +62,11 @@ func ParseSipfrag(body []byte) (Sipfrag, error) {
 			if len(f.Headers) == 0 {
 				return Sipfrag{}, fmt.Errorf("%w: continuation line %q before any header", ErrBadSipfrag, truncate(line))
 			}
+			if strings.ContainsAny(line, "\r\x00") {
+				// Checked here as for a header's first line: a folded value
+				// holding a CR would be written back as a broken sipfrag.
+				return Sipfrag{}, fmt.Errorf("%w: continuation of %s holds a control character", ErrBadSipfrag, f.Headers[len(f.Headers)-1].Name)
+			}
 			last := &f.Headers[len(f.Headers)-1]
 			last.Value = strings.TrimSpace(last.Value + " " + strings.TrimSpace(line))
 			continue
