@@ -331,7 +331,7 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 
-	user := req.Recipient.User
+	user := uriUser(req.Recipient)
 	var o orbit.Orbit
 	switch {
 	case user == b.parkExt:
@@ -582,6 +582,15 @@ func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state 
 	// never sent us anything. Over TCP it files every accepted connection
 	// under the listener's address, so there the NOTIFY gets its Via only
 	// and sipgo finds or opens a connection to the Contact.
+	upgraded := false
+	if !sip.IsReliable(req.Transport()) && len(req.String())+udpViaAllowance > udpMessageLimit {
+		// RFC 3261 §18.1.1: a request over 1,300 bytes goes over a
+		// congestion-controlled transport, and sipgo will not send it over
+		// UDP at all. A whole-lot watcher's state passes that with about
+		// five calls parked; phones listen on TCP at their UDP port.
+		req.SetTransport("TCP")
+		upgraded = true
+	}
 	build := sipgo.ClientRequestBuild
 	if sip.IsReliable(req.Transport()) {
 		build = sipgo.ClientRequestAddVia
@@ -590,7 +599,11 @@ func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state 
 	defer cancel()
 	res, err := ClientDo(ctx, b.client, req, build)
 	if err != nil {
-		b.log.Debug("BLF NOTIFY failed", "entity", sub.entity, "err", err)
+		if upgraded {
+			b.log.Warn("BLF NOTIFY too large for UDP, and TCP to the watcher failed", "entity", sub.entity, "bytes", len(body), "err", err)
+		} else {
+			b.log.Debug("BLF NOTIFY failed", "entity", sub.entity, "err", err)
+		}
 		return
 	}
 	if res.StatusCode == sip.StatusCallTransactionDoesNotExists || res.StatusCode >= 400 && !strings.HasPrefix(state, "terminated") {
@@ -598,12 +611,21 @@ func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state 
 		b.mu.Lock()
 		if b.subs[sub.key] == sub {
 			delete(b.subs, sub.key)
+			b.releaseLocked(sub)
 			sub.expires.Stop()
 		}
 		b.mu.Unlock()
 		sub.ended = true
 	}
 }
+
+// udpMessageLimit is the largest message sipgo sends over UDP (its
+// UDPMTUSize less 200: RFC 3261 §18.1.1's 1,300 bytes), and
+// udpViaAllowance what the Via it adds at sending may take.
+const (
+	udpMessageLimit = 1300
+	udpViaAllowance = 120
+)
 
 // dialogInfoXML renders RFC 4235 dialog-info, always with state="full".
 func dialogInfoXML(entity string, version int, dialogs []blfDialog, orbitURI func(string) string) []byte {

@@ -834,3 +834,25 @@ func TestShutdownTwice(t *testing.T) {
 		t.Fatal("a second Shutdown hung")
 	}
 }
+
+// Orbits with # are dialled as %23 (RFC 3261 allows no bare # in a user
+// part): the server reads the escape, and writes its own orbit URIs so.
+func TestHashOrbitsAreEscaped(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{Orbits: orbitsTable(t, "#1000-#1009")})
+	ctx := ctxFor(t, 20*time.Second)
+	require.Contains(t, srv.OrbitURI("#1000"), "sip:%231000@")
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
+	watcher := parktest.NewPhone(t, parktest.PhoneOptions{User: "blf"})
+
+	sub, err := watcher.Subscribe(ctx, srv.OrbitURI("#1003"), "dialog", time.Hour)
+	require.NoError(t, err)
+	directed, err := alice.Call(ctx, srv.OrbitURI("#1003"), parktest.CallOptions{Mute: true, Headers: []sip.Header{referredBy("sip:bob@127.0.0.1")}})
+	require.NoError(t, err)
+	require.Equal(t, "#1003", directed.Orbit())
+	got, err := carol.Call(ctx, "sip:%231003@"+srv.Addr().String(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err, "the escaped orbit retrieves")
+	require.NoError(t, got.Hangup(ctx))
+	<-directed.Done()
+	require.NoError(t, sub.Unsubscribe(ctx))
+}

@@ -1,8 +1,10 @@
 package sipadapter
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -45,21 +47,65 @@ func sanitize(s string) string {
 	}, s)
 }
 
+// maxWarningText bounds the text of a Warning. Errors may quote the
+// request (a bad SDP line, a codec list), and sipgo refuses to send a UDP
+// message over 1,300 bytes: an unbounded Warning would turn a 400 into no
+// answer at all (found by FuzzServerDatagram).
+const maxWarningText = 120
+
 // Warning is a Warning header (RFC 3261 §20.43) carrying why a request was
-// refused, for the people reading a trace.
+// refused, for the people reading a trace; text past 120 characters is cut
+// with an ellipsis.
 func Warning(text string) sip.Header {
-	return sip.NewHeader("Warning", `399 callpark "`+sanitize(text)+`"`)
+	text = sanitize(text)
+	if r := []rune(text); len(r) > maxWarningText {
+		text = string(r[:maxWarningText-1]) + "…"
+	}
+	return sip.NewHeader("Warning", `399 callpark "`+text+`"`)
 }
 
 // userURI is the URI of a user of ours, sip:user@host:port: the park
-// extension, an orbit, a BLF entity.
+// extension, an orbit, a BLF entity. The user part is escaped, so the orbit
+// #1005 is sip:%231005@host.
 func userURI(user string, addr netip.AddrPort) string {
-	return "sip:" + user + "@" + addr.String()
+	return "sip:" + escapeUser(user) + "@" + addr.String()
 }
 
 // sipURI is userURI for headers: From and Contact of our requests.
 func sipURI(user string, addr netip.AddrPort) sip.Uri {
-	return sip.Uri{Scheme: "sip", User: user, Host: addr.Addr().String(), Port: int(addr.Port())}
+	return sip.Uri{Scheme: "sip", User: escapeUser(user), Host: addr.Addr().String(), Port: int(addr.Port())}
+}
+
+// uriUser returns the user part of u with its %-escapes decoded: RFC 3261
+// §19.1.2 has a phone send the orbit #1005 as sip:%231005@host (# may not
+// appear bare in a user part), while sipgo hands the part over as written.
+// A part with a broken escape is returned as written, and then matches no
+// orbit.
+func uriUser(u sip.Uri) string {
+	if !strings.Contains(u.User, "%") {
+		return u.User
+	}
+	if dec, err := url.PathUnescape(u.User); err == nil {
+		return dec
+	}
+	return u.User
+}
+
+// escapeUser %-escapes what RFC 3261's user part does not allow bare
+// (anything but unreserved and user-unreserved characters), such as the #
+// of an orbit.
+func escapeUser(user string) string {
+	const userChars = "-_.!~*'()&=+$,;?/"
+	var b strings.Builder
+	for i := 0; i < len(user); i++ {
+		c := user[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(userChars, c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
 }
 
 // servesOrbit reports whether o is an orbit of table's local pool (""), the

@@ -160,3 +160,14 @@ func TestSipfrags(t *testing.T) {
 	require.Equal(t, "SIP/2.0 486 Busy Here\r\n", sipadapter.StatusSipfrag(486, "Busy Here"))
 	require.Equal(t, "SIP/2.0 500 two  lines\r\n", sipadapter.StatusSipfrag(500, "two\r\nlines"), "one status line")
 }
+
+// A Warning quoting a long piece of the request stays short: sipgo sends no
+// UDP message over 1,300 bytes, so an unbounded one would turn a 400 into
+// no answer at all.
+func TestWarningIsBounded(t *testing.T) {
+	long := sipadapter.Warning("bad c= line: " + strings.Repeat("x", 2000)).Value()
+	require.Less(t, len(long), 160)
+	require.True(t, strings.HasSuffix(long, `…"`), long)
+	require.Equal(t, `399 callpark "short reason"`, sipadapter.Warning("short reason").Value())
+	require.Equal(t, `399 callpark "a   quote and a   break"`, sipadapter.Warning("a \" quote and a \n break").Value(), "quotes and controls become spaces")
+}
