@@ -27,12 +27,21 @@ type agent struct {
 	client  *sipgo.Client
 	srv     *sipgo.Server
 	dialogs *sipgo.DialogClientCache
-	addr    netip.AddrPort // where SIP is served
-	contact sip.ContactHeader
-	params  sip.HeaderParams
+	// answered holds the dialogs of calls the server placed to us and we
+	// answered: soak mode's recalls, the tool being the parker.
+	answered *sipgo.DialogServerCache
+	addr     netip.AddrPort // where SIP is served
+	contact  sip.ContactHeader
+	params   sip.HeaderParams
 
 	closer io.Closer
 	served chan struct{}
+
+	// Soak mode's hooks: recalls by the Request-URI user they ring (the
+	// parker a call named), and REFER progress by the referring call's
+	// Call-ID. A hook answers the request itself.
+	recalls  sync.Map // string -> func(*sip.Request, sip.ServerTransaction)
+	notifies sync.Map // string -> func(*sip.Request)
 
 	// What the server sent us, for the report.
 	inBye, inByeUnknown, inOptions, inNotify, inMessage, inInvite, inOther atomic.Uint64
@@ -146,11 +155,15 @@ func newAgent(cfg *config, logw io.Writer) (*agent, error) {
 	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "parkload", Host: host, Port: int(local.Port()), UriParams: a.params}}
 	a.contact = contact
 	a.dialogs = sipgo.NewDialogClientCache(a.client, contact)
+	a.answered = sipgo.NewDialogServerCache(a.client, contact)
 
 	a.srv.OnBye(a.onBye)
-	a.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+	a.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+		// Only the ACKs of our own 2xx (to a recall) concern a dialog.
+		_ = a.answered.ReadAck(req, tx)
+	})
 	a.srv.OnOptions(a.ok(&a.inOptions))
-	a.srv.OnNotify(a.ok(&a.inNotify))
+	a.srv.OnNotify(a.onNotify)
 	a.srv.OnMessage(a.ok(&a.inMessage))
 	a.srv.OnInvite(a.onInvite)
 	a.srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
@@ -205,7 +218,7 @@ func (a *agent) ok(n *atomic.Uint64) sipgo.RequestHandler {
 // only under overload.
 func (a *agent) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	a.inBye.Add(1)
-	if err := a.dialogs.ReadBye(req, tx); err != nil {
+	if err := a.dialogs.ReadBye(req, tx); err != nil && a.answered.ReadBye(req, tx) != nil {
 		a.inByeUnknown.Add(1)
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
 	}
@@ -214,29 +227,62 @@ func (a *agent) onBye(req *sip.Request, tx sip.ServerTransaction) {
 
 // onInvite answers a re-INVITE on one of our calls (the server turns a
 // parked call's one-way music into two-way audio when it is retrieved) with
-// our own SDP again: the call's media never changes. A new INVITE is
-// declined: a recall would ring the parker, and the tool names none (no
-// Referred-By), so one here is the server's mistake.
+// our own SDP again: the call's media never changes. A new INVITE is a
+// recall, which rings the parker: soak mode names one per call
+// (Referred-By) and hooks its user; without a hook it is declined, since
+// the cycle and hold modes name no parker and one here is the server's
+// mistake.
 func (a *agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to == nil || !to.Params.Has("tag") {
 		a.inInvite.Add(1)
+		if h, ok := a.recalls.Load(req.Recipient.User); ok {
+			h.(func(*sip.Request, sip.ServerTransaction))(req, tx)
+			return
+		}
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 603, "Decline", nil))
 		return
 	}
 	a.inReInvite.Add(1)
-	d, err := a.dialogs.MatchRequestDialog(req)
-	if err != nil {
+	var (
+		sdp  []byte
+		seen func(*sip.Request, sip.ServerTransaction) error
+	)
+	if d, err := a.dialogs.MatchRequestDialog(req); err == nil {
+		sdp, seen = d.InviteRequest.Body(), d.ReadRequest
+	} else if d, err := a.answered.MatchDialogRequest(req); err == nil && d.InviteResponse != nil {
+		sdp, seen = d.InviteResponse.Body(), d.ReadRequest
+	} else {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
 		return
 	}
-	if err := d.ReadRequest(req, tx); err != nil {
+	if err := seen(req, tx); err != nil {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusInternalServerError, "Server Internal Error", nil))
 		return
 	}
-	res := sip.NewSDPResponseFromRequest(req, d.InviteRequest.Body())
+	res := sip.NewSDPResponseFromRequest(req, sdp)
 	res.AppendHeader(&a.contact)
 	_ = tx.Respond(res)
 	tx.Terminate()
+}
+
+// onNotify answers every NOTIFY 200 (the server's REFER progress, BLF) and
+// hands REFER progress to the hook of its call, if any.
+func (a *agent) onNotify(req *sip.Request, tx sip.ServerTransaction) {
+	a.inNotify.Add(1)
+	if id := req.CallID(); id != nil {
+		if h, ok := a.notifies.Load(id.Value()); ok {
+			h.(func(*sip.Request))(req)
+		}
+	}
+	_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
+	tx.Terminate()
+}
+
+// userURI is a URI on the tool's own SIP address: the parker soak mode
+// names, which the server's recall rings.
+func (a *agent) userURI(user string) string {
+	u := sip.Uri{Scheme: "sip", User: user, Host: a.addr.Addr().String(), Port: int(a.addr.Port()), UriParams: a.params}
+	return u.String()
 }
 
 // uri is the server's URI for a user part (the park extension, an orbit).
@@ -246,12 +292,12 @@ func (a *agent) uri(user string) sip.Uri {
 
 // invite places a call to user with an SDP offer and waits for its final
 // answer, at most -timeout. A non-2xx answer is a *sipgo.ErrDialogResponse.
-func (a *agent) invite(ctx context.Context, user string, offer []byte) (*sipgo.DialogClientSession, *sip.Response, error) {
+func (a *agent) invite(ctx context.Context, user string, offer []byte, headers ...sip.Header) (*sipgo.DialogClientSession, *sip.Response, error) {
 	// The cause tells WaitAnswer to give up at once instead of sending a
 	// CANCEL and waiting out Timer B for a server that does not answer.
 	ctx, cancel := context.WithTimeoutCause(ctx, a.cfg.timeout, sipgo.WaitAnswerForceCancelErr)
 	defer cancel()
-	d, err := a.dialogs.Invite(ctx, a.uri(user), offer, sip.NewHeader("Content-Type", "application/sdp"))
+	d, err := a.dialogs.Invite(ctx, a.uri(user), offer, append([]sip.Header{sip.NewHeader("Content-Type", "application/sdp")}, headers...)...)
 	if err != nil {
 		return nil, nil, err
 	}

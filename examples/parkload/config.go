@@ -17,7 +17,7 @@ import (
 type config struct {
 	target    netip.AddrPort
 	transport string // "udp" or "tcp"
-	mode      string // "cycle" or "hold"
+	mode      string // "cycle", "hold" or "soak"
 
 	workers  int
 	duration time.Duration
@@ -42,6 +42,15 @@ type config struct {
 	byeConcurrency   int
 	parkConcurrency  int
 	cpuProfile       string
+
+	// Soak mode: the mix of scenarios and what the tool must know of the
+	// server's recall settings to bound its waits.
+	mix           soakMix
+	pickupTimeout time.Duration // the server's -timeout
+	recallRing    time.Duration // the server's -recall-ring
+	attempts      int           // the server's -attempts
+	sampleEvery   time.Duration
+	settle        time.Duration
 }
 
 // errFlag is a bad command line: exit status 2, one line naming the flag.
@@ -54,8 +63,9 @@ func flagErr(format string, args ...any) error { return &errFlag{fmt.Sprintf(for
 // Flags that belong to one mode only; giving one to the other mode is
 // refused rather than silently ignored.
 var (
-	cycleOnly = []string{"workers", "duration", "cycle-rate"}
+	cycleOnly = []string{"workers", "duration", "cycle-rate"} // soak mode takes them too
 	holdOnly  = []string{"calls", "hold", "rate", "warmup", "checkpoints"}
+	soakOnly  = []string{"mix", "pickup-timeout", "recall-ring", "attempts", "sample-every", "settle"}
 )
 
 // parseFlags reads args into a config. The error is *errFlag for a bad
@@ -67,10 +77,16 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.SetOutput(io.Discard)
 	target := fs.String("target", "127.0.0.1:5060", "park server `host:port` (an IP address)")
 	transport := fs.String("transport", "udp", "SIP transport: udp or tcp")
-	mode := fs.String("mode", "cycle", "cycle: park → retrieve → BYE loops; hold: park -calls calls and hold them")
-	workers := fs.Int("workers", 50, "cycle mode: concurrent workers, each one call at a time")
-	duration := fs.Duration("duration", 60*time.Second, "cycle mode: how long to run")
-	cycleRate := fs.Float64("cycle-rate", 0, "cycle mode: start at most this many cycles per second in all (0: as fast as the workers go)")
+	mode := fs.String("mode", "cycle", "cycle: park → retrieve → BYE loops; hold: park -calls calls and hold them; soak: a random mix of parks, hang-ups, re-parks and timeouts")
+	workers := fs.Int("workers", 50, "cycle and soak modes: concurrent workers, each one call at a time")
+	duration := fs.Duration("duration", 60*time.Second, "cycle and soak modes: how long to start calls")
+	cycleRate := fs.Float64("cycle-rate", 0, "cycle and soak modes: start at most this many cycles (calls) per second in all (0: as fast as the workers go)")
+	mix := fs.String("mix", defaultSoakMix, "soak mode: scenario `weights`, comma separated name=weight (retrieve, hangup, repark, repark-bye, repark-timeout, timeout)")
+	pickupTimeout := fs.Duration("pickup-timeout", 10*time.Second, "soak mode: the server's -timeout (when it recalls an unretrieved call)")
+	recallRing := fs.Duration("recall-ring", 2*time.Second, "soak mode: the server's -recall-ring")
+	attempts := fs.Int("attempts", 1, "soak mode: the server's -attempts (recalls per timed-out call)")
+	sampleEvery := fs.Duration("sample-every", time.Minute, "soak mode: sample the server's heap, RSS and goroutines this often (and at the start and end)")
+	settle := fs.Duration("settle", 40*time.Second, "soak mode: after the load, wait this long before the idle sample (sipgo keeps finished REFER transactions 32 s)")
 	calls := fs.Int("calls", 2000, "hold mode: calls to park and hold at once")
 	hold := fs.Duration("hold", 30*time.Second, "hold mode: how long to measure the music once every call is parked")
 	rate := fs.Float64("rate", 500, "hold mode: new calls per second while parking (and BYEs per second at the end)")
@@ -105,6 +121,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		calls: *calls, hold: *hold, rate: *rate,
 		parkExt: *parkExt, timeout: *timeout, warmup: *warmup, progress: *progress,
 		json: *jsonOut, verbose: *verbose, serverPID: *serverPID, cpuProfile: *cpuProfile,
+		pickupTimeout: *pickupTimeout, recallRing: *recallRing, attempts: *attempts,
+		sampleEvery: *sampleEvery, settle: *settle,
 		checkpointSettle: time.Second,
 		byeConcurrency:   256,
 		parkConcurrency:  256,
@@ -122,8 +140,15 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	default:
 		return nil, flagErr("-transport %q: want udp or tcp", *transport)
 	}
+	if c.mode != "soak" {
+		for _, name := range soakOnly {
+			if set[name] {
+				return nil, flagErr("-%s applies to -mode soak only", name)
+			}
+		}
+	}
 	switch c.mode {
-	case "cycle":
+	case "cycle", "soak":
 		for _, name := range holdOnly {
 			if set[name] {
 				return nil, flagErr("-%s applies to -mode hold only", name)
@@ -138,10 +163,15 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		if c.cycleRate < 0 || c.cycleRate > 1e6 {
 			return nil, flagErr("-cycle-rate %v: want cycles per second, 0 for unpaced", c.cycleRate)
 		}
+		if c.mode == "soak" {
+			if err := c.checkSoak(*mix); err != nil {
+				return nil, err
+			}
+		}
 	case "hold":
 		for _, name := range cycleOnly {
 			if set[name] {
-				return nil, flagErr("-%s applies to -mode cycle only", name)
+				return nil, flagErr("-%s applies to -mode cycle or soak only", name)
 			}
 		}
 		if c.calls < 1 || c.calls > 100000 {
@@ -157,7 +187,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			return nil, err
 		}
 	default:
-		return nil, flagErr("-mode %q: want cycle or hold", *mode)
+		return nil, flagErr("-mode %q: want cycle, hold or soak", *mode)
 	}
 	if *parkExt == "" || strings.ContainsAny(*parkExt, "@:;<> \t") {
 		return nil, flagErr("-park-ext %q: want the user part of the park URI, such as 700", *parkExt)
@@ -173,8 +203,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, err
 	}
 	need := 2 * c.workers
-	if c.mode == "hold" {
+	switch c.mode {
+	case "hold":
 		need = c.calls
+	case "soak":
+		need = 3 * c.workers // the parked party, the retriever, the parker's recall
 	}
 	if even := (c.rtpMax-c.rtpMin)/2 + 1; even < need {
 		return nil, flagErr("-rtp-ports %q: %d even ports, %s needs %d", *rtpPorts, even, c.mode+" mode", need)
@@ -204,6 +237,32 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		c.serverDebug = strings.TrimSuffix(strings.TrimSuffix(*serverDebug, "/"), "/debug/pprof")
 	}
 	return c, nil
+}
+
+// checkSoak checks the soak mode's own flags.
+func (c *config) checkSoak(mix string) error {
+	var err error
+	if c.mix, err = parseSoakMix(mix); err != nil {
+		return err
+	}
+	// The server's own bounds (park.Config): a soak against a server that
+	// accepted its flags cannot need more.
+	if c.pickupTimeout < 10*time.Second || c.pickupTimeout > 10*time.Minute {
+		return flagErr("-pickup-timeout %v: want the server's -timeout, 10s to 10m", c.pickupTimeout)
+	}
+	if c.recallRing < time.Second || c.recallRing > 10*time.Minute {
+		return flagErr("-recall-ring %v: want the server's -recall-ring, 1s to 10m", c.recallRing)
+	}
+	if c.attempts < 1 || c.attempts > 10 {
+		return flagErr("-attempts %d: want the server's -attempts, 1 to 10", c.attempts)
+	}
+	if c.sampleEvery < time.Second {
+		return flagErr("-sample-every %v: want 1s or more, such as 1m", c.sampleEvery)
+	}
+	if c.settle < 0 {
+		return flagErr("-settle %v: want 0 or more", c.settle)
+	}
+	return nil
 }
 
 // parsePorts reads LOW-HIGH.

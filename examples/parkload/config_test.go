@@ -35,6 +35,14 @@ func TestParseFlagsDefaults(t *testing.T) {
 	require.Equal(t, 500.0, c.rate)
 	require.Equal(t, "http://127.0.0.1:6060", c.serverDebug)
 
+	c, err = parseFlags([]string{"-mode", "soak", "-workers", "200", "-cycle-rate", "100", "-mix", "timeout=1,hangup=2", "-attempts", "2"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, soakMix{0, 2, 0, 0, 0, 1}, c.mix)
+	require.Equal(t, 10*time.Second, c.pickupTimeout)
+	require.Equal(t, 2*time.Second, c.recallRing)
+	require.Equal(t, 2, c.attempts)
+	require.Equal(t, time.Minute, c.sampleEvery)
+
 	c, err = parseFlags([]string{"-mode", "HOLD", "-calls", "10", "-transport", "TCP"}, io.Discard)
 	require.NoError(t, err)
 	require.Equal(t, []int{0, 10}, c.checkpoints)
@@ -79,6 +87,16 @@ func TestParseFlagsRefusals(t *testing.T) {
 		{[]string{"-server-pid", "999999999"}, "-server-pid"},
 		{[]string{"-server-debug", "127.0.0.1:6060"}, "-server-debug"},
 		{[]string{"stray"}, "unexpected argument"},
+		{[]string{"-mix", "timeout=1"}, "-mix"}, // a soak flag in cycle mode
+		{[]string{"-mode", "hold", "-attempts", "2"}, "-attempts"},
+		{[]string{"-mode", "soak", "-calls", "10"}, "-calls"},
+		{[]string{"-mode", "soak", "-mix", "storm=1"}, "-mix"},
+		{[]string{"-mode", "soak", "-pickup-timeout", "5s"}, "-pickup-timeout"},
+		{[]string{"-mode", "soak", "-recall-ring", "500ms"}, "-recall-ring"},
+		{[]string{"-mode", "soak", "-attempts", "11"}, "-attempts"},
+		{[]string{"-mode", "soak", "-sample-every", "10ms"}, "-sample-every"},
+		{[]string{"-mode", "soak", "-settle", "-1s"}, "-settle"},
+		{[]string{"-mode", "soak", "-workers", "100", "-rtp-ports", "40000-40400"}, "-rtp-ports"}, // 201 even ports for 300 sockets
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, err := parseFlags(tc.args, io.Discard)

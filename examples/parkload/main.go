@@ -1,5 +1,5 @@
 // Command parkload is the load generator for a call park server that keeps
-// the contract of docs/SIP-CONTRACT.md (issue 5). It drives the server over
+// the contract of docs/SIP-CONTRACT.md (issues 5 and 6). It drives the server over
 // SIP with sipgo and measures what a PBX and its phones would see, and what
 // the run cost both processes.
 //
@@ -35,9 +35,37 @@
 // call at -rate and checks each got 200. The server needs an orbit per call
 // (its -orbits) and a pickup timeout longer than the run (its -timeout).
 //
-// Flags: -target host:port, -transport udp|tcp, -mode cycle|hold,
-// -workers and -duration (cycle), -calls, -hold, -rate, -warmup and
-// -checkpoints (hold), -park-ext, -local (the IP for SIP and RTP),
+// Soak mode runs -workers workers for -duration (at most -cycle-rate calls
+// started a second in all), each looping over a random mix (-mix weights)
+// of: park → retrieve → one side hangs up (retrieve); park → the parked
+// party hangs up (hangup); park → retrieve → REFER back to the park
+// extension → the referrer hangs up after the final NOTIFY (repark) or
+// right after the 202 (repark-bye) → retrieve the new orbit; the same left
+// to time out (repark-timeout); and park naming the worker as the parker
+// (Referred-By) and left to time out (timeout). The tool serves the
+// server's recalls to that parker and, at random, answers them (then hangs
+// up), refuses them 486, lets them ring until the server's CANCEL, or
+// retrieves the orbit while they ring. -pickup-timeout, -recall-ring and
+// -attempts repeat the server's settings, to bound the waits. Every call
+// ends with an outcome, or an anomaly (an unexpected status, a call the
+// server never ended, the server hanging up a party it should not), and
+// both are counted by kind; a run checks that started = outcomes + failed.
+// With -server-debug the server's heap and goroutine count (and RSS with
+// -server-pid) are sampled at the start, every -sample-every, at the end
+// of the load, and -settle later ("idle"). The verdict is flat when the
+// heap in use in the last periodic sample is within +25 % of the first
+// (both under load), and the goroutines are back to the start count (+ 2,
+// the probe's own connection) in the idle sample.
+//
+//	/tmp/parkserver -listen 127.0.0.1:5080 -rtp-ports 30000-39999 -timeout 10s -recall-ring 2s \
+//	    -orbits 701-799,10000-19999 -pprof 127.0.0.1:6070 -log-level warn &
+//	go run ./examples/parkload -target 127.0.0.1:5080 -mode soak -workers 1000 -duration 10m \
+//	    -cycle-rate 100 -server-pid $(pgrep -f /tmp/parkserver) -server-debug http://127.0.0.1:6070
+//
+// Flags: -target host:port, -transport udp|tcp, -mode cycle|hold|soak,
+// -workers and -duration (cycle, soak), -calls, -hold, -rate, -warmup and
+// -checkpoints (hold), -mix, -pickup-timeout, -recall-ring, -attempts,
+// -sample-every and -settle (soak), -park-ext, -local (the IP for SIP and RTP),
 // -rtp-ports (even ports are used), -timeout (per request, and for the
 // server's BYE), -server-pid (CPU and RSS from /proc), -server-debug (the
 // server's pprof base URL: HeapInuse after a forced GC), -json, -progress,
@@ -89,10 +117,12 @@
 // on -local, from which requests also leave, and a sipgo.DialogClientCache,
 // so the server's BYE to a parked call finds its dialog. OPTIONS, NOTIFY and
 // MESSAGE get 200; a BYE or re-INVITE for an unknown dialog 481; a new
-// INVITE 603 (the tool names no parker, so nothing should ring it). A SIP
-// cycle costs the tool about 14 messages (7 each way), and sipgo about 35
-// µs of CPU per message on a small VM: the tool's share is measured and
-// printed, never guessed.
+// INVITE 603 (cycle and hold modes name no parker, so nothing should ring
+// it), but in soak mode an INVITE to a parker one of its calls named goes
+// to that call's worker (a sipgo.DialogServerCache holds the ones it
+// answers). A SIP cycle costs the tool about 14 messages (7 each way), and
+// sipgo about 35 µs of CPU per message on a small VM: the tool's share is
+// measured and printed, never guessed.
 //
 // Cycle workers reuse their two RTP sockets and only count what arrives.
 // Hold mode measures 100,000 packets a second at 2,000 calls, so on Linux
@@ -204,6 +234,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		r, err = runCycle(cfg, a, probe, stderr)
 	case "hold":
 		r, err = runHold(cfg, a, probe, stderr)
+	case "soak":
+		r, err = runSoak(cfg, a, probe, stderr)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "parkload:", err)

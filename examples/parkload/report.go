@@ -47,6 +47,8 @@ type report struct {
 	Server  *serverReport  `json:"server,omitempty"`
 	Machine *machineReport `json:"machine,omitempty"`
 	Inbound inbound        `json:"inbound"`
+
+	Soak *soakReport `json:"soak,omitempty"`
 }
 
 // latency summarises a histogram.
@@ -242,10 +244,16 @@ func (r *report) writeText(w io.Writer) {
 	case "hold":
 		p("run", "hold mode against %s (%s), %d calls, %.1f s", r.Target, r.Transport, r.Calls, r.ElapsedS)
 		p("parked", "%d of %d held through the window; %d ended by the server early", r.Parked, r.Calls, r.EndedByServer)
+	case "soak":
+		p("run", "soak mode against %s (%s), %d workers, %.1f s", r.Target, r.Transport, r.Workers, r.ElapsedS)
+		p("started", "%d calls = %.1f/s over -duration (the calls under way then ran to their end)", r.Cycles, r.CyclesPerSec)
+		r.Soak.writeText(p)
 	}
-	if r.Failures == 0 {
+	switch {
+	case r.Mode == "soak": // its anomalies are listed above
+	case r.Failures == 0:
 		p("failures", "0")
-	} else {
+	default:
 		keys := slices.SortedFunc(maps.Keys(r.FailuresBy), func(a, b string) int {
 			return cmp.Or(cmp.Compare(r.FailuresBy[b], r.FailuresBy[a]), strings.Compare(a, b))
 		})
@@ -259,12 +267,14 @@ func (r *report) writeText(w io.Writer) {
 	if r.Retrieve != nil {
 		p("retrieve", "%s", *r.Retrieve)
 	}
-	p("bye", "%s", r.Bye)
+	if r.Mode != "soak" {
+		p("bye", "%s", r.Bye)
+	}
 	if r.ServerBye != nil {
 		p("server bye", "%s  (our BYE of the retriever → its BYE of the parked call)", *r.ServerBye)
 	}
-	if r.Mode == "cycle" {
-		p("rtp", "%d packets received (music while parked; no expectation in cycle mode)", r.RTP.Received)
+	if r.Mode == "cycle" || r.Mode == "soak" {
+		p("rtp", "%d packets received (music while parked; no expectation in %s mode)", r.RTP.Received, r.Mode)
 	} else {
 		x := r.RTP
 		p("rtp", "%d of %d expected in the %.1f s window = %.3f %%; %d lost by sequence; %d calls silent; worst call %.2f %%",
@@ -289,6 +299,8 @@ func (r *report) writeText(w io.Writer) {
 	switch r.Mode {
 	case "cycle":
 		p("tool cpu", "%.2f s = %.0f %% of a core = %.0f µs/cycle; max RSS %s", t.CPUS, t.CPUPct, t.CPUPerCycleUs, mb(t.MaxRSS))
+	case "soak":
+		p("tool cpu", "%.2f s = %.0f %% of a core = %.0f µs/call; max RSS %s", t.CPUS, t.CPUPct, t.CPUPerCycleUs, mb(t.MaxRSS))
 	case "hold":
 		p("tool cpu", "%.2f s = %.0f %% of a core over the run; %.1f %% in the window = %.1f µs per call-second; max RSS %s",
 			t.CPUS, t.CPUPct, t.WindowCPUPct, t.CPUPerCallSecUs, mb(t.MaxRSS))
@@ -298,6 +310,8 @@ func (r *report) writeText(w io.Writer) {
 			switch r.Mode {
 			case "cycle":
 				p("server cpu", "%.2f s = %.0f %% of a core = %.0f µs/cycle", s.CPUS, s.CPUPct, s.CPUPerCycleUs)
+			case "soak":
+				p("server cpu", "%.2f s = %.0f %% of a core = %.0f µs/call (start to load end)", s.CPUS, s.CPUPct, s.CPUPerCycleUs)
 			case "hold":
 				p("server cpu", "%.2f s = %.0f %% of a core over the run; %.1f %% in the window = %.1f µs per call-second",
 					s.CPUS, s.CPUPct, s.WindowCPUPct, s.CPUPerCallSecUs)
