@@ -14,6 +14,11 @@ import (
 // an answered call it has no use for; the outcome is already recorded.
 const hangupTimeout = 10 * time.Second
 
+// dropHangupTimeout bounds each hang-up once Shutdown's deadline has passed
+// (dropAll): a party still there answers a BYE in milliseconds, and one that
+// is gone should not hold the process's exit.
+const dropHangupTimeout = 2 * time.Second
+
 // Call is the handle of one parked call. Its identity (orbit, park ID, party,
 // since) never changes; its state moves forward only, to Ended.
 type Call struct {
@@ -290,8 +295,11 @@ func hangupAnswer(a Answer, l *Lot, c *Call) {
 }
 
 // hangupLeg hangs up a dropped call's leg.
-func (c *Call) hangupLeg() {
-	ctx, cancel := context.WithTimeout(context.Background(), hangupTimeout)
+func (c *Call) hangupLeg() { c.hangupLegWithin(hangupTimeout) }
+
+// hangupLegWithin hangs up a dropped call's leg, waiting at most d.
+func (c *Call) hangupLegWithin(d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	leg := c.Leg()
 	if err := leg.Hangup(ctx); err != nil {

@@ -17,6 +17,9 @@ import (
 type testLeg struct {
 	name    string
 	holdErr error
+	// gone makes Hangup wait for its context to end, as a BYE to a phone
+	// that has vanished does.
+	gone bool
 
 	mu      sync.Mutex
 	holds   int
@@ -35,10 +38,15 @@ func (l *testLeg) Hold(_ context.Context, music *media.Clip) error {
 	return nil
 }
 
-func (l *testLeg) Hangup(context.Context) error {
+func (l *testLeg) Hangup(ctx context.Context) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.hangups++
+	gone := l.gone
+	l.mu.Unlock()
+	if gone {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	return nil
 }
 

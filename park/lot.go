@@ -297,7 +297,10 @@ func (l *Lot) Shutdown(ctx context.Context) error {
 }
 
 // dropAll ends every call still in the lot as Dropped, cancels its ringing
-// and hangs up its leg.
+// and hangs up its leg. Shutdown's time has run out by then, so the legs are
+// hung up all at once, each given dropHangupTimeout: one after another, a
+// hundred parties whose phones had gone would have held the exit for a
+// hundred hang-up timeouts.
 func (l *Lot) dropAll() {
 	l.mu.Lock()
 	var legs []*Call
@@ -306,10 +309,12 @@ func (l *Lot) dropAll() {
 		legs = append(legs, c)
 	}
 	l.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, c := range legs {
 		l.release(c.orbit)
-		c.hangupLeg()
+		wg.Go(func() { c.hangupLegWithin(dropHangupTimeout) })
 	}
+	wg.Wait()
 }
 
 func (l *Lot) isClosing() bool {

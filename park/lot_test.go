@@ -618,6 +618,33 @@ func TestShutdownDeadlineDropsWhatIsLeft(t *testing.T) {
 	})
 }
 
+// A hundred parties whose phones have gone, and parkers who do not answer:
+// past the deadline the legs are hung up together, each given a short
+// while, so the exit is not held for a hundred hang-up timeouts.
+func TestShutdownDropsGonePartiesTogether(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dialer := &testDialer{}
+		lot, _, _ := newTestLot(t, "701-800", Config{Dialer: dialer, RecallRingTime: time.Minute})
+		var legs []*testLeg
+		for range 100 {
+			leg := &testLeg{gone: true}
+			_, err := lot.Park(t.Context(), ParkRequest{Leg: leg, Parker: "sip:bob@example.com"})
+			require.NoError(t, err)
+			legs = append(legs, leg)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		require.ErrorIs(t, lot.Shutdown(ctx), context.DeadlineExceeded)
+		require.Equal(t, 10*time.Second+dropHangupTimeout, time.Since(start))
+		for _, leg := range legs {
+			_, hangups := leg.counts()
+			require.Equal(t, 1, hangups)
+		}
+		require.Zero(t, lot.Len())
+	})
+}
+
 func TestShutdownWithoutDialerDropsAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lot, _, _ := newTestLot(t, "701-709", Config{})
