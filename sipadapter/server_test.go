@@ -1,6 +1,8 @@
 package sipadapter_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -855,4 +857,60 @@ func TestHashOrbitsAreEscaped(t *testing.T) {
 	require.NoError(t, got.Hangup(ctx))
 	<-directed.Done()
 	require.NoError(t, sub.Unsubscribe(ctx))
+}
+
+// A parker whose phone rings (180) and then vanishes answers neither the
+// CANCEL nor with a 487. sipgo would wait 32 s for each; the recall gives up
+// after its ring time plus the CANCEL's two seconds, so Shutdown, which
+// recalls at once, is not held for a minute.
+func TestRecallToParkerThatVanishesAfterRinging(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{Park: park.Config{RecallRingTime: time.Second}})
+	ctx := ctxFor(t, 30*time.Second)
+	vanishing, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	defer vanishing.Close()
+	cancels := make(chan struct{}, 10)
+	go func() {
+		buf := make([]byte, 8192)
+		for {
+			n, from, err := vanishing.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			start, h, _, err := readSIPMessage(bufio.NewReader(bytes.NewReader(buf[:n])))
+			if err != nil {
+				continue
+			}
+			switch {
+			case strings.HasPrefix(start, "INVITE "):
+				res := "SIP/2.0 180 Ringing\r\n"
+				for _, name := range []string{"Via", "From", "Call-Id", "Cseq"} {
+					for _, v := range h.Values(name) {
+						res += name + ": " + v + "\r\n"
+					}
+				}
+				res += "To: " + h.Get("To") + ";tag=gone\r\nContent-Length: 0\r\n\r\n"
+				_, _ = vanishing.WriteTo([]byte(res), from)
+			case strings.HasPrefix(start, "CANCEL "):
+				cancels <- struct{}{} // and no answer: the phone is gone
+			}
+		}
+	}()
+
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	parker := "sip:bob@" + vanishing.LocalAddr().String()
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true, Headers: []sip.Header{referredBy(parker)}})
+	require.NoError(t, err)
+
+	start := time.Now()
+	require.NoError(t, srv.Shutdown(ctx), "Shutdown recalls the call at once")
+	took := time.Since(start)
+	require.Less(t, took, 8*time.Second, "one ring (1 s), the CANCEL (2 s), not sipgo's 32 s waits")
+	select {
+	case <-cancels:
+	default:
+		t.Fatal("the ringing recall was not CANCELled")
+	}
+	<-parked.Done()
+	t.Logf("Shutdown took %v", took.Round(10*time.Millisecond))
 }
