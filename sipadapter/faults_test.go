@@ -402,30 +402,9 @@ func TestFaultFiftyRacingRetrieves(t *testing.T) {
 	target := srv.OrbitURI(orbit.Orbit(parked.Orbit()))
 
 	const phones, perPhone = 10, 5
-	type result struct {
-		call *parktest.Call
-		err  error
-	}
-	results := make(chan result, phones*perPhone)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range phones {
-		p := parktest.NewPhone(t, parktest.PhoneOptions{User: fmt.Sprintf("racer%d", i)})
-		for range perPhone {
-			wg.Go(func() {
-				<-start
-				c, err := p.Call(ctx, target, parktest.CallOptions{Mute: true})
-				results <- result{c, err}
-			})
-		}
-	}
-	close(start)
-	wg.Wait()
-	close(results)
-
 	var winners []*parktest.Call
 	losers := map[int]int{}
-	for r := range results {
+	for _, r := range callAtOnce(t, ctx, "racer", phones, perPhone, target) {
 		if r.err == nil {
 			winners = append(winners, r.call)
 			continue
@@ -721,30 +700,9 @@ func TestFaultOrbitExhaustionUnderLoad(t *testing.T) {
 	ctx := ctxFor(t, 30*time.Second)
 
 	const phones, perPhone, orbits = 10, 3, 5
-	type result struct {
-		call *parktest.Call
-		err  error
-	}
-	results := make(chan result, phones*perPhone)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range phones {
-		p := parktest.NewPhone(t, parktest.PhoneOptions{User: fmt.Sprintf("caller%d", i)})
-		for range perPhone {
-			wg.Go(func() {
-				<-start
-				c, err := p.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
-				results <- result{c, err}
-			})
-		}
-	}
-	close(start)
-	wg.Wait()
-	close(results)
-
 	var parked []*parktest.Call
 	refused := 0
-	for r := range results {
+	for _, r := range callAtOnce(t, ctx, "caller", phones, perPhone, srv.ParkURI()) {
 		if r.err == nil {
 			parked = append(parked, r.call)
 			continue
@@ -999,3 +957,37 @@ func TestFaultOutcomeRecorder(t *testing.T) {
 type failRecorder struct{ failed bool }
 
 func (r *failRecorder) Errorf(string, ...any) { r.failed = true }
+
+// callResult is how one of callAtOnce's calls went.
+type callResult struct {
+	call *parktest.Call
+	err  error
+}
+
+// callAtOnce has phones phones (users prefix0, prefix1, ...) each call
+// target perPhone times, every call released at the same instant, and
+// returns how each went.
+func callAtOnce(t *testing.T, ctx context.Context, prefix string, phones, perPhone int, target string) []callResult {
+	t.Helper()
+	results := make(chan callResult, phones*perPhone)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range phones {
+		p := parktest.NewPhone(t, parktest.PhoneOptions{User: fmt.Sprintf("%s%d", prefix, i)})
+		for range perPhone {
+			wg.Go(func() {
+				<-start
+				c, err := p.Call(ctx, target, parktest.CallOptions{Mute: true})
+				results <- callResult{c, err}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	close(results)
+	var all []callResult
+	for r := range results {
+		all = append(all, r)
+	}
+	return all
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -30,25 +29,13 @@ type cycleWorker struct {
 
 func newCycleWorker(a *agent, ports *rtpPorts, fails *failures, done *atomic.Uint64) (*cycleWorker, error) {
 	w := &cycleWorker{a: a, fails: fails, done: done}
-	for i := range w.rtp {
-		c, err := ports.listen()
-		if err != nil {
-			w.close()
-			return nil, err
-		}
-		w.rtp[i] = c
-		w.offers[i] = sdpOffer(a.cfg.local, localPort(c), rand.Uint64()>>2)
+	if err := openLegMedia(ports, a.cfg.local, w.rtp[:], w.offers[:]); err != nil {
+		return nil, err
 	}
 	return w, nil
 }
 
-func (w *cycleWorker) close() {
-	for _, c := range w.rtp {
-		if c != nil {
-			c.Close()
-		}
-	}
-}
+func (w *cycleWorker) close() { closeLegMedia(w.rtp[:]) }
 
 // run cycles until stop ends; the cycle under way is finished.
 func (w *cycleWorker) run(stop context.Context) {

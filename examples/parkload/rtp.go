@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -81,6 +82,32 @@ func sdpOffer(ip netip.Addr, port uint16, session uint64) []byte {
 }
 
 func localPort(c *net.UDPConn) uint16 { return c.LocalAddr().(*net.UDPAddr).AddrPort().Port() }
+
+// openLegMedia gives each of a worker's call legs an RTP socket from ports
+// and the SDP offer naming it, filling conns and offers (the same length).
+// On error the sockets opened so far are closed again.
+func openLegMedia(ports *rtpPorts, ip netip.Addr, conns []*net.UDPConn, offers [][]byte) error {
+	for i := range conns {
+		c, err := ports.listen()
+		if err != nil {
+			closeLegMedia(conns)
+			return err
+		}
+		conns[i] = c
+		offers[i] = sdpOffer(ip, localPort(c), rand.Uint64()>>2)
+	}
+	return nil
+}
+
+// closeLegMedia closes the sockets openLegMedia opened; it may run twice.
+func closeLegMedia(conns []*net.UDPConn) {
+	for i, c := range conns {
+		if c != nil {
+			c.Close()
+			conns[i] = nil
+		}
+	}
+}
 
 // countPackets reads c until it is closed and only counts: the cycle mode's
 // sockets, reused call after call, where what matters is that they are

@@ -578,14 +578,8 @@ const (
 
 func newSoakWorker(r *soakRun, id int, ports *rtpPorts) (*soakWorker, error) {
 	w := &soakWorker{r: r, a: r.a, rng: rand.New(rand.NewPCG(uint64(id), rand.Uint64())), open: make(map[*sipgo.DialogClientSession]bool)}
-	for i := range w.rtp {
-		c, err := ports.listen()
-		if err != nil {
-			w.close()
-			return nil, err
-		}
-		w.rtp[i] = c
-		w.offers[i] = sdpOffer(r.cfg.local, localPort(c), rand.Uint64()>>2)
+	if err := openLegMedia(ports, r.cfg.local, w.rtp[:], w.offers[:]); err != nil {
+		return nil, err
 	}
 	return w, nil
 }
@@ -596,14 +590,7 @@ func (w *soakWorker) startReaders() {
 	}
 }
 
-func (w *soakWorker) close() {
-	for i, c := range w.rtp {
-		if c != nil {
-			c.Close()
-			w.rtp[i] = nil
-		}
-	}
-}
+func (w *soakWorker) close() { closeLegMedia(w.rtp[:]) }
 
 // run places calls until stop ends; the call under way is finished.
 func (w *soakWorker) run(stop context.Context, pace *pacer) {
