@@ -135,12 +135,24 @@ func (p *PBX) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	defer p.handlers.Done()
+	// A park (or take-over) is done before the 202, as the park server
+	// does: the referrer may hang up the moment it has the 202, and its BYE
+	// must find the party out of the call already, not be passed on to it.
+	// A transfer to an extension rings for a while, so it runs after.
+	var frag string
+	var err error
+	parking := replaced != nil || user == p.cfg.ParkExtension || p.isOrbit(user)
+	if parking {
+		frag, err = job()
+	}
 	sipadapter.Reply(p.log, req, tx, sip.StatusAccepted, "Accepted")
 	p.tasks.Go(func() {
 		ctx, cancel := context.WithTimeout(p.tasksCtx, 10*time.Second+p.cfg.RingTimeout)
 		defer cancel()
 		p.notifyRefer(ctx, l, referCSeq, sipadapter.StatusSipfrag(100, "Trying"), false)
-		frag, err := job()
+		if !parking {
+			frag, err = job()
+		}
 		if err != nil {
 			code, reason := transferStatus(err)
 			frag = sipadapter.StatusSipfrag(code, reason)
@@ -178,7 +190,9 @@ func (p *PBX) repark(party, referrer *sipadapter.Leg, directed orbit.Orbit) (str
 		}
 		return "", err
 	}
-	party.SetParked(call)
+	if !party.SetParked(call) {
+		call.Abandon() // the party hung up between the unbridge and the park
+	}
 	p.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", party.Party(), "parker", referrer.Party())
 	p.tellParker(referrer.Party(), call.Orbit())
 	return sipadapter.ParkedSipfrag(call.Orbit()), nil

@@ -460,3 +460,32 @@ func TestShutdownRecallsParkedCalls(t *testing.T) {
 	ended(t, ctx, a)
 	ended(t, ctx, recall)
 }
+
+// The transferor may hang up the moment it has the 202: the transferred
+// party must stay parked, not get the BYE (the call is parked before the
+// 202 goes out).
+func TestTransferorHangsUpRightAfter202(t *testing.T) {
+	p := testPBX(t, Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	alice := phone(t, p, "101", parktest.PhoneOptions{})
+	bob := phone(t, p, "102", parktest.PhoneOptions{})
+	for range 5 { // the race it guards against lost 7 runs in 10
+		a, b := connected(t, ctx, p, alice, bob, "102")
+		refer := sip.NewRequest(sip.REFER, sip.Uri{})
+		refer.AppendHeader(sip.NewHeader("Refer-To", "<"+p.URI("700")+">"))
+		res, err := b.Send(ctx, refer)
+		require.NoError(t, err)
+		require.Equal(t, 202, res.StatusCode)
+		require.NoError(t, b.Hangup(ctx), "bob hangs up at once")
+		calls := p.lot.Calls()
+		require.Len(t, calls, 1, "alice is parked by the time of the 202")
+		require.Equal(t, "sip:102@"+p.Addr().String(), calls[0].Parker)
+		select {
+		case <-a.Done():
+			t.Fatal("bob's BYE reached alice")
+		default:
+		}
+		require.NoError(t, a.Hangup(ctx))
+		waitUntil(t, 5*time.Second, "the lot empties", func() bool { return p.lot.Len() == 0 })
+	}
+}
