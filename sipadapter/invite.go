@@ -66,7 +66,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if !s.guard.admitDialog(source.Addr()) {
-		s.log.Warn("refused", "user", user, "from", fromURI(req), "source", source.Addr(), "status", 503, "why", "too many dialogs from one source")
+		s.log.Info("refused", "user", user, "from", fromURI(req), "source", source.Addr(), "status", 503, "why", "too many dialogs from one source")
 		s.reply(req, tx, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter(),
 			Warning(fmt.Sprintf("too many calls from %s", source.Addr())))
 		return
