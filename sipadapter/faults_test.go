@@ -270,12 +270,7 @@ func TestFaultReferrerHangsUpRightAfter202(t *testing.T) {
 			talk, err := bob.Call(ctx, srv.OrbitURI(orbit.Orbit(parked.Orbit())), parktest.CallOptions{Mute: true})
 			require.NoError(t, err)
 
-			refer := sip.NewRequest(sip.REFER, sip.Uri{})
-			refer.AppendHeader(sip.NewHeader("Refer-To", "<"+srv.ParkURI()+">"))
-			res, err := talk.Send(ctx, refer)
-			require.NoError(t, err)
-			require.Equal(t, 202, res.StatusCode)
-			require.NoError(t, talk.Hangup(ctx), "the referrer hangs up at once")
+			referThenHangUp(t, ctx, talk, srv.ParkURI())
 
 			oc.waitFor(t, 5*time.Second, "alice is parked again or her call ends", func() bool {
 				select {
@@ -334,12 +329,7 @@ func TestFaultReferrerHangsUpRightAfter202(t *testing.T) {
 		other, err := carol.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
 		require.NoError(t, err)
 
-		refer := sip.NewRequest(sip.REFER, sip.Uri{})
-		refer.AppendHeader(sip.NewHeader("Refer-To", "<"+srv.ParkURI()+">"))
-		res, err := talk.Send(ctx, refer)
-		require.NoError(t, err)
-		require.Equal(t, 202, res.StatusCode)
-		require.NoError(t, talk.Hangup(ctx), "the referrer hangs up at once")
+		referThenHangUp(t, ctx, talk, srv.ParkURI())
 
 		waitEnd(t, ctx, parked, "alice, whose re-park failed")
 		require.True(t, parked.EndedByRemote(), "the referrer's BYE is passed on")
@@ -990,4 +980,16 @@ func callAtOnce(t *testing.T, ctx context.Context, prefix string, phones, perPho
 		all = append(all, r)
 	}
 	return all
+}
+
+// referThenHangUp sends a REFER to target on talk and hangs up the moment
+// the 202 arrives, before any NOTIFY: the hurried transferor.
+func referThenHangUp(t *testing.T, ctx context.Context, talk *parktest.Call, target string) {
+	t.Helper()
+	refer := sip.NewRequest(sip.REFER, sip.Uri{})
+	refer.AppendHeader(sip.NewHeader("Refer-To", "<"+target+">"))
+	res, err := talk.Send(ctx, refer)
+	require.NoError(t, err)
+	require.Equal(t, 202, res.StatusCode)
+	require.NoError(t, talk.Hangup(ctx), "the referrer hangs up at once")
 }

@@ -59,7 +59,12 @@ type pacer struct {
 	next     atomic.Int64
 }
 
+// newPacer paces rate cycles a second; nil (unpaced) when rate is not
+// positive.
 func newPacer(rate float64) *pacer {
+	if rate <= 0 {
+		return nil
+	}
 	return &pacer{start: time.Now(), interval: time.Duration(float64(time.Second) / rate)}
 }
 
@@ -180,10 +185,7 @@ func runCycle(cfg *config, a *agent, probe *serverProbe, stderr io.Writer) (*rep
 	start := time.Now()
 	stop, cancel := context.WithTimeout(context.Background(), cfg.duration)
 	defer cancel()
-	var pace *pacer
-	if cfg.cycleRate > 0 {
-		pace = newPacer(cfg.cycleRate)
-	}
+	pace := newPacer(cfg.cycleRate)
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		w.pace = pace

@@ -31,12 +31,22 @@ func TestMain(m *testing.M) {
 // parkServer runs the park server in process on a free loopback port.
 func parkServer(t *testing.T) *sipadapter.Server {
 	t.Helper()
-	music, err := media.Tone("test music", 440, time.Second)
-	require.NoError(t, err)
+	return parkServerWith(t, park.Config{})
+}
+
+// parkServerWith is parkServer with the lot configured by pc (test music
+// unless pc names some).
+func parkServerWith(t *testing.T, pc park.Config) *sipadapter.Server {
+	t.Helper()
+	if pc.MusicOnHold == nil {
+		music, err := media.Tone("test music", 440, time.Second)
+		require.NoError(t, err)
+		pc.MusicOnHold = music
+	}
 	srv, err := sipadapter.New(sipadapter.Config{
 		Listen:     "127.0.0.1:0",
 		RTPPortMin: 44000, RTPPortMax: 44999,
-		Park: park.Config{MusicOnHold: music},
+		Park: pc,
 	})
 	require.NoError(t, err)
 	require.NoError(t, srv.Listen(context.Background()))

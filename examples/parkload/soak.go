@@ -273,10 +273,7 @@ func runSoak(cfg *config, a *agent, probe *serverProbe, stderr io.Writer) (*repo
 
 	stop, cancel := context.WithTimeout(context.Background(), cfg.duration)
 	defer cancel()
-	var pace *pacer
-	if cfg.cycleRate > 0 {
-		pace = newPacer(cfg.cycleRate)
-	}
+	pace := newPacer(cfg.cycleRate)
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(func() { w.run(stop, pace) })

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -13,9 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/park"
-	"github.com/callpark/callpark/sipadapter"
 )
 
 // pprofServer serves this process's pprof, as the park server's -pprof
@@ -101,21 +98,7 @@ func TestSoakRecalls(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits out the seed's 10 s minimum pickup timeout")
 	}
-	music, err := media.Tone("test music", 440, time.Second)
-	require.NoError(t, err)
-	srv, err := sipadapter.New(sipadapter.Config{
-		Listen:     "127.0.0.1:0",
-		RTPPortMin: 44000, RTPPortMax: 44999,
-		Park: park.Config{MusicOnHold: music, PickupTimeout: park.MinPickupTimeout, RecallRingTime: time.Second, MaxPickupAttempts: 2},
-	})
-	require.NoError(t, err)
-	require.NoError(t, srv.Listen(context.Background()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
-		require.Zero(t, srv.Lot().Len())
-	})
+	srv := parkServerWith(t, park.Config{PickupTimeout: park.MinPickupTimeout, RecallRingTime: time.Second, MaxPickupAttempts: 2})
 	r := runJSON(t, "-target", srv.Addr().String(), "-mode", "soak",
 		"-workers", "24", "-duration", "1500ms", "-rtp-ports", "46000-46999", "-timeout", "3s",
 		"-mix", "timeout=3,repark-timeout=1", "-pickup-timeout", "10s", "-recall-ring", "1s", "-attempts", "2",
