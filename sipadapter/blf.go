@@ -139,11 +139,9 @@ func NewBLF(cfg BLFConfig) (*BLF, error) {
 	if b.perSourceCap == 0 {
 		b.perSourceCap = DefaultSubscriptionsPerSource
 	}
-	for i, p := range cfg.Trusted {
-		if !p.IsValid() {
-			return nil, fmt.Errorf("sipadapter: BLFConfig.Trusted[%d] is not a valid prefix", i)
-		}
-		b.trusted = append(b.trusted, p.Masked())
+	var err error
+	if b.trusted, err = maskedPrefixes("BLFConfig.Trusted", cfg.Trusted); err != nil {
+		return nil, err
 	}
 	if b.table == nil {
 		var err error
@@ -360,9 +358,9 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		cseq:    1,
 	}
 	sub.key = DialogKey(sub.callID, sub.ourTag, fromTag(req))
-	if expiry > 0 && !b.admit(sub, RequestSource(req).Addr()) {
+	if src := RequestSource(req).Addr(); expiry > 0 && !b.admit(sub, src) {
 		Reply(b.log, req, tx, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter(),
-			Warning(fmt.Sprintf("too many subscriptions from %s", RequestSource(req).Addr())))
+			Warning(fmt.Sprintf("too many subscriptions from %s", src)))
 		return
 	}
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)

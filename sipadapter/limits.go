@@ -81,13 +81,26 @@ func (l Limits) withDefaults() (Limits, error) {
 	if l.FailedRetrieveBlock < 0 {
 		return l, fmt.Errorf("sipadapter: Config.Limits.FailedRetrieveBlock = %v: must be positive, or 0 for %v", l.FailedRetrieveBlock, DefaultFailedRetrieveBlock)
 	}
-	for i, p := range l.Trusted {
-		if !p.IsValid() {
-			return l, fmt.Errorf("sipadapter: Config.Limits.Trusted[%d] is not a valid prefix", i)
-		}
-		l.Trusted[i] = p.Masked()
+	trusted, err := maskedPrefixes("Config.Limits.Trusted", l.Trusted)
+	l.Trusted = trusted
+	return l, err
+}
+
+// maskedPrefixes checks a list of trusted prefixes and returns a copy with
+// each masked, so that Contains compares like with like; field names the
+// list in the error.
+func maskedPrefixes(field string, ps []netip.Prefix) ([]netip.Prefix, error) {
+	if len(ps) == 0 {
+		return nil, nil
 	}
-	return l, nil
+	out := make([]netip.Prefix, len(ps))
+	for i, p := range ps {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("sipadapter: %s[%d] is not a valid prefix", field, i)
+		}
+		out[i] = p.Masked()
+	}
+	return out, nil
 }
 
 // sourceGuard enforces Limits for the server: the failed-retrieve table
@@ -186,13 +199,6 @@ func (g *sourceGuard) pruneLocked(now time.Time) {
 	}
 }
 
-// tracked returns how many sources the failure table holds (tests).
-func (g *sourceGuard) tracked() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.failures)
-}
-
 // admitDialog counts one more dialog for src, or reports false when src
 // holds DialogsPerSource already. Every true is matched by releaseDialog.
 func (g *sourceGuard) admitDialog(src netip.Addr) bool {
@@ -218,13 +224,6 @@ func (g *sourceGuard) releaseDialog(src netip.Addr) {
 	if g.dialogs[src]--; g.dialogs[src] <= 0 {
 		delete(g.dialogs, src)
 	}
-}
-
-// dialogsFrom returns how many dialogs src holds (tests).
-func (g *sourceGuard) dialogsFrom(src netip.Addr) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.dialogs[src]
 }
 
 // RequestSource returns the IP address a request came from (the transport's

@@ -122,3 +122,17 @@ func TestLimitsValidation(t *testing.T) {
 		SubscriptionsPerSource: DefaultSubscriptionsPerSource,
 	}, l)
 }
+
+// tracked returns how many sources the failure table holds.
+func (g *sourceGuard) tracked() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.failures)
+}
+
+// dialogsFrom returns how many dialogs src holds.
+func (g *sourceGuard) dialogsFrom(src netip.Addr) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.dialogs[src]
+}

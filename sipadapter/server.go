@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
@@ -158,7 +157,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxMessageSize < 1024 || cfg.MaxMessageSize > 32<<10 {
 		return nil, fmt.Errorf("sipadapter: Config.MaxMessageSize = %d: must be between 1024 and 32768 bytes, or 0 for %d", cfg.MaxMessageSize, DefaultMaxMessageSize)
 	}
-	cfg.Limits.Trusted = slices.Clone(cfg.Limits.Trusted) // withDefaults masks them in place
 	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
 		return nil, err
 	}
