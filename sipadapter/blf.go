@@ -329,7 +329,7 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 
-	user := uriUser(req.Recipient)
+	user := URIUser(req.Recipient)
 	var o orbit.Orbit
 	switch {
 	case user == b.parkExt:

@@ -102,7 +102,7 @@ func TestReferTarget(t *testing.T) {
 func checkReferTarget(t *testing.T, value string, referTo *sip.ReferToHeader, table *orbit.Table) (orbit.Orbit, bool) {
 	t.Helper()
 	directed, found := referTarget(referTo, fuzzParkExt, table)
-	user := uriUser(referTo.Address)
+	user := URIUser(referTo.Address)
 	switch {
 	case !found:
 		if directed != "" {

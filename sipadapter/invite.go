@@ -28,7 +28,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, sip.StatusLoopDetected, "Loop Detected")
 		return
 	}
-	user := uriUser(req.Recipient)
+	user := URIUser(req.Recipient)
 	var directed orbit.Orbit
 	retrieve := false
 	var replaced *Leg

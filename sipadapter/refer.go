@@ -79,12 +79,12 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 // park extension (found, directed empty: any free orbit), an orbit of table
 // served here (found, directed names it), or anywhere else (not found: the
 // final NOTIFY says 404). Only the URI's user part counts, %-escapes
-// decoded (uriUser), as for the Request-URI of an INVITE. A Replaces in the URI's headers (?Replaces=...) is ignored: it asks
+// decoded (URIUser), as for the Request-URI of an INVITE. A Replaces in the URI's headers (?Replaces=...) is ignored: it asks
 // the referred party to take over a dialog (attended transfer, flow 5b),
 // and the server, which keeps the parties' dialogs itself, is never that
 // party.
 func referTarget(referTo *sip.ReferToHeader, parkExt string, table *orbit.Table) (directed orbit.Orbit, found bool) {
-	user := uriUser(referTo.Address)
+	user := URIUser(referTo.Address)
 	switch {
 	case user == parkExt:
 		return "", true

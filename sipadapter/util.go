@@ -68,20 +68,22 @@ func Warning(text string) sip.Header {
 // extension, an orbit, a BLF entity. The user part is escaped, so the orbit
 // #1005 is sip:%231005@host.
 func userURI(user string, addr netip.AddrPort) string {
-	return "sip:" + escapeUser(user) + "@" + addr.String()
+	return "sip:" + EscapeUser(user) + "@" + addr.String()
 }
 
 // sipURI is userURI for headers: From and Contact of our requests.
 func sipURI(user string, addr netip.AddrPort) sip.Uri {
-	return sip.Uri{Scheme: "sip", User: escapeUser(user), Host: addr.Addr().String(), Port: int(addr.Port())}
+	return sip.Uri{Scheme: "sip", User: EscapeUser(user), Host: addr.Addr().String(), Port: int(addr.Port())}
 }
 
-// uriUser returns the user part of u with its %-escapes decoded: RFC 3261
+// URIUser returns the user part of u with its %-escapes decoded, the form to
+// compare with an extension or orbit (a host PBX reads its Request-URIs
+// with it too, so # orbits match as they do here): RFC 3261
 // §19.1.2 has a phone send the orbit #1005 as sip:%231005@host (# may not
 // appear bare in a user part), while sipgo hands the part over as written.
 // A part with a broken escape is returned as written, and then matches no
 // orbit.
-func uriUser(u sip.Uri) string {
+func URIUser(u sip.Uri) string {
 	if !strings.Contains(u.User, "%") {
 		return u.User
 	}
@@ -91,10 +93,10 @@ func uriUser(u sip.Uri) string {
 	return u.User
 }
 
-// escapeUser %-escapes what RFC 3261's user part does not allow bare
+// EscapeUser %-escapes what RFC 3261's user part does not allow bare
 // (anything but unreserved and user-unreserved characters), such as the #
-// of an orbit.
-func escapeUser(user string) string {
+// of an orbit: what a host writes into the URIs it builds.
+func EscapeUser(user string) string {
 	const userChars = "-_.!~*'()&=+$,;?/"
 	var b strings.Builder
 	for i := 0; i < len(user); i++ {

@@ -33,7 +33,7 @@ func (p *PBX) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if !ok {
 		return
 	}
-	user := req.Recipient.User
+	user := sipadapter.URIUser(req.Recipient)
 	switch {
 	case user == p.cfg.ParkExtension:
 		p.parkCaller(req, tx, caller, "")

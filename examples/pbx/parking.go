@@ -97,7 +97,7 @@ func (p *PBX) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		sipadapter.Reply(p.log, req, tx, sip.StatusForbidden, "Forbidden", sipadapter.Warning("only a connected call can be transferred"))
 		return
 	}
-	user := referTo.Address.User
+	user := sipadapter.URIUser(referTo.Address)
 	var replaced *sipadapter.Leg
 	if v := referTo.Address.Headers; v != nil {
 		if r, ok := v.Get("Replaces"); ok {

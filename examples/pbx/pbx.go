@@ -180,7 +180,9 @@ func (p *PBX) Addr() netip.AddrPort { return p.addr }
 
 // URI makes sip:user@<PBX address>: an extension's address of record, the
 // park extension, an orbit.
-func (p *PBX) URI(user string) string { return "sip:" + user + "@" + p.addr.String() }
+func (p *PBX) URI(user string) string {
+	return "sip:" + sipadapter.EscapeUser(user) + "@" + p.addr.String()
+}
 
 func (p *PBX) isOrbit(user string) bool {
 	if _, err := orbit.ParseOrbit(user); err != nil {

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
 	"github.com/callpark/callpark/parktest"
 )
@@ -488,4 +489,28 @@ func TestTransferorHangsUpRightAfter202(t *testing.T) {
 		require.NoError(t, a.Hangup(ctx))
 		waitUntil(t, 5*time.Second, "the lot empties", func() bool { return p.lot.Len() == 0 })
 	}
+}
+
+// Orbits with # travel as %23 in URIs (RFC 3261): a transfer to one parks
+// there, and dialling it escaped retrieves.
+func TestHashOrbitsAreEscaped(t *testing.T) {
+	table, err := orbit.ParseTable("#1000-#1009")
+	require.NoError(t, err)
+	p := testPBX(t, Config{Orbits: table})
+	ctx := ctxFor(t, 20*time.Second)
+	alice := phone(t, p, "101", parktest.PhoneOptions{})
+	bob := phone(t, p, "102", parktest.PhoneOptions{})
+	carol := phone(t, p, "103", parktest.PhoneOptions{})
+
+	require.Contains(t, p.URI("#1005"), "sip:%231005@")
+	a, b := connected(t, ctx, p, alice, bob, "102")
+	res, err := a.Refer(ctx, p.URI("#1005"))
+	require.NoError(t, err)
+	require.Equal(t, 200, res.FinalStatus, "notifies: %q", res.Notifies)
+	require.Equal(t, "#1005", res.Orbit)
+	require.NoError(t, a.Hangup(ctx))
+	got, err := carol.Call(ctx, p.URI("#1005"), parktest.CallOptions{})
+	require.NoError(t, err)
+	require.NoError(t, got.Hangup(ctx))
+	ended(t, ctx, b)
 }
