@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,6 +36,7 @@ type Linphone struct {
 	t    testing.TB
 	home string
 	bin  string
+	rc   string // its config file: names the daemon's process
 }
 
 // StartLinphone starts the daemon and waits until it answers; the test's
@@ -95,10 +97,10 @@ display=0
 	require.NoError(t, syscall.Flock(int(lock.Fd()), syscall.LOCK_EX))
 	t.Cleanup(func() { lock.Close() }) // closing releases the lock, after the daemon's exit below
 
-	p := &Linphone{t: t, home: home, bin: bin}
+	p := &Linphone{t: t, home: home, bin: bin, rc: rc}
 	p.Run("exit") // a daemon left over from an earlier run would answer instead
 	require.NoError(t, p.cmd("init", "-c", rc, "-a").Run())
-	t.Cleanup(func() { p.Run("exit") })
+	t.Cleanup(p.stop)
 	// init returns before the daemon listens: poll until it answers.
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(p.Run("generic", "calls"), "No active call") {
@@ -110,6 +112,54 @@ display=0
 	p.Run("generic", "soundcard use files")
 	p.Run("generic", "play "+wav)
 	return p
+}
+
+// stop asks the daemon to exit and waits until its process is gone. "exit"
+// returns once the daemon has read it, but linphonec goes on writing its
+// config and database into home for a while; the test's TempDir cleanup,
+// which runs next, would otherwise find files appearing under it, and the
+// next test's daemon would meet this one's socket.
+func (p *Linphone) stop() {
+	p.Run("exit")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids := p.daemonPIDs()
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			// SIGTERM does not stop linphonec --pipe; this one is stuck.
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			p.t.Logf("linphonec %v did not exit within 10 s of \"exit\"; killed", pids)
+			deadline = time.Now().Add(time.Hour)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// daemonPIDs lists the processes started with this phone's config file.
+func (p *Linphone) daemonPIDs() []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, arg := range strings.Split(string(cmdline), "\x00") {
+			if arg == p.rc {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
 }
 
 func (p *Linphone) cmd(args ...string) *exec.Cmd {
