@@ -615,7 +615,7 @@ func (p *Phone) accept(req *sip.Request, tx sip.ServerTransaction, d *dialog, of
 	if !c.awaitAck(wait, tx, ok) {
 		return
 	}
-	if offer == nil {
+	if offer == nil && !c.isEnded() {
 		if wait.req == nil {
 			// A re-INVITE implied the ACK: its offer/answer superseded ours.
 		} else if err := c.applyAnswer(c.offer, wait.req.Body()); err != nil {
@@ -645,7 +645,11 @@ func (c *Call) expectAck(seq uint32) *ackWait {
 }
 
 // awaitAck resends ok until w's ACK arrives (RFC 3261 §13.3.1.4); with no
-// ACK after 64×T1 the call is hung up. It reports whether the ACK came.
+// ACK after 64×T1 the call is hung up. It reports whether the call was
+// answered: the ACK came, or the peer hung up first. A peer's BYE proves
+// it had the 200 (it has the To tag), and the ACK and the BYE are handled
+// concurrently, so a peer that ACKs and hangs up at once (a server shutting
+// down right after a recall is answered) may have its BYE seen first.
 func (c *Call) awaitAck(w *ackWait, tx sip.ServerTransaction, ok *sip.Response) bool {
 	p := c.phone
 	tm := retransmitTimers{T1: sip.T1, T2: sip.T2, GiveUp: 64 * sip.T1}
@@ -654,15 +658,20 @@ func (c *Call) awaitAck(w *ackWait, tx sip.ServerTransaction, ok *sip.Response) 
 			p.log.Debug("parktest: 2xx retransmission failed", "error", err)
 		}
 	})
-	if !acked {
-		c.mu.Lock()
-		if c.pendingAck == w {
-			c.pendingAck = nil
-		}
-		c.mu.Unlock()
-		c.hangupBestEffort()
+	if acked {
+		return true
 	}
-	return acked
+	c.mu.Lock()
+	if c.pendingAck == w {
+		c.pendingAck = nil
+	}
+	byPeer := c.ended && c.endedByRemote
+	c.mu.Unlock()
+	if byPeer {
+		return true
+	}
+	c.hangupBestEffort()
+	return false
 }
 
 func (p *Phone) onAck(req *sip.Request, _ sip.ServerTransaction) {

@@ -3,6 +3,8 @@ package parktest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -370,4 +372,48 @@ func TestStatusErrorMessageNamesRequest(t *testing.T) {
 	require.Equal(t, "parktest: INVITE sip:701@10.0.0.1 answered 486 Busy Here", err.Error())
 	var target *StatusError
 	require.True(t, errors.As(error(err), &target))
+}
+
+// A caller may ACK and hang up at once (a PBX recalling a call while it shuts
+// down), and the callee handles the two concurrently, so the BYE can be seen
+// first. The BYE carries the 200's To tag, proof the call was answered: the
+// callee still delivers the call, ended by the peer, rather than losing it.
+// Here the caller never ACKs at all, the extreme of that race.
+func TestByeBeforeAckStillDeliversTheCall(t *testing.T) {
+	ctx := testContext(t)
+	alice, bob := phonePair(t, "udp")
+	target, _, err := parseTarget(bob.URI())
+	require.NoError(t, err)
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	t.Cleanup(func() { sink.Close() })
+	port := sink.LocalAddr().(*net.UDPAddr).Port
+
+	invite := sip.NewRequest(sip.INVITE, target)
+	invite.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "alice", Host: "127.0.0.1", Port: int(alice.Addr().Port())}})
+	invite.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	invite.SetBody([]byte(fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n", port)))
+	ok, err := alice.Send(ctx, invite)
+	require.NoError(t, err)
+	require.Equal(t, 200, ok.StatusCode)
+
+	bye := sip.NewRequest(sip.BYE, target)
+	bye.AppendHeader(sip.HeaderClone(invite.From()))
+	bye.AppendHeader(sip.HeaderClone(ok.To()))
+	bye.AppendHeader(sip.HeaderClone(invite.CallID()))
+	bye.AppendHeader(&sip.CSeqHeader{SeqNo: invite.CSeq().SeqNo + 1, MethodName: sip.BYE})
+	res, err := alice.Send(ctx, bye)
+	require.NoError(t, err)
+	require.Equal(t, 200, res.StatusCode)
+
+	select {
+	case in := <-bob.Incoming():
+		<-in.Done()
+		require.True(t, in.EndedByRemote(), "the call ended with the caller's BYE")
+	case <-ctx.Done():
+		require.FailNow(t, "the answered call was lost because its BYE came before an ACK")
+	}
+	bob.mu.Lock()
+	defer bob.mu.Unlock()
+	require.Empty(t, bob.calls, "nothing left of the call")
 }

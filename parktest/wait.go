@@ -85,7 +85,14 @@ func retransmitUntil(acked, abort <-chan struct{}, reliable bool, tm retransmitT
 		case <-acked:
 			return true
 		case <-abort:
-			return false
+			// Both may be ready at once (the peer ACKs and hangs up
+			// straight away); select picks at random, the ACK wins.
+			select {
+			case <-acked:
+				return true
+			default:
+				return false
+			}
 		case <-giveUp.C:
 			return false
 		case <-next.C:

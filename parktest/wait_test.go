@@ -153,3 +153,15 @@ func TestPollUntilStopsTicking(t *testing.T) {
 		require.Equal(t, int32(3), calls.Load())
 	})
 }
+
+// When the ACK and the end of the call are both already there, the ACK wins
+// every time, not by select's coin toss.
+func TestRetransmitUntilPrefersAckOverAbort(t *testing.T) {
+	timers := retransmitTimers{T1: 500 * time.Millisecond, T2: 4 * time.Second, GiveUp: 32 * time.Second}
+	acked, abort := make(chan struct{}), make(chan struct{})
+	close(acked)
+	close(abort)
+	for range 200 {
+		require.True(t, retransmitUntil(acked, abort, false, timers, func() { t.Fatal("resent after the ACK") }))
+	}
+}
