@@ -579,7 +579,8 @@ func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state 
 	// filed under the watcher's Contact, or binds a new one when the Contact
 	// never sent us anything. Over TCP it files every accepted connection
 	// under the listener's address, so there the NOTIFY gets its Via only
-	// and sipgo finds or opens a connection to the Contact.
+	// and sipgo finds or opens a connection to the Contact. (A client with
+	// a SourceRouter does both anyway; the BLF does not count on one.)
 	upgraded := false
 	if !sip.IsReliable(req.Transport()) && len(req.String())+udpViaAllowance > udpMessageLimit {
 		// RFC 3261 §18.1.1: a request over 1,300 bytes goes over a

@@ -102,6 +102,7 @@ type Server struct {
 	ua       *sipgo.UserAgent
 	srv      *sipgo.Server
 	client   *sipgo.Client
+	router   *SourceRouter // the client's: where each request leaves from
 	dialogUA *sipgo.DialogUA
 	addr     netip.AddrPort
 	udp      *udpListener
@@ -271,12 +272,12 @@ func (s *Server) Listen(ctx context.Context) error {
 		sipgo.WithClientLogger(sipLog),
 		sipgo.WithClientHostname(s.addr.Addr().String()),
 		sipgo.WithClientPort(int(s.addr.Port())),
-		sipgo.WithClientConnectionAddr(s.addr.String()),
 	); err != nil {
 		udp.Close()
 		tcp.Close()
 		return err
 	}
+	s.router = RouteSources(s.client, ua, s.addr)
 	if s.blf, err = NewBLF(BLFConfig{
 		Lot:           s.lot,
 		Client:        s.client,
@@ -361,6 +362,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel = nil // a second Shutdown finds the listeners gone already
 	s.mu.Unlock()
 	if stopServing != nil {
+		s.router.Close()
 		// Nothing is waited for any more: stop taking datagrams in, then
 		// make sure sipgo cannot open a socket of its own for the requests
 		// it read before and handles after the listener is gone (pinUDP).
@@ -385,11 +387,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // closeUA closes the server's own user agent as UserAgent.Close does, but
 // keeps the stand-ins of pinUDP: clearing the UDP pool would drop them. That
-// pool holds no other socket as a rule, since requests leave from the
-// listener (the client's connection address) and responses go out on it.
-// sipgo's dialogs send in-dialog requests without that address, though, so
-// one to a Contact the server never heard from has a socket of its own:
-// then the pool is cleared, which closes it, and pinned again.
+// pool holds no other socket, since every request leaves from the listener
+// (SourceRouter) and responses go out on it; should one ever be there
+// (sipgo sending on its own), the pool is cleared, which closes it, and
+// pinned again.
 func (s *Server) closeUA(pinned int, peers []string) {
 	s.ua.TransactionLayer().Close()
 	tl := s.ua.TransportLayer()

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/callpark/callpark/sipadapter"
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 )
@@ -25,6 +26,7 @@ type agent struct {
 	cfg     *config
 	ua      *sipgo.UserAgent
 	client  *sipgo.Client
+	router  *sipadapter.SourceRouter
 	srv     *sipgo.Server
 	dialogs *sipgo.DialogClientCache
 	// answered holds the dialogs of calls the server placed to us and we
@@ -136,16 +138,15 @@ func newAgent(cfg *config, logw io.Writer) (*agent, error) {
 		sipgo.WithClientHostname(host),
 		sipgo.WithClientPort(int(local.Port())),
 	}
-	if udp != nil {
-		// Requests leave from the listening socket, so responses and the
-		// server's own requests (to our Contact) come back to it.
-		opts = append(opts, sipgo.WithClientConnectionAddr(local.String()))
-	}
 	if a.client, err = sipgo.NewClient(ua, opts...); err != nil {
 		ua.Close()
 		a.closer.Close()
 		return nil, err
 	}
+	// Over UDP every request, in-dialog ones too, leaves from the listening
+	// socket, so responses and the server's own requests (to our Contact)
+	// come back to it; and none opens a socket once close has begun.
+	a.router = sipadapter.RouteSources(a.client, ua, local)
 	if a.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(log)); err != nil {
 		ua.Close()
 		a.closer.Close()
@@ -192,6 +193,7 @@ func newAgent(cfg *config, logw io.Writer) (*agent, error) {
 
 // close stops serving and frees the UA.
 func (a *agent) close() {
+	a.router.Close()
 	a.closer.Close()
 	<-a.served
 	a.ua.Close()

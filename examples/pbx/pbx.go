@@ -73,6 +73,7 @@ type PBX struct {
 	ua       *sipgo.UserAgent
 	srv      *sipgo.Server
 	client   *sipgo.Client
+	router   *sipadapter.SourceRouter
 	dialogUA *sipgo.DialogUA
 	blf      *sipadapter.BLF
 	addr     netip.AddrPort
@@ -221,10 +222,12 @@ func (p *PBX) Listen(ctx context.Context) error {
 		sipgo.WithClientLogger(sipLog),
 		sipgo.WithClientHostname(p.addr.Addr().String()),
 		sipgo.WithClientPort(int(p.addr.Port())),
-		sipgo.WithClientConnectionAddr(p.addr.String()),
 	); err != nil {
 		return fail(err)
 	}
+	// Requests leave from the listener over UDP, and over TCP by a
+	// connection to their target (not the one accepted last).
+	p.router = sipadapter.RouteSources(p.client, p.ua, p.addr)
 	p.dialogUA = &sipgo.DialogUA{
 		Client:     p.client,
 		ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "pbx", Host: p.addr.Addr().String(), Port: int(p.addr.Port())}},
@@ -290,6 +293,7 @@ func (p *PBX) shutdown(ctx context.Context) error {
 	p.tasks.Wait()
 	p.hangupAll(byeCtx) // a transfer may have connected a call meanwhile
 	if p.cancel != nil {
+		p.router.Close() // nothing may open a socket once the listeners go
 		p.cancel()
 		for range 2 {
 			<-p.served

@@ -514,3 +514,41 @@ func TestHashOrbitsAreEscaped(t *testing.T) {
 	require.NoError(t, got.Hangup(ctx))
 	ended(t, ctx, b)
 }
+
+// Phones on TCP: the PBX's own requests (the INVITE to the callee, the
+// parker's "Parked at" MESSAGE, the BYEs) go to their target by a
+// connection to it. sipgo files every accepted connection under the
+// listener's address too, so requests pinned to that address used to ride
+// the connection accepted last: the callee's INVITE went to another phone.
+func TestPhonesOnTCP(t *testing.T) {
+	p := testPBX(t, Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	tcpPhone := func(ext string) *parktest.Phone {
+		ph := parktest.NewPhone(t, parktest.PhoneOptions{User: ext, Transport: "tcp"})
+		_, err := ph.Register(ctx, "sip:"+p.Addr().String()+";transport=tcp", time.Hour)
+		require.NoError(t, err)
+		return ph
+	}
+	bob := tcpPhone("102")
+	carol := tcpPhone("103")
+	alice := tcpPhone("101") // registered last: hers is the connection accepted last
+
+	a, b := connected(t, ctx, p, alice, bob, "102")
+	res, err := b.Refer(ctx, p.URI("700"))
+	require.NoError(t, err)
+	require.Equal(t, 200, res.FinalStatus)
+	msgs, err := bob.WaitMessages(ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, "Parked at "+res.Orbit, msgs[0].Body)
+	require.NoError(t, b.Hangup(ctx))
+
+	c, err := carol.Call(ctx, p.URI(res.Orbit), parktest.CallOptions{})
+	require.NoError(t, err)
+	before := a.Received()
+	require.NoError(t, c.WaitReceived(ctx, 25), "carol hears alice")
+	require.NoError(t, a.WaitReceived(ctx, before+25), "and alice hears carol")
+	require.NoError(t, c.Hangup(ctx))
+	ended(t, ctx, a)
+	require.Empty(t, alice.Messages(), "nothing meant for bob reached alice")
+	require.Equal(t, 0, carol.Invites())
+}
