@@ -63,6 +63,10 @@ type Leg struct {
 	relay     *media.Relay
 	call      *park.Call // while parked
 	closed    bool
+	// lateOffer is our offer in the 200 to an INVITE without SDP, until
+	// the ACK answers it; lateOfferErr is why that answer was refused.
+	lateOffer    *media.Offer
+	lateOfferErr error
 }
 
 // LegConfig describes a Leg. Dialog, Endpoint and SDP are required.
@@ -82,6 +86,11 @@ type LegConfig struct {
 	// Confirmed is true for a dialog the host placed and acknowledged; an
 	// answered one is confirmed by Confirm once its ACK is in.
 	Confirmed bool
+	// LateOffer is the offer the host's 200 carried to an INVITE that had
+	// no SDP (delayed offer, RFC 3261 §13.2.1): the ACK must answer it.
+	// Hand that ACK to ReadAckAnswer before the dialog reads it. The
+	// Endpoint can start without a remote address; the answer sets it.
+	LateOffer *media.Offer
 	// ParkedOneWay makes re-INVITEs to a leg that is not bridged be
 	// answered as a parked leg (media.ParkedDirection: it sends music, and
 	// expects nothing), as the park contract requires; otherwise they are
@@ -111,6 +120,7 @@ func NewLeg(cfg LegConfig) (*Leg, error) {
 		dlg: cfg.Dialog, ep: cfg.Endpoint, sdp: cfg.SDP, party: cfg.Party,
 		parkedOneW: cfg.ParkedOneWay, log: cfg.Logger, ports: cfg.Ports, onClose: cfg.OnClose,
 		settled: make(chan struct{}), dir: cfg.Direction, confirmed: cfg.Confirmed,
+		lateOffer: cfg.LateOffer,
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -154,6 +164,48 @@ func (l *Leg) playLocked() error {
 	}
 	l.playing = true
 	return nil
+}
+
+// ReadAckAnswer completes a late offer: ack is the ACK of the leg's INVITE,
+// whose 200 carried LegConfig.LateOffer, and its body is the answer. The
+// endpoint gets the agreed address and codec before the dialog reads the
+// ACK, so the media is ready when the host's WriteResponse returns and
+// Confirm starts it. For any other leg, or the ACK of a re-INVITE, it does
+// nothing.
+func (l *Leg) ReadAckAnswer(ack *sip.Request) {
+	uas := l.dlg.uas
+	if uas == nil || ack.CSeq() == nil || uas.InviteRequest.CSeq() == nil || ack.CSeq().SeqNo != uas.InviteRequest.CSeq().SeqNo {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	offer := l.lateOffer
+	if offer == nil {
+		return
+	}
+	l.lateOffer = nil
+	n, err := offer.ParseAnswer(ack.Body())
+	if err == nil {
+		err = l.ep.Apply(n)
+	}
+	if err != nil {
+		l.lateOfferErr = fmt.Errorf("sipadapter: the ACK's SDP answer: %w", err)
+		return
+	}
+	l.dir = n.Direction
+}
+
+// LateOfferErr reports, once the ACK is in, whether a late offer failed:
+// the ACK carried no usable answer, or never came. RFC 3261 §13.3.1.4 then
+// wants the session ended with a BYE. It is nil for a leg whose INVITE had
+// an offer.
+func (l *Leg) LateOfferErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lateOffer != nil {
+		return errors.New("sipadapter: no ACK answered the offer in our 200")
+	}
+	return l.lateOfferErr
 }
 
 // Confirm records that the dialog is confirmed (the ACK of our 2xx is in)

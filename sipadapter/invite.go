@@ -78,16 +78,29 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}()
 
-	offer, err := media.ParseOffer(req.Body())
-	if err != nil {
-		code, reason := OfferStatus(err, req.Body())
-		s.log.Info("refused", "user", user, "from", fromURI(req), "status", code, "why", err)
-		s.reply(req, tx, code, reason, Warning(err.Error()))
+	// An INVITE without SDP (delayed offer, as CUCM trunks send by
+	// default) gets our offer in the 200 and answers it in the ACK.
+	late := len(req.Body()) == 0
+	if late && !s.cfg.AcceptLateOffer {
+		s.log.Info("refused", "user", user, "from", fromURI(req), "status", 488, "why", "no SDP offer, and late offers are not accepted")
+		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", Warning("no SDP offer: delayed offer is off (Config.AcceptLateOffer, -late-offer)"))
 		return
 	}
+	var offer *media.RemoteMedia
 	stance := media.SendRecv
-	if !retrieve {
-		stance = media.ParkedDirection(offer.Direction)
+	if !late {
+		var err error
+		if offer, err = media.ParseOffer(req.Body()); err != nil {
+			code, reason := OfferStatus(err, req.Body())
+			s.log.Info("refused", "user", user, "from", fromURI(req), "status", code, "why", err)
+			s.reply(req, tx, code, reason, Warning(err.Error()))
+			return
+		}
+		if !retrieve {
+			stance = media.ParkedDirection(offer.Direction)
+		}
+	} else if !retrieve {
+		stance = media.SendOnly // a parked leg plays music and expects nothing
 	}
 	conn, err := s.ports.Acquire()
 	if err != nil {
@@ -97,7 +110,16 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	sdp := media.NewSession(media.LocalMedia{Addr: s.sdpAddr(conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()), Username: "callpark"})
-	answer, n, err := sdp.Answer(offer, stance)
+	var answer []byte
+	var lateOffer *media.Offer
+	n := media.Negotiated{Codec: media.PCMU, Direction: stance} // until the ACK answers a late offer
+	if late {
+		if lateOffer, err = sdp.Offer(stance); err == nil {
+			answer = lateOffer.SDP()
+		}
+	} else {
+		answer, n, err = sdp.Answer(offer, stance)
+	}
 	if err != nil {
 		s.ports.Free(conn)
 		s.log.Info("refused", "user", user, "from", fromURI(req), "status", 488, "why", err)
@@ -118,7 +140,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning(err.Error()))
 		return
 	}
-	l := s.newLeg(LegConfig{Dialog: ServerDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: fromURI(req)})
+	l := s.newLeg(LegConfig{Dialog: ServerDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: fromURI(req), LateOffer: lateOffer})
 	s.countAgainst(l, source.Addr())
 	counted = false
 
@@ -215,6 +237,14 @@ func (s *Server) answerParked(l *Leg, call *park.Call, answer []byte) bool {
 		l.Close()
 		return false
 	}
+	if err := l.LateOfferErr(); err != nil {
+		// No media can flow: the call ends as if the party had left, and
+		// gets the BYE RFC 3261 §13.3.1.4 asks for.
+		s.log.Info("parked call ended: its ACK did not answer our offer", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party(), "err", err)
+		call.Abandon()
+		l.Hangup(context.Background())
+		return false
+	}
 	l.Confirm()
 	return true
 }
@@ -249,6 +279,14 @@ func (s *Server) retrieve(l *Leg, o orbit.Orbit, answer []byte, source netip.Add
 		s.log.Info("retriever left before its ACK was read; hanging up the parked call", "orbit", o, "park_id", got.ID(), "err", err)
 		parked.Hangup(context.Background())
 		l.Close()
+		return
+	}
+	if err := l.LateOfferErr(); err != nil {
+		// The lot has handed the call over: with no media to the
+		// retriever, both sides end (outcome retrieved, as above).
+		s.log.Info("retrieve failed: the retriever's ACK did not answer our offer; hanging up both", "orbit", o, "park_id", got.ID(), "err", err)
+		parked.Hangup(context.Background())
+		l.Hangup(context.Background())
 		return
 	}
 	l.Confirm()
@@ -299,6 +337,9 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	if l == nil {
 		return
 	}
+	// The answer to a late offer comes first, so the media is set up by
+	// the time the dialog reads the ACK and the 200's sender goes on.
+	l.ReadAckAnswer(req)
 	// A re-INVITE's ACK carries a later CSeq than the dialog's INVITE; the
 	// session rejects it, which is harmless: the dialog is confirmed.
 	if uas := l.Dialog().ServerSession(); uas != nil {

@@ -79,6 +79,14 @@ type Config struct {
 	// it can be framed. It applies to the server's own user agent; a UA
 	// passed in keeps its parser's limit (sipgo.WithUserAgentParser).
 	MaxMessageSize int
+	// AcceptLateOffer takes INVITEs without SDP (delayed offer, RFC 3261
+	// §13.2.1: CUCM trunks send them by default): the server's offer goes in
+	// the 200, the ACK answers it, and an ACK without a usable answer ends
+	// the call with a BYE. Off, such an INVITE gets 488 naming this
+	// setting. It is off by default because an INVITE without SDP is also
+	// what SIP scanners (svwar) send: turn it on for the trunks that need
+	// it, with Park.AuthorizeRetrieve or Limits.Trusted narrowed to them.
+	AcceptLateOffer bool
 }
 
 // DefaultMaxMessageSize is Config.MaxMessageSize's default: 16 KiB, four

@@ -21,6 +21,7 @@ type abuseFlags struct {
 	sourceDialogs       int
 	sourceSubscriptions int
 	maxMessage          int
+	lateOffer           bool
 }
 
 func registerAbuseFlags(fs *flag.FlagSet) *abuseFlags {
@@ -31,6 +32,7 @@ func registerAbuseFlags(fs *flag.FlagSet) *abuseFlags {
 		fmt.Sprintf("404s per source within %v before its retrieves get 403 for %v (orbit guessing); 0: no limit", sipadapter.DefaultFailedRetrieveWindow, sipadapter.DefaultFailedRetrieveBlock))
 	fs.IntVar(&a.sourceDialogs, "source-dialogs", sipadapter.DefaultDialogsPerSource, "calls one source may hold at once, beyond which 503; 0: no limit")
 	fs.IntVar(&a.sourceSubscriptions, "source-subscriptions", sipadapter.DefaultSubscriptionsPerSource, "BLF subscriptions one source may hold, beyond which 503; 0: no limit")
+	fs.BoolVar(&a.lateOffer, "late-offer", false, "accept INVITEs without SDP (delayed offer, as CUCM trunks send): offer in the 200, answer in the ACK. Off: 488, which is also what keeps svwar's INVITEs harmless; pair it with -allow or -trust")
 	fs.IntVar(&a.maxMessage, "max-message", sipadapter.DefaultMaxMessageSize, "largest SIP message read, in `bytes` (1024-32768)")
 	return a
 }
@@ -69,6 +71,7 @@ func (a *abuseFlags) apply(cfg *sipadapter.Config) error {
 		return fmt.Errorf("-max-message %d: must be between 1024 and 32768 bytes", a.maxMessage)
 	}
 	cfg.MaxMessageSize = a.maxMessage
+	cfg.AcceptLateOffer = a.lateOffer
 	return nil
 }
 
@@ -92,6 +95,11 @@ func (a *abuseFlags) print(w io.Writer) {
 	fmt.Fprintf(w, "source-dialogs %s\n", limit(a.sourceDialogs))
 	fmt.Fprintf(w, "source-subscriptions %s\n", limit(a.sourceSubscriptions))
 	fmt.Fprintf(w, "max-message %d bytes\n", a.maxMessage)
+	late := "off (INVITE without SDP: 488)"
+	if a.lateOffer {
+		late = "on (offer in the 200, answer in the ACK)"
+	}
+	fmt.Fprintf(w, "late-offer  %s\n", late)
 }
 
 // parsePrefixes reads a comma-separated list of CIDR prefixes or bare

@@ -68,3 +68,24 @@ func TestAllowAndFailedRetrievesFlags(t *testing.T) {
 		srv.waitLine("source blocked: too many failed retrieves", 5*time.Second, "source=127.0.0.1")
 	})
 }
+
+// -late-offer: a delayed-offer INVITE (no SDP, as CUCM sends) parks, with
+// music once the ACK has answered the server's offer; without the flag it
+// gets 488.
+func TestLateOfferFlag(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+
+	off := startParkServer(t)
+	_, err := alice.Call(ctx, "sip:700@"+off.addr, parktest.CallOptions{LateOffer: true})
+	code, warning := statusCode(t, err)
+	require.Equal(t, 488, code)
+	require.Contains(t, warning, "-late-offer")
+
+	on := startParkServer(t, "-late-offer")
+	parked, err := alice.Call(ctx, "sip:700@"+on.addr, parktest.CallOptions{LateOffer: true})
+	require.NoError(t, err)
+	require.NoError(t, parked.WaitReceived(ctx, 10), "hold music")
+	require.NoError(t, parked.Hangup(ctx))
+}

@@ -38,9 +38,14 @@ func TestCheckPrintsTheEffectiveConfiguration(t *testing.T) {
 		"source-dialogs no limit",
 		"source-subscriptions 200",
 		"max-message 8192 bytes",
+		"late-offer  off (INVITE without SDP: 488)",
 	} {
 		require.Contains(t, out.String(), line+"\n")
 	}
+
+	out.Reset()
+	require.Equal(t, 0, run([]string{"-check", "-late-offer"}, &out, &errOut))
+	require.Contains(t, out.String(), "late-offer  on (offer in the 200, answer in the ACK)\n")
 
 	out.Reset()
 	require.Equal(t, 0, run([]string{"-check"}, &out, &errOut))
