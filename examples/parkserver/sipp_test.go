@@ -272,3 +272,18 @@ func TestSIPpRecallToParker(t *testing.T) {
 	require.Contains(t, log, "notice Parked at 701")
 	require.Contains(t, log, "recalled")
 }
+
+// TestSIPpLateOffer parks by delayed offer with -late-offer: SIPp's INVITE
+// has no SDP, the 200 carries the server's sendonly offer and the orbit,
+// SIPp's ACK answers; a retrieve then reaches the call, and its hang-up is
+// passed on to the parked SIPp.
+func TestSIPpLateOffer(t *testing.T) {
+	softphone.RequireTool(t, "sipp", "sip-tester")
+	srv := startParkServer(t, "-late-offer")
+	a := startSIPp(t, srv.addr, "park-late.xml", "700")
+	srv.waitLine("msg=parked", 15*time.Second, "orbit=701")
+	c := startSIPp(t, srv.addr, "retrieve.xml", "701")
+	c.wait(t, "retrieve")
+	require.Contains(t, a.wait(t, "park by delayed offer"), "parked-at 701 offered m=audio")
+	srv.waitLine("msg=retrieved", 5*time.Second, "orbit=701")
+}
