@@ -1,8 +1,6 @@
 package sipadapter_test
 
 import (
-	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"github.com/callpark/callpark/park"
 	"github.com/callpark/callpark/parktest"
 	"github.com/callpark/callpark/sipadapter"
-	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/require"
 )
 
@@ -61,51 +58,13 @@ func TestLateOfferBadAckAnswerEndsTheCall(t *testing.T) {
 					mu.Unlock()
 				}
 			}))
-			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			require.NoError(t, err)
-			t.Cleanup(func() { c.Close() })
-			local := c.LocalAddr().String()
-			callID, tag := sip.GenerateTagN(16), sip.GenerateTagN(8)
-			from := fmt.Sprintf("<sip:late@%s>;tag=%s", local, tag)
-			invite := fmt.Sprintf("INVITE %[1]s SIP/2.0\r\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bK%[3]s\r\nMax-Forwards: 70\r\n"+
-				"From: %[4]s\r\nTo: <%[1]s>\r\nCall-ID: %[5]s\r\nCSeq: 1 INVITE\r\nContact: <sip:late@%[2]s>\r\nContent-Length: 0\r\n\r\n",
-				srv.ParkURI(), local, sip.GenerateTagN(12), from, callID)
-			server := net.UDPAddrFromAddrPort(srv.Addr())
-			_, err = c.WriteToUDP([]byte(invite), server)
-			require.NoError(t, err)
-			var res *sip.Response
-			for res == nil || res.IsProvisional() {
-				msg, _ := readDatagram(t, c)
-				var ok bool
-				res, ok = msg.(*sip.Response)
-				require.True(t, ok, "a response to the INVITE, not %v", msg)
-			}
+			party := newRawUDPParty(t, srv.Addr(), false)
+			res := party.invite(srv.ParkURI(), "")
 			require.Equal(t, 200, res.StatusCode)
 			require.Contains(t, string(res.Body()), "m=audio", "the 200 carries the server's offer")
 			require.NotEmpty(t, res.GetHeader("X-Park-Orbit").Value())
-			toTag, _ := res.To().Params.Get("tag")
-			body := ""
-			if tt.answer != "" {
-				body = "Content-Type: application/sdp\r\n"
-			}
-			ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%s\r\nMax-Forwards: 70\r\n"+
-				"From: %s\r\nTo: <%s>;tag=%s\r\nCall-ID: %s\r\nCSeq: 1 ACK\r\n%sContent-Length: %d\r\n\r\n%s",
-				res.Contact().Address.String(), local, sip.GenerateTagN(12), from, srv.ParkURI(), toTag, callID, body, len(tt.answer), tt.answer)
-			_, err = c.WriteToUDP([]byte(ack), server)
-			require.NoError(t, err)
-
-			for {
-				msg, src := readDatagram(t, c)
-				if r, ok := msg.(*sip.Response); ok && r.StatusCode == 200 {
-					continue // a retransmitted 200, sent before the ACK was read
-				}
-				req, ok := msg.(*sip.Request)
-				require.True(t, ok && req.Method == sip.BYE, "the server hangs up, not %v", msg)
-				ok200 := sip.NewResponseFromRequest(req, 200, "OK", nil)
-				_, err = c.WriteToUDP([]byte(ok200.String()), net.UDPAddrFromAddrPort(src))
-				require.NoError(t, err)
-				break
-			}
+			party.ack(res, tt.answer)
+			party.serveUntilBye("")
 			waitUntil(t, 5*time.Second, "the leg is freed", func() bool { return srv.OpenLegs() == 0 && srv.Lot().Len() == 0 })
 			mu.Lock()
 			require.Equal(t, []park.Outcome{park.Abandoned}, outcomes, "one outcome")
@@ -124,42 +83,11 @@ func TestLateOfferRetrieveWithBadAck(t *testing.T) {
 	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
 	require.NoError(t, err)
 
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
-	local := c.LocalAddr().String()
-	target := srv.OrbitURI(orbit.Orbit(parked.Orbit()))
-	callID, tag := sip.GenerateTagN(16), sip.GenerateTagN(8)
-	from := fmt.Sprintf("<sip:late@%s>;tag=%s", local, tag)
-	invite := fmt.Sprintf("INVITE %[1]s SIP/2.0\r\nVia: SIP/2.0/UDP %[2]s;branch=z9hG4bK%[3]s\r\nMax-Forwards: 70\r\n"+
-		"From: %[4]s\r\nTo: <%[1]s>\r\nCall-ID: %[5]s\r\nCSeq: 1 INVITE\r\nContact: <sip:late@%[2]s>\r\nContent-Length: 0\r\n\r\n",
-		target, local, sip.GenerateTagN(12), from, callID)
-	server := net.UDPAddrFromAddrPort(srv.Addr())
-	_, err = c.WriteToUDP([]byte(invite), server)
-	require.NoError(t, err)
-	var res *sip.Response
-	for res == nil || res.IsProvisional() {
-		msg, _ := readDatagram(t, c)
-		res = msg.(*sip.Response)
-	}
+	party := newRawUDPParty(t, srv.Addr(), false)
+	res := party.invite(srv.OrbitURI(orbit.Orbit(parked.Orbit())), "")
 	require.Equal(t, 200, res.StatusCode)
-	toTag, _ := res.To().Params.Get("tag")
-	ack := fmt.Sprintf("ACK %s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK%s\r\nMax-Forwards: 70\r\n"+
-		"From: %s\r\nTo: <%s>;tag=%s\r\nCall-ID: %s\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-		res.Contact().Address.String(), local, sip.GenerateTagN(12), from, target, toTag, callID)
-	_, err = c.WriteToUDP([]byte(ack), server)
-	require.NoError(t, err)
-	for {
-		msg, src := readDatagram(t, c)
-		if r, ok := msg.(*sip.Response); ok && r.StatusCode == 200 {
-			continue
-		}
-		req, ok := msg.(*sip.Request)
-		require.True(t, ok && req.Method == sip.BYE, "the retriever gets a BYE, not %v", msg)
-		_, err = c.WriteToUDP([]byte(sip.NewResponseFromRequest(req, 200, "OK", nil).String()), net.UDPAddrFromAddrPort(src))
-		require.NoError(t, err)
-		break
-	}
+	party.ack(res, "")
+	party.serveUntilBye("")
 	waitEnd(t, ctx, parked, "the parked party gets a BYE")
 	waitUntil(t, 5*time.Second, "legs are freed", func() bool { return srv.OpenLegs() == 0 })
 }
