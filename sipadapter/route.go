@@ -32,6 +32,12 @@ var ErrSenderClosed = errors.New("sipadapter: no more requests: the sender is cl
 //
 // Close stops it for good: requests get ErrSenderClosed instead of opening
 // a socket after the listener is gone, which would outlive the user agent.
+//
+// sipgo marks TxRequester experimental; route_test.go pins the behaviour
+// this relies on, so an upgrade that changes it fails there. With a
+// TxRequester sipgo also skips one convenience: filling in the port of an
+// INVITE's Contact from the connection. Give sipgo.DialogUA a ContactHDR
+// with the port (the server and the example PBX do).
 type SourceRouter struct {
 	tx  *sip.TransactionLayer
 	tp  *sip.TransportLayer
