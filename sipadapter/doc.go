@@ -25,6 +25,9 @@
 //   - Re-INVITEs are matched to their dialog by Call-ID and tags (sipgo's
 //     ReadInvite would overwrite the To tag) and answered with the leg's
 //     current SDP; a hold stops the music until the resume.
+//   - An INVITE without SDP (delayed offer) gets 488 unless
+//     [Config.AcceptLateOffer]: then the 200 carries the offer and the ACK
+//     the answer.
 //
 // Lot errors become status codes here and nowhere else: a full lot or an
 // occupied orbit is 486, an unknown or empty orbit 404, a shutting-down lot
@@ -39,8 +42,10 @@
 // parker, [ParseReplaces] reads an attended transfer's Replaces,
 // [NotifyRefer] with [ParkedSipfrag] or [StatusSipfrag] reports a transfer
 // into park, [WaitAnswer] rings an INVITE the way recalls ring (CANCEL at
-// the ring time, give up on a target that never answered), and [Dialog]
-// sends in-dialog requests whichever side began the dialog. The Server uses
+// the ring time, give up on a target that never answered), [Dialog]
+// sends in-dialog requests whichever side began the dialog, and
+// [RouteSources] makes every request of a sipgo client leave from the right
+// socket (the listener over UDP, a connection to the target over TCP). The Server uses
 // each of them itself: there is one implementation of each rule.
 // examples/pbx is such a host.
 //
