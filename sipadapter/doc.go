@@ -36,7 +36,9 @@
 // A host PBX that embeds the lot in its own SIP handlers, instead of running
 // a Server beside it, reuses the pieces the Server is built from, so that its
 // phones see the same answers: [Leg] is a call leg (a dialog and its RTP
-// endpoint) that the lot can hold and [Bridge] joins to another, [BLF]
+// endpoint) that the lot can hold and [Bridge] joins to another,
+// [LegMedia] answers a new INVITE's offer (or refuses it) and makes the
+// offer of a call placed, [BLF]
 // serves the park keys' SUBSCRIBEs, [PortPool] hands out RTP ports,
 // [StatusFor] turns lot errors into responses, [ReferredBy] names the
 // parker, [ParseReplaces] reads an attended transfer's Replaces,

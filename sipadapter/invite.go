@@ -3,13 +3,11 @@ package sipadapter
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
 )
@@ -78,79 +76,36 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 	}()
 
-	// An INVITE without SDP (delayed offer, as CUCM trunks send by
-	// default) gets our offer in the 200 and answers it in the ACK.
-	late := len(req.Body()) == 0
-	if late && !s.cfg.AcceptLateOffer {
-		s.log.Info("refused", "user", user, "from", fromURI(req), "status", 488, "why", "no SDP offer, and late offers are not accepted")
-		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", Warning("no SDP offer: delayed offer is off (Config.AcceptLateOffer, -late-offer)"))
-		return
-	}
-	var offer *media.RemoteMedia
-	stance := media.SendRecv
-	if !late {
-		var err error
-		if offer, err = media.ParseOffer(req.Body()); err != nil {
-			code, reason := OfferStatus(err, req.Body())
-			s.log.Info("refused", "user", user, "from", fromURI(req), "status", code, "why", err)
-			s.reply(req, tx, code, reason, Warning(err.Error()))
-			return
+	// The media first: a refused offer (or a delayed offer when those are
+	// off) must not leave a dialog behind.
+	cfg, body, refusal := s.media.Answer(req, !retrieve)
+	if refusal != nil {
+		if refusal.Overload {
+			s.log.Warn("refused", "user", user, "from", fromURI(req), "status", refusal.Code, "why", refusal.Err)
+		} else {
+			s.log.Info("refused", "user", user, "from", fromURI(req), "status", refusal.Code, "why", refusal.Err)
 		}
-		if !retrieve {
-			stance = media.ParkedDirection(offer.Direction)
-		}
-	} else if !retrieve {
-		stance = media.SendOnly // a parked leg plays music and expects nothing
-	}
-	conn, err := s.ports.Acquire()
-	if err != nil {
-		code, reason, headers := StatusFor(err)
-		s.log.Warn("refused", "user", user, "from", fromURI(req), "status", code, "why", err)
-		s.reply(req, tx, code, reason, headers...)
+		s.reply(req, tx, refusal.Code, refusal.Reason, refusal.Headers...)
 		return
-	}
-	sdp := media.NewSession(media.LocalMedia{Addr: s.sdpAddr(conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()), Username: "callpark"})
-	var answer []byte
-	var lateOffer *media.Offer
-	n := media.Negotiated{Codec: media.PCMU, Direction: stance} // until the ACK answers a late offer
-	if late {
-		if lateOffer, err = sdp.Offer(stance); err == nil {
-			answer = lateOffer.SDP()
-		}
-	} else {
-		answer, n, err = sdp.Answer(offer, stance)
-	}
-	if err != nil {
-		s.ports.Free(conn)
-		s.log.Info("refused", "user", user, "from", fromURI(req), "status", 488, "why", err)
-		s.reply(req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", Warning(err.Error()))
-		return
-	}
-	ep, err := s.endpointOn(conn, n)
-	if err != nil {
-		s.reply(req, tx, sip.StatusInternalServerError, "Server Internal Error")
-		return
-	}
-	if n.RemoteHold {
-		ep.Hold()
 	}
 	sess, err := s.dialogUA.ReadInvite(req, tx)
 	if err != nil {
-		s.ports.FreeEndpoint(ep)
+		s.ports.FreeEndpoint(cfg.Endpoint)
 		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning(err.Error()))
 		return
 	}
-	l := s.newLeg(LegConfig{Dialog: ServerDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: fromURI(req), LateOffer: lateOffer})
+	cfg.Dialog, cfg.Party = ServerDialog(sess), fromURI(req)
+	l := s.newLeg(cfg)
 	s.countAgainst(l, source.Addr())
 	counted = false
 
 	switch {
 	case replaced != nil:
-		s.takeOver(l, req, replaced, answer)
+		s.takeOver(l, req, replaced, body)
 	case retrieve:
-		s.retrieve(l, orbit.Orbit(user), answer, source)
+		s.retrieve(l, orbit.Orbit(user), body, source)
 	default:
-		s.park(l, req, directed, answer)
+		s.park(l, req, directed, body)
 	}
 }
 

@@ -3,7 +3,6 @@ package sipadapter
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"strconv"
 	"time"
@@ -133,19 +132,6 @@ func (s *Server) lookup(req *sip.Request) *Leg {
 	return s.legs[key]
 }
 
-// endpointOn builds a leg's endpoint on a port already taken; on error the
-// port is given back.
-func (s *Server) endpointOn(conn *net.UDPConn, n media.Negotiated) (*media.Endpoint, error) {
-	return s.ports.Endpoint(conn, media.EndpointOptions{
-		Remote:         n.Remote,
-		Codec:          n.Codec,
-		PayloadType:    n.PayloadType,
-		TelephoneEvent: n.TelephoneEvent,
-		Scheduler:      s.sched,
-		Logger:         s.log.With("component", "rtp"),
-	})
-}
-
 // Dial rings a recall or fallback target over SIP, as a park.Dialer: an
 // INVITE with an offer from a new RTP port, CANCELled when ctx ends first.
 // The answered call's Connect bridges it with a parked leg of this server.
@@ -155,11 +141,7 @@ func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 	if err := sip.ParseUri(req.Target, &target); err != nil {
 		return nil, fmt.Errorf("target %q: %w", req.Target, err)
 	}
-	conn, err := s.ports.Acquire()
-	if err != nil {
-		return nil, err
-	}
-	ep, err := s.endpointOn(conn, media.Negotiated{Codec: media.PCMU})
+	ep, sdp, err := s.media.Offering()
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +149,6 @@ func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 		s.ports.FreeEndpoint(ep)
 		return nil, err
 	}
-	sdp := media.NewSession(media.LocalMedia{Addr: s.sdpAddr(ep.LocalAddr().Port()), Username: "callpark"})
 	offer, err := sdp.Offer(media.SendRecv)
 	if err != nil {
 		return fail(err)

@@ -106,6 +106,7 @@ type Server struct {
 	ports   *PortPool
 	sched   *media.Scheduler
 	mediaIP netip.Addr
+	media   LegMedia // how legs get their RTP port, SDP and endpoint
 
 	ua       *sipgo.UserAgent
 	srv      *sipgo.Server
@@ -225,9 +226,6 @@ func isZeroParkConfig(c park.Config) bool {
 		c.AuthorizeRetrieve == nil
 }
 
-// sdpAddr is the address a leg's SDP names for its RTP port.
-func (s *Server) sdpAddr(port uint16) netip.AddrPort { return netip.AddrPortFrom(s.mediaIP, port) }
-
 // Lot returns the server's lot, to observe its events or list its calls.
 func (s *Server) Lot() *park.Lot { return s.lot }
 
@@ -306,6 +304,8 @@ func (s *Server) Listen(ctx context.Context) error {
 		ContactHDR: sip.ContactHeader{Address: sipURI("callpark", s.addr)},
 	}
 	s.sched = media.NewScheduler(media.SchedulerOptions{Logger: s.log.With("component", "rtp")})
+	s.media = LegMedia{Ports: s.ports, IP: s.mediaIP, Username: "callpark", Scheduler: s.sched, Logger: s.log,
+		AcceptLateOffer: s.cfg.AcceptLateOffer, LateOfferSwitch: "Config.AcceptLateOffer, -late-offer"}
 
 	s.srv.OnInvite(s.tracked(s.onInvite))
 	s.srv.OnAck(s.tracked(s.onAck))

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"net"
-	"net/netip"
 	"sync"
 
 	"github.com/emiago/sipgo"
@@ -53,47 +51,24 @@ func (p *PBX) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 // an RTP port and prepares the SDP answer, which goes out with the 2xx
 // later. On failure it has answered the INVITE and returns nil.
 func (p *PBX) acceptLeg(req *sip.Request, tx sip.ServerTransaction, party string) (*sipadapter.Leg, []byte) {
-	offer, err := media.ParseOffer(req.Body())
-	if err != nil {
-		code, reason := sipadapter.OfferStatus(err, req.Body())
-		p.log.Info("call refused", "from", party, "status", code, "why", err)
-		sipadapter.Reply(p.log, req, tx, code, reason, sipadapter.Warning(err.Error()))
+	cfg, answer, refusal := p.media.Answer(req, false)
+	if refusal != nil {
+		if refusal.Overload {
+			p.log.Warn("call refused", "from", party, "status", refusal.Code, "why", refusal.Err)
+		} else {
+			p.log.Info("call refused", "from", party, "status", refusal.Code, "why", refusal.Err)
+		}
+		sipadapter.Reply(p.log, req, tx, refusal.Code, refusal.Reason, refusal.Headers...)
 		return nil, nil
-	}
-	conn, err := p.ports.Acquire()
-	if err != nil {
-		code, reason, hs := sipadapter.StatusFor(err)
-		p.log.Warn("call refused", "from", party, "status", code, "why", err)
-		sipadapter.Reply(p.log, req, tx, code, reason, hs...)
-		return nil, nil
-	}
-	sdp := media.NewSession(media.LocalMedia{Addr: p.sdpAddr(conn), Username: "pbx"})
-	answer, n, err := sdp.Answer(offer, media.SendRecv)
-	if err != nil {
-		p.ports.Free(conn)
-		p.log.Info("call refused", "from", party, "status", 488, "why", err)
-		sipadapter.Reply(p.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", sipadapter.Warning(err.Error()))
-		return nil, nil
-	}
-	ep, err := p.endpointOn(conn, n)
-	if err != nil {
-		sipadapter.Reply(p.log, req, tx, sip.StatusInternalServerError, "Server Internal Error")
-		return nil, nil
-	}
-	if n.RemoteHold {
-		ep.Hold()
 	}
 	sess, err := p.dialogUA.ReadInvite(req, tx)
 	if err != nil {
-		p.ports.FreeEndpoint(ep)
+		p.ports.FreeEndpoint(cfg.Endpoint)
 		sipadapter.Reply(p.log, req, tx, sip.StatusBadRequest, "Bad Request", sipadapter.Warning(err.Error()))
 		return nil, nil
 	}
-	return p.newLeg(sipadapter.LegConfig{Dialog: sipadapter.ServerDialog(sess), Endpoint: ep, SDP: sdp, Direction: n.Direction, Party: party}), answer
-}
-
-func (p *PBX) sdpAddr(conn *net.UDPConn) netip.AddrPort {
-	return netip.AddrPortFrom(p.mediaIP, conn.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+	cfg.Dialog, cfg.Party = sipadapter.ServerDialog(sess), party
+	return p.newLeg(cfg), answer
 }
 
 // answer sends the 2xx of a leg's INVITE and waits for the ACK; false
@@ -214,11 +189,10 @@ func identity(display, uri string) sip.FromHeader {
 // cancelled, or hung up if they answered too. When ctx ends first, nobody
 // answered.
 func (p *PBX) ringLeg(ctx context.Context, targets []Binding, from sip.FromHeader, party string, onRinging func()) (*sipadapter.Leg, error) {
-	ep, err := p.newEndpoint(media.Negotiated{Codec: media.PCMU})
+	ep, sdp, err := p.media.Offering()
 	if err != nil {
 		return nil, err
 	}
-	sdp := media.NewSession(media.LocalMedia{Addr: netip.AddrPortFrom(p.mediaIP, ep.LocalAddr().Port()), Username: "pbx"})
 	offer, err := sdp.Offer(media.SendRecv)
 	if err != nil {
 		p.ports.FreeEndpoint(ep)

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"net"
-
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/sipadapter"
 )
 
@@ -54,26 +51,4 @@ func (p *PBX) legCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.legs)
-}
-
-// newEndpoint takes an RTP port and builds an endpoint on it.
-func (p *PBX) newEndpoint(n media.Negotiated) (*media.Endpoint, error) {
-	conn, err := p.ports.Acquire()
-	if err != nil {
-		return nil, err
-	}
-	return p.endpointOn(conn, n)
-}
-
-// endpointOn builds an endpoint on a port already taken; on error the port
-// is given back.
-func (p *PBX) endpointOn(conn *net.UDPConn, n media.Negotiated) (*media.Endpoint, error) {
-	return p.ports.Endpoint(conn, media.EndpointOptions{
-		Remote:         n.Remote,
-		Codec:          n.Codec,
-		PayloadType:    n.PayloadType,
-		TelephoneEvent: n.TelephoneEvent,
-		Scheduler:      p.sched,
-		Logger:         p.log.With("component", "rtp"),
-	})
 }

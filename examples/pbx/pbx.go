@@ -69,6 +69,7 @@ type PBX struct {
 	lot   *park.Lot
 	ports *sipadapter.PortPool
 	sched *media.Scheduler
+	media sipadapter.LegMedia // RTP port, SDP and endpoint of each leg
 
 	ua       *sipgo.UserAgent
 	srv      *sipgo.Server
@@ -238,6 +239,9 @@ func (p *PBX) Listen(ctx context.Context) error {
 		return fail(err)
 	}
 	p.sched = media.NewScheduler(media.SchedulerOptions{Logger: p.log.With("component", "rtp")})
+	// Answered as the park server answers, delayed offer aside: the PBX
+	// bridges a caller before its 200, so it needs the caller's codec.
+	p.media = sipadapter.LegMedia{Ports: p.ports, IP: p.mediaIP, Username: "pbx", Scheduler: p.sched, Logger: p.log}
 
 	p.srv.OnRegister(p.reg.ServeRegister)
 	p.srv.OnInvite(p.onInvite)

@@ -1,0 +1,152 @@
+package sipadapter
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/media"
+)
+
+// LegMedia is where a host's call legs get their media: an RTP port from
+// Ports, SDP that names IP, audio paced by Scheduler. The server and
+// examples/pbx answer INVITEs and place calls through it, so both follow one
+// set of offer/answer rules: G.711 or 488, a parked leg answered one-way,
+// delayed offer only when asked for.
+type LegMedia struct {
+	Ports     *PortPool
+	IP        netip.Addr // written into SDP c= lines
+	Username  string     // the SDP o= user
+	Scheduler *media.Scheduler
+	// Logger gets the endpoints' diagnostics; nil is silent.
+	Logger *slog.Logger
+	// AcceptLateOffer answers an INVITE without SDP with an offer of ours,
+	// which the ACK must answer (Config.AcceptLateOffer says why it is off
+	// by default).
+	AcceptLateOffer bool
+	// LateOfferSwitch, when AcceptLateOffer is off, is named in the 488's
+	// Warning as the way to turn it on ("-late-offer").
+	LateOfferSwitch string
+}
+
+// Refusal is a new INVITE's media refused: the final response to send, and
+// why, for the log.
+type Refusal struct {
+	Code    int
+	Reason  string
+	Headers []sip.Header
+	Err     error
+	// Overload is set when the refusal is for want of an RTP port, which a
+	// host logs louder than a bad offer.
+	Overload bool
+}
+
+func (r *Refusal) Error() string { return fmt.Sprintf("%d %s: %v", r.Code, r.Reason, r.Err) }
+
+// Endpoint builds an endpoint on a port already taken from Ports, set up
+// from what offer/answer agreed; on error the port is given back.
+func (m LegMedia) Endpoint(conn *net.UDPConn, n media.Negotiated) (*media.Endpoint, error) {
+	logger := m.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return m.Ports.Endpoint(conn, media.EndpointOptions{
+		Remote:         n.Remote,
+		Codec:          n.Codec,
+		PayloadType:    n.PayloadType,
+		TelephoneEvent: n.TelephoneEvent,
+		Scheduler:      m.Scheduler,
+		Logger:         logger.With("component", "rtp"),
+	})
+}
+
+// Session is the SDP session of a leg whose RTP port is port.
+func (m LegMedia) Session(port uint16) *media.Session {
+	return media.NewSession(media.LocalMedia{Addr: netip.AddrPortFrom(m.IP, port), Username: m.Username})
+}
+
+// Offering takes an RTP port for a call we place (a recall, a call to an
+// extension): an endpoint that sends PCMU until the answer says otherwise,
+// and the session to make the offer from.
+func (m LegMedia) Offering() (*media.Endpoint, *media.Session, error) {
+	conn, err := m.Ports.Acquire()
+	if err != nil {
+		return nil, nil, err
+	}
+	ep, err := m.Endpoint(conn, media.Negotiated{Codec: media.PCMU})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ep, m.Session(ep.LocalAddr().Port()), nil
+}
+
+// Answer prepares the media of req, a new INVITE, before the host reads its
+// dialog: it takes an RTP port, builds the endpoint and returns the leg's
+// Endpoint, SDP, Direction and LateOffer (the host adds Dialog and Party)
+// with the body of the 2xx. A parked leg (parked) answers one-way
+// (media.ParkedDirection), any other sendrecv; an INVITE without SDP gets
+// our offer when AcceptLateOffer is set. On a Refusal nothing is held; on
+// success the host frees the endpoint (Ports.FreeEndpoint) if it goes no
+// further.
+func (m LegMedia) Answer(req *sip.Request, parked bool) (LegConfig, []byte, *Refusal) {
+	late := len(req.Body()) == 0
+	if late && !m.AcceptLateOffer {
+		warning := "no SDP offer: delayed offer is off"
+		if m.LateOfferSwitch != "" {
+			warning += " (" + m.LateOfferSwitch + ")"
+		}
+		return LegConfig{}, nil, &Refusal{
+			Code: sip.StatusNotAcceptableHere, Reason: "Not Acceptable Here",
+			Headers: []sip.Header{Warning(warning)},
+			Err:     errors.New("no SDP offer, and late offers are not accepted"),
+		}
+	}
+	var offer *media.RemoteMedia
+	stance := media.SendRecv
+	if late {
+		if parked {
+			stance = media.SendOnly // a parked leg plays music and expects nothing
+		}
+	} else {
+		var err error
+		if offer, err = media.ParseOffer(req.Body()); err != nil {
+			code, reason := OfferStatus(err, req.Body())
+			return LegConfig{}, nil, &Refusal{Code: code, Reason: reason, Headers: []sip.Header{Warning(err.Error())}, Err: err}
+		}
+		if parked {
+			stance = media.ParkedDirection(offer.Direction)
+		}
+	}
+	conn, err := m.Ports.Acquire()
+	if err != nil {
+		code, reason, headers := StatusFor(err)
+		return LegConfig{}, nil, &Refusal{Code: code, Reason: reason, Headers: headers, Err: err, Overload: true}
+	}
+	sdp := m.Session(conn.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+	var body []byte
+	var lateOffer *media.Offer
+	n := media.Negotiated{Codec: media.PCMU, Direction: stance} // until the ACK answers a late offer
+	if late {
+		if lateOffer, err = sdp.Offer(stance); err == nil {
+			body = lateOffer.SDP()
+		}
+	} else {
+		body, n, err = sdp.Answer(offer, stance)
+	}
+	if err != nil {
+		m.Ports.Free(conn)
+		return LegConfig{}, nil, &Refusal{Code: sip.StatusNotAcceptableHere, Reason: "Not Acceptable Here", Headers: []sip.Header{Warning(err.Error())}, Err: err}
+	}
+	ep, err := m.Endpoint(conn, n)
+	if err != nil {
+		return LegConfig{}, nil, &Refusal{Code: sip.StatusInternalServerError, Reason: "Server Internal Error", Err: err}
+	}
+	if n.RemoteHold {
+		ep.Hold()
+	}
+	return LegConfig{Endpoint: ep, SDP: sdp, Direction: n.Direction, LateOffer: lateOffer}, body, nil
+}
