@@ -37,10 +37,10 @@ const notifyTimeout = 5 * time.Second
 type BLFConfig struct {
 	// Lot is the lot whose orbits are watched. Required.
 	Lot *park.Lot
-	// Client sends the NOTIFYs. Required. It is the host's: its hostname
-	// and connection address decide where NOTIFYs leave from, which should
-	// be the address SUBSCRIBEs arrive on (phones drop NOTIFYs from
-	// elsewhere).
+	// Client sends the NOTIFYs. Required. It is the host's, with
+	// RouteSources installed (or, without it, WithClientConnectionAddr):
+	// over UDP NOTIFYs must leave from the address SUBSCRIBEs arrive on,
+	// since phones drop NOTIFYs from elsewhere.
 	Client *sipgo.Client
 	// Orbits are the orbits answered; only those of the local pool ("")
 	// are. Nil means park.DefaultOrbits.

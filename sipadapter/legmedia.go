@@ -2,7 +2,6 @@ package sipadapter
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -45,11 +44,9 @@ type Refusal struct {
 	Overload bool
 }
 
-func (r *Refusal) Error() string { return fmt.Sprintf("%d %s: %v", r.Code, r.Reason, r.Err) }
-
-// Endpoint builds an endpoint on a port already taken from Ports, set up
+// endpoint builds an endpoint on a port already taken from Ports, set up
 // from what offer/answer agreed; on error the port is given back.
-func (m LegMedia) Endpoint(conn *net.UDPConn, n media.Negotiated) (*media.Endpoint, error) {
+func (m LegMedia) endpoint(conn *net.UDPConn, n media.Negotiated) (*media.Endpoint, error) {
 	logger := m.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -64,8 +61,8 @@ func (m LegMedia) Endpoint(conn *net.UDPConn, n media.Negotiated) (*media.Endpoi
 	})
 }
 
-// Session is the SDP session of a leg whose RTP port is port.
-func (m LegMedia) Session(port uint16) *media.Session {
+// session is the SDP session of a leg whose RTP port is port.
+func (m LegMedia) session(port uint16) *media.Session {
 	return media.NewSession(media.LocalMedia{Addr: netip.AddrPortFrom(m.IP, port), Username: m.Username})
 }
 
@@ -77,11 +74,11 @@ func (m LegMedia) Offering() (*media.Endpoint, *media.Session, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ep, err := m.Endpoint(conn, media.Negotiated{Codec: media.PCMU})
+	ep, err := m.endpoint(conn, media.Negotiated{Codec: media.PCMU})
 	if err != nil {
 		return nil, nil, err
 	}
-	return ep, m.Session(ep.LocalAddr().Port()), nil
+	return ep, m.session(ep.LocalAddr().Port()), nil
 }
 
 // Answer prepares the media of req, a new INVITE, before the host reads its
@@ -126,7 +123,7 @@ func (m LegMedia) Answer(req *sip.Request, parked bool) (LegConfig, []byte, *Ref
 		code, reason, headers := StatusFor(err)
 		return LegConfig{}, nil, &Refusal{Code: code, Reason: reason, Headers: headers, Err: err, Overload: true}
 	}
-	sdp := m.Session(conn.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+	sdp := m.session(conn.LocalAddr().(*net.UDPAddr).AddrPort().Port())
 	var body []byte
 	var lateOffer *media.Offer
 	n := media.Negotiated{Codec: media.PCMU, Direction: stance} // until the ACK answers a late offer
@@ -141,7 +138,7 @@ func (m LegMedia) Answer(req *sip.Request, parked bool) (LegConfig, []byte, *Ref
 		m.Ports.Free(conn)
 		return LegConfig{}, nil, &Refusal{Code: sip.StatusNotAcceptableHere, Reason: "Not Acceptable Here", Headers: []sip.Header{Warning(err.Error())}, Err: err}
 	}
-	ep, err := m.Endpoint(conn, n)
+	ep, err := m.endpoint(conn, n)
 	if err != nil {
 		return LegConfig{}, nil, &Refusal{Code: sip.StatusInternalServerError, Reason: "Server Internal Error", Err: err}
 	}

@@ -133,12 +133,11 @@ func newAgent(cfg *config, logw io.Writer) (*agent, error) {
 		a.closer.Close()
 		return nil, err
 	}
-	opts := []sipgo.ClientOption{
+	if a.client, err = sipgo.NewClient(ua,
 		sipgo.WithClientLogger(log),
 		sipgo.WithClientHostname(host),
 		sipgo.WithClientPort(int(local.Port())),
-	}
-	if a.client, err = sipgo.NewClient(ua, opts...); err != nil {
+	); err != nil {
 		ua.Close()
 		a.closer.Close()
 		return nil, err
