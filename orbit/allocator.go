@@ -17,6 +17,18 @@ type Allocator interface {
 	Release(ctx context.Context, o Orbit) error
 }
 
+// Ranger is implemented by an Allocator that knows which orbits it hands
+// out, as MemoryAllocator does and a shared one should: a park lot then
+// tells an orbit in none of its ranges (ErrUnknownOrbit) from an empty one,
+// and a SIP host takes the orbits it answers for from the lot instead of
+// being told them twice.
+type Ranger interface {
+	// Ranges returns the allocator's ranges in the order given.
+	Ranges() []Range
+}
+
+var _ Ranger = (*MemoryAllocator)(nil)
+
 // Policy decides which free orbit [Allocator.Allocate] takes. Orbits are
 // ordered as the ranges are given, ascending within a range.
 type Policy int

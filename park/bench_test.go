@@ -5,15 +5,14 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
 )
 
 // nopLeg is the cheapest possible leg, so the benchmarks measure the lot.
 type nopLeg struct{}
 
-func (nopLeg) Hold(context.Context, *media.Clip) error { return nil }
-func (nopLeg) Hangup(context.Context) error            { return nil }
+func (nopLeg) Hold(context.Context, Music) error { return nil }
+func (nopLeg) Hangup(context.Context) error      { return nil }
 
 // BenchmarkParkRetrieve is one park followed by one retrieve of the same call,
 // in process: the lot's own cost per parked call (timer, orbit, bookkeeping).

@@ -119,18 +119,33 @@ type ReplaceRequest struct {
 func (c *Call) Replace(ctx context.Context, req ReplaceRequest) error {
 	leg := req.Leg
 	if leg == nil {
-		return errors.New("park: ReplaceRequest.Leg is nil")
+		return &RequestError{"ReplaceRequest.Leg", nil, "required"}
+	}
+	if err := checkParker("ReplaceRequest.Parker", req.Parker); err != nil {
+		return err
 	}
 	l := c.lot
+	l.mu.Lock()
+	err := l.claimLegLocked(leg)
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if err := leg.Hold(ctx, l.music); err != nil {
+		l.forgetLeg(leg)
 		return fmt.Errorf("park: holding the replacing leg in orbit %s: %w", c.orbit, err)
 	}
 	l.mu.Lock()
 	if c.state == Ended {
+		l.forgetLegLocked(leg)
 		l.mu.Unlock()
 		return fmt.Errorf("orbit %s, park ID %s: %w", c.orbit, c.id, ErrNotParked)
 	}
 	old := c.leg
+	l.forgetLegLocked(old)
+	if k, ok := legKey(leg); ok {
+		l.byLeg[k] = c
+	}
 	c.leg = leg
 	if req.Parker != "" {
 		c.parker = req.Parker
@@ -160,6 +175,7 @@ func (c *Call) endLocked(o Outcome) {
 		c.cancelRing()
 	}
 	delete(l.byOrbit, c.orbit)
+	l.forgetLegLocked(c.leg)
 	close(c.done)
 	l.publish(Event{Kind: EventEnded, Call: c.infoLocked(), Outcome: o})
 	l.checkDrainedLocked()

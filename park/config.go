@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
 )
 
@@ -60,8 +59,9 @@ type Config struct {
 	// parked legs are told to hold with a nil clip and play nothing.
 	DisableMusicOnHold bool
 
-	// MusicOnHold is what parked callers hear; nil means the built-in music.
-	MusicOnHold *media.Clip
+	// MusicOnHold is what parked callers hear, usually a *media.Clip; nil
+	// means BuiltinMusic(), the host's built-in music.
+	MusicOnHold Music
 
 	// Orbits hands out orbit numbers. Nil means an in-memory allocator over
 	// DefaultOrbits with the least-recently-freed policy. A shared allocator
@@ -101,6 +101,34 @@ func (e *ConfigError) Error() string {
 
 // Unwrap makes every ConfigError match ErrInvalidConfig.
 func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
+
+// ErrInvalidRequest is wrapped by every error about a request's fields
+// (ParkRequest, ReplaceRequest): a host's mistake, never the caller's.
+var ErrInvalidRequest = errors.New("invalid park request")
+
+// RequestError names the field of a request that breaks a rule, as
+// ConfigError does for Config.
+type RequestError struct {
+	Field string // the request type and field, e.g. "ParkRequest.Parker"
+	Value any    // the rejected value
+	Rule  string // what the value must be
+}
+
+func (e *RequestError) Error() string {
+	return fmt.Sprintf("park: %s = %v: %s", e.Field, e.Value, e.Rule)
+}
+
+// Unwrap makes every RequestError match ErrInvalidRequest.
+func (e *RequestError) Unwrap() error { return ErrInvalidRequest }
+
+// checkParker applies the parker rule of ParkRequest and ReplaceRequest:
+// empty (unknown), or a URI a recall can ring.
+func checkParker(field, parker string) error {
+	if parker != "" && !IsSIPURI(parker) {
+		return &RequestError{field, fmt.Sprintf("%q", parker), `must be a sip: URI such as "sip:bob@example.com", or empty`}
+	}
+	return nil
+}
 
 // withDefaults validates c and returns it with zero fields replaced by the
 // seed's defaults. It does not build the allocator or the music.

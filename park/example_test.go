@@ -12,7 +12,7 @@ import (
 // starts and stops RTP here.
 type printLeg struct{ name string }
 
-func (l printLeg) Hold(_ context.Context, music *media.Clip) error {
+func (l printLeg) Hold(_ context.Context, music park.Music) error {
 	fmt.Printf("%s hears %s\n", l.name, music.Name())
 	return nil
 }

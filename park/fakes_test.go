@@ -23,11 +23,11 @@ type testLeg struct {
 
 	mu      sync.Mutex
 	holds   int
-	music   *media.Clip
+	music   Music
 	hangups int
 }
 
-func (l *testLeg) Hold(_ context.Context, music *media.Clip) error {
+func (l *testLeg) Hold(_ context.Context, music Music) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.holdErr != nil {

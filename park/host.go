@@ -2,9 +2,26 @@ package park
 
 import (
 	"context"
-
-	"github.com/callpark/callpark/media"
 )
+
+// Music is what parked callers hear. The lot never decodes or plays audio:
+// it hands its Music to Leg.Hold, and the host's media layer plays it. A
+// *media.Clip is Music (a tone, a WAV file, the built-in music), and so is
+// BuiltinMusic(), the lot's default. Keeping the type this small keeps the
+// media libraries out of a build that only embeds the lot.
+type Music interface {
+	// Name says what is playing, for logs and snapshots.
+	Name() string
+}
+
+// BuiltinMusic is the Music of a lot whose Config.MusicOnHold is nil: it
+// stands for the host's own built-in music, which sipadapter plays as
+// media.BuiltinMusic. It compares equal to itself.
+func BuiltinMusic() Music { return builtinMusic{} }
+
+type builtinMusic struct{}
+
+func (builtinMusic) Name() string { return "built-in music" }
 
 // Leg is the parked party's call as the host sees it. The lot never touches
 // SIP or RTP itself: it tells the leg what to do and the host does it.
@@ -16,7 +33,7 @@ type Leg interface {
 	// Hold is called once when the call is parked (and on the new leg after
 	// Call.Replace): start playing music, or nothing when music is nil (music
 	// on hold disabled). An error aborts the park.
-	Hold(ctx context.Context, music *media.Clip) error
+	Hold(ctx context.Context, music Music) error
 
 	// Hangup ends the parked party's call: nobody took it, or the lot was
 	// shut down with nowhere to send it.

@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
 )
 
@@ -32,6 +32,9 @@ var (
 	ErrStale = errors.New("park: orbit holds a different call than the park ID names")
 	// ErrClosed: the lot is shutting down and takes no new calls (503).
 	ErrClosed = errors.New("park: lot is shut down")
+	// ErrAlreadyParked: the leg of a ParkRequest or ReplaceRequest is
+	// parked already; a leg is in the lot at most once.
+	ErrAlreadyParked = errors.New("park: leg is parked already")
 	// ErrNotAuthorized: Config.AuthorizeRetrieve refused the retriever
 	// (403). The refusal comes before the orbit is looked at, so it says
 	// nothing about whether a call waits there.
@@ -46,11 +49,16 @@ var (
 type Lot struct {
 	cfg    Config
 	orbits orbit.Allocator
-	music  *media.Clip
+	music  Music
 	log    *slog.Logger
 
 	mu      sync.Mutex
 	byOrbit map[orbit.Orbit]*Call
+	// byLeg holds every leg in the lot (nil while its Park is under way),
+	// so that no leg is parked twice. Only pointer legs are tracked
+	// (legKey).
+	byLeg   map[any]*Call
+	ranges  []orbit.Range // the allocator's, when it is an orbit.Ranger
 	closing bool
 	drained chan struct{} // closed when closing and the lot is empty
 	ringers sync.WaitGroup
@@ -69,6 +77,7 @@ func NewLot(cfg Config) (*Lot, error) {
 		orbits:  cfg.Orbits,
 		log:     cfg.Logger,
 		byOrbit: make(map[orbit.Orbit]*Call),
+		byLeg:   make(map[any]*Call),
 		drained: make(chan struct{}),
 	}
 	if l.log == nil {
@@ -83,10 +92,13 @@ func NewLot(cfg Config) (*Lot, error) {
 			return nil, err
 		}
 	}
+	if r, ok := l.orbits.(orbit.Ranger); ok {
+		l.ranges = r.Ranges()
+	}
 	if !cfg.DisableMusicOnHold {
 		l.music = cfg.MusicOnHold
 		if l.music == nil {
-			l.music = media.BuiltinMusic()
+			l.music = BuiltinMusic()
 		}
 	}
 	return l, nil
@@ -95,8 +107,65 @@ func NewLot(cfg Config) (*Lot, error) {
 // Config returns the lot's configuration with defaults filled in.
 func (l *Lot) Config() Config { return l.cfg }
 
-// Music returns the clip parked callers hear, nil when music is disabled.
-func (l *Lot) Music() *media.Clip { return l.music }
+// Ranges returns the orbit ranges the lot parks into, when its allocator
+// knows them (orbit.Ranger: the in-memory one does); nil otherwise. A SIP
+// host answers for exactly these orbits.
+func (l *Lot) Ranges() []orbit.Range { return slices.Clone(l.ranges) }
+
+// knows reports whether o is one of the lot's orbits; true when the lot
+// does not know its ranges.
+func (l *Lot) knows(o orbit.Orbit) bool {
+	if l.ranges == nil {
+		return true
+	}
+	for _, r := range l.ranges {
+		if r.Contains(o) {
+			return true
+		}
+	}
+	return false
+}
+
+// legKey is the key a leg is tracked under in byLeg: the leg itself, when
+// it is a pointer, as every real leg is. Two equal values of another kind
+// (a struct) need not be one call, so those are not tracked.
+func legKey(leg Leg) (any, bool) {
+	if reflect.TypeOf(leg).Kind() != reflect.Pointer {
+		return nil, false
+	}
+	return leg, true
+}
+
+// claimLeg records that leg is being parked, or reports ErrAlreadyParked.
+// The caller holds l.mu.
+func (l *Lot) claimLegLocked(leg Leg) error {
+	k, ok := legKey(leg)
+	if !ok {
+		return nil
+	}
+	if _, dup := l.byLeg[k]; dup {
+		return ErrAlreadyParked
+	}
+	l.byLeg[k] = nil
+	return nil
+}
+
+// forgetLegLocked undoes claimLegLocked; the caller holds l.mu.
+func (l *Lot) forgetLegLocked(leg Leg) {
+	if k, ok := legKey(leg); ok {
+		delete(l.byLeg, k)
+	}
+}
+
+func (l *Lot) forgetLeg(leg Leg) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.forgetLegLocked(leg)
+}
+
+// Music returns what parked callers hear (Config.MusicOnHold, else
+// BuiltinMusic()), nil when music is disabled.
+func (l *Lot) Music() Music { return l.music }
 
 // ParkRequest describes a call to park.
 type ParkRequest struct {
@@ -118,22 +187,33 @@ type ParkRequest struct {
 // lot found it was shutting down is playing music).
 func (l *Lot) Park(ctx context.Context, req ParkRequest) (*Call, error) {
 	if req.Leg == nil {
-		return nil, errors.New("park: ParkRequest.Leg is nil")
+		return nil, &RequestError{"ParkRequest.Leg", nil, "required"}
 	}
-	if l.isClosing() {
+	if err := checkParker("ParkRequest.Parker", req.Parker); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
 		return nil, ErrClosed
 	}
+	err := l.claimLegLocked(req.Leg)
+	l.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	o := req.Orbit
-	var err error
 	if o != "" {
 		err = l.orbits.Reserve(ctx, o)
 	} else {
 		o, err = l.orbits.Allocate(ctx)
 	}
 	if err != nil {
+		l.forgetLeg(req.Leg)
 		return nil, err
 	}
 	if err := req.Leg.Hold(ctx, l.music); err != nil {
+		l.forgetLeg(req.Leg)
 		l.release(o)
 		return nil, fmt.Errorf("park: holding the call in orbit %s: %w", o, err)
 	}
@@ -150,6 +230,7 @@ func (l *Lot) Park(ctx context.Context, req ParkRequest) (*Call, error) {
 	}
 	l.mu.Lock()
 	if l.closing {
+		l.forgetLegLocked(req.Leg)
 		l.mu.Unlock()
 		l.release(o)
 		return nil, ErrClosed
@@ -157,10 +238,14 @@ func (l *Lot) Park(ctx context.Context, req ParkRequest) (*Call, error) {
 	if prev := l.byOrbit[o]; prev != nil {
 		// The allocator handed out an orbit the lot still holds: a broken
 		// (shared) allocator. Refuse rather than put two calls in one orbit.
+		l.forgetLegLocked(req.Leg)
 		l.mu.Unlock()
 		return nil, fmt.Errorf("park: allocator gave orbit %s, still held by park ID %s: %w", o, prev.id, ErrOrbitInUse)
 	}
 	l.byOrbit[o] = c
+	if k, ok := legKey(req.Leg); ok {
+		l.byLeg[k] = c
+	}
 	c.timer = time.AfterFunc(l.cfg.PickupTimeout, c.pickupTimedOut)
 	l.publish(Event{Kind: EventParked, Call: c.infoLocked()})
 	l.mu.Unlock()
@@ -192,6 +277,9 @@ type RetrieveRequest struct {
 func (l *Lot) Retrieve(ctx context.Context, req RetrieveRequest) (*Call, error) {
 	if err := l.authorizeRetrieve(ctx, req); err != nil {
 		return nil, err
+	}
+	if !l.knows(req.Orbit) {
+		return nil, fmt.Errorf("orbit %q: %w", req.Orbit, ErrUnknownOrbit)
 	}
 	l.mu.Lock()
 	c := l.byOrbit[req.Orbit]

@@ -3,6 +3,9 @@ package park
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -14,6 +17,62 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestRequestRules(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		lot, alloc, _ := newTestLot(t, "701-709", Config{})
+
+		_, err := lot.Park(ctx, ParkRequest{Leg: &testLeg{}, Parker: "bob"})
+		var rerr *RequestError
+		require.ErrorAs(t, err, &rerr)
+		require.ErrorIs(t, err, ErrInvalidRequest)
+		require.Equal(t, "ParkRequest.Parker", rerr.Field, "a parker a recall cannot ring is refused, naming the field")
+		require.Contains(t, err.Error(), `ParkRequest.Parker = "bob"`)
+		_, err = lot.Park(ctx, ParkRequest{})
+		require.ErrorAs(t, err, &rerr)
+		require.Equal(t, "ParkRequest.Leg", rerr.Field)
+		require.Zero(t, alloc.InUse(), "a refused request takes no orbit")
+
+		leg := &testLeg{}
+		c, err := lot.Park(ctx, ParkRequest{Leg: leg, Parker: "sip:bob@example.com"})
+		require.NoError(t, err)
+		_, err = lot.Park(ctx, ParkRequest{Leg: leg})
+		require.ErrorIs(t, err, ErrAlreadyParked, "one leg is parked once")
+		require.Equal(t, 1, alloc.InUse(), "the second park took no orbit")
+		holds, _ := leg.counts()
+		require.Equal(t, 1, holds, "nor held the leg again")
+		require.ErrorIs(t, c.Replace(ctx, ReplaceRequest{Leg: leg}), ErrAlreadyParked)
+		require.ErrorIs(t, c.Replace(ctx, ReplaceRequest{Leg: &testLeg{}, Parker: "sip:"}), ErrInvalidRequest)
+
+		// Once the call has left the lot its leg may be parked again (a
+		// re-park after a retrieve).
+		_, err = lot.Retrieve(ctx, RetrieveRequest{Orbit: c.Orbit()})
+		require.NoError(t, err)
+		again, err := lot.Park(ctx, ParkRequest{Leg: leg})
+		require.NoError(t, err)
+		require.True(t, again.Abandon())
+
+		// A leg replaced out of the lot may be parked again; the new one not.
+		first, second := &testLeg{}, &testLeg{}
+		c, err = lot.Park(ctx, ParkRequest{Leg: first})
+		require.NoError(t, err)
+		require.NoError(t, c.Replace(ctx, ReplaceRequest{Leg: second}))
+		_, err = lot.Park(ctx, ParkRequest{Leg: second})
+		require.ErrorIs(t, err, ErrAlreadyParked)
+		other, err := lot.Park(ctx, ParkRequest{Leg: first})
+		require.NoError(t, err)
+		require.True(t, other.Abandon())
+		require.True(t, c.Abandon())
+		require.Zero(t, alloc.InUse())
+	})
+}
+
+func TestRangesComeFromTheAllocator(t *testing.T) {
+	lot, _, _ := newTestLot(t, "701-709", Config{})
+	require.Equal(t, "701-709", fmt.Sprint(lot.Ranges()[0]))
+	require.Len(t, lot.Ranges(), 1)
+}
 
 func TestConfigDefaultsAreTheSeeds(t *testing.T) {
 	lot, err := NewLot(Config{MusicOnHold: testMusic(t)})
@@ -164,7 +223,8 @@ func TestRetrieve(t *testing.T) {
 		_, err = lot.Retrieve(ctx, RetrieveRequest{Orbit: parked.Orbit()})
 		require.ErrorIs(t, err, ErrNotParked)
 		_, err = lot.Retrieve(ctx, RetrieveRequest{Orbit: "999"})
-		require.ErrorIs(t, err, ErrNotParked)
+		require.ErrorIs(t, err, ErrUnknownOrbit, "999 is in none of the lot's ranges")
+		require.NotErrorIs(t, err, ErrNotParked)
 		require.False(t, parked.Abandon(), "a retrieved call cannot be abandoned")
 		_, hangups := leg.counts()
 		require.Zero(t, hangups, "the lot never hangs up a call it handed over")
@@ -759,5 +819,26 @@ func TestIsSIPURI(t *testing.T) {
 		"sip:op@example.com\r\nX: evil": false,
 	} {
 		require.Equal(t, want, IsSIPURI(s), s)
+	}
+}
+
+func TestBuiltinMusicIsTheDefault(t *testing.T) {
+	lot, err := NewLot(Config{})
+	require.NoError(t, err)
+	require.Equal(t, BuiltinMusic(), lot.Music(), "nil MusicOnHold is the host's built-in music")
+	quiet, err := NewLot(Config{DisableMusicOnHold: true})
+	require.NoError(t, err)
+	require.Nil(t, quiet.Music())
+}
+
+// TestNoMediaLibraries keeps the lot's build small for a vendor who embeds
+// it with its own SIP and media stack: park compiles no pion module (nor
+// anything of media).
+func TestNoMediaLibraries(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for dep := range strings.SplitSeq(string(out), "\n") {
+		require.NotContains(t, dep, "github.com/pion/", "park must not compile pion")
+		require.NotEqual(t, "github.com/callpark/callpark/media", dep)
 	}
 }

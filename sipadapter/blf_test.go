@@ -12,7 +12,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/require"
 
-	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/park"
 	"github.com/callpark/callpark/parktest"
 	"github.com/callpark/callpark/sipadapter"
@@ -91,7 +90,7 @@ func (h *hostPBX) uri(user string) string { return "sip:" + user + "@" + h.addr.
 // needs to hold and hang it up.
 type hostLeg struct{}
 
-func (hostLeg) Hold(context.Context, *media.Clip) error { return nil }
+func (hostLeg) Hold(context.Context, park.Music) error { return nil }
 func (hostLeg) Hangup(context.Context) error            { return nil }
 
 // nextNotify waits for the subscription's next NOTIFY.

@@ -142,13 +142,17 @@ func (l *Leg) Key() string { return l.dlg.Key() }
 
 // Hold implements park.Leg: the leg's party is parked and hears music, from
 // the moment its dialog is confirmed.
-func (l *Leg) Hold(_ context.Context, music *media.Clip) error {
+func (l *Leg) Hold(_ context.Context, music park.Music) error {
+	clip, err := Clip(music)
+	if err != nil {
+		return err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return ErrLegGone
 	}
-	l.music = music
+	l.music = clip
 	if l.confirmed {
 		return l.playLocked()
 	}
@@ -217,6 +221,26 @@ func (l *Leg) Confirm() {
 	if err := l.playLocked(); err != nil {
 		l.log.Warn("hold music did not start", "party", l.party, "err", err)
 	}
+}
+
+// ErrUnplayable means a lot's music is of a kind the SIP side cannot play:
+// it plays *media.Clip and park.BuiltinMusic.
+var ErrUnplayable = errors.New("sipadapter: music cannot be played")
+
+// Clip is the audio of a lot's music: the clip itself, media.BuiltinMusic for
+// park.BuiltinMusic, nil for none; an error wrapping ErrUnplayable for any
+// other kind of park.Music.
+func Clip(music park.Music) (*media.Clip, error) {
+	switch m := music.(type) {
+	case nil:
+		return nil, nil
+	case *media.Clip:
+		return m, nil
+	}
+	if music == park.BuiltinMusic() {
+		return media.BuiltinMusic(), nil
+	}
+	return nil, fmt.Errorf("%w: %q is a %T, want a *media.Clip", ErrUnplayable, music.Name(), music)
 }
 
 // Hangup implements park.Leg: BYE, once, then Close. A leg whose party has

@@ -128,15 +128,24 @@ type rtpLeg struct {
 	stream *media.Stream
 }
 
-func (l *rtpLeg) Hold(_ context.Context, music *media.Clip) error {
-	if music == nil {
+func (l *rtpLeg) Hold(_ context.Context, music park.Music) error {
+	var clip *media.Clip
+	switch m := music.(type) {
+	case nil:
 		return nil // music on hold is off
+	case *media.Clip:
+		clip = m
+	default:
+		if music != park.BuiltinMusic() {
+			return fmt.Errorf("cannot play %T", music)
+		}
+		clip = media.BuiltinMusic() // the lot's default is the host's own music
 	}
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return err
 	}
-	stream, err := l.scheduler.Play(conn, l.dst, music.Frames(media.PCMU))
+	stream, err := l.scheduler.Play(conn, l.dst, clip.Frames(media.PCMU))
 	if err != nil {
 		conn.Close()
 		return err
