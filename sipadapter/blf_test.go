@@ -91,7 +91,7 @@ func (h *hostPBX) uri(user string) string { return "sip:" + user + "@" + h.addr.
 type hostLeg struct{}
 
 func (hostLeg) Hold(context.Context, park.Music) error { return nil }
-func (hostLeg) Hangup(context.Context) error            { return nil }
+func (hostLeg) Hangup(context.Context) error           { return nil }
 
 // nextNotify waits for the subscription's next NOTIFY.
 func nextNotify(t *testing.T, ctx context.Context, sub *parktest.Subscription) parktest.Notify {

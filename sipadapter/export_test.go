@@ -6,9 +6,17 @@ import "net/netip"
 
 // OpenLegs returns the number of SIP dialogs the server holds a leg for.
 func (s *Server) OpenLegs() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.legs)
+	if s.engine == nil {
+		return 0
+	}
+	return s.engine.OpenLegs()
+}
+
+// OpenLegs returns the number of SIP dialogs the engine holds a leg for.
+func (e *Engine) OpenLegs() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.legs)
 }
 
 // PortsInUse returns the number of RTP ports handed out.
@@ -16,23 +24,24 @@ func (s *Server) PortsInUse() int { return s.ports.InUse() }
 
 // Subscriptions returns the number of live BLF subscriptions.
 func (s *Server) Subscriptions() int {
-	if s.blf == nil {
+	if s.engine == nil {
 		return 0
 	}
-	return s.blf.Len()
+	return s.engine.blf.Len()
 }
 
 // DialogsFrom returns how many dialogs the server counts against src
 // (Limits.DialogsPerSource).
-func (s *Server) DialogsFrom(src netip.Addr) int { return s.guard.dialogsFrom(src) }
+func (s *Server) DialogsFrom(src netip.Addr) int { return s.engine.guard.dialogsFrom(src) }
 
 // SubscriptionsFrom returns how many BLF subscriptions are counted against
 // src (Limits.SubscriptionsPerSource).
 func (s *Server) SubscriptionsFrom(src netip.Addr) int {
-	if s.blf == nil {
+	if s.engine == nil {
 		return 0
 	}
-	s.blf.mu.Lock()
-	defer s.blf.mu.Unlock()
-	return s.blf.perSource[src]
+	b := s.engine.blf
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.perSource[src]
 }

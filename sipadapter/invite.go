@@ -12,18 +12,18 @@ import (
 	"github.com/callpark/callpark/park"
 )
 
-// onInvite serves a new call to the park extension (park), to a free orbit
+// ServeInvite serves a new call to the park extension (park), to a free orbit
 // with Referred-By (directed park), or to an occupied orbit (retrieve); an
 // INVITE inside a dialog is a re-INVITE.
-func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to != nil && to.Params.Has("tag") {
-		s.onReInvite(req, tx)
+		e.serveReInvite(req, tx)
 		return
 	}
-	if s.isMerged(req) {
+	if e.isMerged(req) {
 		// A late copy of an INVITE that already made a dialog (RFC 3261
 		// §8.2.2.2): its transaction has ended, so it would park twice.
-		s.reply(req, tx, sip.StatusLoopDetected, "Loop Detected")
+		e.reply(req, tx, sip.StatusLoopDetected, "Loop Detected")
 		return
 	}
 	user := URIUser(req.Recipient)
@@ -32,95 +32,95 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	var replaced *Leg
 	if hs := req.GetHeaders("Replaces"); len(hs) > 0 {
 		if len(hs) > 1 {
-			s.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning("more than one Replaces header"))
+			e.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning("more than one Replaces header"))
 			return
 		}
-		if replaced = s.replaceable(hs[0].Value()); replaced == nil {
-			s.log.Info("refused", "user", user, "from", fromURI(req), "status", 481, "why", "Replaces names no parked call")
-			s.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		if replaced = e.replaceable(hs[0].Value()); replaced == nil {
+			e.log.Info("refused", "user", user, "from", fromURI(req), "status", 481, "why", "Replaces names no parked call")
+			e.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 			return
 		}
 	}
 	source := RequestSource(req)
 	switch {
 	case replaced != nil:
-	case user == s.cfg.ParkExtension:
-	case s.isOrbit(orbit.Orbit(user)):
+	case user == e.cfg.ParkExtension:
+	case e.isOrbit(orbit.Orbit(user)):
 		if req.GetHeader("Referred-By") != nil {
 			directed = orbit.Orbit(user)
 		} else {
 			retrieve = true
 		}
 	default:
-		if s.refuseBlocked(req, tx, source.Addr()) {
+		if e.refuseBlocked(req, tx, source.Addr()) {
 			return
 		}
-		s.log.Info("refused", "user", user, "from", fromURI(req), "status", 404, "why", "neither the park extension nor an orbit")
-		s.countFailure(source.Addr()) // before the answer, which the next guess may follow at once
-		s.reply(req, tx, sip.StatusNotFound, "Not Found")
+		e.log.Info("refused", "user", user, "from", fromURI(req), "status", 404, "why", "neither the park extension nor an orbit")
+		e.countFailure(source.Addr()) // before the answer, which the next guess may follow at once
+		e.reply(req, tx, sip.StatusNotFound, "Not Found")
 		return
 	}
-	if retrieve && s.refuseBlocked(req, tx, source.Addr()) {
+	if retrieve && e.refuseBlocked(req, tx, source.Addr()) {
 		return
 	}
-	if !s.guard.admitDialog(source.Addr()) {
-		s.log.Info("refused", "user", user, "from", fromURI(req), "source", source.Addr(), "status", 503, "why", "too many dialogs from one source")
-		s.reply(req, tx, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter(),
+	if !e.guard.admitDialog(source.Addr()) {
+		e.log.Info("refused", "user", user, "from", fromURI(req), "source", source.Addr(), "status", 503, "why", "too many dialogs from one source")
+		e.reply(req, tx, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter(),
 			Warning(fmt.Sprintf("too many calls from %s", source.Addr())))
 		return
 	}
 	counted := true // until a leg carries the count (countAgainst)
 	defer func() {
 		if counted {
-			s.guard.releaseDialog(source.Addr())
+			e.guard.releaseDialog(source.Addr())
 		}
 	}()
 
 	// The media first: a refused offer (or a delayed offer when those are
 	// off) must not leave a dialog behind.
-	cfg, body, refusal := s.media.Answer(req, !retrieve)
+	cfg, body, refusal := e.media.Answer(req, !retrieve)
 	if refusal != nil {
 		if refusal.Overload {
-			s.log.Warn("refused", "user", user, "from", fromURI(req), "status", refusal.Code, "why", refusal.Err)
+			e.log.Warn("refused", "user", user, "from", fromURI(req), "status", refusal.Code, "why", refusal.Err)
 		} else {
-			s.log.Info("refused", "user", user, "from", fromURI(req), "status", refusal.Code, "why", refusal.Err)
+			e.log.Info("refused", "user", user, "from", fromURI(req), "status", refusal.Code, "why", refusal.Err)
 		}
-		s.reply(req, tx, refusal.Code, refusal.Reason, refusal.Headers...)
+		e.reply(req, tx, refusal.Code, refusal.Reason, refusal.Headers...)
 		return
 	}
-	sess, err := s.dialogUA.ReadInvite(req, tx)
+	sess, err := e.dialogUA.ReadInvite(req, tx)
 	if err != nil {
-		s.ports.FreeEndpoint(cfg.Endpoint)
-		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning(err.Error()))
+		e.ports.FreeEndpoint(cfg.Endpoint)
+		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning(err.Error()))
 		return
 	}
 	cfg.Dialog, cfg.Party = ServerDialog(sess), fromURI(req)
-	l := s.newLeg(cfg)
-	s.countAgainst(l, source.Addr())
+	l := e.newLeg(cfg)
+	e.countAgainst(l, source.Addr())
 	counted = false
 
 	switch {
 	case replaced != nil:
-		s.takeOver(l, req, replaced, body)
+		e.takeOver(l, req, replaced, body)
 	case retrieve:
-		s.retrieve(l, orbit.Orbit(user), body, source)
+		e.retrieve(l, orbit.Orbit(user), body, source)
 	default:
-		s.park(l, req, directed, body)
+		e.park(l, req, directed, body)
 	}
 }
 
 // replaceable finds the parked leg a Replaces header value names (RFC 3891:
 // call-id;to-tag=<our tag>;from-tag=<their tag>), or nil: a value that
 // names no dialog, or none of ours, is the same 481 to the phone.
-func (s *Server) replaceable(value string) *Leg {
+func (e *Engine) replaceable(value string) *Leg {
 	callID, toTag, fromTag, err := ParseReplaces(value)
 	if err != nil {
-		s.log.Debug("bad Replaces", "err", err)
+		e.log.Debug("bad Replaces", "err", err)
 		return nil
 	}
-	s.mu.Lock()
-	l := s.legs[DialogKey(callID, toTag, fromTag)]
-	s.mu.Unlock()
+	e.mu.Lock()
+	l := e.legs[DialogKey(callID, toTag, fromTag)]
+	e.mu.Unlock()
 	if l == nil {
 		return nil
 	}
@@ -132,12 +132,12 @@ func (s *Server) replaceable(value string) *Leg {
 
 // takeOver is the attended transfer into park: the caller of l replaces the
 // parked leg old, keeping its orbit and timer; old gets BYE.
-func (s *Server) takeOver(l *Leg, req *sip.Request, old *Leg, answer []byte) {
+func (e *Engine) takeOver(l *Leg, req *sip.Request, old *Leg, answer []byte) {
 	// Detach the call from old first: old's BYE, sent by Replace or by the
 	// phone itself, must not end the call that now belongs to l.
 	call := old.TakeParked()
 	if call == nil { // another take-over got there first
-		s.refuse(l, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		e.refuse(l, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	parker := ReferredBy(req)
@@ -148,46 +148,46 @@ func (s *Server) takeOver(l *Leg, req *sip.Request, old *Leg, answer []byte) {
 	defer cancel()
 	if err := call.Replace(ctx, park.ReplaceRequest{Leg: l, Parker: parker, Party: l.Party()}); err != nil {
 		old.SetParked(call)
-		s.log.Info("take-over refused", "from", l.Party(), "status", 481, "why", err)
-		s.refuse(l, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		e.log.Info("take-over refused", "from", l.Party(), "status", 481, "why", err)
+		e.refuse(l, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
-	if !s.answerParked(l, call, answer) {
+	if !e.answerParked(l, call, answer) {
 		return
 	}
-	s.log.Info("parked by take-over (Replaces)", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party(), "parker", call.Info().Parker)
+	e.log.Info("parked by take-over (Replaces)", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party(), "parker", call.Info().Parker)
 }
 
 // park parks the caller of l: 200 OK with the orbit, music after the ACK.
-func (s *Server) park(l *Leg, req *sip.Request, directed orbit.Orbit, answer []byte) {
+func (e *Engine) park(l *Leg, req *sip.Request, directed orbit.Orbit, answer []byte) {
 	parker := ReferredBy(req)
 	ctx := context.Background()
-	call, err := s.lot.Park(ctx, park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.Party()})
+	call, err := e.lot.Park(ctx, park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.Party()})
 	if err != nil {
 		code, reason, headers := StatusFor(err)
-		s.log.Info("park refused", "from", l.Party(), "orbit", directed, "status", code, "why", err)
-		s.refuse(l, code, reason, headers...)
+		e.log.Info("park refused", "from", l.Party(), "orbit", directed, "status", code, "why", err)
+		e.refuse(l, code, reason, headers...)
 		return
 	}
-	if !s.answerParked(l, call, answer) {
+	if !e.answerParked(l, call, answer) {
 		return
 	}
-	s.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party(), "parker", parker)
+	e.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party(), "parker", parker)
 	if parker != "" {
-		s.notifyParker(parker, call.Orbit())
+		e.notifyParker(parker, call.Orbit())
 	}
 }
 
 // answerParked sends the 200 OK with X-Park-Orbit for a call the lot now
 // holds in l, and starts its music once the ACK is in. Without an ACK the
 // caller is gone: the call is abandoned, its orbit free at once.
-func (s *Server) answerParked(l *Leg, call *park.Call, answer []byte) bool {
+func (e *Engine) answerParked(l *Leg, call *park.Call, answer []byte) bool {
 	l.SetParked(call)
 	uas := l.Dialog().ServerSession()
 	res := sip.NewSDPResponseFromRequest(uas.InviteRequest, answer)
 	res.AppendHeader(sip.NewHeader("X-Park-Orbit", string(call.Orbit())))
 	if err := uas.WriteResponse(res); err != nil {
-		s.log.Info("parked caller gone before ACK", "orbit", call.Orbit(), "park_id", call.ID(), "err", err)
+		e.log.Info("parked caller gone before ACK", "orbit", call.Orbit(), "park_id", call.ID(), "err", err)
 		call.Abandon()
 		l.Close()
 		return false
@@ -195,7 +195,7 @@ func (s *Server) answerParked(l *Leg, call *park.Call, answer []byte) bool {
 	if err := l.LateOfferErr(); err != nil {
 		// No media can flow: the call ends as if the party had left, and
 		// gets the BYE RFC 3261 §13.3.1.4 asks for.
-		s.log.Info("parked call ended: its ACK did not answer our offer", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party(), "err", err)
+		e.log.Info("parked call ended: its ACK did not answer our offer", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party(), "err", err)
 		call.Abandon()
 		l.Hangup(context.Background())
 		return false
@@ -205,23 +205,23 @@ func (s *Server) answerParked(l *Leg, call *park.Call, answer []byte) bool {
 }
 
 // refuse answers a new leg's INVITE with a final error and frees the leg.
-func (s *Server) refuse(l *Leg, code int, reason string, headers ...sip.Header) {
+func (e *Engine) refuse(l *Leg, code int, reason string, headers ...sip.Header) {
 	if err := l.Dialog().ServerSession().Respond(code, reason, nil, headers...); err != nil {
-		s.log.Debug("refusal not sent", "err", err)
+		e.log.Debug("refusal not sent", "err", err)
 	}
 	l.Close()
 }
 
 // retrieve hands the call parked in o to the caller of l and bridges them.
-func (s *Server) retrieve(l *Leg, o orbit.Orbit, answer []byte, source netip.AddrPort) {
-	got, err := s.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.Party(), Source: source})
+func (e *Engine) retrieve(l *Leg, o orbit.Orbit, answer []byte, source netip.AddrPort) {
+	got, err := e.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.Party(), Source: source})
 	if err != nil {
 		code, reason, headers := StatusFor(err)
-		s.log.Info("retrieve refused", "orbit", o, "from", l.Party(), "source", source.Addr(), "status", code, "why", err)
+		e.log.Info("retrieve refused", "orbit", o, "from", l.Party(), "source", source.Addr(), "status", code, "why", err)
 		if code == sip.StatusNotFound {
-			s.countFailure(source.Addr()) // before the answer, which the next guess may follow at once
+			e.countFailure(source.Addr()) // before the answer, which the next guess may follow at once
 		}
-		s.refuse(l, code, reason, headers...)
+		e.refuse(l, code, reason, headers...)
 		return
 	}
 	parked := got.Leg().(*Leg)
@@ -231,7 +231,7 @@ func (s *Server) retrieve(l *Leg, o orbit.Orbit, answer []byte, source netip.Add
 		// The retriever hung up at once (its BYE overtook its ACK) or
 		// vanished: nobody is left to give the call to, so it ends
 		// (outcome retrieved, as the lot says).
-		s.log.Info("retriever left before its ACK was read; hanging up the parked call", "orbit", o, "park_id", got.ID(), "err", err)
+		e.log.Info("retriever left before its ACK was read; hanging up the parked call", "orbit", o, "park_id", got.ID(), "err", err)
 		parked.Hangup(context.Background())
 		l.Close()
 		return
@@ -239,56 +239,56 @@ func (s *Server) retrieve(l *Leg, o orbit.Orbit, answer []byte, source netip.Add
 	if err := l.LateOfferErr(); err != nil {
 		// The lot has handed the call over: with no media to the
 		// retriever, both sides end (outcome retrieved, as above).
-		s.log.Info("retrieve failed: the retriever's ACK did not answer our offer; hanging up both", "orbit", o, "park_id", got.ID(), "err", err)
+		e.log.Info("retrieve failed: the retriever's ACK did not answer our offer; hanging up both", "orbit", o, "park_id", got.ID(), "err", err)
 		parked.Hangup(context.Background())
 		l.Hangup(context.Background())
 		return
 	}
 	l.Confirm()
-	if err := s.bridge(parked, l); err != nil {
-		s.log.Info("retrieve failed: a party hung up", "orbit", o, "park_id", got.ID(), "err", err)
+	if err := e.bridge(parked, l); err != nil {
+		e.log.Info("retrieve failed: a party hung up", "orbit", o, "park_id", got.ID(), "err", err)
 		parked.Hangup(context.Background())
 		l.Hangup(context.Background())
 		return
 	}
-	s.log.Info("retrieved", "orbit", o, "park_id", got.ID(), "party", parked.Party(), "retriever", l.Party())
+	e.log.Info("retrieved", "orbit", o, "park_id", got.ID(), "party", parked.Party(), "retriever", l.Party())
 }
 
 // refuseBlocked answers 403 to a retrieve (or an INVITE to an unknown user)
 // from a source that went over Limits.FailedRetrieves, and reports whether
 // it did.
-func (s *Server) refuseBlocked(req *sip.Request, tx sip.ServerTransaction, src netip.Addr) bool {
-	blocked, until := s.guard.blocked(src)
+func (e *Engine) refuseBlocked(req *sip.Request, tx sip.ServerTransaction, src netip.Addr) bool {
+	blocked, until := e.guard.blocked(src)
 	if !blocked {
 		return false
 	}
-	s.log.Info("refused", "user", req.Recipient.User, "from", fromURI(req), "source", src, "status", 403, "why", "too many failed retrieves")
-	s.reply(req, tx, sip.StatusForbidden, "Forbidden", blockedWarning(src, until))
+	e.log.Info("refused", "user", req.Recipient.User, "from", fromURI(req), "source", src, "status", 403, "why", "too many failed retrieves")
+	e.reply(req, tx, sip.StatusForbidden, "Forbidden", blockedWarning(src, until))
 	return true
 }
 
 // countFailure counts a 404 against src and logs the moment it blocks it.
-func (s *Server) countFailure(src netip.Addr) {
-	if s.guard.failedRetrieve(src) {
-		s.log.Warn("source blocked: too many failed retrieves", "source", src,
-			"failures", s.cfg.Limits.FailedRetrieves, "window", s.cfg.Limits.FailedRetrieveWindow, "block", s.cfg.Limits.FailedRetrieveBlock)
+func (e *Engine) countFailure(src netip.Addr) {
+	if e.guard.failedRetrieve(src) {
+		e.log.Warn("source blocked: too many failed retrieves", "source", src,
+			"failures", e.cfg.Limits.FailedRetrieves, "window", e.cfg.Limits.FailedRetrieveWindow, "block", e.cfg.Limits.FailedRetrieveBlock)
 	}
 }
 
-// onReInvite answers an offer inside a dialog (holds, resumes, address or
+// serveReInvite answers an offer inside a dialog (holds, resumes, address or
 // codec changes) from the leg's own media; a parked leg keeps answering
 // one-way.
-func (s *Server) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
-	l := s.lookup(req)
+func (e *Engine) serveReInvite(req *sip.Request, tx sip.ServerTransaction) {
+	l := e.lookup(req)
 	if l == nil {
-		s.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		e.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	l.ServeReInvite(req, tx)
 }
 
-func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
-	l := s.lookup(req)
+func (e *Engine) ServeAck(req *sip.Request, tx sip.ServerTransaction) {
+	l := e.lookup(req)
 	if l == nil {
 		return
 	}
@@ -302,17 +302,17 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	}
 }
 
-// onBye ends a leg: a parked party leaves its orbit (any recall is
+// ServeBye ends a leg: a parked party leaves its orbit (any recall is
 // cancelled), a bridged party's peer gets a BYE too.
-func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
-	l := s.lookup(req)
+func (e *Engine) ServeBye(req *sip.Request, tx sip.ServerTransaction) {
+	l := e.lookup(req)
 	if l == nil {
-		s.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		e.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	call, peer := l.ServeBye(req, tx)
 	if call != nil {
-		s.log.Info("hung up while parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party())
+		e.log.Info("hung up while parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party())
 	}
 	if peer != nil {
 		peer.Hangup(context.Background())

@@ -2,206 +2,526 @@ package sipadapter
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/netip"
-	"strconv"
+	"log/slog"
+	"sync"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/park"
 )
 
-// newLeg builds a leg of the server's and files it under its dialog key;
-// it forgets itself and frees its RTP port when it closes.
-func (s *Server) newLeg(cfg LegConfig) *Leg {
-	cfg.ParkedOneWay = true // the contract: a parked leg only hears music
-	cfg.Ports = s.ports
-	cfg.OnClose = s.forget
-	cfg.Logger = s.log
-	l, err := NewLeg(cfg)
-	if err != nil {
-		panic(err) // the server always fills Dialog, Endpoint and SDP
-	}
-	s.remember(l)
-	return l
+// ErrLegGone means a party hung up before its leg could be bridged or
+// parked: the host hangs up the other side.
+var ErrLegGone = errors.New("sipadapter: the party hung up")
+
+// Leg is one SIP call leg with its media: an INVITE dialog, answered or
+// placed, and the RTP endpoint bound for it. The park server builds its calls
+// from Legs, and so can a host's back-to-back user agent (examples/pbx does):
+// the lot holds a Leg while its party is parked (Leg is a park.Leg), Bridge
+// joins two into a call, and the Leg keeps the small rules every host would
+// otherwise write again:
+//
+//   - hold music starts only once the dialog is confirmed (the ACK is in),
+//     and stops when the leg is bridged;
+//   - at most one BYE, none to a party that already hung up, and none while
+//     our own re-INVITE is in progress (phones answer such a BYE 500);
+//   - a REFER that follows an answer at once can wait (WaitSettled) until
+//     the leg is bridged or parked;
+//   - a re-INVITE is answered from the leg's own media, with the o= version
+//     raised only when the answer changes.
+//
+// A Leg is safe for concurrent use.
+type Leg struct {
+	dlg        Dialog
+	ep         *media.Endpoint
+	sdp        *media.Session
+	party      string
+	parkedOneW bool
+	log        *slog.Logger
+	ports      *PortPool
+	onClose    func(*Leg)
+
+	settled    chan struct{}
+	settleOnce sync.Once
+	closeOnce  sync.Once
+	byeOnce    sync.Once
+	// offering is held while our own re-INVITE is in progress: a BYE waits
+	// for it.
+	offering sync.Mutex
+
+	mu        sync.Mutex
+	dir       media.Direction // ours, as last negotiated
+	confirmed bool
+	music     *media.Clip // what to play once confirmed; nil: none
+	playing   bool
+	peer      *Leg
+	relay     *media.Relay
+	call      *park.Call // while parked
+	closed    bool
+	// lateOffer is our offer in the 200 to an INVITE without SDP, until
+	// the ACK answers it; lateOfferErr is why that answer was refused.
+	lateOffer    *media.Offer
+	lateOfferErr error
 }
 
-// bridge joins two legs (Bridge) and gives two-way audio back to a leg
-// that was answered one-way while parked: a re-INVITE offering sendrecv
-// (RFC 3264 §8). If either leg hung up meanwhile nothing is bridged and
-// ErrLegGone returned; the caller hangs up the other.
-func (s *Server) bridge(a, b *Leg) error {
-	if err := Bridge(a, b); err != nil {
+// LegConfig describes a Leg. Dialog, Endpoint and SDP are required.
+type LegConfig struct {
+	// Dialog is the leg's INVITE dialog (ServerDialog or ClientDialog).
+	Dialog Dialog
+	// Endpoint is the leg's RTP port, set up from the negotiated media.
+	Endpoint *media.Endpoint
+	// SDP is the session the leg's SDP came from, used again to answer
+	// re-INVITEs and to re-offer.
+	SDP *media.Session
+	// Direction is ours, as the INVITE's offer/answer settled it.
+	Direction media.Direction
+	// Party names who is on the leg: the parked party or parker the lot
+	// records, and the name in logs.
+	Party string
+	// Confirmed is true for a dialog the host placed and acknowledged; an
+	// answered one is confirmed by Confirm once its ACK is in.
+	Confirmed bool
+	// LateOffer is the offer the host's 200 carried to an INVITE that had
+	// no SDP (delayed offer, RFC 3261 §13.2.1): the ACK must answer it.
+	// Hand that ACK to ReadAckAnswer before the dialog reads it. The
+	// Endpoint can start without a remote address; the answer sets it.
+	LateOffer *media.Offer
+	// ParkedOneWay makes re-INVITEs to a leg that is not bridged be
+	// answered as a parked leg (media.ParkedDirection: it sends music, and
+	// expects nothing), as the park contract requires; otherwise they are
+	// answered sendrecv.
+	ParkedOneWay bool
+	// Ports, if set, is the pool the endpoint's port came from: Close gives
+	// it back.
+	Ports *PortPool
+	// OnClose, if set, is called once when the leg has closed: the host
+	// forgets the dialog.
+	OnClose func(*Leg)
+	// Logger gets the leg's diagnostics at Debug; nil is silent.
+	Logger *slog.Logger
+}
+
+// NewLeg builds a Leg.
+func NewLeg(cfg LegConfig) (*Leg, error) {
+	switch {
+	case cfg.Dialog.uas == nil && cfg.Dialog.uac == nil:
+		return nil, errors.New("sipadapter: LegConfig.Dialog is unset")
+	case cfg.Endpoint == nil:
+		return nil, errors.New("sipadapter: LegConfig.Endpoint is nil")
+	case cfg.SDP == nil:
+		return nil, errors.New("sipadapter: LegConfig.SDP is nil")
+	}
+	l := &Leg{
+		dlg: cfg.Dialog, ep: cfg.Endpoint, sdp: cfg.SDP, party: cfg.Party,
+		parkedOneW: cfg.ParkedOneWay, log: cfg.Logger, ports: cfg.Ports, onClose: cfg.OnClose,
+		settled: make(chan struct{}), dir: cfg.Direction, confirmed: cfg.Confirmed,
+		lateOffer: cfg.LateOffer,
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	return l, nil
+}
+
+// Dialog returns the leg's dialog.
+func (l *Leg) Dialog() Dialog { return l.dlg }
+
+// Endpoint returns the leg's RTP endpoint.
+func (l *Leg) Endpoint() *media.Endpoint { return l.ep }
+
+// Party returns who is on the leg.
+func (l *Leg) Party() string { return l.party }
+
+// Key returns the leg's dialog key (Dialog.Key).
+func (l *Leg) Key() string { return l.dlg.Key() }
+
+// Hold implements park.Leg: the leg's party is parked and hears music, from
+// the moment its dialog is confirmed.
+func (l *Leg) Hold(_ context.Context, music park.Music) error {
+	clip, err := Clip(music)
+	if err != nil {
 		return err
 	}
-	for _, l := range []*Leg{a, b} {
-		if l.Direction() != media.SendRecv {
-			s.tasks.Go(func() {
-				ctx, cancel := context.WithTimeout(s.tasksCtx, 10*time.Second)
-				defer cancel()
-				if err := l.Reoffer(ctx, media.SendRecv); err != nil {
-					s.log.Info("re-INVITE for two-way audio failed", "who", l.Party(), "err", err)
-				}
-			})
-		}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrLegGone
+	}
+	l.music = clip
+	if l.confirmed {
+		return l.playLocked()
 	}
 	return nil
 }
 
-// remember registers a leg under its dialog key.
-func (s *Server) remember(l *Leg) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.legs[l.Key()] = l
-	if k, ok := inviteKey(l); ok {
-		s.invites[k] = l
-	}
-}
-
-func (s *Server) forget(l *Leg) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.legs[l.Key()] == l {
-		delete(s.legs, l.Key())
-	}
-	if k, ok := inviteKey(l); ok && s.invites[k] == l {
-		delete(s.invites, k)
-	}
-	if src, ok := s.legSources[l]; ok {
-		delete(s.legSources, l)
-		s.guard.releaseDialog(src)
-	}
-}
-
-// countAgainst makes l's dialog the one admitDialog counted for src, to be
-// released when l closes. A leg closed already releases at once.
-func (s *Server) countAgainst(l *Leg, src netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.legs[l.Key()] != l {
-		s.guard.releaseDialog(src)
-		return
-	}
-	s.legSources[l] = src
-}
-
-// inviteKey names the INVITE a leg the server answered came from: Call-ID,
-// From tag and CSeq, what RFC 3261 §8.2.2.2 compares to detect a merged
-// request. False for a leg the server placed.
-func inviteKey(l *Leg) (string, bool) {
-	uas := l.Dialog().ServerSession()
-	if uas == nil {
-		return "", false
-	}
-	return requestInviteKey(uas.InviteRequest)
-}
-
-func requestInviteKey(req *sip.Request) (string, bool) {
-	callID, from, cseq := req.CallID(), req.From(), req.CSeq()
-	if callID == nil || from == nil || cseq == nil {
-		return "", false
-	}
-	tag, _ := from.Params.Get("tag")
-	return callID.Value() + "\x00" + tag + "\x00" + strconv.FormatUint(uint64(cseq.SeqNo), 10), true
-}
-
-// isMerged reports whether req, an INVITE outside any dialog, is a copy of
-// one that already made a leg.
-func (s *Server) isMerged(req *sip.Request) bool {
-	k, ok := requestInviteKey(req)
-	if !ok {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, found := s.invites[k]
-	return found
-}
-
-// lookup finds the leg an in-dialog request belongs to: To carries our tag,
-// From theirs, whichever side began the dialog.
-func (s *Server) lookup(req *sip.Request) *Leg {
-	key, ok := RequestKey(req)
-	if !ok {
+func (l *Leg) playLocked() error {
+	if l.music == nil || l.playing || l.closed || l.relay != nil {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.legs[key]
+	if err := l.ep.PlayMusic(l.music.Frames(l.ep.Codec())); err != nil {
+		return err
+	}
+	l.playing = true
+	return nil
 }
 
-// Dial rings a recall or fallback target over SIP, as a park.Dialer: an
-// INVITE with an offer from a new RTP port, CANCELled when ctx ends first.
-// The answered call's Connect bridges it with a parked leg of this server.
-// A host that brings its own lot wires it in with park.DialerFunc(srv.Dial).
-func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, error) {
-	var target sip.Uri
-	if err := sip.ParseUri(req.Target, &target); err != nil {
-		return nil, fmt.Errorf("target %q: %w", req.Target, err)
+// ReadAckAnswer completes a late offer: ack is the ACK of the leg's INVITE,
+// whose 200 carried LegConfig.LateOffer, and its body is the answer. The
+// endpoint gets the agreed address and codec before the dialog reads the
+// ACK, so the media is ready when the host's WriteResponse returns and
+// Confirm starts it. For any other leg, or the ACK of a re-INVITE, it does
+// nothing.
+func (l *Leg) ReadAckAnswer(ack *sip.Request) {
+	uas := l.dlg.uas
+	if uas == nil || ack.CSeq() == nil || uas.InviteRequest.CSeq() == nil || ack.CSeq().SeqNo != uas.InviteRequest.CSeq().SeqNo {
+		return
 	}
-	ep, sdp, err := s.media.Offering()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	offer := l.lateOffer
+	if offer == nil {
+		return
+	}
+	l.lateOffer = nil
+	n, err := offer.ParseAnswer(ack.Body())
+	if err == nil {
+		err = l.ep.Apply(n)
+	}
 	if err != nil {
-		return nil, err
+		l.lateOfferErr = fmt.Errorf("sipadapter: the ACK's SDP answer: %w", err)
+		return
 	}
-	fail := func(err error) (park.Answer, error) {
-		s.ports.FreeEndpoint(ep)
-		return nil, err
+	l.dir = n.Direction
+}
+
+// LateOfferErr reports, once the ACK is in, whether a late offer failed:
+// the ACK carried no usable answer, or never came. RFC 3261 §13.3.1.4 then
+// wants the session ended with a BYE. It is nil for a leg whose INVITE had
+// an offer.
+func (l *Leg) LateOfferErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lateOffer != nil {
+		return errors.New("sipadapter: no ACK answered the offer in our 200")
 	}
-	offer, err := sdp.Offer(media.SendRecv)
+	return l.lateOfferErr
+}
+
+// Confirm records that the dialog is confirmed (the ACK of our 2xx is in)
+// and starts the music it waits for.
+func (l *Leg) Confirm() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.confirmed = true
+	if err := l.playLocked(); err != nil {
+		l.log.Warn("hold music did not start", "party", l.party, "err", err)
+	}
+}
+
+// ErrUnplayable means a lot's music is of a kind the SIP side cannot play:
+// it plays *media.Clip and park.BuiltinMusic.
+var ErrUnplayable = errors.New("sipadapter: music cannot be played")
+
+// Clip is the audio of a lot's music: the clip itself, media.BuiltinMusic for
+// park.BuiltinMusic, nil for none; an error wrapping ErrUnplayable for any
+// other kind of park.Music.
+func Clip(music park.Music) (*media.Clip, error) {
+	switch m := music.(type) {
+	case nil:
+		return nil, nil
+	case *media.Clip:
+		return m, nil
+	}
+	if music == park.BuiltinMusic() {
+		return media.BuiltinMusic(), nil
+	}
+	return nil, fmt.Errorf("%w: %q is a %T, want a *media.Clip", ErrUnplayable, music.Name(), music)
+}
+
+// Hangup implements park.Leg: BYE, once, then Close. A leg whose party has
+// already hung up gets no BYE.
+func (l *Leg) Hangup(ctx context.Context) error {
+	if l.Closed() {
+		// The party hung up (ServeBye marks the leg closed first): no BYE,
+		// but return only once the leg is freed, so that a caller counting
+		// what is left (Shutdown) finds nothing.
+		l.Close()
+		return nil
+	}
+	l.byeOnce.Do(func() {
+		l.offering.Lock()
+		defer l.offering.Unlock()
+		if err := l.dlg.Bye(ctx); err != nil {
+			l.log.Debug("BYE failed", "party", l.party, "err", err)
+		}
+	})
+	l.Close()
+	return nil
+}
+
+// Close frees the leg without a BYE: its party hung up, or its INVITE was
+// refused. The relay stops, the endpoint closes (its port back to Ports),
+// OnClose runs. Idempotent.
+func (l *Leg) Close() {
+	l.closeOnce.Do(func() {
+		defer l.Settle()
+		l.mu.Lock()
+		l.closed = true
+		relay := l.relay
+		l.mu.Unlock()
+		if relay != nil {
+			relay.Close()
+		}
+		if l.ports != nil {
+			l.ports.FreeEndpoint(l.ep)
+		} else {
+			l.ep.Close()
+		}
+		l.dlg.Close()
+		if l.onClose != nil {
+			l.onClose(l)
+		}
+	})
+}
+
+// Closed reports whether the leg has closed.
+func (l *Leg) Closed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// Peer returns the leg it is bridged with, or nil.
+func (l *Leg) Peer() *Leg {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peer
+}
+
+// Parked returns the parked call the leg holds, or nil.
+func (l *Leg) Parked() *park.Call {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.call
+}
+
+// SetParked records the parked call the leg now holds (after Lot.Park or
+// Call.Replace) and settles the leg. It reports false, recording nothing,
+// if the leg has closed meanwhile.
+func (l *Leg) SetParked(c *park.Call) bool {
+	l.mu.Lock()
+	closed := l.closed
+	if !closed {
+		l.call = c
+	}
+	l.mu.Unlock()
+	l.Settle()
+	return !closed
+}
+
+// TakeParked detaches the parked call from the leg and returns it (nil if
+// none): an attended transfer hands it to another leg, and this leg's BYE
+// must no longer end it.
+func (l *Leg) TakeParked() *park.Call {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.call
+	l.call = nil
+	return c
+}
+
+// Settle releases whoever waits in WaitSettled: the leg is bridged, parked,
+// or not going to be.
+func (l *Leg) Settle() { l.settleOnce.Do(func() { close(l.settled) }) }
+
+// WaitSettled waits up to d for Settle: a REFER may arrive right after the
+// answer, before the host has bridged the leg.
+func (l *Leg) WaitSettled(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-l.settled:
+	case <-t.C:
+	}
+}
+
+// Direction returns our direction as last negotiated.
+func (l *Leg) Direction() media.Direction {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dir
+}
+
+// Bridge joins two legs into a call: their music stops, RTP is relayed
+// between them (transcoded where the codecs differ), and each is the other's
+// Peer, so the host passes a BYE on. A parked call a leg held is no longer
+// its. If either leg has closed, nothing is bridged and ErrLegGone returned.
+func Bridge(a, b *Leg) error {
+	defer a.Settle()
+	defer b.Settle()
+	relay, err := media.Bridge(a.ep, b.ep)
 	if err != nil {
-		return fail(err)
+		if a.Closed() || b.Closed() {
+			return ErrLegGone
+		}
+		return err
 	}
-	from := sip.FromHeader{
-		DisplayName: "Park " + string(req.Call.Orbit),
-		Address:     sipURI(string(req.Call.Orbit), s.addr),
-		Params:      sip.NewParams(),
+	link := func(l, peer *Leg) bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.closed {
+			return false
+		}
+		l.peer, l.relay, l.call, l.music, l.playing = peer, relay, nil, nil, false
+		return true
 	}
-	from.Params.Add("tag", sip.GenerateTagN(16))
-	invite := sip.NewRequest(sip.INVITE, target)
-	invite.SetBody(offer.SDP())
-	invite.AppendHeader(&from)
-	invite.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	if tr, ok := target.UriParams.Get("transport"); ok && tr != "" {
-		invite.SetTransport(tr)
+	// A leg that closed before it learnt of the relay did not close it,
+	// so it is closed here.
+	if !link(a, b) || !link(b, a) {
+		relay.Close()
+		Unbridge(a, b)
+		return ErrLegGone
 	}
-	sess, err := s.dialogUA.WriteInvite(ctx, invite)
+	return nil
+}
+
+// Unbridge takes two bridged legs apart: the relay stops and a BYE on one
+// no longer concerns the other. Each can then be parked or bridged anew.
+func Unbridge(a, b *Leg) {
+	for _, l := range []*Leg{a, b} {
+		l.mu.Lock()
+		relay := l.relay
+		if l.peer == a || l.peer == b {
+			l.peer, l.relay = nil, nil
+		}
+		l.mu.Unlock()
+		if relay != nil {
+			relay.Close()
+		}
+	}
+}
+
+// Reoffer sends a re-INVITE offering dir with the leg's current codec and
+// address, acknowledges the answer and applies it: a leg answered one-way
+// while parked gets two-way audio back once bridged (RFC 3264 §8).
+func (l *Leg) Reoffer(ctx context.Context, dir media.Direction) error {
+	l.offering.Lock()
+	defer l.offering.Unlock()
+	if l.Closed() {
+		return ErrLegGone
+	}
+	offer, err := l.sdp.Offer(dir, l.ep.Codec())
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	if err := WaitAnswer(ctx, sess, nil); err != nil {
-		sess.Close()
-		return fail(err)
-	}
-	l, err := ConfirmAnswer(ctx, sess, offer, LegConfig{Endpoint: ep, SDP: sdp, Party: req.Target}, s.newLeg)
+	req := l.dlg.NewRequest(sip.INVITE)
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(offer.SDP())
+	res, err := l.dlg.Do(ctx, req)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return answeredLeg{s, l}, nil
-}
-
-func fromTag(req *sip.Request) string {
-	t, _ := req.From().Params.Get("tag")
-	return t
-}
-
-// answeredLeg is a recall or fallback the target answered.
-type answeredLeg struct {
-	s *Server
-	l *Leg
-}
-
-// Connect bridges the parked leg with the answered call.
-func (a answeredLeg) Connect(ctx context.Context, parked park.Leg) error {
-	p, ok := parked.(*Leg)
-	if !ok {
-		return fmt.Errorf("sipadapter: cannot connect a %T", parked)
+	if !res.IsSuccess() {
+		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
 	}
-	return a.s.bridge(p, a.l)
+	if err := l.dlg.WriteRequest(l.dlg.NewRequest(sip.ACK)); err != nil {
+		return err
+	}
+	n, err := offer.ParseAnswer(res.Body())
+	if err != nil {
+		return err
+	}
+	if err := l.ep.Apply(n); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.dir = n.Direction
+	l.mu.Unlock()
+	return nil
 }
 
-// Hangup ends an answered call the lot has no use for.
-func (a answeredLeg) Hangup(ctx context.Context) error {
-	return a.l.Hangup(ctx)
+// ServeReInvite answers an offer inside the leg's dialog (hold, resume, a
+// new address or codec) from the leg's own media: the other leg of a call is
+// not asked, since the relay carries whatever each side sends.
+func (l *Leg) ServeReInvite(req *sip.Request, tx sip.ServerTransaction) {
+	offer, err := media.ParseOffer(req.Body())
+	if err != nil {
+		code, reason := OfferStatus(err, req.Body())
+		Reply(l.log, req, tx, code, reason, Warning(err.Error()))
+		return
+	}
+	l.mu.Lock()
+	stance := media.SendRecv
+	if l.parkedOneW && l.peer == nil {
+		stance = media.ParkedDirection(offer.Direction)
+	}
+	answer, n, err := l.sdp.Answer(offer, stance)
+	if err == nil {
+		l.dir = n.Direction
+	}
+	l.mu.Unlock()
+	if err != nil {
+		Reply(l.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", Warning(err.Error()))
+		return
+	}
+	if err := l.ep.Apply(n); err != nil {
+		l.log.Warn("codec change refused", "party", l.party, "err", err)
+	}
+	respond(l.log, tx, sip.NewSDPResponseFromRequest(req, answer))
+}
+
+// ServeBye answers the party's BYE and closes the leg. A call it held in
+// the lot is abandoned (returned, so the host can log it); the peer it was
+// bridged with is returned for the host to hang up.
+func (l *Leg) ServeBye(req *sip.Request, tx sip.ServerTransaction) (abandoned *park.Call, peer *Leg) {
+	// Marked closed in the same step as the peer is read: a Bridge running
+	// now either linked this leg already (its peer is seen here and gets
+	// the BYE) or will find it closed and give up (its caller hangs up the
+	// other leg). Reading first and closing later left a window in which a
+	// retrieve bridged the parked party to a leg already gone.
+	l.mu.Lock()
+	l.closed = true
+	call, peer := l.call, l.peer
+	l.mu.Unlock()
+	if call != nil && !call.Abandon() {
+		call = nil
+	}
+	// The 200 goes out only once the lot has the call as abandoned: a
+	// phone (or a test) that moves on at the 200 finds the lot settled,
+	// and a Shutdown starting then cannot recall the call and send a BYE
+	// to a party that has just said goodbye.
+	if err := l.dlg.ReadBye(req, tx); err != nil {
+		l.log.Debug("BYE answer failed", "party", l.party, "err", err)
+	}
+	l.Close()
+	return call, peer
+}
+
+// ConfirmAnswer turns an INVITE the host placed, answered 2xx (sess after
+// WaitAnswer), into a Leg: file builds and files it (the host's map, with
+// its OnClose), then the 2xx is acknowledged and the SDP answer to offer is
+// applied to cfg.Endpoint. The leg is filed before the ACK goes out because
+// the far end may hang up the moment it has the ACK, and its BYE must find
+// the dialog. On failure the leg is freed, hung up if it was acknowledged.
+func ConfirmAnswer(ctx context.Context, sess *sipgo.DialogClientSession, offer *media.Offer, cfg LegConfig, file func(LegConfig) *Leg) (*Leg, error) {
+	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
+	cfg.Dialog, cfg.Direction, cfg.Confirmed = ClientDialog(sess), n.Direction, true
+	l := file(cfg)
+	if ackErr := sess.Ack(context.WithoutCancel(ctx)); ackErr != nil {
+		l.Close()
+		return nil, ackErr
+	}
+	if err == nil {
+		err = cfg.Endpoint.Apply(n)
+	}
+	if err != nil {
+		l.Hangup(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("answer SDP: %w", err)
+	}
+	return l, nil
 }

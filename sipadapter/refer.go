@@ -10,29 +10,29 @@ import (
 	"github.com/callpark/callpark/park"
 )
 
-// onRefer re-parks the other party of a call the server relays (a retrieved
+// ServeRefer re-parks the other party of a call the server relays (a retrieved
 // or recalled call) when one side transfers it to the park extension or to a
 // free orbit (RFC 3515): 202, NOTIFY 100 Trying, then a final NOTIFY whose
 // sipfrag is 200 OK with X-Park-Orbit, or the failure (486 when the lot is
 // full or the orbit taken, and the call stays bridged).
-func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
-	l := s.lookup(req)
+func (e *Engine) ServeRefer(req *sip.Request, tx sip.ServerTransaction) {
+	l := e.lookup(req)
 	if l == nil {
-		s.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		e.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
 		return
 	}
 	referTo := req.ReferTo()
 	if referTo == nil {
-		s.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning("REFER without Refer-To"))
+		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning("REFER without Refer-To"))
 		return
 	}
 	l.WaitSettled(2 * time.Second) // a REFER may follow the ACK of a retrieve at once
 	other := l.Peer()
 	if other == nil {
-		s.reply(req, tx, sip.StatusForbidden, "Forbidden", Warning("only a bridged call can be re-parked"))
+		e.reply(req, tx, sip.StatusForbidden, "Forbidden", Warning("only a bridged call can be re-parked"))
 		return
 	}
-	directed, found := referTarget(referTo, s.cfg.ParkExtension, s.table)
+	directed, found := referTarget(referTo, e.cfg.ParkExtension, e.table)
 	status := 0
 	if !found {
 		status = sip.StatusNotFound
@@ -49,28 +49,28 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	var call *park.Call
 	var err error
 	if status == 0 {
-		call, err = s.repark(other, l, directed, parker)
+		call, err = e.repark(other, l, directed, parker)
 	}
-	s.reply(req, tx, sip.StatusAccepted, "Accepted")
+	e.reply(req, tx, sip.StatusAccepted, "Accepted")
 
-	s.tasks.Go(func() {
-		ctx, cancel := context.WithTimeout(s.tasksCtx, 10*time.Second)
+	e.tasks.Go(func() {
+		ctx, cancel := context.WithTimeout(e.tasksCtx, 10*time.Second)
 		defer cancel()
-		s.notifyRefer(ctx, l, referCSeq, StatusSipfrag(sip.StatusTrying, "Trying"), false)
+		e.notifyRefer(ctx, l, referCSeq, StatusSipfrag(sip.StatusTrying, "Trying"), false)
 		if status != 0 {
-			s.notifyRefer(ctx, l, referCSeq, StatusSipfrag(status, "Not Found"), true)
+			e.notifyRefer(ctx, l, referCSeq, StatusSipfrag(status, "Not Found"), true)
 			return
 		}
 		if err != nil {
 			code, reason, _ := StatusFor(err)
-			s.log.Info("re-park refused", "orbit", directed, "referrer", l.Party(), "status", code, "why", err)
-			s.notifyRefer(ctx, l, referCSeq, StatusSipfrag(code, reason), true)
+			e.log.Info("re-park refused", "orbit", directed, "referrer", l.Party(), "status", code, "why", err)
+			e.notifyRefer(ctx, l, referCSeq, StatusSipfrag(code, reason), true)
 			return
 		}
-		s.log.Info("re-parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", other.Party(), "parker", parker)
-		s.notifyRefer(ctx, l, referCSeq, ParkedSipfrag(call.Orbit()), true)
+		e.log.Info("re-parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", other.Party(), "parker", parker)
+		e.notifyRefer(ctx, l, referCSeq, ParkedSipfrag(call.Orbit()), true)
 		if parker != "" {
-			s.notifyParker(parker, call.Orbit())
+			e.notifyParker(parker, call.Orbit())
 		}
 	})
 }
@@ -96,17 +96,17 @@ func referTarget(referTo *sip.ReferToHeader, parkExt string, table *orbit.Table)
 
 // repark takes party out of its bridge with referrer and parks it. On
 // failure the bridge is put back as it was.
-func (s *Server) repark(party, referrer *Leg, directed orbit.Orbit, parker string) (*park.Call, error) {
+func (e *Engine) repark(party, referrer *Leg, directed orbit.Orbit, parker string) (*park.Call, error) {
 	// Unlink first: the referrer's BYE, which follows, must not reach the
 	// party once it is parked.
 	Unbridge(party, referrer)
-	call, err := s.lot.Park(context.Background(), park.ParkRequest{Leg: party, Orbit: directed, Parker: parker, Party: party.Party()})
+	call, err := e.lot.Park(context.Background(), park.ParkRequest{Leg: party, Orbit: directed, Parker: parker, Party: party.Party()})
 	if err != nil {
-		if berr := s.bridge(party, referrer); berr != nil {
+		if berr := e.bridge(party, referrer); berr != nil {
 			// One of them hung up meanwhile. The party would otherwise
 			// stay open, alone, until Shutdown; the referrer hears the
 			// failure in its final NOTIFY and hangs up as transferors do.
-			s.log.Info("could not restore the bridge after a refused re-park", "err", berr)
+			e.log.Info("could not restore the bridge after a refused re-park", "err", berr)
 			party.Hangup(context.Background())
 		}
 		return nil, err
@@ -121,8 +121,8 @@ func (s *Server) repark(party, referrer *Leg, directed orbit.Orbit, parker strin
 
 // notifyRefer reports a REFER's progress to the referrer; a NOTIFY that
 // fails changes nothing, so it is only logged.
-func (s *Server) notifyRefer(ctx context.Context, l *Leg, referCSeq uint32, sipfrag string, final bool) {
+func (e *Engine) notifyRefer(ctx context.Context, l *Leg, referCSeq uint32, sipfrag string, final bool) {
 	if err := NotifyRefer(ctx, l.Dialog(), referCSeq, sipfrag, final); err != nil {
-		s.log.Debug("refer NOTIFY failed", "who", l.Party(), "err", err)
+		e.log.Debug("refer NOTIFY failed", "who", l.Party(), "err", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -94,50 +93,29 @@ type Config struct {
 // use for more, and a parser that accepts less cannot be made to hold much.
 const DefaultMaxMessageSize = 16 << 10
 
-// Server is a call park application server: the SIP side of a park.Lot. It
-// answers INVITEs to the park extension (park) and to orbits (directed park
-// and retrieve), keeps the media of every leg, and rings parkers and the
-// fallback when the lot recalls a call.
+// Server is a call park application server: a SIP listener bound to a park
+// Engine. It answers INVITEs to the park extension (park) and to orbits
+// (directed park and retrieve), keeps the media of every leg, and rings
+// parkers and the fallback when the lot recalls a call.
 type Server struct {
 	cfg     Config
 	lot     *park.Lot
 	table   *orbit.Table
 	log     *slog.Logger
 	ports   *PortPool
-	sched   *media.Scheduler
 	mediaIP netip.Addr
-	media   LegMedia // how legs get their RTP port, SDP and endpoint
 
 	ua       *sipgo.UserAgent
 	srv      *sipgo.Server
 	client   *sipgo.Client
 	router   *SourceRouter // the client's: where each request leaves from
-	dialogUA *sipgo.DialogUA
+	sched    *media.Scheduler
+	engine   *Engine // built by Listen, which learns the address its URIs name
 	addr     netip.AddrPort
 	udp      *udpListener
-
-	blf *BLF // built by Listen, which learns the address its URIs name
-
-	guard *sourceGuard // Limits: failed retrieves and dialogs per source
-
-	mu      sync.Mutex
-	legs    map[string]*Leg // by dialog key: Call-ID, our tag, their tag
-	invites map[string]*Leg // answered legs by their INVITE (inviteKey)
-	// legSources names the source each answered leg is counted against
-	// (Limits.DialogsPerSource), until the leg closes.
-	legSources map[*Leg]netip.Addr
-	// Handlers in progress, so that Shutdown returns only once none is
-	// left to create or free a leg; after stopped, requests get 503.
-	active  int
-	stopped bool
-	idle    chan struct{}  // closed when active drops to 0 after stopped
-	tasks   sync.WaitGroup // notices and other fire-and-forget requests
-	// tasksCtx bounds those requests; Shutdown cancels it before waiting
-	// for them, so a phone that never answers cannot hold the exit.
-	tasksCtx    context.Context
-	cancelTasks context.CancelFunc
-	cancel      context.CancelFunc
-	serveErr    chan error
+	mu       sync.Mutex
+	cancel   context.CancelFunc
+	serveErr chan error
 }
 
 // New validates cfg and builds a server; Listen starts it.
@@ -170,9 +148,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, legs: make(map[string]*Leg), invites: make(map[string]*Leg), table: cfg.Orbits,
-		guard: newSourceGuard(cfg.Limits), legSources: make(map[*Leg]netip.Addr)}
-	s.tasksCtx, s.cancelTasks = context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, log: cfg.Logger, table: cfg.Orbits}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -181,7 +157,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	if _, err := orbit.ParseOrbit(cfg.ParkExtension); err == nil && s.isOrbit(orbit.Orbit(cfg.ParkExtension)) {
+	if _, err := orbit.ParseOrbit(cfg.ParkExtension); err == nil && servesOrbit(s.table, orbit.Orbit(cfg.ParkExtension)) {
 		return nil, fmt.Errorf("sipadapter: Config.ParkExtension %q lies inside an orbit range", cfg.ParkExtension)
 	}
 	s.mediaIP = cfg.MediaIP
@@ -212,6 +188,14 @@ func New(cfg Config) (*Server, error) {
 		if s.lot, err = park.NewLot(pc); err != nil {
 			return nil, err
 		}
+	}
+	// The lot's own orbits, when it tells them, are the ones to answer
+	// for: a mismatch would strand calls (parked where no retrieve looks).
+	if s.table, err = servedOrbits(cfg.Orbits, s.lot, "Config.Orbits"); err != nil {
+		return nil, err
+	}
+	if _, err := Clip(s.lot.Music()); err != nil {
+		return nil, &ConfigError{"Config.Park.MusicOnHold", s.lot.Music().Name(), err.Error()}
 	}
 	return s, nil
 }
@@ -284,36 +268,25 @@ func (s *Server) Listen(ctx context.Context) error {
 		return err
 	}
 	s.router = RouteSources(s.client, ua, s.addr)
-	if s.blf, err = NewBLF(BLFConfig{
-		Lot:           s.lot,
-		Client:        s.client,
-		Orbits:        s.table,
+	s.sched = media.NewScheduler(media.SchedulerOptions{Logger: s.log.With("component", "rtp")})
+	if s.engine, err = NewEngine(EngineConfig{
+		Lot:    s.lot,
+		Client: s.client,
+		Addr:   s.addr,
+		Media: LegMedia{Ports: s.ports, IP: s.mediaIP, Scheduler: s.sched, Logger: s.log,
+			AcceptLateOffer: s.cfg.AcceptLateOffer, LateOfferSwitch: "Config.AcceptLateOffer, -late-offer"},
 		ParkExtension: s.cfg.ParkExtension,
-		Addr:          s.addr,
+		Orbits:        s.table,
+		Limits:        s.cfg.Limits,
 		Logger:        s.log,
-
-		SubscriptionsPerSource: s.cfg.Limits.SubscriptionsPerSource,
-		Trusted:                s.cfg.Limits.Trusted,
 	}); err != nil {
+		s.sched.Close()
 		udp.Close()
 		tcp.Close()
 		return err
 	}
-	s.dialogUA = &sipgo.DialogUA{
-		Client:     s.client,
-		ContactHDR: sip.ContactHeader{Address: sipURI("callpark", s.addr)},
-	}
-	s.sched = media.NewScheduler(media.SchedulerOptions{Logger: s.log.With("component", "rtp")})
-	s.media = LegMedia{Ports: s.ports, IP: s.mediaIP, Username: "callpark", Scheduler: s.sched, Logger: s.log,
-		AcceptLateOffer: s.cfg.AcceptLateOffer, LateOfferSwitch: "Config.AcceptLateOffer, -late-offer"}
-
-	s.srv.OnInvite(s.tracked(s.onInvite))
-	s.srv.OnAck(s.tracked(s.onAck))
-	s.srv.OnBye(s.tracked(s.onBye))
-	s.srv.OnCancel(func(*sip.Request, sip.ServerTransaction) {}) // the transaction layer answers CANCEL
-	s.srv.OnOptions(s.tracked(s.onOptions))
-	s.srv.OnRefer(s.tracked(s.onRefer))
-	s.srv.OnSubscribe(s.tracked(s.blf.ServeSubscribe))
+	s.engine.Handle(s.srv)
+	s.srv.OnOptions(s.engine.Tracked(s.onOptions))
 
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.serveErr = make(chan error, 2)
@@ -339,32 +312,10 @@ func (s *Server) Listen(ctx context.Context) error {
 // remaining calls are dropped. Calling it again is harmless: it finds
 // nothing left to end.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.blf != nil {
-		s.blf.refuseNew()
+	if s.engine == nil {
+		return s.lot.Shutdown(ctx)
 	}
-	err := s.lot.Shutdown(ctx)
-
-	// Watchers hear the last state, then that the lot is gone. The final
-	// NOTIFYs get their own few seconds even when ctx has run out on the
-	// lot: a lamp left lit would show a call that is not there.
-	if s.blf != nil {
-		blfCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
-		if err := s.blf.Close(blfCtx); err != nil {
-			s.log.Warn("shutdown: BLF NOTIFYs still unanswered", "err", err)
-		}
-		cancel()
-	}
-
-	// Calls the server still relays (retrieved, recalled) end with it;
-	// then no new request is taken, the ones in progress finish, and any
-	// leg they left is ended too.
-	byeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	s.hangupAll(byeCtx)
-	s.waitHandlers(byeCtx)
-	s.hangupAll(byeCtx)
-	s.cancelTasks()
-	s.tasks.Wait()
+	err := s.engine.Shutdown(ctx)
 	s.mu.Lock()
 	stopServing := s.cancel
 	s.cancel = nil // a second Shutdown finds the listeners gone already
@@ -411,130 +362,24 @@ func (s *Server) closeUA(pinned int, peers []string) {
 	}
 }
 
-// hangupAll sends BYE on every leg the server holds and frees them.
-func (s *Server) hangupAll(ctx context.Context) {
-	s.mu.Lock()
-	var legs []*Leg
-	for _, l := range s.legs {
-		legs = append(legs, l)
-	}
-	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, l := range legs {
-		wg.Go(func() { l.Hangup(ctx) })
-	}
-	wg.Wait()
-}
-
-// tracked counts a handler in progress and turns requests away once the
-// server has stopped.
-func (s *Server) tracked(h sipgo.RequestHandler) sipgo.RequestHandler {
-	return func(req *sip.Request, tx sip.ServerTransaction) {
-		s.mu.Lock()
-		if s.stopped {
-			s.mu.Unlock()
-			if !req.IsAck() {
-				s.reply(req, tx, sip.StatusServiceUnavailable, "Service Unavailable")
-			}
-			return
-		}
-		s.active++
-		s.mu.Unlock()
-		defer func() {
-			s.mu.Lock()
-			s.active--
-			if s.active == 0 && s.idle != nil {
-				close(s.idle)
-				s.idle = nil
-			}
-			s.mu.Unlock()
-		}()
-		h(req, tx)
-		if endsWithHandler(req) {
-			tx.Terminate()
-		}
-	}
-}
-
-// endsWithHandler reports whether a request's server transaction can end as
-// soon as its handler returns. Over UDP sipgo keeps a finished transaction
-// for 32 s (RFC 3261 Timers J and L) to answer retransmissions; at a
-// thousand parks a second that is 100,000 transactions, half the server's
-// heap and the garbage collector's work. An INVITE handler returns once the
-// ACK of its 2xx is in (or never came), so a retransmission can no longer
-// come (a late copy is caught as a merged request, 482); a re-INVITE
-// retransmitted after its 200 is answered again, alike; a BYE or OPTIONS
-// retransmitted after its answer gets 481 or 200 anew, which is harmless.
-// REFER and SUBSCRIBE keep their transactions: a retransmission must not
-// park or subscribe twice.
-func endsWithHandler(req *sip.Request) bool {
-	switch req.Method {
-	case sip.INVITE, sip.BYE, sip.OPTIONS:
-		return true
-	}
-	return false
-}
-
-// waitHandlers stops taking requests and waits for those in progress.
-func (s *Server) waitHandlers(ctx context.Context) {
-	s.mu.Lock()
-	s.stopped = true
-	var idle chan struct{}
-	if s.active > 0 {
-		s.idle = make(chan struct{})
-		idle = s.idle
-	}
-	s.mu.Unlock()
-	if idle == nil {
-		return
-	}
-	select {
-	case <-idle:
-	case <-ctx.Done():
-		s.log.Warn("shutdown: requests still in progress", "err", ctx.Err())
-	}
-}
-
-// isOrbit reports whether o is one of the orbits this server serves.
-func (s *Server) isOrbit(o orbit.Orbit) bool { return servesOrbit(s.table, o) }
-
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, SUBSCRIBE"))
 	res.AppendHeader(sip.NewHeader("Supported", "replaces"))
 	res.AppendHeader(sip.NewHeader("Allow-Events", "refer, dialog"))
-	s.respond(tx, res)
+	respond(s.log, tx, res)
 }
 
-func (s *Server) respond(tx sip.ServerTransaction, res *sip.Response) { respond(s.log, tx, res) }
-
-func (s *Server) reply(req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
-	Reply(s.log, req, tx, code, reason, headers...)
-}
-
-// notifyParker tells the parker where the call waits, out of dialog. A
-// failure changes nothing: the orbit was also in the 200 OK.
-func (s *Server) notifyParker(parker string, o orbit.Orbit) {
-	var uri sip.Uri
-	if err := sip.ParseUri(parker, &uri); err != nil {
-		return
+// Dial rings a recall or fallback target over SIP, as a park.Dialer (see
+// Engine.Dial). A host that brings its own lot wires it in with a
+// park.DialerFunc that calls this method of the server it builds next. Before
+// Listen there is nothing to ring with.
+func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, error) {
+	if s.engine == nil {
+		return nil, ErrNotListening
 	}
-	s.tasks.Go(func() {
-		ctx, cancel := context.WithTimeout(s.tasksCtx, 5*time.Second)
-		defer cancel()
-		req := sip.NewRequest(sip.MESSAGE, uri)
-		req.AppendHeader(sip.NewHeader("Content-Type", "text/plain"))
-		req.SetBody([]byte("Parked at " + string(o)))
-		from := sip.FromHeader{Address: sipURI(s.cfg.ParkExtension, s.addr), Params: sip.NewParams()}
-		from.Params.Add("tag", sip.GenerateTagN(16))
-		req.AppendHeader(&from)
-		res, err := ClientDo(ctx, s.client, req)
-		if err != nil {
-			s.log.Debug("parker notice failed", "parker", parker, "orbit", o, "err", err)
-			return
-		}
-		if !res.IsSuccess() {
-			s.log.Debug("parker notice refused", "parker", parker, "orbit", o, "status", res.StatusCode)
-		}
-	})
+	return s.engine.Dial(ctx, req)
 }
+
+// ErrNotListening is what Dial returns before Listen.
+var ErrNotListening = errors.New("sipadapter: the server is not listening")

@@ -1,0 +1,388 @@
+package sipadapter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/orbit"
+	"github.com/callpark/callpark/park"
+)
+
+// EngineConfig is what a SIP host tells the park engine. Lot, Client, Addr
+// and Media are required.
+type EngineConfig struct {
+	// Lot is the lot the engine parks into. Its Dialer should ring through
+	// the engine (Engine.Dial), or recalls never reach SIP.
+	Lot *park.Lot
+	// Client sends the engine's requests: recalls, NOTIFYs, MESSAGEs, BYEs.
+	// Install RouteSources on it first, so each leaves from the right
+	// socket.
+	Client *sipgo.Client
+	// Addr is the host's SIP address: the host part of the orbit and park
+	// URIs and of the engine's Contact.
+	Addr netip.AddrPort
+	// Media gives each leg its RTP port, SDP and endpoint.
+	Media LegMedia
+	// ContactUser is the user part of the engine's Contact and SDP origin:
+	// "callpark" when empty.
+	ContactUser string
+	// ParkExtension is the Request-URI user that parks: "700" when empty.
+	ParkExtension string
+	// Orbits are the orbits the engine answers for; nil means the lot's
+	// ranges (park.Lot.Ranges), which must then be known. When both are
+	// known they must agree: a call the lot parks on an orbit the engine
+	// does not answer for could never be retrieved.
+	Orbits *orbit.Table
+	// Limits bounds what one source address may hold or try; the zero
+	// value means the defaults (see Limits).
+	Limits Limits
+	// Logger receives a line per park, retrieve, recall, hang-up and
+	// refusal at Info; nil is silent.
+	Logger *slog.Logger
+}
+
+// Engine is the park half of a SIP host: it owns the call legs and every
+// park flow, so that the park server and a PBX that embeds the lot behave
+// alike on the wire (docs/SIP-CONTRACT.md). A host hands it the requests it
+// gets (Handle registers them on a sipgo.Server) and calls Shutdown when it
+// stops; the flows themselves, park by INVITE and by REFER, directed park,
+// retrieve and bridge, Replaces take-over, recall and fallback, holds,
+// hang-ups and BLF, live here once.
+type Engine struct {
+	cfg      EngineConfig
+	lot      *park.Lot
+	table    *orbit.Table
+	log      *slog.Logger
+	ports    *PortPool
+	media    LegMedia
+	client   *sipgo.Client
+	dialogUA *sipgo.DialogUA
+	addr     netip.AddrPort
+	blf      *BLF
+	guard    *sourceGuard // Limits: failed retrieves and dialogs per source
+
+	mu      sync.Mutex
+	legs    map[string]*Leg // by dialog key: Call-ID, our tag, their tag
+	invites map[string]*Leg // answered legs by their INVITE (inviteKey)
+	// legSources names the source each answered leg is counted against
+	// (Limits.DialogsPerSource), until the leg closes.
+	legSources map[*Leg]netip.Addr
+	// Handlers in progress, so that Shutdown returns only once none is
+	// left to create or free a leg; after stopped, requests get 503.
+	active  int
+	stopped bool
+	idle    chan struct{}  // closed when active drops to 0 after stopped
+	tasks   sync.WaitGroup // notices and other fire-and-forget requests
+	// tasksCtx bounds those requests; Shutdown cancels it before waiting
+	// for them, so a phone that never answers cannot hold the exit.
+	tasksCtx    context.Context
+	cancelTasks context.CancelFunc
+}
+
+// NewEngine checks cfg and builds the engine and its BLF.
+func NewEngine(cfg EngineConfig) (*Engine, error) {
+	switch {
+	case cfg.Lot == nil:
+		return nil, &ConfigError{"EngineConfig.Lot", nil, "required"}
+	case cfg.Client == nil:
+		return nil, &ConfigError{"EngineConfig.Client", nil, "required"}
+	case !cfg.Addr.IsValid():
+		return nil, &ConfigError{"EngineConfig.Addr", cfg.Addr, "required"}
+	case cfg.Media.Ports == nil:
+		return nil, &ConfigError{"EngineConfig.Media.Ports", nil, "required"}
+	}
+	if cfg.ParkExtension == "" {
+		cfg.ParkExtension = DefaultParkExtension
+	}
+	if cfg.ContactUser == "" {
+		cfg.ContactUser = "callpark"
+	}
+	var err error
+	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
+		return nil, err
+	}
+	if _, err := Clip(cfg.Lot.Music()); err != nil {
+		return nil, &ConfigError{"Lot's MusicOnHold", cfg.Lot.Music().Name(), err.Error()}
+	}
+	table, err := servedOrbits(cfg.Orbits, cfg.Lot, "EngineConfig.Orbits")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := orbit.ParseOrbit(cfg.ParkExtension); err == nil && servesOrbit(table, orbit.Orbit(cfg.ParkExtension)) {
+		return nil, &ConfigError{"EngineConfig.ParkExtension", cfg.ParkExtension, "lies inside an orbit range"}
+	}
+	e := &Engine{
+		cfg: cfg, lot: cfg.Lot, table: table, log: cfg.Logger, ports: cfg.Media.Ports, media: cfg.Media,
+		client: cfg.Client, addr: cfg.Addr,
+		guard: newSourceGuard(cfg.Limits), legs: make(map[string]*Leg), invites: make(map[string]*Leg),
+		legSources: make(map[*Leg]netip.Addr),
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.media.Logger == nil {
+		e.media.Logger = e.log
+	}
+	if e.media.Username == "" {
+		e.media.Username = cfg.ContactUser
+	}
+	e.tasksCtx, e.cancelTasks = context.WithCancel(context.Background())
+	e.dialogUA = &sipgo.DialogUA{
+		Client:     e.client,
+		ContactHDR: sip.ContactHeader{Address: sipURI(cfg.ContactUser, e.addr)},
+	}
+	if e.blf, err = NewBLF(BLFConfig{
+		Lot:           e.lot,
+		Client:        e.client,
+		Orbits:        e.table,
+		ParkExtension: cfg.ParkExtension,
+		Addr:          e.addr,
+		Logger:        e.log,
+
+		SubscriptionsPerSource: cfg.Limits.SubscriptionsPerSource,
+		Trusted:                cfg.Limits.Trusted,
+	}); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// servedOrbits is the table of orbits a host answers for: the one it was
+// given, which must hold exactly the lot's ranges when the lot knows them,
+// or else the lot's ranges.
+func servedOrbits(given *orbit.Table, lot *park.Lot, field string) (*orbit.Table, error) {
+	ranges := lot.Ranges()
+	if given == nil {
+		if ranges == nil {
+			return nil, &ConfigError{field, nil, "required: the lot's allocator does not tell its ranges (orbit.Ranger)"}
+		}
+		entries := make([]orbit.Entry, len(ranges))
+		for i, r := range ranges {
+			entries[i] = orbit.Entry{Range: r}
+		}
+		return orbit.NewTable(entries...)
+	}
+	if ranges == nil {
+		return given, nil
+	}
+	local := given.Ranges("")
+	same := len(local) == len(ranges)
+	for i := 0; same && i < len(local); i++ {
+		same = local[i] == ranges[i]
+	}
+	if !same {
+		return nil, &ConfigError{field, given.String(), fmt.Sprintf("must list the lot's orbits, %s: a call parked on an orbit the server does not answer for could never be retrieved", rangesString(ranges))}
+	}
+	return given, nil
+}
+
+func rangesString(rs []orbit.Range) string {
+	s := ""
+	for i, r := range rs {
+		if i > 0 {
+			s += ","
+		}
+		s += r.String()
+	}
+	return s
+}
+
+// Lot returns the engine's lot.
+func (e *Engine) Lot() *park.Lot { return e.lot }
+
+// Orbits returns the orbits the engine answers for.
+func (e *Engine) Orbits() *orbit.Table { return e.table }
+
+// BLF returns the engine's BLF service, which ServeSubscribe serves.
+func (e *Engine) BLF() *BLF { return e.blf }
+
+// Handle registers the engine's handlers on srv: INVITE, ACK, BYE, CANCEL,
+// REFER and SUBSCRIBE. A host that needs to see a request first (a PBX
+// authenticating) registers its own handler afterwards and calls the
+// engine's from it.
+func (e *Engine) Handle(srv *sipgo.Server) {
+	srv.OnInvite(e.Tracked(e.ServeInvite))
+	srv.OnAck(e.Tracked(e.ServeAck))
+	srv.OnBye(e.Tracked(e.ServeBye))
+	srv.OnCancel(func(*sip.Request, sip.ServerTransaction) {}) // the transaction layer answers CANCEL
+	srv.OnRefer(e.Tracked(e.ServeRefer))
+	srv.OnSubscribe(e.Tracked(e.blf.ServeSubscribe))
+}
+
+// Shutdown stops taking parks (new park INVITEs get 503) and recalls every
+// parked call at once (then the fallback, else BYE), returns when the lot is
+// empty, then ends the BLF subscriptions, ends the calls still bridged and
+// waits for the handlers in progress. If ctx ends first the remaining calls
+// are dropped. Calling it again is harmless: it finds nothing left to end.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.blf.refuseNew()
+	err := e.lot.Shutdown(ctx)
+
+	// Watchers hear the last state, then that the lot is gone. The final
+	// NOTIFYs get their own few seconds even when ctx has run out on the
+	// lot: a lamp left lit would show a call that is not there.
+	blfCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
+	if err := e.blf.Close(blfCtx); err != nil {
+		e.log.Warn("shutdown: BLF NOTIFYs still unanswered", "err", err)
+	}
+	cancel()
+
+	// Calls still relayed (retrieved, recalled) end; then no new request
+	// is taken, the ones in progress finish, and any leg they left is
+	// ended too.
+	byeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	e.hangupAll(byeCtx)
+	e.waitHandlers(byeCtx)
+	e.hangupAll(byeCtx)
+	e.cancelTasks()
+	e.tasks.Wait()
+	return err
+}
+
+// hangupAll sends BYE on every leg the engine holds and frees them.
+func (e *Engine) hangupAll(ctx context.Context) {
+	e.mu.Lock()
+	var legs []*Leg
+	for _, l := range e.legs {
+		legs = append(legs, l)
+	}
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, l := range legs {
+		wg.Go(func() { l.Hangup(ctx) })
+	}
+	wg.Wait()
+}
+
+// Tracked counts a handler in progress, so that Shutdown waits for it, and
+// turns requests away with 503 once the engine has stopped. Handle wraps
+// the engine's handlers in it; a host wraps its own that touch legs.
+func (e *Engine) Tracked(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		e.mu.Lock()
+		if e.stopped {
+			e.mu.Unlock()
+			if !req.IsAck() {
+				e.reply(req, tx, sip.StatusServiceUnavailable, "Service Unavailable")
+			}
+			return
+		}
+		e.active++
+		e.mu.Unlock()
+		defer func() {
+			e.mu.Lock()
+			e.active--
+			if e.active == 0 && e.idle != nil {
+				close(e.idle)
+				e.idle = nil
+			}
+			e.mu.Unlock()
+		}()
+		h(req, tx)
+		if endsWithHandler(req) {
+			tx.Terminate()
+		}
+	}
+}
+
+// endsWithHandler reports whether a request's server transaction can end as
+// soon as its handler returns. Over UDP sipgo keeps a finished transaction
+// for 32 s (RFC 3261 Timers J and L) to answer retransmissions; at a
+// thousand parks a second that is 100,000 transactions, half the server's
+// heap and the garbage collector's work. An INVITE handler returns once the
+// ACK of its 2xx is in (or never came), so a retransmission can no longer
+// come (a late copy is caught as a merged request, 482); a re-INVITE
+// retransmitted after its 200 is answered again, alike; a BYE or OPTIONS
+// retransmitted after its answer gets 481 or 200 anew, which is harmless.
+// REFER and SUBSCRIBE keep their transactions: a retransmission must not
+// park or subscribe twice.
+func endsWithHandler(req *sip.Request) bool {
+	switch req.Method {
+	case sip.INVITE, sip.BYE, sip.OPTIONS:
+		return true
+	}
+	return false
+}
+
+// waitHandlers stops taking requests and waits for those in progress.
+func (e *Engine) waitHandlers(ctx context.Context) {
+	e.mu.Lock()
+	e.stopped = true
+	var idle chan struct{}
+	if e.active > 0 {
+		e.idle = make(chan struct{})
+		idle = e.idle
+	}
+	e.mu.Unlock()
+	if idle == nil {
+		return
+	}
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		e.log.Warn("shutdown: requests still in progress", "err", ctx.Err())
+	}
+}
+
+// isOrbit reports whether o is one of the orbits this engine serves.
+func (e *Engine) isOrbit(o orbit.Orbit) bool { return servesOrbit(e.table, o) }
+
+func (e *Engine) respond(tx sip.ServerTransaction, res *sip.Response) { respond(e.log, tx, res) }
+
+func (e *Engine) reply(req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
+	Reply(e.log, req, tx, code, reason, headers...)
+}
+
+// notifyParker tells the parker where the call waits, out of dialog. A
+// failure changes nothing: the orbit was also in the 200 OK.
+func (e *Engine) notifyParker(parker string, o orbit.Orbit) {
+	var uri sip.Uri
+	if err := sip.ParseUri(parker, &uri); err != nil {
+		return
+	}
+	e.tasks.Go(func() {
+		ctx, cancel := context.WithTimeout(e.tasksCtx, 5*time.Second)
+		defer cancel()
+		req := sip.NewRequest(sip.MESSAGE, uri)
+		req.AppendHeader(sip.NewHeader("Content-Type", "text/plain"))
+		req.SetBody([]byte("Parked at " + string(o)))
+		from := sip.FromHeader{Address: sipURI(e.cfg.ParkExtension, e.addr), Params: sip.NewParams()}
+		from.Params.Add("tag", sip.GenerateTagN(16))
+		req.AppendHeader(&from)
+		res, err := ClientDo(ctx, e.client, req)
+		if err != nil {
+			e.log.Debug("parker notice failed", "parker", parker, "orbit", o, "err", err)
+			return
+		}
+		if !res.IsSuccess() {
+			e.log.Debug("parker notice refused", "parker", parker, "orbit", o, "status", res.StatusCode)
+		}
+	})
+}
+
+// ErrInvalidConfig is wrapped by every configuration error of this package.
+var ErrInvalidConfig = errors.New("sipadapter: invalid configuration")
+
+// ConfigError names the configuration field that breaks a rule, as
+// park.ConfigError does for the lot.
+type ConfigError struct {
+	Field string // e.g. "Config.Listen"
+	Value any    // the rejected value
+	Rule  string // what the value must be
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("sipadapter: %s = %v: %s", e.Field, e.Value, e.Rule)
+}
+
+// Unwrap makes every ConfigError match ErrInvalidConfig.
+func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
