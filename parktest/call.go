@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/callpark/callpark/internal/sipreason"
 	"github.com/callpark/callpark/media"
 	"github.com/emiago/sipgo/sip"
 )
@@ -440,7 +441,7 @@ func (p *Phone) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if req.To() != nil && req.To().Params.Has("tag") {
 		c := p.lookupCall(req)
 		if c == nil {
-			p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil)
+			p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil)
 			return
 		}
 		c.onReinvite(req, tx)
@@ -689,7 +690,7 @@ func (p *Phone) onAck(req *sip.Request, _ sip.ServerTransaction) {
 func (p *Phone) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	c := p.lookupCall(req)
 	if c == nil {
-		p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil)
+		p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil)
 		return
 	}
 	if req.CSeq() == nil || !c.dlg.acceptRemoteSeq(req.CSeq().SeqNo) {
@@ -722,7 +723,7 @@ func (c *Call) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	c.mu.Unlock()
 	switch {
 	case ended:
-		p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil)
+		p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil)
 		return
 	case glare:
 		p.respond(tx, req, sip.StatusRequestPending, "Request Pending", nil)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callpark/callpark/internal/sipreason"
 	"github.com/callpark/callpark/media"
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -708,7 +709,7 @@ func (p *Phone) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 // onCancel sees only CANCELs that match no INVITE transaction: sipgo answers
 // the others itself and tells the INVITE's handler (see answerIncoming).
 func (p *Phone) onCancel(req *sip.Request, tx sip.ServerTransaction) {
-	p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil)
+	p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil)
 }
 
 // onStrayResponse gets the responses no client transaction wants: the

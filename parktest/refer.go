@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/internal/sipreason"
 )
 
 // ReferResult is what a REFER of ours led to (Call.Refer): its answer, and
@@ -147,7 +149,7 @@ func (p *Phone) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil)
+	p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil)
 }
 
 // onReferNotify takes a NOTIFY reporting on one of our REFERs.
@@ -175,7 +177,7 @@ func (c *Call) onReferNotify(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.mu.Unlock()
 	if w == nil {
-		p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil)
+		p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil)
 		return
 	}
 	p.respond(tx, req, sip.StatusOK, "OK", nil)
@@ -218,7 +220,7 @@ func (p *Phone) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	c := p.lookupCall(req)
 	if c == nil {
 		if req.To() != nil && req.To().Params.Has("tag") {
-			p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil)
+			p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil)
 			return
 		}
 		p.respond(tx, req, sip.StatusForbidden, "Forbidden", nil, sip.NewHeader("Warning", `399 parktest "REFER outside a call"`))

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/internal/sipreason"
 )
 
 // defaultExpires is the subscription duration a served SUBSCRIBE without
@@ -163,7 +165,7 @@ func (s *Subscription) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	p := s.phone
 	if tag := s.dlg.peerTag(); tag != "" {
 		if _, _, remoteTag, _ := dialogIDs(req); remoteTag != tag {
-			p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil)
+			p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil)
 			return
 		}
 	}
@@ -179,7 +181,7 @@ func (s *Subscription) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	s.mu.Lock()
 	if s.finished {
 		s.mu.Unlock()
-		p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil)
+		p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil)
 		return
 	}
 	select {
@@ -335,7 +337,7 @@ func (p *Phone) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	if localTag != "" {
 		// A refresh or an unsubscribe inside an existing subscription.
 		if w == nil || w.dlg.peerTag() != remoteTag || w.event != pkg {
-			p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil)
+			p.respond(tx, req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil)
 			return
 		}
 		if req.CSeq() == nil || !w.dlg.acceptRemoteSeq(req.CSeq().SeqNo) {

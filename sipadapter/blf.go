@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/callpark/callpark/internal/sipreason"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
 )
@@ -314,7 +315,7 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		sub := b.subs[key]
 		b.mu.Unlock()
 		if sub == nil {
-			Reply(b.log, req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+			Reply(b.log, req, tx, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog)
 			return
 		}
 		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)

@@ -44,9 +44,43 @@ type EngineConfig struct {
 	// Limits bounds what one source address may hold or try; the zero
 	// value means the defaults (see Limits).
 	Limits Limits
+	// RingTime bounds how long a call the engine places for a host rings:
+	// a call between extensions (Connect), a blind transfer. 30 s when
+	// zero. Recalls ring as long as the lot says (park.Config).
+	RingTime time.Duration
 	// Logger receives a line per park, retrieve, recall, hang-up and
 	// refusal at Info; nil is silent.
 	Logger *slog.Logger
+
+	// What a host adds to the engine, each optional: a park server needs
+	// none, a PBX all three.
+
+	// Admit is asked about each new INVITE (not about requests inside a
+	// dialog) before the engine acts on it, and names the calling party:
+	// the parked party, the retriever, the caller. It returns false once
+	// it has answered the request itself (a digest challenge, a refusal).
+	// Nil admits every INVITE and names its From URI.
+	Admit func(req *sip.Request, tx sip.ServerTransaction) (party string, ok bool)
+	// Calls serves an admitted new INVITE to anything but the park
+	// extension and the orbits, such as a PBX's call between extensions
+	// (Engine.Connect places it). Nil answers 404.
+	Calls func(req *sip.Request, tx sip.ServerTransaction, party string)
+	// Locate says where a URI of the host rings: a PBX's extension is its
+	// registered phones (found, maybe none registered). A URI that is not
+	// the host's (found false) is rung as it is, for a recall, the
+	// fallback and the parker's "Parked at" MESSAGE. A REFER to a found
+	// URI is a blind transfer there; to any other, 404. Nil finds nothing.
+	Locate func(uri sip.Uri) (targets []Target, found bool)
+}
+
+// DefaultRingTime is EngineConfig.RingTime's default.
+const DefaultRingTime = 30 * time.Second
+
+// Target is one place to ring: a phone's Contact, and the transport to
+// reach it by ("" lets the URI say).
+type Target struct {
+	URI       sip.Uri
+	Transport string
 }
 
 // Engine is the park half of a SIP host: it owns the call legs and every
@@ -81,6 +115,10 @@ type Engine struct {
 	stopped bool
 	idle    chan struct{}  // closed when active drops to 0 after stopped
 	tasks   sync.WaitGroup // notices and other fire-and-forget requests
+	// callsCtx ends when Shutdown begins: calls still ringing (Connect,
+	// transfers) stop.
+	callsCtx  context.Context
+	stopCalls context.CancelFunc
 	// tasksCtx bounds those requests; Shutdown cancels it before waiting
 	// for them, so a phone that never answers cannot hold the exit.
 	tasksCtx    context.Context
@@ -101,6 +139,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	if cfg.ParkExtension == "" {
 		cfg.ParkExtension = DefaultParkExtension
+	}
+	if cfg.RingTime == 0 {
+		cfg.RingTime = DefaultRingTime
 	}
 	if cfg.ContactUser == "" {
 		cfg.ContactUser = "callpark"
@@ -135,6 +176,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		e.media.Username = cfg.ContactUser
 	}
 	e.tasksCtx, e.cancelTasks = context.WithCancel(context.Background())
+	e.callsCtx, e.stopCalls = context.WithCancel(context.Background())
 	e.dialogUA = &sipgo.DialogUA{
 		Client:     e.client,
 		ContactHDR: sip.ContactHeader{Address: sipURI(cfg.ContactUser, e.addr)},
@@ -201,8 +243,17 @@ func (e *Engine) Lot() *park.Lot { return e.lot }
 // Orbits returns the orbits the engine answers for.
 func (e *Engine) Orbits() *orbit.Table { return e.table }
 
-// BLF returns the engine's BLF service, which ServeSubscribe serves.
+// BLF returns the engine's BLF service, whose ServeSubscribe Handle
+// registers.
 func (e *Engine) BLF() *BLF { return e.blf }
+
+// Len returns the number of call legs the engine holds: zero once every
+// call has ended, which makes it a leak check for a host's tests.
+func (e *Engine) Len() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.legs)
+}
 
 // Handle registers the engine's handlers on srv: INVITE, ACK, BYE, CANCEL,
 // REFER and SUBSCRIBE. A host that needs to see a request first (a PBX
@@ -225,6 +276,7 @@ func (e *Engine) Handle(srv *sipgo.Server) {
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.blf.refuseNew()
 	err := e.lot.Shutdown(ctx)
+	e.stopCalls()
 
 	// Watchers hear the last state, then that the lot is gone. The final
 	// NOTIFYs get their own few seconds even when ctx has run out on the
@@ -342,31 +394,38 @@ func (e *Engine) reply(req *sip.Request, tx sip.ServerTransaction, code int, rea
 	Reply(e.log, req, tx, code, reason, headers...)
 }
 
-// notifyParker tells the parker where the call waits, out of dialog. A
-// failure changes nothing: the orbit was also in the 200 OK.
+// notifyParker tells the parker where the call waits, out of dialog: a
+// MESSAGE to each of its phones (Locate), or to its URI. A failure changes
+// nothing: the orbit was also in the 200 OK or the REFER's NOTIFY.
 func (e *Engine) notifyParker(parker string, o orbit.Orbit) {
-	var uri sip.Uri
-	if err := sip.ParseUri(parker, &uri); err != nil {
+	targets, err := e.dialTargets(parker)
+	if err != nil {
+		e.log.Debug("parker notice not sent", "parker", parker, "orbit", o, "err", err)
 		return
 	}
-	e.tasks.Go(func() {
-		ctx, cancel := context.WithTimeout(e.tasksCtx, 5*time.Second)
-		defer cancel()
-		req := sip.NewRequest(sip.MESSAGE, uri)
-		req.AppendHeader(sip.NewHeader("Content-Type", "text/plain"))
-		req.SetBody([]byte("Parked at " + string(o)))
-		from := sip.FromHeader{Address: sipURI(e.cfg.ParkExtension, e.addr), Params: sip.NewParams()}
-		from.Params.Add("tag", sip.GenerateTagN(16))
-		req.AppendHeader(&from)
-		res, err := ClientDo(ctx, e.client, req)
-		if err != nil {
-			e.log.Debug("parker notice failed", "parker", parker, "orbit", o, "err", err)
-			return
-		}
-		if !res.IsSuccess() {
-			e.log.Debug("parker notice refused", "parker", parker, "orbit", o, "status", res.StatusCode)
-		}
-	})
+	for _, t := range targets {
+		e.tasks.Go(func() {
+			ctx, cancel := context.WithTimeout(e.tasksCtx, 5*time.Second)
+			defer cancel()
+			req := sip.NewRequest(sip.MESSAGE, *t.URI.Clone())
+			req.AppendHeader(sip.NewHeader("Content-Type", "text/plain"))
+			req.SetBody([]byte("Parked at " + string(o)))
+			from := identity("Park", userURI(e.cfg.ParkExtension, e.addr))
+			from.Params.Add("tag", sip.GenerateTagN(16))
+			req.AppendHeader(&from)
+			if t.Transport != "" {
+				req.SetTransport(t.Transport)
+			}
+			res, err := ClientDo(ctx, e.client, req)
+			if err != nil {
+				e.log.Debug("parker notice failed", "parker", parker, "orbit", o, "err", err)
+				return
+			}
+			if !res.IsSuccess() {
+				e.log.Debug("parker notice refused", "parker", parker, "orbit", o, "status", res.StatusCode)
+			}
+		})
+	}
 }
 
 // ErrInvalidConfig is wrapped by every configuration error of this package.

@@ -9,15 +9,9 @@ func (s *Server) OpenLegs() int {
 	if s.engine == nil {
 		return 0
 	}
-	return s.engine.OpenLegs()
+	return s.engine.Len()
 }
 
-// OpenLegs returns the number of SIP dialogs the engine holds a leg for.
-func (e *Engine) OpenLegs() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.legs)
-}
 
 // PortsInUse returns the number of RTP ports handed out.
 func (s *Server) PortsInUse() int { return s.ports.InUse() }

@@ -2,19 +2,22 @@ package sipadapter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/callpark/callpark/internal/sipreason"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
 )
 
 // ServeInvite serves a new call to the park extension (park), to a free orbit
-// with Referred-By (directed park), or to an occupied orbit (retrieve); an
-// INVITE inside a dialog is a re-INVITE.
+// with Referred-By (directed park), to an occupied orbit (retrieve), or with
+// Replaces naming a parked call (take-over); any other new call goes to
+// EngineConfig.Calls. An INVITE inside a dialog is a re-INVITE.
 func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if to := req.To(); to != nil && to.Params.Has("tag") {
 		e.serveReInvite(req, tx)
@@ -24,6 +27,10 @@ func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 		// A late copy of an INVITE that already made a dialog (RFC 3261
 		// §8.2.2.2): its transaction has ended, so it would park twice.
 		e.reply(req, tx, sip.StatusLoopDetected, "Loop Detected")
+		return
+	}
+	party, ok := e.admit(req, tx)
+	if !ok {
 		return
 	}
 	user := URIUser(req.Recipient)
@@ -36,8 +43,8 @@ func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		if replaced = e.replaceable(hs[0].Value()); replaced == nil {
-			e.log.Info("refused", "user", user, "from", fromURI(req), "status", 481, "why", "Replaces names no parked call")
-			e.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+			e.log.Info("refused", "user", user, "from", party, "status", 481, "why", "Replaces names no parked call")
+			e.reply(req, tx, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog)
 			return
 		}
 	}
@@ -51,11 +58,14 @@ func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 		} else {
 			retrieve = true
 		}
+	case e.cfg.Calls != nil:
+		e.cfg.Calls(req, tx, party)
+		return
 	default:
 		if e.refuseBlocked(req, tx, source.Addr()) {
 			return
 		}
-		e.log.Info("refused", "user", user, "from", fromURI(req), "status", 404, "why", "neither the park extension nor an orbit")
+		e.log.Info("refused", "user", user, "from", party, "status", 404, "why", "neither the park extension nor an orbit")
 		e.countFailure(source.Addr()) // before the answer, which the next guess may follow at once
 		e.reply(req, tx, sip.StatusNotFound, "Not Found")
 		return
@@ -63,50 +73,73 @@ func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if retrieve && e.refuseBlocked(req, tx, source.Addr()) {
 		return
 	}
-	if !e.guard.admitDialog(source.Addr()) {
-		e.log.Info("refused", "user", user, "from", fromURI(req), "source", source.Addr(), "status", 503, "why", "too many dialogs from one source")
-		e.reply(req, tx, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter(),
-			Warning(fmt.Sprintf("too many calls from %s", source.Addr())))
+	parker := ReferredBy(req)
+	if parker != "" && !park.IsSIPURI(parker) {
+		e.log.Info("refused", "user", user, "from", party, "status", 400, "why", "Referred-By is not a sip: URI", "referred_by", parker)
+		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning("Referred-By must be a sip: URI: recalls ring it"))
 		return
 	}
-	counted := true // until a leg carries the count (countAgainst)
-	defer func() {
-		if counted {
-			e.guard.releaseDialog(source.Addr())
-		}
-	}()
-
-	// The media first: a refused offer (or a delayed offer when those are
-	// off) must not leave a dialog behind.
-	cfg, body, refusal := e.media.Answer(req, !retrieve)
-	if refusal != nil {
-		if refusal.Overload {
-			e.log.Warn("refused", "user", user, "from", fromURI(req), "status", refusal.Code, "why", refusal.Err)
-		} else {
-			e.log.Info("refused", "user", user, "from", fromURI(req), "status", refusal.Code, "why", refusal.Err)
-		}
-		e.reply(req, tx, refusal.Code, refusal.Reason, refusal.Headers...)
+	l, body, ok := e.accept(req, tx, party, !retrieve)
+	if !ok {
 		return
 	}
-	sess, err := e.dialogUA.ReadInvite(req, tx)
-	if err != nil {
-		e.ports.FreeEndpoint(cfg.Endpoint)
-		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning(err.Error()))
-		return
-	}
-	cfg.Dialog, cfg.Party = ServerDialog(sess), fromURI(req)
-	l := e.newLeg(cfg)
-	e.countAgainst(l, source.Addr())
-	counted = false
-
 	switch {
 	case replaced != nil:
-		e.takeOver(l, req, replaced, body)
+		e.takeOver(l, parker, replaced, body)
 	case retrieve:
 		e.retrieve(l, orbit.Orbit(user), body, source)
 	default:
-		e.park(l, req, directed, body)
+		e.park(l, parker, directed, body)
 	}
+}
+
+// admit asks EngineConfig.Admit who is calling; without one, the From URI.
+func (e *Engine) admit(req *sip.Request, tx sip.ServerTransaction) (party string, ok bool) {
+	if e.cfg.Admit == nil {
+		return fromURI(req), true
+	}
+	return e.cfg.Admit(req, tx)
+}
+
+// accept takes the caller's side of a new INVITE: counts the dialog
+// against its source (Limits), answers its offer (LegMedia.Answer; parked
+// legs one-way), reads the dialog and files the leg. The 2xx goes out later
+// (answer). On failure it has answered the INVITE and reports false.
+func (e *Engine) accept(req *sip.Request, tx sip.ServerTransaction, party string, parked bool) (*Leg, []byte, bool) {
+	source := RequestSource(req).Addr()
+	user := URIUser(req.Recipient)
+	if !e.guard.admitDialog(source) {
+		e.log.Info("refused", "user", user, "from", party, "source", source, "status", 503, "why", "too many dialogs from one source")
+		e.reply(req, tx, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter(),
+			Warning(fmt.Sprintf("too many calls from %s", source)))
+		return nil, nil, false
+	}
+	// The media first: a refused offer (or a delayed offer when those are
+	// off) must not leave a dialog behind.
+	cfg, body, err := e.media.Answer(req, parked)
+	if err != nil {
+		e.guard.releaseDialog(source)
+		var refusal *Refusal
+		errors.As(err, &refusal)
+		if refusal.Overload {
+			e.log.Warn("refused", "user", user, "from", party, "status", refusal.Code, "why", refusal.Err)
+		} else {
+			e.log.Info("refused", "user", user, "from", party, "status", refusal.Code, "why", refusal.Err)
+		}
+		e.reply(req, tx, refusal.Code, refusal.Reason, refusal.Headers...)
+		return nil, nil, false
+	}
+	sess, err := e.dialogUA.ReadInvite(req, tx)
+	if err != nil {
+		e.guard.releaseDialog(source)
+		e.ports.FreeEndpoint(cfg.Endpoint)
+		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning(err.Error()))
+		return nil, nil, false
+	}
+	cfg.Dialog, cfg.Party = ServerDialog(sess), party
+	l := e.newLeg(cfg)
+	e.countAgainst(l, source)
+	return l, body, true
 }
 
 // replaceable finds the parked leg a Replaces header value names (RFC 3891:
@@ -132,24 +165,23 @@ func (e *Engine) replaceable(value string) *Leg {
 
 // takeOver is the attended transfer into park: the caller of l replaces the
 // parked leg old, keeping its orbit and timer; old gets BYE.
-func (e *Engine) takeOver(l *Leg, req *sip.Request, old *Leg, answer []byte) {
+func (e *Engine) takeOver(l *Leg, parker string, old *Leg, answer []byte) {
 	// Detach the call from old first: old's BYE, sent by Replace or by the
 	// phone itself, must not end the call that now belongs to l.
 	call := old.TakeParked()
 	if call == nil { // another take-over got there first
-		e.refuse(l, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		e.refuse(l, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog)
 		return
 	}
-	parker := ReferredBy(req)
 	if parker == "" && call.Info().Parker == "" {
-		parker = old.Party() // the consult call came from the parker
+		parker = ringable(old.Party()) // the consult call came from the parker
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := call.Replace(ctx, park.ReplaceRequest{Leg: l, Parker: parker, Party: l.Party()}); err != nil {
 		old.SetParked(call)
 		e.log.Info("take-over refused", "from", l.Party(), "status", 481, "why", err)
-		e.refuse(l, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		e.refuse(l, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog)
 		return
 	}
 	if !e.answerParked(l, call, answer) {
@@ -159,8 +191,7 @@ func (e *Engine) takeOver(l *Leg, req *sip.Request, old *Leg, answer []byte) {
 }
 
 // park parks the caller of l: 200 OK with the orbit, music after the ACK.
-func (e *Engine) park(l *Leg, req *sip.Request, directed orbit.Orbit, answer []byte) {
-	parker := ReferredBy(req)
+func (e *Engine) park(l *Leg, parker string, directed orbit.Orbit, answer []byte) {
 	ctx := context.Background()
 	call, err := e.lot.Park(ctx, park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.Party()})
 	if err != nil {
@@ -225,33 +256,41 @@ func (e *Engine) retrieve(l *Leg, o orbit.Orbit, answer []byte, source netip.Add
 		return
 	}
 	parked := got.Leg().(*Leg)
-	uas := l.Dialog().ServerSession()
-	res := sip.NewSDPResponseFromRequest(uas.InviteRequest, answer)
-	if err := uas.WriteResponse(res); err != nil {
-		// The retriever hung up at once (its BYE overtook its ACK) or
-		// vanished: nobody is left to give the call to, so it ends
-		// (outcome retrieved, as the lot says).
-		e.log.Info("retriever left before its ACK was read; hanging up the parked call", "orbit", o, "park_id", got.ID(), "err", err)
-		parked.Hangup(context.Background())
-		l.Close()
-		return
-	}
-	if err := l.LateOfferErr(); err != nil {
-		// The lot has handed the call over: with no media to the
-		// retriever, both sides end (outcome retrieved, as above).
-		e.log.Info("retrieve failed: the retriever's ACK did not answer our offer; hanging up both", "orbit", o, "park_id", got.ID(), "err", err)
-		parked.Hangup(context.Background())
-		l.Hangup(context.Background())
-		return
-	}
-	l.Confirm()
-	if err := e.bridge(parked, l); err != nil {
-		e.log.Info("retrieve failed: a party hung up", "orbit", o, "park_id", got.ID(), "err", err)
-		parked.Hangup(context.Background())
-		l.Hangup(context.Background())
+	if err := e.answerAndBridge(l, answer, parked); err != nil {
+		// The retriever hung up at once (its BYE overtook its ACK), its ACK
+		// did not answer our offer, or a party left before the bridge:
+		// nobody is left to give the call to, so both sides end (outcome
+		// retrieved, as the lot says).
+		e.log.Info("retrieve failed; hanging up both", "orbit", o, "park_id", got.ID(), "err", err)
 		return
 	}
 	e.log.Info("retrieved", "orbit", o, "park_id", got.ID(), "party", parked.Party(), "retriever", l.Party())
+}
+
+// answerAndBridge answers a new leg's INVITE (the 2xx, then its ACK) and
+// bridges it with other: a retrieve, a call between extensions. Answer
+// first, then bridge, for every host: a delayed offer's codec is known only
+// from the ACK. On failure both legs are hung up (or freed, when their party
+// is gone) and the reason returned.
+func (e *Engine) answerAndBridge(l *Leg, answer []byte, other *Leg) error {
+	uas := l.Dialog().ServerSession()
+	if err := uas.WriteResponse(sip.NewSDPResponseFromRequest(uas.InviteRequest, answer)); err != nil {
+		other.Hangup(context.Background())
+		l.Close()
+		return fmt.Errorf("the caller left before its ACK: %w", err)
+	}
+	if err := l.LateOfferErr(); err != nil {
+		other.Hangup(context.Background())
+		l.Hangup(context.Background())
+		return err
+	}
+	l.Confirm()
+	if err := e.bridge(other, l); err != nil {
+		other.Hangup(context.Background())
+		l.Hangup(context.Background())
+		return err
+	}
+	return nil
 }
 
 // refuseBlocked answers 403 to a retrieve (or an INVITE to an unknown user)
@@ -281,7 +320,7 @@ func (e *Engine) countFailure(src netip.Addr) {
 func (e *Engine) serveReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	l := e.lookup(req)
 	if l == nil {
-		e.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		e.reply(req, tx, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog)
 		return
 	}
 	l.ServeReInvite(req, tx)
@@ -307,7 +346,7 @@ func (e *Engine) ServeAck(req *sip.Request, tx sip.ServerTransaction) {
 func (e *Engine) ServeBye(req *sip.Request, tx sip.ServerTransaction) {
 	l := e.lookup(req)
 	if l == nil {
-		e.reply(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		e.reply(req, tx, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog)
 		return
 	}
 	call, peer := l.ServeBye(req, tx)

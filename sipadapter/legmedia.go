@@ -2,6 +2,7 @@ package sipadapter
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -33,7 +34,8 @@ type LegMedia struct {
 }
 
 // Refusal is a new INVITE's media refused: the final response to send, and
-// why, for the log.
+// why. It is the error LegMedia.Answer returns; errors.Is sees the cause
+// (media.ErrBadSDP, ErrNoRTPPort, ...) through it.
 type Refusal struct {
 	Code    int
 	Reason  string
@@ -43,6 +45,13 @@ type Refusal struct {
 	// host logs louder than a bad offer.
 	Overload bool
 }
+
+func (r *Refusal) Error() string {
+	return fmt.Sprintf("sipadapter: %d %s: %v", r.Code, r.Reason, r.Err)
+}
+
+// Unwrap returns the cause.
+func (r *Refusal) Unwrap() error { return r.Err }
 
 // endpoint builds an endpoint on a port already taken from Ports, set up
 // from what offer/answer agreed; on error the port is given back.
@@ -88,8 +97,8 @@ func (m LegMedia) Offering() (*media.Endpoint, *media.Session, error) {
 // (media.ParkedDirection), any other sendrecv; an INVITE without SDP gets
 // our offer when AcceptLateOffer is set. On a Refusal nothing is held; on
 // success the host frees the endpoint (Ports.FreeEndpoint) if it goes no
-// further.
-func (m LegMedia) Answer(req *sip.Request, parked bool) (LegConfig, []byte, *Refusal) {
+// further. A refusal is a *Refusal.
+func (m LegMedia) Answer(req *sip.Request, parked bool) (LegConfig, []byte, error) {
 	late := len(req.Body()) == 0
 	if late && !m.AcceptLateOffer {
 		warning := "no SDP offer: delayed offer is off"

@@ -38,8 +38,9 @@ func TestLegMediaAnswer(t *testing.T) {
 		{name: "no G.711", body: "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\n", code: 488},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, refusal := lm.Answer(invite(tt.body), true)
-			require.NotNil(t, refusal)
+			_, _, err := lm.Answer(invite(tt.body), true)
+			var refusal *sipadapter.Refusal
+			require.ErrorAs(t, err, &refusal, "every refusal is an error")
 			require.Equal(t, tt.code, refusal.Code)
 			require.False(t, refusal.Overload)
 			if tt.warning != "" {
@@ -50,8 +51,8 @@ func TestLegMediaAnswer(t *testing.T) {
 	}
 
 	// A parked leg answers one-way; another leg two-way.
-	parked, body, refusal := lm.Answer(invite(g711), true)
-	require.Nil(t, refusal)
+	parked, body, err := lm.Answer(invite(g711), true)
+	require.NoError(t, err)
 	require.Contains(t, string(body), "a=sendonly")
 	require.Equal(t, media.SendOnly, parked.Direction)
 	require.Equal(t, media.PCMA, parked.Endpoint.Codec())
@@ -59,15 +60,17 @@ func TestLegMediaAnswer(t *testing.T) {
 
 	// Delayed offer, on: the body is our offer, kept for the ACK's answer.
 	lm.AcceptLateOffer = true
-	late, body, refusal := lm.Answer(invite(""), false)
-	require.Nil(t, refusal)
+	late, body, err := lm.Answer(invite(""), false)
+	require.NoError(t, err)
 	require.NotNil(t, late.LateOffer)
 	require.Contains(t, string(body), "a=sendrecv")
 	require.Contains(t, string(body), "RTP/AVP 0 8")
 
 	// The pool is empty now: 503, louder in the log.
-	_, _, refusal = lm.Answer(invite(g711), false)
-	require.NotNil(t, refusal)
+	_, _, err = lm.Answer(invite(g711), false)
+	var refusal *sipadapter.Refusal
+	require.ErrorAs(t, err, &refusal)
+	require.ErrorIs(t, err, sipadapter.ErrNoRTPPort)
 	require.Equal(t, 503, refusal.Code)
 	require.True(t, refusal.Overload)
 

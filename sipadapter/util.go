@@ -10,6 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/orbit"
+	"github.com/callpark/callpark/park"
 )
 
 // fromURI is the From URI of a request, without tag, for logs and as the
@@ -133,4 +134,19 @@ func Reply(log *slog.Logger, req *sip.Request, tx sip.ServerTransaction, code in
 		res.AppendHeader(h)
 	}
 	respond(log, tx, res)
+}
+
+// fromTag is the tag of a request's From header.
+func fromTag(req *sip.Request) string {
+	t, _ := req.From().Params.Get("tag")
+	return t
+}
+
+// ringable is uri if a recall can ring it (park.IsSIPURI), else "": the
+// parker of a call is such a URI or unknown.
+func ringable(uri string) string {
+	if park.IsSIPURI(uri) {
+		return uri
+	}
+	return ""
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/callpark/callpark/internal/sipreason"
 	"github.com/callpark/callpark/sipadapter"
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -221,7 +222,7 @@ func (a *agent) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	a.inBye.Add(1)
 	if err := a.dialogs.ReadBye(req, tx); err != nil && a.answered.ReadBye(req, tx) != nil {
 		a.inByeUnknown.Add(1)
-		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil))
 	}
 	tx.Terminate()
 }
@@ -253,7 +254,7 @@ func (a *agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	} else if d, err := a.answered.MatchDialogRequest(req); err == nil && d.InviteResponse != nil {
 		sdp, seen = d.InviteResponse.Body(), d.ReadRequest
 	} else {
-		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil))
 		return
 	}
 	if err := seen(req, tx); err != nil {

@@ -58,40 +58,34 @@ const DefaultRingTimeout = 30 * time.Second
 // PBX is a registrar and back-to-back user agent with call park built in.
 // Every call between two phones is two SIP dialogs (legs) whose audio runs
 // through the PBX, so a leg can be taken out of its call and parked, and
-// later bridged with whoever retrieves it or answers its recall.
+// later bridged with whoever retrieves it or answers its recall. The legs
+// and every park flow are the park engine's (sipadapter.Engine), the same
+// one the park server runs; the PBX adds what is its own: who may call
+// (digest auth), where an extension rings (the registrar), and calls
+// between extensions.
 type PBX struct {
-	cfg   Config
-	log   *slog.Logger
-	users *Users
-	auth  *Authenticator
-	reg   *Registrar
-	table *orbit.Table
-	lot   *park.Lot
-	ports *sipadapter.PortPool
-	sched *media.Scheduler
-	media sipadapter.LegMedia // RTP port, SDP and endpoint of each leg
+	cfg     Config
+	log     *slog.Logger
+	users   *Users
+	auth    *Authenticator
+	reg     *Registrar
+	table   *orbit.Table
+	lot     *park.Lot
+	ports   *sipadapter.PortPool
+	sched   *media.Scheduler
+	engine  *sipadapter.Engine
+	addr    netip.AddrPort
+	mediaIP netip.Addr
 
-	ua       *sipgo.UserAgent
-	srv      *sipgo.Server
-	client   *sipgo.Client
-	router   *sipadapter.SourceRouter
-	dialogUA *sipgo.DialogUA
-	blf      *sipadapter.BLF
-	addr     netip.AddrPort
-	mediaIP  netip.Addr
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	client *sipgo.Client
+	router *sipadapter.SourceRouter
 
-	mu       sync.Mutex
-	legs     map[string]*sipadapter.Leg // by dialog key: Call-ID, our tag, their tag
-	closing  bool
-	handlers sync.WaitGroup // new calls being set up: Shutdown waits for them
-	// callsCtx ends when Shutdown begins: calls still ringing stop.
-	callsCtx  context.Context
-	stopCalls context.CancelFunc
-	tasks     sync.WaitGroup // NOTIFYs, MESSAGEs, transfers
-	tasksCtx  context.Context
-	stopTask  context.CancelFunc
-	cancel    context.CancelFunc
-	served    chan error
+	mu      sync.Mutex
+	closing bool
+	cancel  context.CancelFunc
+	served  chan error
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -121,7 +115,7 @@ func NewPBX(cfg Config) (*PBX, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pbx: Config.Listen %q: want IP:port: %w", cfg.Listen, err)
 	}
-	p := &PBX{cfg: cfg, log: cfg.Logger, users: cfg.Users, table: cfg.Orbits, legs: make(map[string]*sipadapter.Leg)}
+	p := &PBX{cfg: cfg, log: cfg.Logger, users: cfg.Users, table: cfg.Orbits}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -156,7 +150,14 @@ func NewPBX(cfg Config) (*PBX, error) {
 	p.reg = NewRegistrar(p.users, p.auth, RegistrarOptions{Logger: p.log})
 
 	pc := cfg.Park
-	pc.Dialer = park.DialerFunc(p.dial)
+	// Recalls ring through the engine, which Listen builds once the PBX
+	// has an address; before that there is nothing to ring with.
+	pc.Dialer = park.DialerFunc(func(ctx context.Context, req park.DialRequest) (park.Answer, error) {
+		if p.engine == nil {
+			return nil, errors.New("pbx: not listening")
+		}
+		return p.engine.Dial(ctx, req)
+	})
 	if pc.Logger == nil {
 		pc.Logger = p.log
 	}
@@ -166,8 +167,6 @@ func NewPBX(cfg Config) (*PBX, error) {
 	if p.lot, err = park.NewLot(pc); err != nil {
 		return nil, err
 	}
-	p.tasksCtx, p.stopTask = context.WithCancel(context.Background())
-	p.callsCtx, p.stopCalls = context.WithCancel(context.Background())
 	return p, nil
 }
 
@@ -229,27 +228,29 @@ func (p *PBX) Listen(ctx context.Context) error {
 	// Requests leave from the listener over UDP, and over TCP by a
 	// connection to their target (not the one accepted last).
 	p.router = sipadapter.RouteSources(p.client, p.ua, p.addr)
-	p.dialogUA = &sipgo.DialogUA{
-		Client:     p.client,
-		ContactHDR: sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "pbx", Host: p.addr.Addr().String(), Port: int(p.addr.Port())}},
-	}
-	if p.blf, err = sipadapter.NewBLF(sipadapter.BLFConfig{
-		Lot: p.lot, Client: p.client, Orbits: p.table, ParkExtension: p.cfg.ParkExtension, Addr: p.addr, Logger: p.log,
+	p.sched = media.NewScheduler(media.SchedulerOptions{Logger: p.log.With("component", "rtp")})
+	if p.engine, err = sipadapter.NewEngine(sipadapter.EngineConfig{
+		Lot:    p.lot,
+		Client: p.client,
+		Addr:   p.addr,
+		// Answered as the park server answers, delayed offer aside: a
+		// call between extensions offers the caller's codec to the callee.
+		Media:         sipadapter.LegMedia{Ports: p.ports, IP: p.mediaIP, Scheduler: p.sched},
+		ContactUser:   "pbx",
+		ParkExtension: p.cfg.ParkExtension,
+		Orbits:        p.table,
+		RingTime:      p.cfg.RingTimeout,
+		Logger:        p.log,
+		Admit:         p.admit,
+		Calls:         p.call,
+		Locate:        p.locate,
 	}); err != nil {
+		p.sched.Close()
 		return fail(err)
 	}
-	p.sched = media.NewScheduler(media.SchedulerOptions{Logger: p.log.With("component", "rtp")})
-	// Answered as the park server answers, delayed offer aside: the PBX
-	// bridges a caller before its 200, so it needs the caller's codec.
-	p.media = sipadapter.LegMedia{Ports: p.ports, IP: p.mediaIP, Username: "pbx", Scheduler: p.sched, Logger: p.log}
-
+	p.engine.Handle(p.srv)
+	p.srv.OnSubscribe(p.engine.Tracked(p.onSubscribe))
 	p.srv.OnRegister(p.reg.ServeRegister)
-	p.srv.OnInvite(p.onInvite)
-	p.srv.OnAck(p.onAck)
-	p.srv.OnBye(p.onBye)
-	p.srv.OnCancel(func(*sip.Request, sip.ServerTransaction) {}) // the transaction layer answers CANCEL
-	p.srv.OnRefer(p.onRefer)
-	p.srv.OnSubscribe(p.onSubscribe)
 	p.srv.OnOptions(p.onOptions)
 	p.srv.OnNotify(p.onNotify)
 
@@ -279,23 +280,10 @@ func (p *PBX) shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	p.closing = true // new calls get 503 from here on
 	p.mu.Unlock()
-	err := p.lot.Shutdown(ctx)
-
-	// Calls still ringing stop; once their handlers have answered them
-	// (or not), every leg left is a call that is up, and gets a BYE.
-	p.stopCalls()
-	byeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	waitGroup(byeCtx, &p.handlers)
-	if p.blf != nil {
-		if err := p.blf.Close(byeCtx); err != nil {
-			p.log.Warn("shutdown: BLF watchers not all told", "err", err)
-		}
+	if p.engine == nil {
+		return p.lot.Shutdown(ctx)
 	}
-	p.hangupAll(byeCtx)
-	p.stopTask()
-	p.tasks.Wait()
-	p.hangupAll(byeCtx) // a transfer may have connected a call meanwhile
+	err := p.engine.Shutdown(ctx)
 	if p.cancel != nil {
 		p.router.Close() // nothing may open a socket once the listeners go
 		p.cancel()
@@ -306,42 +294,6 @@ func (p *PBX) shutdown(ctx context.Context) error {
 		p.sched.Close()
 	}
 	return err
-}
-
-// hangupAll sends BYE on every leg and frees them.
-func (p *PBX) hangupAll(ctx context.Context) {
-	p.mu.Lock()
-	var legs []*sipadapter.Leg
-	for _, l := range p.legs {
-		legs = append(legs, l)
-	}
-	p.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, l := range legs {
-		wg.Go(func() { l.Hangup(ctx) })
-	}
-	wg.Wait()
-}
-
-// waitGroup waits for wg, or until ctx ends.
-func waitGroup(ctx context.Context, wg *sync.WaitGroup) {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-}
-
-// enter counts a new call being set up, unless the PBX is shutting down.
-func (p *PBX) enter() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closing {
-		return false
-	}
-	p.handlers.Add(1)
-	return true
 }
 
 func (p *PBX) onOptions(req *sip.Request, tx sip.ServerTransaction) {
@@ -368,5 +320,5 @@ func (p *PBX) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	p.blf.ServeSubscribe(req, tx)
+	p.engine.BLF().ServeSubscribe(req, tx)
 }

@@ -1,0 +1,280 @@
+package sipadapter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/park"
+)
+
+// Calls the engine places: a host's call between extensions (Connect), a
+// blind transfer, a recall or the fallback (Dial). Each rings its targets at
+// once, as one back-to-back user agent, and the first to answer becomes a
+// leg of the engine's, so that its REFERs, holds and hang-ups are served
+// like any other.
+
+// Connect answers a new INVITE by ringing targets (the callee's registered
+// phones), as EngineConfig.Calls may: the caller hears 180 once one rings;
+// the first to answer is bridged with the caller and the others are
+// cancelled; when none answers within EngineConfig.RingTime, or the engine
+// shuts down,
+// the caller hears the most telling refusal (busy, declined), else 480. The
+// targets see the caller as party, with the INVITE's display name. An empty
+// targets is a 480 at once.
+func (e *Engine) Connect(req *sip.Request, tx sip.ServerTransaction, party string, targets []Target) {
+	callee := userURI(URIUser(req.Recipient), e.addr)
+	if len(targets) == 0 {
+		e.log.Info("call refused", "from", party, "to", callee, "status", 480, "why", "not registered")
+		e.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+		return
+	}
+	a, answer, ok := e.accept(req, tx, party, false)
+	if !ok {
+		return
+	}
+	uas := a.Dialog().ServerSession()
+	ctx, cancel := context.WithTimeout(uas.Context(), e.cfg.RingTime)
+	defer cancel()
+	defer context.AfterFunc(e.callsCtx, cancel)()
+	// The caller hears ringing once, and never after its final answer: a
+	// losing phone's 180 may come late, and sipgo's session must not be
+	// sent two responses at once.
+	var ringback struct {
+		sync.Mutex
+		over bool
+	}
+	from := identity(req.From().DisplayName, party)
+	b, err := e.ring(ctx, targets, from, callee, func() {
+		ringback.Lock()
+		defer ringback.Unlock()
+		if ringback.over {
+			return
+		}
+		ringback.over = true
+		if err := uas.Respond(sip.StatusRinging, "Ringing", nil); err != nil {
+			e.log.Debug("180 not sent", "err", err)
+		}
+	})
+	ringback.Lock()
+	ringback.over = true
+	ringback.Unlock()
+	if err != nil {
+		if uas.Context().Err() != nil {
+			e.log.Info("caller cancelled", "from", party, "to", callee)
+			a.Close() // the transaction layer has answered 487
+			return
+		}
+		code, reason := failureStatus(err)
+		e.log.Info("call failed", "from", party, "to", callee, "status", code, "why", err)
+		e.refuse(a, code, reason)
+		return
+	}
+	if err := e.answerAndBridge(a, answer, b); err != nil {
+		e.log.Info("call ended before it was bridged", "from", party, "to", callee, "err", err)
+		return
+	}
+	e.log.Info("call connected", "from", party, "to", callee)
+}
+
+// failureStatus is what a caller hears when no phone took the call.
+func failureStatus(err error) (int, string) {
+	var rejected *RejectedError
+	switch {
+	case errors.As(err, &rejected) && (rejected.Code == sip.StatusBusyHere || rejected.Code == 600):
+		return sip.StatusBusyHere, "Busy Here"
+	case errors.As(err, &rejected) && rejected.Code == 603:
+		return 603, "Decline"
+	case errors.Is(err, ErrNoRTPPort):
+		return sip.StatusServiceUnavailable, "Service Unavailable"
+	}
+	return sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
+}
+
+// identity is a From header for a call placed on someone's behalf.
+func identity(display, uri string) sip.FromHeader {
+	var u sip.Uri
+	_ = sip.ParseUri(uri, &u)
+	return sip.FromHeader{DisplayName: display, Address: u, Params: sip.NewParams()}
+}
+
+// ring rings targets at once with an offer from a new RTP port. The first
+// to answer becomes the returned leg (named party), acknowledged and with
+// its media set up; the others are cancelled, or hung up if they answered
+// too. When ctx ends first, nobody answered.
+func (e *Engine) ring(ctx context.Context, targets []Target, from sip.FromHeader, party string, onRinging func()) (*Leg, error) {
+	ep, sdp, err := e.media.Offering()
+	if err != nil {
+		return nil, err
+	}
+	offer, err := sdp.Offer(media.SendRecv)
+	if err != nil {
+		e.ports.FreeEndpoint(ep)
+		return nil, err
+	}
+	sess, err := e.fork(ctx, targets, from, offer.SDP(), onRinging)
+	if err != nil {
+		e.ports.FreeEndpoint(ep)
+		return nil, err
+	}
+	return ConfirmAnswer(ctx, sess, offer, LegConfig{Endpoint: ep, SDP: sdp, Party: party}, e.newLeg)
+}
+
+// fork sends one INVITE per target and returns the first answered session,
+// not yet acknowledged (the caller files the leg first). The losing INVITEs
+// are cancelled; one that was answered anyway is acknowledged and hung up,
+// in the background.
+func (e *Engine) fork(ctx context.Context, targets []Target, from sip.FromHeader, sdp []byte, onRinging func()) (*sipgo.DialogClientSession, error) {
+	forkCtx, cancelForks := context.WithCancel(ctx)
+	type result struct {
+		sess *sipgo.DialogClientSession
+		err  error
+	}
+	results := make(chan result, len(targets))
+	for _, t := range targets {
+		invite := sip.NewRequest(sip.INVITE, *t.URI.Clone())
+		f := sip.FromHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: sip.NewParams()}
+		f.Params.Add("tag", sip.GenerateTagN(16))
+		invite.AppendHeader(&f)
+		invite.AppendHeader(&sip.ToHeader{Address: *t.URI.Clone(), Params: sip.NewParams()})
+		invite.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		invite.SetBody(sdp)
+		if t.Transport != "" {
+			invite.SetTransport(t.Transport)
+		} else if tr, ok := t.URI.UriParams.Get("transport"); ok && tr != "" {
+			invite.SetTransport(tr)
+		}
+		go func() {
+			sess, err := e.dialogUA.WriteInvite(forkCtx, invite)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			err = WaitAnswer(forkCtx, sess, func(res *sip.Response) {
+				if onRinging != nil && (res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress) {
+					onRinging()
+				}
+			})
+			if err != nil {
+				sess.Close()
+				results <- result{err: err}
+				return
+			}
+			results <- result{sess: sess}
+		}()
+	}
+	var errs []error
+	for left := len(targets); left > 0; left-- {
+		r := <-results
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		cancelForks()
+		if left > 1 {
+			e.tasks.Go(func() {
+				for range left - 1 {
+					if late := <-results; late.sess != nil {
+						if err := late.sess.Ack(e.tasksCtx); err != nil {
+							e.log.Debug("ACK to a second answer failed", "err", err)
+						}
+						if err := late.sess.Bye(e.tasksCtx); err != nil {
+							e.log.Debug("BYE to a second answer failed", "err", err)
+						}
+						late.sess.Close()
+					}
+				}
+			})
+		}
+		return r.sess, nil
+	}
+	cancelForks()
+	return nil, bestFailure(errs)
+}
+
+// bestFailure picks the error a caller should hear of several forks': a
+// refusal (busy, decline) says more than silence.
+func bestFailure(errs []error) error {
+	var best error
+	for _, err := range errs {
+		var rejected *RejectedError
+		if errors.As(err, &rejected) {
+			if best == nil || rejected.Code == sip.StatusBusyHere || rejected.Code >= 600 {
+				best = err
+			}
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return errors.Join(errs...)
+}
+
+// locate is EngineConfig.Locate, or nothing found.
+func (e *Engine) locate(uri sip.Uri) ([]Target, bool) {
+	if e.cfg.Locate == nil {
+		return nil, false
+	}
+	return e.cfg.Locate(uri)
+}
+
+// dialTargets are where a recall, the fallback or a notice to uri goes:
+// the host's phones for one of its URIs, else the URI itself. An error
+// says a URI of the host has no phone to ring.
+func (e *Engine) dialTargets(uri string) ([]Target, error) {
+	var u sip.Uri
+	if err := sip.ParseUri(uri, &u); err != nil {
+		return nil, fmt.Errorf("target %q: %w", uri, err)
+	}
+	if targets, found := e.locate(u); found {
+		if len(targets) == 0 {
+			return nil, fmt.Errorf("%s: no registered phone", uri)
+		}
+		return targets, nil
+	}
+	return []Target{{URI: u}}, nil
+}
+
+// Dial rings a recall or fallback target over SIP, as a park.Dialer: an
+// INVITE from a new RTP port to each of the target's phones (Locate), or to
+// its URI, showing "Park <orbit>" as the caller; CANCELled when ctx ends
+// first. The answered call's Connect bridges it with the parked leg. A host
+// builds its lot with park.DialerFunc calling this method of the engine it
+// builds next.
+func (e *Engine) Dial(ctx context.Context, req park.DialRequest) (park.Answer, error) {
+	targets, err := e.dialTargets(req.Target)
+	if err != nil {
+		return nil, err
+	}
+	from := identity("Park "+string(req.Call.Orbit), userURI(string(req.Call.Orbit), e.addr))
+	l, err := e.ring(ctx, targets, from, req.Target, nil)
+	if err != nil {
+		return nil, err
+	}
+	return answeredLeg{e, l}, nil
+}
+
+// answeredLeg is a recall or fallback the target answered.
+type answeredLeg struct {
+	e *Engine
+	l *Leg
+}
+
+// Connect bridges the parked leg with the answered call.
+func (a answeredLeg) Connect(ctx context.Context, parked park.Leg) error {
+	p, ok := parked.(*Leg)
+	if !ok {
+		return fmt.Errorf("sipadapter: cannot connect a %T", parked)
+	}
+	return a.e.bridge(p, a.l)
+}
+
+// Hangup ends an answered call the lot has no use for.
+func (a answeredLeg) Hangup(ctx context.Context) error {
+	return a.l.Hangup(ctx)
+}
