@@ -12,7 +12,6 @@ func (s *Server) OpenLegs() int {
 	return s.engine.Len()
 }
 
-
 // PortsInUse returns the number of RTP ports handed out.
 func (s *Server) PortsInUse() int { return s.ports.InUse() }
 
