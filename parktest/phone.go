@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/callpark/callpark/internal/sipreason"
+	"github.com/callpark/callpark/internal/siptransport"
 	"github.com/callpark/callpark/media"
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -141,14 +142,12 @@ type Phone struct {
 	ua       *sipgo.UserAgent
 	client   *sipgo.Client
 	listener io.Closer
-	udp      *udpListener  // the UDP listener, nil over TCP
-	served   chan struct{} // closed when the serve goroutine returns
+	udp      *siptransport.Listener // the UDP listener, nil over TCP
+	served   chan struct{}          // closed when the serve goroutine returns
 	sched    *media.Scheduler
 	tone     *media.Clip
 
-	draining atomic.Bool // Close has begun dropping whatever arrives
-	peersMu  sync.Mutex
-	peers    map[string]struct{} // source addresses of received datagrams (see drain)
+	draining atomic.Bool // Close has begun dropping whatever arrives over TCP
 
 	incoming  chan *Call
 	transfers chan *Call
@@ -213,7 +212,6 @@ func StartPhone(opts PhoneOptions) (*Phone, error) {
 		watchers:  make(map[string]*watcher),
 		events:    make(map[string]servedEvent),
 		changed:   make(chan struct{}),
-		peers:     make(map[string]struct{}),
 
 		registrations: make(map[string]*registration),
 	}
@@ -268,7 +266,7 @@ func (p *Phone) start() error {
 		if err != nil {
 			return fmt.Errorf("parktest: listen udp: %w", err)
 		}
-		p.udp = &udpListener{PacketConn: c}
+		p.udp = siptransport.NewListener(c)
 		local = c.LocalAddr().(*net.UDPAddr).AddrPort()
 		p.listener = c
 	} else {
@@ -340,6 +338,7 @@ func (p *Phone) start() error {
 		defer close(p.served)
 		var err error
 		if p.udp != nil {
+			defer p.udp.Stopped()
 			err = srv.ServeUDP(p.udp)
 		} else {
 			err = srv.ServeTCP(tcp)
@@ -352,7 +351,7 @@ func (p *Phone) start() error {
 		// sipgo registers the socket for sending only once it reads it; a
 		// request sent before would fail to bind the same address.
 		select {
-		case <-p.udp.inRead():
+		case <-p.udp.Reading():
 		case <-p.served:
 			_ = ua.Close()
 			sched.Close()
@@ -362,98 +361,27 @@ func (p *Phone) start() error {
 	return nil
 }
 
-// udpListener is the phone's UDP socket as sipgo's read loop sees it,
-// reporting when that loop is blocked reading: then every datagram it read
-// before has been filtered, pooled and dispatched (see drain).
-type udpListener struct {
-	net.PacketConn
-	mu      sync.Mutex
-	reading bool
-	waiters []chan struct{}
-}
-
-// ReadFrom reads a datagram, telling inRead's waiters that the loop is in.
-func (l *udpListener) ReadFrom(b []byte) (int, net.Addr, error) {
-	l.mu.Lock()
-	l.reading = true
-	for _, w := range l.waiters {
-		close(w)
-	}
-	l.waiters = nil
-	l.mu.Unlock()
-	n, addr, err := l.PacketConn.ReadFrom(b)
-	l.mu.Lock()
-	l.reading = false
-	l.mu.Unlock()
-	return n, addr, err
-}
-
-// inRead returns a channel closed once the read loop is inside ReadFrom.
-func (l *udpListener) inRead() <-chan struct{} {
-	ch := make(chan struct{})
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.reading {
-		close(ch)
-	} else {
-		l.waiters = append(l.waiters, ch)
-	}
-	return ch
-}
-
-// maxPeers bounds the source addresses a phone remembers for drain: far
-// more than the peers of any test.
-const maxPeers = 4096
-
-// readFilter sees every datagram or stream chunk before sipgo parses it: it
-// remembers where UDP datagrams come from, and drops everything once Close
-// drains the phone.
+// readFilter sees every datagram or stream chunk before sipgo parses it:
+// once Close drains the phone it drops everything that comes over TCP (the
+// UDP listener drops datagrams itself, see drain).
 func (p *Phone) readFilter(props sip.TransportReadProps, data []byte) ([]byte, error) {
 	if p.draining.Load() {
 		return nil, nil
-	}
-	if p.udp != nil && props.RemoteAddr != nil {
-		addr := props.RemoteAddr.String()
-		p.peersMu.Lock()
-		if _, ok := p.peers[addr]; !ok && len(p.peers) < maxPeers {
-			p.peers[addr] = struct{}{}
-		}
-		p.peersMu.Unlock()
 	}
 	return data, nil
 }
 
 // drain stops the phone from taking anything in, so that no request read
-// before Close can make sipgo open a socket after it. sipgo handles each
-// request on a goroutine of its own, which looks the sender up in the UDP
-// connection pool and, not finding it, binds a new socket with a reader
-// goroutine that nothing would ever close. The read loop removes its pool
-// entries as it stops, so a request still on its way could miss them. drain
-// therefore (1) drops everything read from now on, (2) waits until the read
-// loop is back in ReadFrom, past the pool updates of all it read before, and
-// (3) points every sender's pool entry at a stand-in for the listener that
-// the read loop does not own and so leaves in the pool: a late request finds
-// it, and its answer fails on the closed socket instead. The phone's own
-// address gets the stand-in too, which is what a request of ours (sent from
-// the listener) looks up: otherwise one sent after Close would bind the
-// phone's port anew.
+// before Close can make sipgo open a socket after it: over UDP, the
+// shared listener's Drain and Pin (siptransport) point every sender, and
+// the phone's own address, at a stand-in for the listener in sipgo's pool.
 func (p *Phone) drain() {
 	p.draining.Store(true)
 	if p.udp == nil {
 		return
 	}
-	select {
-	case <-p.udp.inRead():
-	case <-p.served:
-	}
-	standIn := &sip.UDPConnection{PacketConn: p.udp.PacketConn, PacketAddr: p.udp.LocalAddr().String(), Listener: true}
-	pool := p.ua.TransportLayer().Pool("udp")
-	pool.Add(standIn.PacketAddr, standIn)
-	p.peersMu.Lock()
-	defer p.peersMu.Unlock()
-	for addr := range p.peers {
-		pool.Add(addr, standIn)
-	}
+	peers := p.udp.Drain()
+	p.udp.Pin(p.ua.TransportLayer().Pool("udp"), peers)
 }
 
 // URI returns the phone's SIP URI, sip:USER@127.0.0.1:PORT, with

@@ -15,6 +15,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 	"github.com/stretchr/testify/require"
+
+	"github.com/callpark/callpark/internal/siptransport"
 )
 
 // challenger is a small SIP server for the phone's authentication tests: a
@@ -58,19 +60,10 @@ func startChallenger(t *testing.T, transport string, c *challenger) *challenger 
 	// The server drains as a Phone does (see Phone.drain), or a request
 	// still on its way when the test ends makes sipgo open a socket nothing
 	// closes: the ACK of a challenge, sent as the phone's Call returns.
-	var (
-		draining atomic.Bool
-		peersMu  sync.Mutex
-		peers    = make(map[string]struct{})
-	)
+	var draining atomic.Bool // over TCP; the UDP listener drains itself
 	readFilter := func(props sip.TransportReadProps, data []byte) ([]byte, error) {
 		if draining.Load() {
 			return nil, nil
-		}
-		if props.RemoteAddr != nil {
-			peersMu.Lock()
-			peers[props.RemoteAddr.String()] = struct{}{}
-			peersMu.Unlock()
 		}
 		return data, nil
 	}
@@ -116,29 +109,20 @@ func startChallenger(t *testing.T, transport string, c *challenger) *challenger 
 	require.NoError(t, err)
 	c.uri = "sip:" + conn.LocalAddr().String()
 	c.contact = sip.Uri{Scheme: "sip", User: "challenger", Host: "127.0.0.1", Port: conn.LocalAddr().(*net.UDPAddr).Port}
-	udp := &udpListener{PacketConn: conn}
+	udp := siptransport.NewListener(conn)
 	go func() {
 		defer close(served)
+		defer udp.Stopped()
 		_ = srv.ServeUDP(udp)
 	}()
 	select {
-	case <-udp.inRead():
+	case <-udp.Reading():
 	case <-served:
 		require.FailNow(t, "challenger stopped serving at start")
 	}
 	t.Cleanup(func() {
 		draining.Store(true)
-		select {
-		case <-udp.inRead():
-		case <-served:
-		}
-		standIn := &sip.UDPConnection{PacketConn: conn, PacketAddr: conn.LocalAddr().String(), Listener: true}
-		pool := ua.TransportLayer().Pool("udp")
-		peersMu.Lock()
-		for addr := range peers {
-			pool.Add(addr, standIn)
-		}
-		peersMu.Unlock()
+		udp.Pin(ua.TransportLayer().Pool("udp"), udp.Drain())
 		_ = conn.Close()
 		<-served
 		// Not ua.Close, which would drop the stand-ins from the pool.

@@ -32,7 +32,7 @@ type RejectedError struct {
 
 func (e *RejectedError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Reason) }
 
-// WaitAnswer waits for the final answer to an INVITE sent with
+// waitAnswer waits for the final answer to an INVITE sent with
 // sipgo.DialogUA.WriteInvite, and returns nil once it is a 2xx (the caller
 // then ACKs). onProvisional, if not nil, sees each 1xx.
 //
@@ -44,7 +44,7 @@ func (e *RejectedError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.R
 // gets one second more for its 180, and then the INVITE is abandoned. A refusal is a
 // *RejectedError; an abandoned or cancelled INVITE returns an error
 // wrapping ctx's.
-func WaitAnswer(ctx context.Context, sess *sipgo.DialogClientSession, onProvisional func(*sip.Response)) error {
+func waitAnswer(ctx context.Context, sess *sipgo.DialogClientSession, onProvisional func(*sip.Response)) error {
 	var provisional atomic.Bool
 	heard := make(chan struct{})
 	var heardOnce sync.Once

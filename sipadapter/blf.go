@@ -33,9 +33,9 @@ const (
 // otherwise hold its queue, and Close, for sipgo's 32 s transaction timeout.
 const notifyTimeout = 5 * time.Second
 
-// BLFConfig configures a BLF. Lot, Client and Addr are required; the zero
+// blfConfig configures a blfService. Lot, Client and Addr are required; the zero
 // value of every other field means its default.
-type BLFConfig struct {
+type blfConfig struct {
 	// Lot is the lot whose orbits are watched. Required.
 	Lot *park.Lot
 	// Client sends the NOTIFYs. Required. It is the host's, with
@@ -63,7 +63,7 @@ type BLFConfig struct {
 	Trusted []netip.Prefix
 }
 
-// BLF serves the dialog event package (RFC 4235) for a lot's orbits: the
+// blfService serves the dialog event package (RFC 4235) for a lot's orbits: the
 // busy lamp fields of phones' park keys. A SUBSCRIBE to an orbit watches that
 // orbit; one to the park extension watches the whole lot. Every NOTIFY
 // carries the full state with a version one above the last, so a phone that
@@ -76,7 +76,7 @@ type BLFConfig struct {
 // The lot's event delivery never waits on a watcher's network: each
 // watcher's NOTIFYs queue and go out from a goroutine of their own, one at a
 // time and in order, each bounded by 5 s.
-type BLF struct {
+type blfService struct {
 	lot     *park.Lot
 	client  *sipgo.Client
 	table   *orbit.Table
@@ -110,22 +110,22 @@ type BLF struct {
 	closed   bool
 }
 
-// NewBLF checks cfg, fills in its defaults and starts observing cfg.Lot.
+// newBLF checks cfg, fills in its defaults and starts observing cfg.Lot.
 // Errors name the field at fault.
-func NewBLF(cfg BLFConfig) (*BLF, error) {
+func newBLF(cfg blfConfig) (*blfService, error) {
 	if cfg.Lot == nil {
-		return nil, errors.New("sipadapter: BLFConfig.Lot is nil")
+		return nil, errors.New("sipadapter: blfConfig.Lot is nil")
 	}
 	if cfg.Client == nil {
-		return nil, errors.New("sipadapter: BLFConfig.Client is nil")
+		return nil, errors.New("sipadapter: blfConfig.Client is nil")
 	}
 	if !cfg.Addr.IsValid() {
-		return nil, errors.New("sipadapter: BLFConfig.Addr is unset: name the host:port phones reach")
+		return nil, errors.New("sipadapter: blfConfig.Addr is unset: name the host:port phones reach")
 	}
 	if cfg.Addr.Port() == 0 {
-		return nil, fmt.Errorf("sipadapter: BLFConfig.Addr %s has port 0: name the port phones reach", cfg.Addr)
+		return nil, fmt.Errorf("sipadapter: blfConfig.Addr %s has port 0: name the port phones reach", cfg.Addr)
 	}
-	b := &BLF{
+	b := &blfService{
 		lot:     cfg.Lot,
 		client:  cfg.Client,
 		table:   cfg.Orbits,
@@ -154,7 +154,7 @@ func NewBLF(cfg BLFConfig) (*BLF, error) {
 		b.parkExt = DefaultParkExtension
 	}
 	if servesOrbit(b.table, orbit.Orbit(b.parkExt)) {
-		return nil, fmt.Errorf("sipadapter: BLFConfig.ParkExtension %q lies inside an orbit range", b.parkExt)
+		return nil, fmt.Errorf("sipadapter: blfConfig.ParkExtension %q lies inside an orbit range", b.parkExt)
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
@@ -168,21 +168,21 @@ func NewBLF(cfg BLFConfig) (*BLF, error) {
 // one for this BLF: the park extension or an orbit it serves. A host
 // routing SUBSCRIBEs among its own services asks it first; ServeSubscribe
 // answers 404 for any other user.
-func (b *BLF) Watches(user string) bool {
+func (b *blfService) Watches(user string) bool {
 	return user == b.parkExt || servesOrbit(b.table, orbit.Orbit(user))
 }
 
 // Len returns the number of subscriptions alive.
-func (b *BLF) Len() int {
+func (b *blfService) Len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.subs)
 }
 
-// subscription is one BLF watcher (RFC 4235 dialog event package): of one
+// subscription is one blfService watcher (RFC 4235 dialog event package): of one
 // orbit, or of the whole lot when it subscribed to the park extension.
 type subscription struct {
-	b       *BLF
+	b       *blfService
 	key     string
 	orbit   orbit.Orbit // empty: the whole lot
 	user    string      // the Request-URI user it watches: an orbit or the park extension
@@ -192,7 +192,7 @@ type subscription struct {
 	remote  sip.FromHeader // the subscriber, as To of our NOTIFYs
 	target  sip.Uri        // its Contact
 	network string
-	source  netip.Addr // counted in BLF.perSource while in subs; zero: not counted
+	source  netip.Addr // counted in blfService.perSource while in subs; zero: not counted
 
 	mu      sync.Mutex // serialises NOTIFYs so versions go out in order
 	cseq    uint32
@@ -213,8 +213,8 @@ type blfUpdate struct {
 	state   string
 }
 
-// spawn runs f as a task Close waits for, unless the BLF is closed.
-func (b *BLF) spawn(f func()) bool {
+// spawn runs f as a task Close waits for, unless the blfService is closed.
+func (b *blfService) spawn(f func()) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -225,7 +225,7 @@ func (b *BLF) spawn(f func()) bool {
 }
 
 // enqueue queues a NOTIFY and makes sure a goroutine is sending. Once the
-// BLF is closed nothing more is queued: the final NOTIFY carries the state.
+// blfService is closed nothing more is queued: the final NOTIFY carries the state.
 func (sub *subscription) enqueue(u blfUpdate) {
 	sub.qmu.Lock()
 	sub.queue = append(sub.queue, u)
@@ -257,10 +257,10 @@ func (sub *subscription) pump() {
 }
 
 // handlerContext is the parent of a NOTIFY sent from within ServeSubscribe.
-// Until Close it is the BLF's own, which Close cancels. After it, it is not
+// Until Close it is the blfService's own, which Close cancels. After it, it is not
 // cancelled: the NOTIFY telling a late watcher that the lot is gone still
 // gets its 5 s.
-func (b *BLF) handlerContext() context.Context {
+func (b *blfService) handlerContext() context.Context {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -287,7 +287,7 @@ func (b *BLF) handlerContext() context.Context {
 //
 // It returns once the response is sent; NOTIFYs of a fetch, an unsubscribe
 // or a refusal are sent before it returns, the others are queued.
-func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+func (b *blfService) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	ev := req.GetHeader("Event")
 	if ev == nil || !strings.EqualFold(strings.TrimSpace(strings.SplitN(ev.Value(), ";", 2)[0]), "dialog") {
 		// refer is listed too: the implicit subscription of a REFER that
@@ -299,7 +299,7 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	if h := req.GetHeader("Expires"); h != nil {
 		secs, err := strconv.Atoi(strings.TrimSpace(h.Value()))
 		if err != nil || secs < 0 {
-			Reply(b.log, req, tx, sip.StatusBadRequest, "Bad Request", Warning("bad Expires"))
+			Reply(b.log, req, tx, sip.StatusBadRequest, "Bad Request", warning("bad Expires"))
 			return
 		}
 		expiry = min(max(time.Duration(secs)*time.Second, minSubscriptionExpiry), maxSubscriptionExpiry)
@@ -310,7 +310,7 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 
 	// A refresh or an unsubscribe arrives inside the subscription's dialog.
 	if to := req.To(); to != nil && to.Params.Has("tag") {
-		key, _ := RequestKey(req)
+		key, _ := requestKey(req)
 		b.mu.Lock()
 		sub := b.subs[key]
 		b.mu.Unlock()
@@ -343,7 +343,7 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 	contact := req.Contact()
 	from := req.From()
 	if contact == nil || from == nil || req.CallID() == nil {
-		Reply(b.log, req, tx, sip.StatusBadRequest, "Bad Request", Warning("SUBSCRIBE needs From, Contact and Call-ID"))
+		Reply(b.log, req, tx, sip.StatusBadRequest, "Bad Request", warning("SUBSCRIBE needs From, Contact and Call-ID"))
 		return
 	}
 	sub := &subscription{
@@ -358,10 +358,10 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 		network: req.Transport(),
 		cseq:    1,
 	}
-	sub.key = DialogKey(sub.callID, sub.ourTag, fromTag(req))
-	if src := RequestSource(req).Addr(); expiry > 0 && !b.admit(sub, src) {
+	sub.key = dialogKey(sub.callID, sub.ourTag, fromTag(req))
+	if src := requestSource(req).Addr(); expiry > 0 && !b.admit(sub, src) {
 		Reply(b.log, req, tx, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter(),
-			Warning(fmt.Sprintf("too many subscriptions from %s", src)))
+			warning(fmt.Sprintf("too many subscriptions from %s", src)))
 		return
 	}
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
@@ -396,7 +396,7 @@ func (b *BLF) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // end forgets a subscription and sends its final NOTIFY.
-func (b *BLF) end(ctx context.Context, sub *subscription, state string) {
+func (b *blfService) end(ctx context.Context, sub *subscription, state string) {
 	b.mu.Lock()
 	if b.subs[sub.key] != sub {
 		b.mu.Unlock()
@@ -411,7 +411,7 @@ func (b *BLF) end(ctx context.Context, sub *subscription, state string) {
 
 // admit counts sub against its source's cap, or reports false when the
 // source holds the cap already. A trusted or unknown source is not counted.
-func (b *BLF) admit(sub *subscription, src netip.Addr) bool {
+func (b *blfService) admit(sub *subscription, src netip.Addr) bool {
 	if b.perSourceCap < 0 || trusts(b.trusted, src) {
 		return true
 	}
@@ -426,7 +426,7 @@ func (b *BLF) admit(sub *subscription, src netip.Addr) bool {
 }
 
 // releaseLocked gives back what admit counted for sub; b.mu is held.
-func (b *BLF) releaseLocked(sub *subscription) {
+func (b *blfService) releaseLocked(sub *subscription) {
 	if !sub.source.IsValid() {
 		return
 	}
@@ -439,7 +439,7 @@ func (b *BLF) releaseLocked(sub *subscription) {
 // refuseNew makes new subscriptions end at once while the existing ones go
 // on: Server.Shutdown calls it before the lot recalls its calls, since a
 // phone subscribing then would watch a lot about to go.
-func (b *BLF) refuseNew() {
+func (b *blfService) refuseNew() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.refusing = true
@@ -450,10 +450,10 @@ func (b *BLF) refuseNew() {
 // gone, so phones do not resubscribe at once) and waits for the NOTIFYs
 // still queued, but no longer than ctx: then it cancels those in flight and
 // returns ctx's error. SUBSCRIBEs served afterwards are answered with a
-// terminated NOTIFY. A host closes the BLF once its lot has shut down, so
+// terminated NOTIFY. A host closes the blfService once its lot has shut down, so
 // that watchers have heard the lot empty first. Calling Close again waits
 // again.
-func (b *BLF) Close(ctx context.Context) error {
+func (b *blfService) Close(ctx context.Context) error {
 	b.closeOnce.Do(b.stopObserving)
 	b.mu.Lock()
 	b.closed = true
@@ -486,7 +486,7 @@ func (b *BLF) Close(ctx context.Context) error {
 
 // observe turns lot events into NOTIFYs for the orbit's watchers and the
 // whole lot's.
-func (b *BLF) observe(e park.Event) {
+func (b *blfService) observe(e park.Event) {
 	if e.Kind != park.EventParked && e.Kind != park.EventEnded {
 		return
 	}
@@ -520,14 +520,14 @@ func (b *BLF) observe(e park.Event) {
 	}
 }
 
-// blfDialog is one parked call as a BLF <dialog>.
+// blfDialog is one parked call as a blfService <dialog>.
 type blfDialog struct {
 	ID, Party, State string
 	Orbit            orbit.Orbit
 }
 
 // dialogState lists the calls parked in o (all calls when o is empty).
-func (b *BLF) dialogState(o orbit.Orbit) []blfDialog {
+func (b *blfService) dialogState(o orbit.Orbit) []blfDialog {
 	var out []blfDialog
 	if o != "" {
 		if info, ok := b.lot.Lookup(o); ok {
@@ -581,7 +581,7 @@ func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state 
 	// never sent us anything. Over TCP it files every accepted connection
 	// under the listener's address, so there the NOTIFY gets its Via only
 	// and sipgo finds or opens a connection to the Contact. (A client with
-	// a SourceRouter does both anyway; the BLF does not count on one.)
+	// a SourceRouter does both anyway; the blfService does not count on one.)
 	upgraded := false
 	if !sip.IsReliable(req.Transport()) && len(req.String())+udpViaAllowance > udpMessageLimit {
 		// RFC 3261 §18.1.1: a request over 1,300 bytes goes over a
@@ -597,7 +597,7 @@ func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state 
 	}
 	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
 	defer cancel()
-	res, err := ClientDo(ctx, b.client, req, build)
+	res, err := clientDo(ctx, b.client, req, build)
 	if err != nil {
 		if upgraded {
 			b.log.Warn("BLF NOTIFY too large for UDP, and TCP to the watcher failed", "entity", sub.entity, "bytes", len(body), "err", err)

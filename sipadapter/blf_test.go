@@ -330,11 +330,11 @@ func TestNewBLFConfigErrors(t *testing.T) {
 		cfg  sipadapter.BLFConfig
 		want string
 	}{
-		{"no lot", sipadapter.BLFConfig{Client: client, Addr: addr}, "BLFConfig.Lot is nil"},
-		{"no client", sipadapter.BLFConfig{Lot: lot, Addr: addr}, "BLFConfig.Client is nil"},
-		{"no address", sipadapter.BLFConfig{Lot: lot, Client: client}, "BLFConfig.Addr"},
-		{"port 0", sipadapter.BLFConfig{Lot: lot, Client: client, Addr: netip.MustParseAddrPort("127.0.0.1:0")}, "BLFConfig.Addr"},
-		{"extension in a range", sipadapter.BLFConfig{Lot: lot, Client: client, Addr: addr, ParkExtension: "750"}, "BLFConfig.ParkExtension"},
+		{"no lot", sipadapter.BLFConfig{Client: client, Addr: addr}, "blfConfig.Lot is nil"},
+		{"no client", sipadapter.BLFConfig{Lot: lot, Addr: addr}, "blfConfig.Client is nil"},
+		{"no address", sipadapter.BLFConfig{Lot: lot, Client: client}, "blfConfig.Addr"},
+		{"port 0", sipadapter.BLFConfig{Lot: lot, Client: client, Addr: netip.MustParseAddrPort("127.0.0.1:0")}, "blfConfig.Addr"},
+		{"extension in a range", sipadapter.BLFConfig{Lot: lot, Client: client, Addr: addr, ParkExtension: "750"}, "blfConfig.ParkExtension"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := sipadapter.NewBLF(tc.cfg)

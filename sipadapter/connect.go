@@ -107,22 +107,22 @@ func identity(display, uri string) sip.FromHeader {
 // to answer becomes the returned leg (named party), acknowledged and with
 // its media set up; the others are cancelled, or hung up if they answered
 // too. When ctx ends first, nobody answered.
-func (e *Engine) ring(ctx context.Context, targets []Target, from sip.FromHeader, party string, onRinging func()) (*Leg, error) {
+func (e *Engine) ring(ctx context.Context, targets []Target, from sip.FromHeader, party string, onRinging func()) (*callLeg, error) {
 	ep, sdp, err := e.media.Offering()
 	if err != nil {
 		return nil, err
 	}
 	offer, err := sdp.Offer(media.SendRecv)
 	if err != nil {
-		e.ports.FreeEndpoint(ep)
+		e.ports.freeEndpoint(ep)
 		return nil, err
 	}
 	sess, err := e.fork(ctx, targets, from, offer.SDP(), onRinging)
 	if err != nil {
-		e.ports.FreeEndpoint(ep)
+		e.ports.freeEndpoint(ep)
 		return nil, err
 	}
-	return ConfirmAnswer(ctx, sess, offer, LegConfig{Endpoint: ep, SDP: sdp, Party: party}, e.newLeg)
+	return confirmAnswer(ctx, sess, offer, legConfig{Endpoint: ep, SDP: sdp, Party: party}, e.newLeg)
 }
 
 // fork sends one INVITE per target and returns the first answered session,
@@ -155,7 +155,7 @@ func (e *Engine) fork(ctx context.Context, targets []Target, from sip.FromHeader
 				results <- result{err: err}
 				return
 			}
-			err = WaitAnswer(forkCtx, sess, func(res *sip.Response) {
+			err = waitAnswer(forkCtx, sess, func(res *sip.Response) {
 				if onRinging != nil && (res.StatusCode == sip.StatusRinging || res.StatusCode == sip.StatusSessionInProgress) {
 					onRinging()
 				}
@@ -262,12 +262,12 @@ func (e *Engine) Dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 // answeredLeg is a recall or fallback the target answered.
 type answeredLeg struct {
 	e *Engine
-	l *Leg
+	l *callLeg
 }
 
 // Connect bridges the parked leg with the answered call.
 func (a answeredLeg) Connect(ctx context.Context, parked park.Leg) error {
-	p, ok := parked.(*Leg)
+	p, ok := parked.(*callLeg)
 	if !ok {
 		return fmt.Errorf("sipadapter: cannot connect a %T", parked)
 	}

@@ -20,7 +20,7 @@
 //   - The lot's recalls and fallback are INVITEs from a new RTP port,
 //     cancelled when the ring time runs out or a retrieve wins.
 //   - SUBSCRIBE for the dialog event package on an orbit, or on the park
-//     extension for the whole lot, gives BLF (RFC 4235 NOTIFYs, version + 1
+//     extension for the whole lot, gives blfService (RFC 4235 NOTIFYs, version + 1
 //     on every change).
 //   - Re-INVITEs are matched to their dialog by Call-ID and tags (sipgo's
 //     ReadInvite would overwrite the To tag) and answered with the leg's
@@ -35,16 +35,16 @@
 //
 // A host PBX that embeds the lot in its own SIP handlers, instead of running
 // a Server beside it, reuses the pieces the Server is built from, so that its
-// phones see the same answers: [Leg] is a call leg (a dialog and its RTP
-// endpoint) that the lot can hold and [Bridge] joins to another,
+// phones see the same answers: [callLeg] is a call leg (a dialog and its RTP
+// endpoint) that the lot can hold and [bridgeLegs] joins to another,
 // [LegMedia] answers a new INVITE's offer (or refuses it) and makes the
-// offer of a call placed, [BLF]
+// offer of a call placed, [blfService]
 // serves the park keys' SUBSCRIBEs, [PortPool] hands out RTP ports,
-// [StatusFor] turns lot errors into responses, [ReferredBy] names the
-// parker, [ParseReplaces] reads an attended transfer's Replaces,
-// [NotifyRefer] with [ParkedSipfrag] or [StatusSipfrag] reports a transfer
-// into park, [WaitAnswer] rings an INVITE the way recalls ring (CANCEL at
-// the ring time, give up on a target that never answered), [Dialog]
+// [statusFor] turns lot errors into responses, [referredBy] names the
+// parker, [parseReplaces] reads an attended transfer's Replaces,
+// [notifyRefer] with [parkedSipfrag] or [statusSipfrag] reports a transfer
+// into park, [waitAnswer] rings an INVITE the way recalls ring (CANCEL at
+// the ring time, give up on a target that never answered), [sipDialog]
 // sends in-dialog requests whichever side began the dialog, and
 // [RouteSources] makes every request of a sipgo client leave from the right
 // socket (the listener over UDP, a connection to the target over TCP). The Server uses

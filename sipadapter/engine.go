@@ -12,12 +12,13 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
 )
 
 // EngineConfig is what a SIP host tells the park engine. Lot, Client, Addr
-// and Media are required.
+// and Ports are required.
 type EngineConfig struct {
 	// Lot is the lot the engine parks into. Its Dialer should ring through
 	// the engine (Engine.Dial), or recalls never reach SIP.
@@ -29,8 +30,18 @@ type EngineConfig struct {
 	// Addr is the host's SIP address: the host part of the orbit and park
 	// URIs and of the engine's Contact.
 	Addr netip.AddrPort
-	// Media gives each leg its RTP port, SDP and endpoint.
-	Media LegMedia
+	// Ports hands out the RTP port of each call leg.
+	Ports *PortPool
+	// MediaIP is the address written into SDP c= lines: Addr's IP when
+	// zero, which must then be an address phones reach.
+	MediaIP netip.Addr
+	// AcceptLateOffer takes INVITEs without SDP (delayed offer): the
+	// engine's offer goes in the 200 and the ACK answers it (see
+	// Config.AcceptLateOffer for why it is off by default).
+	AcceptLateOffer bool
+	// LateOfferSwitch, when AcceptLateOffer is off, is named in the 488's
+	// warning as the way to turn it on ("-late-offer").
+	LateOfferSwitch string
 	// ContactUser is the user part of the engine's Contact and SDP origin:
 	// "callpark" when empty.
 	ContactUser string
@@ -89,26 +100,27 @@ type Target struct {
 // gets (Handle registers them on a sipgo.Server) and calls Shutdown when it
 // stops; the flows themselves, park by INVITE and by REFER, directed park,
 // retrieve and bridge, Replaces take-over, recall and fallback, holds,
-// hang-ups and BLF, live here once.
+// hang-ups and blfService, live here once.
 type Engine struct {
 	cfg      EngineConfig
 	lot      *park.Lot
 	table    *orbit.Table
 	log      *slog.Logger
 	ports    *PortPool
-	media    LegMedia
+	media    legMedia
+	sched    *media.Scheduler // paces every leg's RTP; the engine's own
 	client   *sipgo.Client
 	dialogUA *sipgo.DialogUA
 	addr     netip.AddrPort
-	blf      *BLF
+	blf      *blfService
 	guard    *sourceGuard // Limits: failed retrieves and dialogs per source
 
 	mu      sync.Mutex
-	legs    map[string]*Leg // by dialog key: Call-ID, our tag, their tag
-	invites map[string]*Leg // answered legs by their INVITE (inviteKey)
+	legs    map[string]*callLeg // by dialog key: Call-ID, our tag, their tag
+	invites map[string]*callLeg // answered legs by their INVITE (inviteKey)
 	// legSources names the source each answered leg is counted against
 	// (Limits.DialogsPerSource), until the leg closes.
-	legSources map[*Leg]netip.Addr
+	legSources map[*callLeg]netip.Addr
 	// Handlers in progress, so that Shutdown returns only once none is
 	// left to create or free a leg; after stopped, requests get 503.
 	active  int
@@ -125,7 +137,7 @@ type Engine struct {
 	cancelTasks context.CancelFunc
 }
 
-// NewEngine checks cfg and builds the engine and its BLF.
+// NewEngine checks cfg and builds the engine and its blfService.
 func NewEngine(cfg EngineConfig) (*Engine, error) {
 	switch {
 	case cfg.Lot == nil:
@@ -134,8 +146,15 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, &ConfigError{"EngineConfig.Client", nil, "required"}
 	case !cfg.Addr.IsValid():
 		return nil, &ConfigError{"EngineConfig.Addr", cfg.Addr, "required"}
-	case cfg.Media.Ports == nil:
-		return nil, &ConfigError{"EngineConfig.Media.Ports", nil, "required"}
+	case cfg.Ports == nil:
+		return nil, &ConfigError{"EngineConfig.Ports", nil, "required"}
+	}
+	if !cfg.MediaIP.IsValid() {
+		cfg.MediaIP = cfg.Addr.Addr()
+	}
+	if cfg.MediaIP.IsUnspecified() {
+		// c=0.0.0.0 means "on hold" to a phone: it would never send audio.
+		return nil, &ConfigError{"EngineConfig.MediaIP", cfg.MediaIP, "must be an address phones reach for RTP, not the unspecified address"}
 	}
 	if cfg.ParkExtension == "" {
 		cfg.ParkExtension = DefaultParkExtension
@@ -150,7 +169,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
 		return nil, err
 	}
-	if _, err := Clip(cfg.Lot.Music()); err != nil {
+	if _, err := clipOf(cfg.Lot.Music()); err != nil {
 		return nil, &ConfigError{"Lot's MusicOnHold", cfg.Lot.Music().Name(), err.Error()}
 	}
 	table, err := servedOrbits(cfg.Orbits, cfg.Lot, "EngineConfig.Orbits")
@@ -161,27 +180,24 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, &ConfigError{"EngineConfig.ParkExtension", cfg.ParkExtension, "lies inside an orbit range"}
 	}
 	e := &Engine{
-		cfg: cfg, lot: cfg.Lot, table: table, log: cfg.Logger, ports: cfg.Media.Ports, media: cfg.Media,
+		cfg: cfg, lot: cfg.Lot, table: table, log: cfg.Logger, ports: cfg.Ports,
 		client: cfg.Client, addr: cfg.Addr,
-		guard: newSourceGuard(cfg.Limits), legs: make(map[string]*Leg), invites: make(map[string]*Leg),
-		legSources: make(map[*Leg]netip.Addr),
+		guard: newSourceGuard(cfg.Limits), legs: make(map[string]*callLeg), invites: make(map[string]*callLeg),
+		legSources: make(map[*callLeg]netip.Addr),
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	if e.media.Logger == nil {
-		e.media.Logger = e.log
-	}
-	if e.media.Username == "" {
-		e.media.Username = cfg.ContactUser
-	}
+	e.sched = media.NewScheduler(media.SchedulerOptions{Logger: e.log.With("component", "rtp")})
+	e.media = legMedia{Ports: cfg.Ports, IP: cfg.MediaIP, Username: cfg.ContactUser, Scheduler: e.sched, Logger: e.log,
+		AcceptLateOffer: cfg.AcceptLateOffer, LateOfferSwitch: cfg.LateOfferSwitch}
 	e.tasksCtx, e.cancelTasks = context.WithCancel(context.Background())
 	e.callsCtx, e.stopCalls = context.WithCancel(context.Background())
 	e.dialogUA = &sipgo.DialogUA{
 		Client:     e.client,
 		ContactHDR: sip.ContactHeader{Address: sipURI(cfg.ContactUser, e.addr)},
 	}
-	if e.blf, err = NewBLF(BLFConfig{
+	if e.blf, err = newBLF(blfConfig{
 		Lot:           e.lot,
 		Client:        e.client,
 		Orbits:        e.table,
@@ -192,6 +208,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		SubscriptionsPerSource: cfg.Limits.SubscriptionsPerSource,
 		Trusted:                cfg.Limits.Trusted,
 	}); err != nil {
+		e.sched.Close()
 		return nil, err
 	}
 	return e, nil
@@ -243,9 +260,17 @@ func (e *Engine) Lot() *park.Lot { return e.lot }
 // Orbits returns the orbits the engine answers for.
 func (e *Engine) Orbits() *orbit.Table { return e.table }
 
-// BLF returns the engine's BLF service, whose ServeSubscribe Handle
-// registers.
-func (e *Engine) BLF() *BLF { return e.blf }
+// ServeSubscribe serves a SUBSCRIBE for BLF (RFC 4235) on an orbit, or on
+// the park extension for the whole lot: 200, a full NOTIFY at once, a new
+// one on every change. Handle registers it; a host that authenticates
+// SUBSCRIBEs first calls it itself.
+func (e *Engine) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	e.blf.ServeSubscribe(req, tx)
+}
+
+// Subscriptions returns the number of live BLF subscriptions: zero after
+// Shutdown, a leak check as Len is.
+func (e *Engine) Subscriptions() int { return e.blf.Len() }
 
 // Len returns the number of call legs the engine holds: zero once every
 // call has ended, which makes it a leak check for a host's tests.
@@ -265,12 +290,12 @@ func (e *Engine) Handle(srv *sipgo.Server) {
 	srv.OnBye(e.Tracked(e.ServeBye))
 	srv.OnCancel(func(*sip.Request, sip.ServerTransaction) {}) // the transaction layer answers CANCEL
 	srv.OnRefer(e.Tracked(e.ServeRefer))
-	srv.OnSubscribe(e.Tracked(e.blf.ServeSubscribe))
+	srv.OnSubscribe(e.Tracked(e.ServeSubscribe))
 }
 
 // Shutdown stops taking parks (new park INVITEs get 503) and recalls every
 // parked call at once (then the fallback, else BYE), returns when the lot is
-// empty, then ends the BLF subscriptions, ends the calls still bridged and
+// empty, then ends the blfService subscriptions, ends the calls still bridged and
 // waits for the handlers in progress. If ctx ends first the remaining calls
 // are dropped. Calling it again is harmless: it finds nothing left to end.
 func (e *Engine) Shutdown(ctx context.Context) error {
@@ -283,7 +308,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	// lot: a lamp left lit would show a call that is not there.
 	blfCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 	if err := e.blf.Close(blfCtx); err != nil {
-		e.log.Warn("shutdown: BLF NOTIFYs still unanswered", "err", err)
+		e.log.Warn("shutdown: blfService NOTIFYs still unanswered", "err", err)
 	}
 	cancel()
 
@@ -297,13 +322,14 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.hangupAll(byeCtx)
 	e.cancelTasks()
 	e.tasks.Wait()
+	e.sched.Close() // every leg has ended: nothing is paced any more
 	return err
 }
 
 // hangupAll sends BYE on every leg the engine holds and frees them.
 func (e *Engine) hangupAll(ctx context.Context) {
 	e.mu.Lock()
-	var legs []*Leg
+	var legs []*callLeg
 	for _, l := range e.legs {
 		legs = append(legs, l)
 	}
@@ -416,7 +442,7 @@ func (e *Engine) notifyParker(parker string, o orbit.Orbit) {
 			if t.Transport != "" {
 				req.SetTransport(t.Transport)
 			}
-			res, err := ClientDo(ctx, e.client, req)
+			res, err := clientDo(ctx, e.client, req)
 			if err != nil {
 				e.log.Debug("parker notice failed", "parker", parker, "orbit", o, "err", err)
 				return

@@ -15,19 +15,19 @@ func (s *Server) OpenLegs() int {
 // PortsInUse returns the number of RTP ports handed out.
 func (s *Server) PortsInUse() int { return s.ports.InUse() }
 
-// Subscriptions returns the number of live BLF subscriptions.
+// Subscriptions returns the number of live blfService subscriptions.
 func (s *Server) Subscriptions() int {
 	if s.engine == nil {
 		return 0
 	}
-	return s.engine.blf.Len()
+	return s.engine.Subscriptions()
 }
 
 // DialogsFrom returns how many dialogs the server counts against src
 // (Limits.DialogsPerSource).
 func (s *Server) DialogsFrom(src netip.Addr) int { return s.engine.guard.dialogsFrom(src) }
 
-// SubscriptionsFrom returns how many BLF subscriptions are counted against
+// SubscriptionsFrom returns how many blfService subscriptions are counted against
 // src (Limits.SubscriptionsPerSource).
 func (s *Server) SubscriptionsFrom(src netip.Addr) int {
 	if s.engine == nil {
@@ -38,3 +38,22 @@ func (s *Server) SubscriptionsFrom(src netip.Addr) int {
 	defer b.mu.Unlock()
 	return b.perSource[src]
 }
+
+// The engine's own pieces, under the names the external tests use.
+type (
+	BLF       = blfService
+	BLFConfig = blfConfig
+	LegConfig = legConfig
+	Refusal   = mediaRefusal
+)
+
+var (
+	NewBLF        = newBLF
+	NewLeg        = newCallLeg
+	ParseReplaces = parseReplaces
+	Warning       = warning
+	StatusFor     = statusFor
+	StatusSipfrag = statusSipfrag
+	ParkedSipfrag = parkedSipfrag
+	ReferredBy    = referredBy
+)

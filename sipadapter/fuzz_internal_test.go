@@ -36,9 +36,9 @@ func FuzzReferTo(f *testing.F) {
 			directed, found := checkReferTarget(t, value, referTo, table)
 
 			// A Replaces in the URI (attended transfer) changes nothing
-			// here; ParseReplaces reads it as sipgo hands it over.
+			// here; parseReplaces reads it as sipgo hands it over.
 			if replaces, ok := referTo.Address.Headers.Get("Replaces"); ok {
-				if callID, toTag, fromTag, err := ParseReplaces(replaces); err == nil && (callID == "" || toTag == "" || fromTag == "") {
+				if callID, toTag, fromTag, err := parseReplaces(replaces); err == nil && (callID == "" || toTag == "" || fromTag == "") {
 					t.Fatalf("%q: Replaces %q read with an empty part: %q %q %q", value, replaces, callID, toTag, fromTag)
 				}
 				bare := referTo.Clone()

@@ -36,10 +36,10 @@ func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 	user := URIUser(req.Recipient)
 	var directed orbit.Orbit
 	retrieve := false
-	var replaced *Leg
+	var replaced *callLeg
 	if hs := req.GetHeaders("Replaces"); len(hs) > 0 {
 		if len(hs) > 1 {
-			e.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning("more than one Replaces header"))
+			e.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning("more than one Replaces header"))
 			return
 		}
 		if replaced = e.replaceable(hs[0].Value()); replaced == nil {
@@ -48,7 +48,7 @@ func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	source := RequestSource(req)
+	source := requestSource(req)
 	switch {
 	case replaced != nil:
 	case user == e.cfg.ParkExtension:
@@ -73,10 +73,10 @@ func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if retrieve && e.refuseBlocked(req, tx, source.Addr()) {
 		return
 	}
-	parker := ReferredBy(req)
+	parker := referredBy(req)
 	if parker != "" && !park.IsSIPURI(parker) {
 		e.log.Info("refused", "user", user, "from", party, "status", 400, "why", "Referred-By is not a sip: URI", "referred_by", parker)
-		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning("Referred-By must be a sip: URI: recalls ring it"))
+		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning("Referred-By must be a sip: URI: recalls ring it"))
 		return
 	}
 	l, body, ok := e.accept(req, tx, party, !retrieve)
@@ -105,13 +105,13 @@ func (e *Engine) admit(req *sip.Request, tx sip.ServerTransaction) (party string
 // against its source (Limits), answers its offer (LegMedia.Answer; parked
 // legs one-way), reads the dialog and files the leg. The 2xx goes out later
 // (answer). On failure it has answered the INVITE and reports false.
-func (e *Engine) accept(req *sip.Request, tx sip.ServerTransaction, party string, parked bool) (*Leg, []byte, bool) {
-	source := RequestSource(req).Addr()
+func (e *Engine) accept(req *sip.Request, tx sip.ServerTransaction, party string, parked bool) (*callLeg, []byte, bool) {
+	source := requestSource(req).Addr()
 	user := URIUser(req.Recipient)
 	if !e.guard.admitDialog(source) {
 		e.log.Info("refused", "user", user, "from", party, "source", source, "status", 503, "why", "too many dialogs from one source")
 		e.reply(req, tx, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter(),
-			Warning(fmt.Sprintf("too many calls from %s", source)))
+			warning(fmt.Sprintf("too many calls from %s", source)))
 		return nil, nil, false
 	}
 	// The media first: a refused offer (or a delayed offer when those are
@@ -119,7 +119,7 @@ func (e *Engine) accept(req *sip.Request, tx sip.ServerTransaction, party string
 	cfg, body, err := e.media.Answer(req, parked)
 	if err != nil {
 		e.guard.releaseDialog(source)
-		var refusal *Refusal
+		var refusal *mediaRefusal
 		errors.As(err, &refusal)
 		if refusal.Overload {
 			e.log.Warn("refused", "user", user, "from", party, "status", refusal.Code, "why", refusal.Err)
@@ -132,11 +132,11 @@ func (e *Engine) accept(req *sip.Request, tx sip.ServerTransaction, party string
 	sess, err := e.dialogUA.ReadInvite(req, tx)
 	if err != nil {
 		e.guard.releaseDialog(source)
-		e.ports.FreeEndpoint(cfg.Endpoint)
-		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning(err.Error()))
+		e.ports.freeEndpoint(cfg.Endpoint)
+		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
 		return nil, nil, false
 	}
-	cfg.Dialog, cfg.Party = ServerDialog(sess), party
+	cfg.Dialog, cfg.Party = serverDialog(sess), party
 	l := e.newLeg(cfg)
 	e.countAgainst(l, source)
 	return l, body, true
@@ -145,14 +145,14 @@ func (e *Engine) accept(req *sip.Request, tx sip.ServerTransaction, party string
 // replaceable finds the parked leg a Replaces header value names (RFC 3891:
 // call-id;to-tag=<our tag>;from-tag=<their tag>), or nil: a value that
 // names no dialog, or none of ours, is the same 481 to the phone.
-func (e *Engine) replaceable(value string) *Leg {
-	callID, toTag, fromTag, err := ParseReplaces(value)
+func (e *Engine) replaceable(value string) *callLeg {
+	callID, toTag, fromTag, err := parseReplaces(value)
 	if err != nil {
 		e.log.Debug("bad Replaces", "err", err)
 		return nil
 	}
 	e.mu.Lock()
-	l := e.legs[DialogKey(callID, toTag, fromTag)]
+	l := e.legs[dialogKey(callID, toTag, fromTag)]
 	e.mu.Unlock()
 	if l == nil {
 		return nil
@@ -165,7 +165,7 @@ func (e *Engine) replaceable(value string) *Leg {
 
 // takeOver is the attended transfer into park: the caller of l replaces the
 // parked leg old, keeping its orbit and timer; old gets BYE.
-func (e *Engine) takeOver(l *Leg, parker string, old *Leg, answer []byte) {
+func (e *Engine) takeOver(l *callLeg, parker string, old *callLeg, answer []byte) {
 	// Detach the call from old first: old's BYE, sent by Replace or by the
 	// phone itself, must not end the call that now belongs to l.
 	call := old.TakeParked()
@@ -191,11 +191,11 @@ func (e *Engine) takeOver(l *Leg, parker string, old *Leg, answer []byte) {
 }
 
 // park parks the caller of l: 200 OK with the orbit, music after the ACK.
-func (e *Engine) park(l *Leg, parker string, directed orbit.Orbit, answer []byte) {
+func (e *Engine) park(l *callLeg, parker string, directed orbit.Orbit, answer []byte) {
 	ctx := context.Background()
 	call, err := e.lot.Park(ctx, park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.Party()})
 	if err != nil {
-		code, reason, headers := StatusFor(err)
+		code, reason, headers := statusFor(err)
 		e.log.Info("park refused", "from", l.Party(), "orbit", directed, "status", code, "why", err)
 		e.refuse(l, code, reason, headers...)
 		return
@@ -212,7 +212,7 @@ func (e *Engine) park(l *Leg, parker string, directed orbit.Orbit, answer []byte
 // answerParked sends the 200 OK with X-Park-Orbit for a call the lot now
 // holds in l, and starts its music once the ACK is in. Without an ACK the
 // caller is gone: the call is abandoned, its orbit free at once.
-func (e *Engine) answerParked(l *Leg, call *park.Call, answer []byte) bool {
+func (e *Engine) answerParked(l *callLeg, call *park.Call, answer []byte) bool {
 	l.SetParked(call)
 	uas := l.Dialog().ServerSession()
 	res := sip.NewSDPResponseFromRequest(uas.InviteRequest, answer)
@@ -236,7 +236,7 @@ func (e *Engine) answerParked(l *Leg, call *park.Call, answer []byte) bool {
 }
 
 // refuse answers a new leg's INVITE with a final error and frees the leg.
-func (e *Engine) refuse(l *Leg, code int, reason string, headers ...sip.Header) {
+func (e *Engine) refuse(l *callLeg, code int, reason string, headers ...sip.Header) {
 	if err := l.Dialog().ServerSession().Respond(code, reason, nil, headers...); err != nil {
 		e.log.Debug("refusal not sent", "err", err)
 	}
@@ -244,10 +244,10 @@ func (e *Engine) refuse(l *Leg, code int, reason string, headers ...sip.Header) 
 }
 
 // retrieve hands the call parked in o to the caller of l and bridges them.
-func (e *Engine) retrieve(l *Leg, o orbit.Orbit, answer []byte, source netip.AddrPort) {
+func (e *Engine) retrieve(l *callLeg, o orbit.Orbit, answer []byte, source netip.AddrPort) {
 	got, err := e.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.Party(), Source: source})
 	if err != nil {
-		code, reason, headers := StatusFor(err)
+		code, reason, headers := statusFor(err)
 		e.log.Info("retrieve refused", "orbit", o, "from", l.Party(), "source", source.Addr(), "status", code, "why", err)
 		if code == sip.StatusNotFound {
 			e.countFailure(source.Addr()) // before the answer, which the next guess may follow at once
@@ -255,7 +255,7 @@ func (e *Engine) retrieve(l *Leg, o orbit.Orbit, answer []byte, source netip.Add
 		e.refuse(l, code, reason, headers...)
 		return
 	}
-	parked := got.Leg().(*Leg)
+	parked := got.Leg().(*callLeg)
 	if err := e.answerAndBridge(l, answer, parked); err != nil {
 		// The retriever hung up at once (its BYE overtook its ACK), its ACK
 		// did not answer our offer, or a party left before the bridge:
@@ -272,7 +272,7 @@ func (e *Engine) retrieve(l *Leg, o orbit.Orbit, answer []byte, source netip.Add
 // first, then bridge, for every host: a delayed offer's codec is known only
 // from the ACK. On failure both legs are hung up (or freed, when their party
 // is gone) and the reason returned.
-func (e *Engine) answerAndBridge(l *Leg, answer []byte, other *Leg) error {
+func (e *Engine) answerAndBridge(l *callLeg, answer []byte, other *callLeg) error {
 	uas := l.Dialog().ServerSession()
 	if err := uas.WriteResponse(sip.NewSDPResponseFromRequest(uas.InviteRequest, answer)); err != nil {
 		other.Hangup(context.Background())

@@ -15,15 +15,15 @@ import (
 	"github.com/callpark/callpark/park"
 )
 
-// ErrLegGone means a party hung up before its leg could be bridged or
+// errLegGone means a party hung up before its leg could be bridged or
 // parked: the host hangs up the other side.
-var ErrLegGone = errors.New("sipadapter: the party hung up")
+var errLegGone = errors.New("sipadapter: the party hung up")
 
-// Leg is one SIP call leg with its media: an INVITE dialog, answered or
+// callLeg is one SIP call leg with its media: an INVITE dialog, answered or
 // placed, and the RTP endpoint bound for it. The park server builds its calls
 // from Legs, and so can a host's back-to-back user agent (examples/pbx does):
-// the lot holds a Leg while its party is parked (Leg is a park.Leg), Bridge
-// joins two into a call, and the Leg keeps the small rules every host would
+// the lot holds a callLeg while its party is parked (callLeg is a park.Leg), bridgeLegs
+// joins two into a call, and the callLeg keeps the small rules every host would
 // otherwise write again:
 //
 //   - hold music starts only once the dialog is confirmed (the ACK is in),
@@ -35,16 +35,16 @@ var ErrLegGone = errors.New("sipadapter: the party hung up")
 //   - a re-INVITE is answered from the leg's own media, with the o= version
 //     raised only when the answer changes.
 //
-// A Leg is safe for concurrent use.
-type Leg struct {
-	dlg        Dialog
+// A callLeg is safe for concurrent use.
+type callLeg struct {
+	dlg        sipDialog
 	ep         *media.Endpoint
 	sdp        *media.Session
 	party      string
 	parkedOneW bool
 	log        *slog.Logger
 	ports      *PortPool
-	onClose    func(*Leg)
+	onClose    func(*callLeg)
 
 	settled    chan struct{}
 	settleOnce sync.Once
@@ -59,7 +59,7 @@ type Leg struct {
 	confirmed bool
 	music     *media.Clip // what to play once confirmed; nil: none
 	playing   bool
-	peer      *Leg
+	peer      *callLeg
 	relay     *media.Relay
 	call      *park.Call // while parked
 	closed    bool
@@ -69,10 +69,10 @@ type Leg struct {
 	lateOfferErr error
 }
 
-// LegConfig describes a Leg. Dialog, Endpoint and SDP are required.
-type LegConfig struct {
-	// Dialog is the leg's INVITE dialog (ServerDialog or ClientDialog).
-	Dialog Dialog
+// legConfig describes a callLeg. sipDialog, Endpoint and SDP are required.
+type legConfig struct {
+	// sipDialog is the leg's INVITE dialog (serverDialog or clientDialog).
+	Dialog sipDialog
 	// Endpoint is the leg's RTP port, set up from the negotiated media.
 	Endpoint *media.Endpoint
 	// SDP is the session the leg's SDP came from, used again to answer
@@ -101,22 +101,22 @@ type LegConfig struct {
 	Ports *PortPool
 	// OnClose, if set, is called once when the leg has closed: the host
 	// forgets the dialog.
-	OnClose func(*Leg)
+	OnClose func(*callLeg)
 	// Logger gets the leg's diagnostics at Debug; nil is silent.
 	Logger *slog.Logger
 }
 
-// NewLeg builds a Leg.
-func NewLeg(cfg LegConfig) (*Leg, error) {
+// newCallLeg builds a callLeg.
+func newCallLeg(cfg legConfig) (*callLeg, error) {
 	switch {
 	case cfg.Dialog.uas == nil && cfg.Dialog.uac == nil:
-		return nil, errors.New("sipadapter: LegConfig.Dialog is unset")
+		return nil, errors.New("sipadapter: legConfig.Dialog is unset")
 	case cfg.Endpoint == nil:
-		return nil, errors.New("sipadapter: LegConfig.Endpoint is nil")
+		return nil, errors.New("sipadapter: legConfig.Endpoint is nil")
 	case cfg.SDP == nil:
-		return nil, errors.New("sipadapter: LegConfig.SDP is nil")
+		return nil, errors.New("sipadapter: legConfig.SDP is nil")
 	}
-	l := &Leg{
+	l := &callLeg{
 		dlg: cfg.Dialog, ep: cfg.Endpoint, sdp: cfg.SDP, party: cfg.Party,
 		parkedOneW: cfg.ParkedOneWay, log: cfg.Logger, ports: cfg.Ports, onClose: cfg.OnClose,
 		settled: make(chan struct{}), dir: cfg.Direction, confirmed: cfg.Confirmed,
@@ -128,29 +128,29 @@ func NewLeg(cfg LegConfig) (*Leg, error) {
 	return l, nil
 }
 
-// Dialog returns the leg's dialog.
-func (l *Leg) Dialog() Dialog { return l.dlg }
+// sipDialog returns the leg's dialog.
+func (l *callLeg) Dialog() sipDialog { return l.dlg }
 
 // Endpoint returns the leg's RTP endpoint.
-func (l *Leg) Endpoint() *media.Endpoint { return l.ep }
+func (l *callLeg) Endpoint() *media.Endpoint { return l.ep }
 
 // Party returns who is on the leg.
-func (l *Leg) Party() string { return l.party }
+func (l *callLeg) Party() string { return l.party }
 
-// Key returns the leg's dialog key (Dialog.Key).
-func (l *Leg) Key() string { return l.dlg.Key() }
+// Key returns the leg's dialog key (sipDialog.Key).
+func (l *callLeg) Key() string { return l.dlg.Key() }
 
 // Hold implements park.Leg: the leg's party is parked and hears music, from
 // the moment its dialog is confirmed.
-func (l *Leg) Hold(_ context.Context, music park.Music) error {
-	clip, err := Clip(music)
+func (l *callLeg) Hold(_ context.Context, music park.Music) error {
+	clip, err := clipOf(music)
 	if err != nil {
 		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return ErrLegGone
+		return errLegGone
 	}
 	l.music = clip
 	if l.confirmed {
@@ -159,7 +159,7 @@ func (l *Leg) Hold(_ context.Context, music park.Music) error {
 	return nil
 }
 
-func (l *Leg) playLocked() error {
+func (l *callLeg) playLocked() error {
 	if l.music == nil || l.playing || l.closed || l.relay != nil {
 		return nil
 	}
@@ -171,12 +171,12 @@ func (l *Leg) playLocked() error {
 }
 
 // ReadAckAnswer completes a late offer: ack is the ACK of the leg's INVITE,
-// whose 200 carried LegConfig.LateOffer, and its body is the answer. The
+// whose 200 carried legConfig.LateOffer, and its body is the answer. The
 // endpoint gets the agreed address and codec before the dialog reads the
 // ACK, so the media is ready when the host's WriteResponse returns and
 // Confirm starts it. For any other leg, or the ACK of a re-INVITE, it does
 // nothing.
-func (l *Leg) ReadAckAnswer(ack *sip.Request) {
+func (l *callLeg) ReadAckAnswer(ack *sip.Request) {
 	uas := l.dlg.uas
 	if uas == nil || ack.CSeq() == nil || uas.InviteRequest.CSeq() == nil || ack.CSeq().SeqNo != uas.InviteRequest.CSeq().SeqNo {
 		return
@@ -203,7 +203,7 @@ func (l *Leg) ReadAckAnswer(ack *sip.Request) {
 // the ACK carried no usable answer, or never came. RFC 3261 §13.3.1.4 then
 // wants the session ended with a BYE. It is nil for a leg whose INVITE had
 // an offer.
-func (l *Leg) LateOfferErr() error {
+func (l *callLeg) LateOfferErr() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.lateOffer != nil {
@@ -214,7 +214,7 @@ func (l *Leg) LateOfferErr() error {
 
 // Confirm records that the dialog is confirmed (the ACK of our 2xx is in)
 // and starts the music it waits for.
-func (l *Leg) Confirm() {
+func (l *callLeg) Confirm() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.confirmed = true
@@ -223,14 +223,14 @@ func (l *Leg) Confirm() {
 	}
 }
 
-// ErrUnplayable means a lot's music is of a kind the SIP side cannot play:
+// errUnplayable means a lot's music is of a kind the SIP side cannot play:
 // it plays *media.Clip and park.BuiltinMusic.
-var ErrUnplayable = errors.New("sipadapter: music cannot be played")
+var errUnplayable = errors.New("sipadapter: music cannot be played")
 
-// Clip is the audio of a lot's music: the clip itself, media.BuiltinMusic for
-// park.BuiltinMusic, nil for none; an error wrapping ErrUnplayable for any
+// clipOf is the audio of a lot's music: the clip itself, media.BuiltinMusic for
+// park.BuiltinMusic, nil for none; an error wrapping errUnplayable for any
 // other kind of park.Music.
-func Clip(music park.Music) (*media.Clip, error) {
+func clipOf(music park.Music) (*media.Clip, error) {
 	switch m := music.(type) {
 	case nil:
 		return nil, nil
@@ -240,12 +240,12 @@ func Clip(music park.Music) (*media.Clip, error) {
 	if music == park.BuiltinMusic() {
 		return media.BuiltinMusic(), nil
 	}
-	return nil, fmt.Errorf("%w: %q is a %T, want a *media.Clip", ErrUnplayable, music.Name(), music)
+	return nil, fmt.Errorf("%w: %q is a %T, want a *media.Clip", errUnplayable, music.Name(), music)
 }
 
 // Hangup implements park.Leg: BYE, once, then Close. A leg whose party has
 // already hung up gets no BYE.
-func (l *Leg) Hangup(ctx context.Context) error {
+func (l *callLeg) Hangup(ctx context.Context) error {
 	if l.Closed() {
 		// The party hung up (ServeBye marks the leg closed first): no BYE,
 		// but return only once the leg is freed, so that a caller counting
@@ -267,7 +267,7 @@ func (l *Leg) Hangup(ctx context.Context) error {
 // Close frees the leg without a BYE: its party hung up, or its INVITE was
 // refused. The relay stops, the endpoint closes (its port back to Ports),
 // OnClose runs. Idempotent.
-func (l *Leg) Close() {
+func (l *callLeg) Close() {
 	l.closeOnce.Do(func() {
 		defer l.Settle()
 		l.mu.Lock()
@@ -278,7 +278,7 @@ func (l *Leg) Close() {
 			relay.Close()
 		}
 		if l.ports != nil {
-			l.ports.FreeEndpoint(l.ep)
+			l.ports.freeEndpoint(l.ep)
 		} else {
 			l.ep.Close()
 		}
@@ -290,21 +290,21 @@ func (l *Leg) Close() {
 }
 
 // Closed reports whether the leg has closed.
-func (l *Leg) Closed() bool {
+func (l *callLeg) Closed() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.closed
 }
 
 // Peer returns the leg it is bridged with, or nil.
-func (l *Leg) Peer() *Leg {
+func (l *callLeg) Peer() *callLeg {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.peer
 }
 
 // Parked returns the parked call the leg holds, or nil.
-func (l *Leg) Parked() *park.Call {
+func (l *callLeg) Parked() *park.Call {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.call
@@ -313,7 +313,7 @@ func (l *Leg) Parked() *park.Call {
 // SetParked records the parked call the leg now holds (after Lot.Park or
 // Call.Replace) and settles the leg. It reports false, recording nothing,
 // if the leg has closed meanwhile.
-func (l *Leg) SetParked(c *park.Call) bool {
+func (l *callLeg) SetParked(c *park.Call) bool {
 	l.mu.Lock()
 	closed := l.closed
 	if !closed {
@@ -327,7 +327,7 @@ func (l *Leg) SetParked(c *park.Call) bool {
 // TakeParked detaches the parked call from the leg and returns it (nil if
 // none): an attended transfer hands it to another leg, and this leg's BYE
 // must no longer end it.
-func (l *Leg) TakeParked() *park.Call {
+func (l *callLeg) TakeParked() *park.Call {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.call
@@ -337,11 +337,11 @@ func (l *Leg) TakeParked() *park.Call {
 
 // Settle releases whoever waits in WaitSettled: the leg is bridged, parked,
 // or not going to be.
-func (l *Leg) Settle() { l.settleOnce.Do(func() { close(l.settled) }) }
+func (l *callLeg) Settle() { l.settleOnce.Do(func() { close(l.settled) }) }
 
 // WaitSettled waits up to d for Settle: a REFER may arrive right after the
 // answer, before the host has bridged the leg.
-func (l *Leg) WaitSettled(d time.Duration) {
+func (l *callLeg) WaitSettled(d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -351,27 +351,27 @@ func (l *Leg) WaitSettled(d time.Duration) {
 }
 
 // Direction returns our direction as last negotiated.
-func (l *Leg) Direction() media.Direction {
+func (l *callLeg) Direction() media.Direction {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.dir
 }
 
-// Bridge joins two legs into a call: their music stops, RTP is relayed
+// bridgeLegs joins two legs into a call: their music stops, RTP is relayed
 // between them (transcoded where the codecs differ), and each is the other's
 // Peer, so the host passes a BYE on. A parked call a leg held is no longer
-// its. If either leg has closed, nothing is bridged and ErrLegGone returned.
-func Bridge(a, b *Leg) error {
+// its. If either leg has closed, nothing is bridged and errLegGone returned.
+func bridgeLegs(a, b *callLeg) error {
 	defer a.Settle()
 	defer b.Settle()
 	relay, err := media.Bridge(a.ep, b.ep)
 	if err != nil {
 		if a.Closed() || b.Closed() {
-			return ErrLegGone
+			return errLegGone
 		}
 		return err
 	}
-	link := func(l, peer *Leg) bool {
+	link := func(l, peer *callLeg) bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.closed {
@@ -384,16 +384,16 @@ func Bridge(a, b *Leg) error {
 	// so it is closed here.
 	if !link(a, b) || !link(b, a) {
 		relay.Close()
-		Unbridge(a, b)
-		return ErrLegGone
+		unbridge(a, b)
+		return errLegGone
 	}
 	return nil
 }
 
-// Unbridge takes two bridged legs apart: the relay stops and a BYE on one
+// unbridge takes two bridged legs apart: the relay stops and a BYE on one
 // no longer concerns the other. Each can then be parked or bridged anew.
-func Unbridge(a, b *Leg) {
-	for _, l := range []*Leg{a, b} {
+func unbridge(a, b *callLeg) {
+	for _, l := range []*callLeg{a, b} {
 		l.mu.Lock()
 		relay := l.relay
 		if l.peer == a || l.peer == b {
@@ -409,11 +409,11 @@ func Unbridge(a, b *Leg) {
 // Reoffer sends a re-INVITE offering dir with the leg's current codec and
 // address, acknowledges the answer and applies it: a leg answered one-way
 // while parked gets two-way audio back once bridged (RFC 3264 §8).
-func (l *Leg) Reoffer(ctx context.Context, dir media.Direction) error {
+func (l *callLeg) Reoffer(ctx context.Context, dir media.Direction) error {
 	l.offering.Lock()
 	defer l.offering.Unlock()
 	if l.Closed() {
-		return ErrLegGone
+		return errLegGone
 	}
 	offer, err := l.sdp.Offer(dir, l.ep.Codec())
 	if err != nil {
@@ -448,11 +448,11 @@ func (l *Leg) Reoffer(ctx context.Context, dir media.Direction) error {
 // ServeReInvite answers an offer inside the leg's dialog (hold, resume, a
 // new address or codec) from the leg's own media: the other leg of a call is
 // not asked, since the relay carries whatever each side sends.
-func (l *Leg) ServeReInvite(req *sip.Request, tx sip.ServerTransaction) {
+func (l *callLeg) ServeReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	offer, err := media.ParseOffer(req.Body())
 	if err != nil {
-		code, reason := OfferStatus(err, req.Body())
-		Reply(l.log, req, tx, code, reason, Warning(err.Error()))
+		code, reason := offerStatus(err, req.Body())
+		Reply(l.log, req, tx, code, reason, warning(err.Error()))
 		return
 	}
 	l.mu.Lock()
@@ -466,7 +466,7 @@ func (l *Leg) ServeReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	l.mu.Unlock()
 	if err != nil {
-		Reply(l.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", Warning(err.Error()))
+		Reply(l.log, req, tx, sip.StatusNotAcceptableHere, "Not Acceptable Here", warning(err.Error()))
 		return
 	}
 	if err := l.ep.Apply(n); err != nil {
@@ -478,8 +478,8 @@ func (l *Leg) ServeReInvite(req *sip.Request, tx sip.ServerTransaction) {
 // ServeBye answers the party's BYE and closes the leg. A call it held in
 // the lot is abandoned (returned, so the host can log it); the peer it was
 // bridged with is returned for the host to hang up.
-func (l *Leg) ServeBye(req *sip.Request, tx sip.ServerTransaction) (abandoned *park.Call, peer *Leg) {
-	// Marked closed in the same step as the peer is read: a Bridge running
+func (l *callLeg) ServeBye(req *sip.Request, tx sip.ServerTransaction) (abandoned *park.Call, peer *callLeg) {
+	// Marked closed in the same step as the peer is read: a bridgeLegs running
 	// now either linked this leg already (its peer is seen here and gets
 	// the BYE) or will find it closed and give up (its caller hangs up the
 	// other leg). Reading first and closing later left a window in which a
@@ -502,15 +502,15 @@ func (l *Leg) ServeBye(req *sip.Request, tx sip.ServerTransaction) (abandoned *p
 	return call, peer
 }
 
-// ConfirmAnswer turns an INVITE the host placed, answered 2xx (sess after
-// WaitAnswer), into a Leg: file builds and files it (the host's map, with
+// confirmAnswer turns an INVITE the host placed, answered 2xx (sess after
+// waitAnswer), into a Leg: file builds and files it (the host's map, with
 // its OnClose), then the 2xx is acknowledged and the SDP answer to offer is
 // applied to cfg.Endpoint. The leg is filed before the ACK goes out because
 // the far end may hang up the moment it has the ACK, and its BYE must find
 // the dialog. On failure the leg is freed, hung up if it was acknowledged.
-func ConfirmAnswer(ctx context.Context, sess *sipgo.DialogClientSession, offer *media.Offer, cfg LegConfig, file func(LegConfig) *Leg) (*Leg, error) {
+func confirmAnswer(ctx context.Context, sess *sipgo.DialogClientSession, offer *media.Offer, cfg legConfig, file func(legConfig) *callLeg) (*callLeg, error) {
 	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
-	cfg.Dialog, cfg.Direction, cfg.Confirmed = ClientDialog(sess), n.Direction, true
+	cfg.Dialog, cfg.Direction, cfg.Confirmed = clientDialog(sess), n.Direction, true
 	l := file(cfg)
 	if ackErr := sess.Ack(context.WithoutCancel(ctx)); ackErr != nil {
 		l.Close()

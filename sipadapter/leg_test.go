@@ -10,5 +10,5 @@ import (
 
 func TestNewLegNamesTheMissingField(t *testing.T) {
 	_, err := sipadapter.NewLeg(sipadapter.LegConfig{})
-	require.ErrorContains(t, err, "LegConfig.Dialog")
+	require.ErrorContains(t, err, "legConfig.Dialog")
 }

@@ -12,12 +12,12 @@ import (
 	"github.com/callpark/callpark/media"
 )
 
-// LegMedia is where a host's call legs get their media: an RTP port from
+// legMedia is where a host's call legs get their media: an RTP port from
 // Ports, SDP that names IP, audio paced by Scheduler. The server and
 // examples/pbx answer INVITEs and place calls through it, so both follow one
 // set of offer/answer rules: G.711 or 488, a parked leg answered one-way,
 // delayed offer only when asked for.
-type LegMedia struct {
+type legMedia struct {
 	Ports     *PortPool
 	IP        netip.Addr // written into SDP c= lines
 	Username  string     // the SDP o= user
@@ -29,14 +29,14 @@ type LegMedia struct {
 	// by default).
 	AcceptLateOffer bool
 	// LateOfferSwitch, when AcceptLateOffer is off, is named in the 488's
-	// Warning as the way to turn it on ("-late-offer").
+	// warning as the way to turn it on ("-late-offer").
 	LateOfferSwitch string
 }
 
-// Refusal is a new INVITE's media refused: the final response to send, and
-// why. It is the error LegMedia.Answer returns; errors.Is sees the cause
+// mediaRefusal is a new INVITE's media refused: the final response to send, and
+// why. It is the error legMedia.Answer returns; errors.Is sees the cause
 // (media.ErrBadSDP, ErrNoRTPPort, ...) through it.
-type Refusal struct {
+type mediaRefusal struct {
 	Code    int
 	Reason  string
 	Headers []sip.Header
@@ -46,21 +46,21 @@ type Refusal struct {
 	Overload bool
 }
 
-func (r *Refusal) Error() string {
+func (r *mediaRefusal) Error() string {
 	return fmt.Sprintf("sipadapter: %d %s: %v", r.Code, r.Reason, r.Err)
 }
 
 // Unwrap returns the cause.
-func (r *Refusal) Unwrap() error { return r.Err }
+func (r *mediaRefusal) Unwrap() error { return r.Err }
 
 // endpoint builds an endpoint on a port already taken from Ports, set up
 // from what offer/answer agreed; on error the port is given back.
-func (m LegMedia) endpoint(conn *net.UDPConn, n media.Negotiated) (*media.Endpoint, error) {
+func (m legMedia) endpoint(conn *net.UDPConn, n media.Negotiated) (*media.Endpoint, error) {
 	logger := m.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return m.Ports.Endpoint(conn, media.EndpointOptions{
+	return m.Ports.endpoint(conn, media.EndpointOptions{
 		Remote:         n.Remote,
 		Codec:          n.Codec,
 		PayloadType:    n.PayloadType,
@@ -71,15 +71,15 @@ func (m LegMedia) endpoint(conn *net.UDPConn, n media.Negotiated) (*media.Endpoi
 }
 
 // session is the SDP session of a leg whose RTP port is port.
-func (m LegMedia) session(port uint16) *media.Session {
+func (m legMedia) session(port uint16) *media.Session {
 	return media.NewSession(media.LocalMedia{Addr: netip.AddrPortFrom(m.IP, port), Username: m.Username})
 }
 
 // Offering takes an RTP port for a call we place (a recall, a call to an
 // extension): an endpoint that sends PCMU until the answer says otherwise,
 // and the session to make the offer from.
-func (m LegMedia) Offering() (*media.Endpoint, *media.Session, error) {
-	conn, err := m.Ports.Acquire()
+func (m legMedia) Offering() (*media.Endpoint, *media.Session, error) {
+	conn, err := m.Ports.acquire()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -92,22 +92,22 @@ func (m LegMedia) Offering() (*media.Endpoint, *media.Session, error) {
 
 // Answer prepares the media of req, a new INVITE, before the host reads its
 // dialog: it takes an RTP port, builds the endpoint and returns the leg's
-// Endpoint, SDP, Direction and LateOffer (the host adds Dialog and Party)
+// Endpoint, SDP, Direction and LateOffer (the host adds sipDialog and Party)
 // with the body of the 2xx. A parked leg (parked) answers one-way
 // (media.ParkedDirection), any other sendrecv; an INVITE without SDP gets
-// our offer when AcceptLateOffer is set. On a Refusal nothing is held; on
+// our offer when AcceptLateOffer is set. On a mediaRefusal nothing is held; on
 // success the host frees the endpoint (Ports.FreeEndpoint) if it goes no
-// further. A refusal is a *Refusal.
-func (m LegMedia) Answer(req *sip.Request, parked bool) (LegConfig, []byte, error) {
+// further. A refusal is a *mediaRefusal.
+func (m legMedia) Answer(req *sip.Request, parked bool) (legConfig, []byte, error) {
 	late := len(req.Body()) == 0
 	if late && !m.AcceptLateOffer {
-		warning := "no SDP offer: delayed offer is off"
+		why := "no SDP offer: delayed offer is off"
 		if m.LateOfferSwitch != "" {
-			warning += " (" + m.LateOfferSwitch + ")"
+			why += " (" + m.LateOfferSwitch + ")"
 		}
-		return LegConfig{}, nil, &Refusal{
+		return legConfig{}, nil, &mediaRefusal{
 			Code: sip.StatusNotAcceptableHere, Reason: "Not Acceptable Here",
-			Headers: []sip.Header{Warning(warning)},
+			Headers: []sip.Header{warning(why)},
 			Err:     errors.New("no SDP offer, and late offers are not accepted"),
 		}
 	}
@@ -120,17 +120,17 @@ func (m LegMedia) Answer(req *sip.Request, parked bool) (LegConfig, []byte, erro
 	} else {
 		var err error
 		if offer, err = media.ParseOffer(req.Body()); err != nil {
-			code, reason := OfferStatus(err, req.Body())
-			return LegConfig{}, nil, &Refusal{Code: code, Reason: reason, Headers: []sip.Header{Warning(err.Error())}, Err: err}
+			code, reason := offerStatus(err, req.Body())
+			return legConfig{}, nil, &mediaRefusal{Code: code, Reason: reason, Headers: []sip.Header{warning(err.Error())}, Err: err}
 		}
 		if parked {
 			stance = media.ParkedDirection(offer.Direction)
 		}
 	}
-	conn, err := m.Ports.Acquire()
+	conn, err := m.Ports.acquire()
 	if err != nil {
-		code, reason, headers := StatusFor(err)
-		return LegConfig{}, nil, &Refusal{Code: code, Reason: reason, Headers: headers, Err: err, Overload: true}
+		code, reason, headers := statusFor(err)
+		return legConfig{}, nil, &mediaRefusal{Code: code, Reason: reason, Headers: headers, Err: err, Overload: true}
 	}
 	sdp := m.session(conn.LocalAddr().(*net.UDPAddr).AddrPort().Port())
 	var body []byte
@@ -144,15 +144,15 @@ func (m LegMedia) Answer(req *sip.Request, parked bool) (LegConfig, []byte, erro
 		body, n, err = sdp.Answer(offer, stance)
 	}
 	if err != nil {
-		m.Ports.Free(conn)
-		return LegConfig{}, nil, &Refusal{Code: sip.StatusNotAcceptableHere, Reason: "Not Acceptable Here", Headers: []sip.Header{Warning(err.Error())}, Err: err}
+		m.Ports.freeConn(conn)
+		return legConfig{}, nil, &mediaRefusal{Code: sip.StatusNotAcceptableHere, Reason: "Not Acceptable Here", Headers: []sip.Header{warning(err.Error())}, Err: err}
 	}
 	ep, err := m.endpoint(conn, n)
 	if err != nil {
-		return LegConfig{}, nil, &Refusal{Code: sip.StatusInternalServerError, Reason: "Server Internal Error", Err: err}
+		return legConfig{}, nil, &mediaRefusal{Code: sip.StatusInternalServerError, Reason: "Server Internal Error", Err: err}
 	}
 	if n.RemoteHold {
 		ep.Hold()
 	}
-	return LegConfig{Endpoint: ep, SDP: sdp, Direction: n.Direction, LateOffer: lateOffer}, body, nil
+	return legConfig{Endpoint: ep, SDP: sdp, Direction: n.Direction, LateOffer: lateOffer}, body, nil
 }

@@ -1,24 +1,24 @@
-package sipadapter_test
+package sipadapter
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/require"
 
 	"github.com/callpark/callpark/media"
-	"github.com/callpark/callpark/sipadapter"
 )
 
-// LegMedia.Answer is the one place the server and the example PBX turn a
+// legMedia.Answer is the one place the server and the example PBX turn a
 // new INVITE's body into a leg's media, or into a refusal: each case with
 // its status, and nothing held after a refusal.
 func TestLegMediaAnswer(t *testing.T) {
-	pool, err := sipadapter.NewPortPool(loopback, 31250, 31253) // two ports
+	pool, err := NewPortPool(netip.MustParseAddr("127.0.0.1"), 31250, 31253) // two ports
 	require.NoError(t, err)
 	sched := media.NewScheduler(media.SchedulerOptions{})
 	t.Cleanup(func() { sched.Close() })
-	lm := sipadapter.LegMedia{Ports: pool, IP: loopback, Username: "test", Scheduler: sched, LateOfferSwitch: "-late-offer"}
+	lm := legMedia{Ports: pool, IP: netip.MustParseAddr("127.0.0.1"), Username: "test", Scheduler: sched, LateOfferSwitch: "-late-offer"}
 	invite := func(body string) *sip.Request {
 		req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "700", Host: "127.0.0.1"})
 		if body != "" {
@@ -39,7 +39,7 @@ func TestLegMediaAnswer(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, _, err := lm.Answer(invite(tt.body), true)
-			var refusal *sipadapter.Refusal
+			var refusal *mediaRefusal
 			require.ErrorAs(t, err, &refusal, "every refusal is an error")
 			require.Equal(t, tt.code, refusal.Code)
 			require.False(t, refusal.Overload)
@@ -68,13 +68,13 @@ func TestLegMediaAnswer(t *testing.T) {
 
 	// The pool is empty now: 503, louder in the log.
 	_, _, err = lm.Answer(invite(g711), false)
-	var refusal *sipadapter.Refusal
+	var refusal *mediaRefusal
 	require.ErrorAs(t, err, &refusal)
-	require.ErrorIs(t, err, sipadapter.ErrNoRTPPort)
+	require.ErrorIs(t, err, ErrNoRTPPort)
 	require.Equal(t, 503, refusal.Code)
 	require.True(t, refusal.Overload)
 
-	pool.FreeEndpoint(parked.Endpoint)
-	pool.FreeEndpoint(late.Endpoint)
+	pool.freeEndpoint(parked.Endpoint)
+	pool.freeEndpoint(late.Endpoint)
 	require.Zero(t, pool.InUse())
 }

@@ -36,7 +36,7 @@ type Limits struct {
 	// once (parked, retrieved, or being set up). An INVITE beyond it gets
 	// 503 Service Unavailable with Retry-After. 0 means 1,000.
 	DialogsPerSource int
-	// SubscriptionsPerSource caps the BLF subscriptions one source holds.
+	// SubscriptionsPerSource caps the blfService subscriptions one source holds.
 	// A SUBSCRIBE beyond it gets 503 with Retry-After. 0 means 200 (a
 	// phone watches a few orbits; an attendant console maybe a hundred).
 	SubscriptionsPerSource int
@@ -104,7 +104,7 @@ func maskedPrefixes(field string, ps []netip.Prefix) ([]netip.Prefix, error) {
 }
 
 // sourceGuard enforces Limits for the server: the failed-retrieve table
-// and the count of dialogs per source. Subscriptions are counted by the BLF
+// and the count of dialogs per source. Subscriptions are counted by the blfService
 // with the same trust rule (trusts).
 type sourceGuard struct {
 	limits Limits
@@ -226,11 +226,11 @@ func (g *sourceGuard) releaseDialog(src netip.Addr) {
 	}
 }
 
-// RequestSource returns the IP address a request came from (the transport's
+// requestSource returns the IP address a request came from (the transport's
 // peer, not its Via, which the sender writes), unmapped from IPv4-in-IPv6;
 // the zero Addr when it is unknown. It is what Limits and
 // park.RetrieveRequest.Source are keyed on.
-func RequestSource(req *sip.Request) netip.AddrPort {
+func requestSource(req *sip.Request) netip.AddrPort {
 	// MessageData.Source is the transport's peer; Request.Source would fall
 	// back to the Via header, which the sender writes.
 	ap, err := netip.ParseAddrPort(req.MessageData.Source())
@@ -247,5 +247,5 @@ func retryAfter() sip.Header { return sip.NewHeader("Retry-After", "30") }
 // blockedWarning words the 403 of a blocked source.
 func blockedWarning(src netip.Addr, until time.Time) sip.Header {
 	secs := int((time.Until(until) + time.Second - 1) / time.Second)
-	return Warning(fmt.Sprintf("too many failed retrieves from %s; refused for another %d s", src, max(secs, 1)))
+	return warning(fmt.Sprintf("too many failed retrieves from %s; refused for another %d s", src, max(secs, 1)))
 }

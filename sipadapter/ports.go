@@ -55,7 +55,7 @@ func NewPortPool(ip netip.Addr, lo, hi int) (*PortPool, error) {
 // tries each free port at most once, so it never spins on a range that
 // other programs have taken. The caller closes the socket, then gives the
 // port back with Release.
-func (p *PortPool) Acquire() (*net.UDPConn, error) {
+func (p *PortPool) acquire() (*net.UDPConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for range len(p.free) {
@@ -75,7 +75,7 @@ func (p *PortPool) Acquire() (*net.UDPConn, error) {
 // Release returns a port Acquire handed out, once its socket is closed: a
 // port released while still bound would only be skipped by the next
 // Acquire. It goes to the back of the queue. Release each port once.
-func (p *PortPool) Release(port uint16) {
+func (p *PortPool) release(port uint16) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.free = append(p.free, port)
@@ -92,10 +92,10 @@ func (p *PortPool) InUse() int {
 
 // Endpoint builds a media endpoint on a socket taken with Acquire; on error
 // the port is given back.
-func (p *PortPool) Endpoint(conn *net.UDPConn, opts media.EndpointOptions) (*media.Endpoint, error) {
+func (p *PortPool) endpoint(conn *net.UDPConn, opts media.EndpointOptions) (*media.Endpoint, error) {
 	ep, err := media.NewEndpoint(conn, opts)
 	if err != nil {
-		p.Free(conn)
+		p.freeConn(conn)
 		return nil, err
 	}
 	return ep, nil
@@ -103,16 +103,16 @@ func (p *PortPool) Endpoint(conn *net.UDPConn, opts media.EndpointOptions) (*med
 
 // Free closes a socket taken with Acquire that no endpoint owns, and
 // returns its port.
-func (p *PortPool) Free(conn *net.UDPConn) {
+func (p *PortPool) freeConn(conn *net.UDPConn) {
 	port := conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()
 	conn.Close()
-	p.Release(port)
+	p.release(port)
 }
 
 // FreeEndpoint closes an endpoint built by Endpoint, and its socket, and
 // returns its port.
-func (p *PortPool) FreeEndpoint(ep *media.Endpoint) {
+func (p *PortPool) freeEndpoint(ep *media.Endpoint) {
 	port := ep.LocalAddr().Port()
 	ep.Close()
-	p.Release(port)
+	p.release(port)
 }

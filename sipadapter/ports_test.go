@@ -1,4 +1,4 @@
-package sipadapter_test
+package sipadapter
 
 import (
 	"net"
@@ -6,18 +6,16 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/callpark/callpark/sipadapter"
 )
 
 // The ranges here lie below Linux's ephemeral ports (32768 up), so that no
 // port-0 socket of a parallel test takes one of them.
-var loopback = netip.MustParseAddr("127.0.0.1")
+var localhost = netip.MustParseAddr("127.0.0.1")
 
 func portOf(c *net.UDPConn) uint16 { return c.LocalAddr().(*net.UDPAddr).AddrPort().Port() }
 
 func TestPortPoolEvenPortsInLRUOrder(t *testing.T) {
-	pool, err := sipadapter.NewPortPool(loopback, 31231, 31236) // odd low end: 31232 first
+	pool, err := NewPortPool(localhost, 31231, 31236) // odd low end: 31232 first
 	require.NoError(t, err)
 	var conns []*net.UDPConn
 	t.Cleanup(func() {
@@ -26,15 +24,15 @@ func TestPortPoolEvenPortsInLRUOrder(t *testing.T) {
 		}
 	})
 	for _, want := range []uint16{31232, 31234, 31236} {
-		c, err := pool.Acquire()
+		c, err := pool.acquire()
 		require.NoError(t, err)
 		conns = append(conns, c)
 		require.Equal(t, want, portOf(c), "even ports, lowest first")
-		require.Equal(t, loopback, c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), "bound on the pool's address")
+		require.Equal(t, localhost, c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), "bound on the pool's address")
 	}
 	require.Equal(t, 3, pool.InUse())
-	_, err = pool.Acquire()
-	require.ErrorIs(t, err, sipadapter.ErrNoRTPPort)
+	_, err = pool.acquire()
+	require.ErrorIs(t, err, ErrNoRTPPort)
 	require.Equal(t, 3, pool.InUse(), "a refused Acquire takes nothing")
 
 	// Freed 31234 then 31232: they come back in that order, the port freed
@@ -42,11 +40,11 @@ func TestPortPoolEvenPortsInLRUOrder(t *testing.T) {
 	for _, i := range []int{1, 0} {
 		port := portOf(conns[i])
 		require.NoError(t, conns[i].Close())
-		pool.Release(port)
+		pool.release(port)
 	}
 	require.Equal(t, 1, pool.InUse())
 	for i, want := range []uint16{31234, 31232} {
-		c, err := pool.Acquire()
+		c, err := pool.acquire()
 		require.NoError(t, err)
 		conns[i] = c
 		require.Equal(t, want, portOf(c))
@@ -55,32 +53,32 @@ func TestPortPoolEvenPortsInLRUOrder(t *testing.T) {
 	for _, c := range conns {
 		port := portOf(c)
 		require.NoError(t, c.Close())
-		pool.Release(port)
+		pool.release(port)
 	}
 	require.Zero(t, pool.InUse())
 }
 
 // A port another program holds is skipped and stays in the pool.
 func TestPortPoolSkipsHeldPort(t *testing.T) {
-	held, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 31240)))
+	held, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(localhost, 31240)))
 	require.NoError(t, err)
-	pool, err := sipadapter.NewPortPool(loopback, 31240, 31242)
+	pool, err := NewPortPool(localhost, 31240, 31242)
 	require.NoError(t, err)
 
-	c, err := pool.Acquire()
+	c, err := pool.acquire()
 	require.NoError(t, err)
 	require.Equal(t, uint16(31242), portOf(c), "31240 is held elsewhere")
-	_, err = pool.Acquire()
-	require.ErrorIs(t, err, sipadapter.ErrNoRTPPort, "each free port tried once, none bound")
+	_, err = pool.acquire()
+	require.ErrorIs(t, err, ErrNoRTPPort, "each free port tried once, none bound")
 
 	require.NoError(t, held.Close())
-	c2, err := pool.Acquire()
+	c2, err := pool.acquire()
 	require.NoError(t, err)
 	require.Equal(t, uint16(31240), portOf(c2), "retried once free")
 	for _, conn := range []*net.UDPConn{c, c2} {
 		port := portOf(conn)
 		require.NoError(t, conn.Close())
-		pool.Release(port)
+		pool.release(port)
 	}
 	require.Zero(t, pool.InUse())
 }
@@ -98,7 +96,7 @@ func TestNewPortPoolRanges(t *testing.T) {
 		{3000, 2000, false},   // backwards
 		{31231, 31231, false}, // no even port
 	} {
-		_, err := sipadapter.NewPortPool(loopback, tc.lo, tc.hi)
+		_, err := NewPortPool(localhost, tc.lo, tc.hi)
 		if tc.ok {
 			require.NoError(t, err, "%d-%d", tc.lo, tc.hi)
 		} else {

@@ -39,13 +39,13 @@ func (e *Engine) ServeRefer(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	referTo := req.ReferTo()
 	if referTo == nil {
-		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", Warning("REFER without Refer-To"))
+		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning("REFER without Refer-To"))
 		return
 	}
 	l.WaitSettled(2 * time.Second) // a REFER may follow the ACK of a retrieve at once
 	other := l.Peer()
 	if other == nil {
-		e.reply(req, tx, sip.StatusForbidden, "Forbidden", Warning("only a bridged call can be transferred"))
+		e.reply(req, tx, sip.StatusForbidden, "Forbidden", warning("only a bridged call can be transferred"))
 		return
 	}
 	parker := e.referrer(req, l)
@@ -83,7 +83,7 @@ func (e *Engine) ServeRefer(req *sip.Request, tx sip.ServerTransaction) {
 	e.tasks.Go(func() {
 		ctx, cancel := context.WithTimeout(e.tasksCtx, 10*time.Second+e.cfg.RingTime)
 		defer cancel()
-		e.notifyRefer(ctx, l, referCSeq, StatusSipfrag(sip.StatusTrying, "Trying"), false)
+		e.notifyRefer(ctx, l, referCSeq, statusSipfrag(sip.StatusTrying, "Trying"), false)
 		if !parking {
 			ringCtx, cancelRing := context.WithTimeout(ctx, e.cfg.RingTime)
 			defer context.AfterFunc(e.callsCtx, cancelRing)()
@@ -93,7 +93,7 @@ func (e *Engine) ServeRefer(req *sip.Request, tx sip.ServerTransaction) {
 		if err != nil {
 			code, reason := transferStatus(err)
 			e.log.Info("transfer refused", "referrer", l.Party(), "to", referTo.Address.String(), "status", code, "why", err)
-			frag = StatusSipfrag(code, reason)
+			frag = statusSipfrag(code, reason)
 		}
 		e.notifyRefer(ctx, l, referCSeq, frag, true)
 	})
@@ -103,7 +103,7 @@ func (e *Engine) ServeRefer(req *sip.Request, tx sip.ServerTransaction) {
 // leg's own party when the host knows it (Locate: a PBX's authenticated
 // extension, all of whose phones a recall rings), else the REFER's
 // Referred-By, else the leg's party; "" when none can be rung.
-func (e *Engine) referrer(req *sip.Request, l *Leg) string {
+func (e *Engine) referrer(req *sip.Request, l *callLeg) string {
 	party := ringable(l.Party())
 	var u sip.Uri
 	if party != "" && sip.ParseUri(party, &u) == nil {
@@ -111,7 +111,7 @@ func (e *Engine) referrer(req *sip.Request, l *Leg) string {
 			return party
 		}
 	}
-	return cmp.Or(ringable(ReferredBy(req)), party)
+	return cmp.Or(ringable(referredBy(req)), party)
 }
 
 // errNoReferTarget is a Refer-To that names nothing the engine can send a
@@ -126,11 +126,11 @@ func transferStatus(err error) (int, string) {
 		return sip.StatusNotFound, "Not Found"
 	case errors.As(err, &rejected):
 		return rejected.Code, rejected.Reason
-	case errors.Is(err, ErrLegGone):
+	case errors.Is(err, errLegGone):
 		return sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog
 	case errors.Is(err, park.ErrLotFull), errors.Is(err, park.ErrOrbitInUse), errors.Is(err, park.ErrClosed),
 		errors.Is(err, park.ErrNotParked), errors.Is(err, park.ErrUnknownOrbit):
-		code, reason, _ := StatusFor(err)
+		code, reason, _ := statusFor(err)
 		return code, reason
 	}
 	return failureStatus(err)
@@ -156,7 +156,7 @@ func referTarget(referTo *sip.ReferToHeader, parkExt string, table *orbit.Table)
 // referReplaces returns the parked leg a Refer-To's Replaces names, or nil:
 // no Replaces, or one naming no call parked here, which is then ignored (the
 // Refer-To's user routes the transfer as without it).
-func (e *Engine) referReplaces(referTo *sip.ReferToHeader) *Leg {
+func (e *Engine) referReplaces(referTo *sip.ReferToHeader) *callLeg {
 	if referTo.Address.Headers == nil {
 		return nil
 	}
@@ -169,10 +169,10 @@ func (e *Engine) referReplaces(referTo *sip.ReferToHeader) *Leg {
 
 // repark takes party out of its bridge with referrer and parks it. On
 // failure the bridge is put back as it was.
-func (e *Engine) repark(party, referrer *Leg, directed orbit.Orbit, parker string) (string, error) {
+func (e *Engine) repark(party, referrer *callLeg, directed orbit.Orbit, parker string) (string, error) {
 	// Unlink first: the referrer's BYE, which follows, must not reach the
 	// party once it is parked.
-	Unbridge(party, referrer)
+	unbridge(party, referrer)
 	call, err := e.lot.Park(context.Background(), park.ParkRequest{Leg: party, Orbit: directed, Parker: parker, Party: party.Party()})
 	if err != nil {
 		e.rebridge(party, referrer, err)
@@ -185,11 +185,11 @@ func (e *Engine) repark(party, referrer *Leg, directed orbit.Orbit, parker strin
 	}
 	e.log.Info("re-parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", party.Party(), "parker", parker)
 	e.notifyParker(parker, call.Orbit())
-	return ParkedSipfrag(call.Orbit()), nil
+	return parkedSipfrag(call.Orbit()), nil
 }
 
 // rebridge puts a call back together after a refused park or take-over.
-func (e *Engine) rebridge(party, referrer *Leg, why error) {
+func (e *Engine) rebridge(party, referrer *callLeg, why error) {
 	e.log.Info("transfer into park refused; the call stays as it was", "party", party.Party(), "referrer", referrer.Party(), "why", why)
 	if err := e.bridge(party, referrer); err != nil {
 		// One of them hung up meanwhile. The party would otherwise stay
@@ -204,12 +204,12 @@ func (e *Engine) rebridge(party, referrer *Leg, why error) {
 // referrer's consult call to the park extension (replaced) holds an orbit;
 // party takes its place, orbit and timer included, and the consult call
 // ends.
-func (e *Engine) takeOverByRefer(ctx context.Context, party, referrer, replaced *Leg, parker string) (string, error) {
+func (e *Engine) takeOverByRefer(ctx context.Context, party, referrer, replaced *callLeg, parker string) (string, error) {
 	call := replaced.TakeParked() // its BYE must no longer end the call
 	if call == nil {
-		return "", ErrLegGone
+		return "", errLegGone
 	}
-	Unbridge(party, referrer)
+	unbridge(party, referrer)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := call.Replace(ctx, park.ReplaceRequest{Leg: party, Parker: parker, Party: party.Party()}); err != nil {
@@ -220,13 +220,13 @@ func (e *Engine) takeOverByRefer(ctx context.Context, party, referrer, replaced 
 	party.SetParked(call)
 	e.log.Info("parked by attended transfer", "orbit", call.Orbit(), "park_id", call.ID(), "party", party.Party(), "parker", parker)
 	e.notifyParker(parker, call.Orbit())
-	return ParkedSipfrag(call.Orbit()), nil
+	return parkedSipfrag(call.Orbit()), nil
 }
 
 // transfer is a blind transfer to a located user: party's call with the
 // referrer ends and party is connected to whichever of targets answers. If
 // none does, party stays with the referrer.
-func (e *Engine) transfer(ctx context.Context, party, referrer *Leg, targets []Target, user string) (string, error) {
+func (e *Engine) transfer(ctx context.Context, party, referrer *callLeg, targets []Target, user string) (string, error) {
 	if len(targets) == 0 {
 		return "", &RejectedError{Code: sip.StatusTemporarilyUnavailable, Reason: "Temporarily Unavailable"}
 	}
@@ -234,19 +234,19 @@ func (e *Engine) transfer(ctx context.Context, party, referrer *Leg, targets []T
 	if err != nil {
 		return "", err
 	}
-	Unbridge(party, referrer)
+	unbridge(party, referrer)
 	if err := e.bridge(party, target); err != nil {
 		target.Hangup(context.Background())
 		return "", err
 	}
 	e.log.Info("transferred", "party", party.Party(), "to", user, "by", referrer.Party())
-	return StatusSipfrag(200, "OK"), nil
+	return statusSipfrag(200, "OK"), nil
 }
 
 // notifyRefer reports a REFER's progress to the referrer; a NOTIFY that
 // fails changes nothing, so it is only logged.
-func (e *Engine) notifyRefer(ctx context.Context, l *Leg, referCSeq uint32, sipfrag string, final bool) {
-	if err := NotifyRefer(ctx, l.Dialog(), referCSeq, sipfrag, final); err != nil {
+func (e *Engine) notifyRefer(ctx context.Context, l *callLeg, referCSeq uint32, sipfrag string, final bool) {
+	if err := notifyRefer(ctx, l.Dialog(), referCSeq, sipfrag, final); err != nil {
 		e.log.Debug("refer NOTIFY failed", "who", l.Party(), "err", err)
 	}
 }

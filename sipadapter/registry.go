@@ -13,28 +13,28 @@ import (
 
 // newLeg builds a leg of the server's and files it under its dialog key;
 // it forgets itself and frees its RTP port when it closes.
-func (e *Engine) newLeg(cfg LegConfig) *Leg {
+func (e *Engine) newLeg(cfg legConfig) *callLeg {
 	cfg.ParkedOneWay = true // the contract: a parked leg only hears music
 	cfg.Ports = e.ports
 	cfg.OnClose = e.forget
 	cfg.Logger = e.log
-	l, err := NewLeg(cfg)
+	l, err := newCallLeg(cfg)
 	if err != nil {
-		panic(err) // the server always fills Dialog, Endpoint and SDP
+		panic(err) // the server always fills sipDialog, Endpoint and SDP
 	}
 	e.remember(l)
 	return l
 }
 
-// bridge joins two legs (Bridge) and gives two-way audio back to a leg
+// bridge joins two legs (bridgeLegs) and gives two-way audio back to a leg
 // that was answered one-way while parked: a re-INVITE offering sendrecv
 // (RFC 3264 §8). If either leg hung up meanwhile nothing is bridged and
-// ErrLegGone returned; the caller hangs up the other.
-func (e *Engine) bridge(a, b *Leg) error {
-	if err := Bridge(a, b); err != nil {
+// errLegGone returned; the caller hangs up the other.
+func (e *Engine) bridge(a, b *callLeg) error {
+	if err := bridgeLegs(a, b); err != nil {
 		return err
 	}
-	for _, l := range []*Leg{a, b} {
+	for _, l := range []*callLeg{a, b} {
 		if l.Direction() != media.SendRecv {
 			e.tasks.Go(func() {
 				ctx, cancel := context.WithTimeout(e.tasksCtx, 10*time.Second)
@@ -49,7 +49,7 @@ func (e *Engine) bridge(a, b *Leg) error {
 }
 
 // remember registers a leg under its dialog key.
-func (e *Engine) remember(l *Leg) {
+func (e *Engine) remember(l *callLeg) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.legs[l.Key()] = l
@@ -58,7 +58,7 @@ func (e *Engine) remember(l *Leg) {
 	}
 }
 
-func (e *Engine) forget(l *Leg) {
+func (e *Engine) forget(l *callLeg) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.legs[l.Key()] == l {
@@ -75,7 +75,7 @@ func (e *Engine) forget(l *Leg) {
 
 // countAgainst makes l's dialog the one admitDialog counted for src, to be
 // released when l closes. A leg closed already releases at once.
-func (e *Engine) countAgainst(l *Leg, src netip.Addr) {
+func (e *Engine) countAgainst(l *callLeg, src netip.Addr) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.legs[l.Key()] != l {
@@ -88,7 +88,7 @@ func (e *Engine) countAgainst(l *Leg, src netip.Addr) {
 // inviteKey names the INVITE a leg the server answered came from: Call-ID,
 // From tag and CSeq, what RFC 3261 §8.2.2.2 compares to detect a merged
 // request. False for a leg the server placed.
-func inviteKey(l *Leg) (string, bool) {
+func inviteKey(l *callLeg) (string, bool) {
 	uas := l.Dialog().ServerSession()
 	if uas == nil {
 		return "", false
@@ -120,8 +120,8 @@ func (e *Engine) isMerged(req *sip.Request) bool {
 
 // lookup finds the leg an in-dialog request belongs to: To carries our tag,
 // From theirs, whichever side began the dialog.
-func (e *Engine) lookup(req *sip.Request) *Leg {
-	key, ok := RequestKey(req)
+func (e *Engine) lookup(req *sip.Request) *callLeg {
+	key, ok := requestKey(req)
 	if !ok {
 		return nil
 	}

@@ -1,9 +1,7 @@
 package sipadapter_test
 
 import (
-	"context"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -11,7 +9,6 @@ import (
 	"github.com/callpark/callpark/park"
 	"github.com/callpark/callpark/parktest"
 	"github.com/callpark/callpark/sipadapter"
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/require"
 )
@@ -84,25 +81,4 @@ func TestUDPInDialogRequestLeavesFromTheListener(t *testing.T) {
 	require.NoError(t, talk.Hangup(ctx))
 	party.serveUntilBye(sdpOffer(rtpPort, 2, "sendrecv"))
 	waitUntil(t, 5*time.Second, "legs are freed", func() bool { return srv.OpenLegs() == 0 })
-}
-
-// Once closed, the router refuses requests with an error callers can test,
-// rather than letting sipgo bind a socket that would outlive the user agent.
-func TestSourceRouterClosedRefuses(t *testing.T) {
-	ua, err := sipgo.NewUA()
-	require.NoError(t, err)
-	t.Cleanup(func() { ua.Close() })
-	client, err := sipgo.NewClient(ua)
-	require.NoError(t, err)
-	r := sipadapter.RouteSources(client, ua, netip.MustParseAddrPort("127.0.0.1:5060"))
-	r.Close()
-	for _, method := range []sip.RequestMethod{sip.OPTIONS, sip.ACK} {
-		req := sip.NewRequest(method, sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: 9})
-		if method == sip.ACK {
-			err = client.WriteRequest(req)
-		} else {
-			_, err = client.Do(context.Background(), req)
-		}
-		require.ErrorIs(t, err, sipadapter.ErrSenderClosed, "%s after Close", method)
-	}
 }

@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/internal/siptransport"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
 )
@@ -68,7 +67,7 @@ type Config struct {
 	// silent.
 	Logger *slog.Logger
 	// Limits bounds what one source address may hold or try: failed
-	// retrieves (orbit guessing), dialogs and BLF subscriptions. The zero
+	// retrieves (orbit guessing), dialogs and blfService subscriptions. The zero
 	// value means the defaults (see Limits).
 	Limits Limits
 	// MaxMessageSize is the largest SIP message the server reads, in
@@ -105,18 +104,28 @@ type Server struct {
 	ports   *PortPool
 	mediaIP netip.Addr
 
-	ua       *sipgo.UserAgent
-	srv      *sipgo.Server
-	client   *sipgo.Client
-	router   *SourceRouter // the client's: where each request leaves from
-	sched    *media.Scheduler
-	engine   *Engine // built by Listen, which learns the address its URIs name
-	addr     netip.AddrPort
-	udp      *udpListener
-	mu       sync.Mutex
-	cancel   context.CancelFunc
-	serveErr chan error
+	mu     sync.Mutex
+	state  serverState
+	stack  *siptransport.Stack // built by Listen
+	engine *Engine             // built by Listen, which learns the address its URIs name
+	addr   netip.AddrPort
 }
+
+// serverState is where a Server is in its life: it listens at most once,
+// and never after Shutdown, as http.Server.
+type serverState int
+
+const (
+	idle serverState = iota
+	listening
+	shutDown
+)
+
+// ErrServerClosed is what Listen returns after Shutdown.
+var ErrServerClosed = errors.New("sipadapter: server closed")
+
+// ErrListening is what a second Listen returns.
+var ErrListening = errors.New("sipadapter: server already listening")
 
 // New validates cfg and builds a server; Listen starts it.
 func New(cfg Config) (*Server, error) {
@@ -194,7 +203,7 @@ func New(cfg Config) (*Server, error) {
 	if s.table, err = servedOrbits(cfg.Orbits, s.lot, "Config.Orbits"); err != nil {
 		return nil, err
 	}
-	if _, err := Clip(s.lot.Music()); err != nil {
+	if _, err := clipOf(s.lot.Music()); err != nil {
 		return nil, &ConfigError{"Config.Park.MusicOnHold", s.lot.Music().Name(), err.Error()}
 	}
 	return s, nil
@@ -226,140 +235,92 @@ func (s *Server) OrbitURI(o orbit.Orbit) string { return s.uri(string(o)) }
 func (s *Server) uri(user string) string { return userURI(user, s.addr) }
 
 // Listen binds UDP and TCP on the configured address and serves SIP until
-// Shutdown. It returns once both are bound.
+// Shutdown. It returns once both are bound. ctx bounds the setup only, as in
+// net.ListenConfig.Listen: the server keeps serving after ctx ends, and
+// stops with Shutdown. A second Listen returns ErrListening, and Listen after
+// Shutdown ErrServerClosed.
 func (s *Server) Listen(ctx context.Context) error {
+	s.mu.Lock()
+	switch s.state {
+	case listening:
+		s.mu.Unlock()
+		return ErrListening
+	case shutDown:
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.state = listening
+	s.mu.Unlock()
+	if err := s.listen(ctx); err != nil {
+		s.mu.Lock()
+		s.state = idle
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func (s *Server) listen(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	want, _ := netip.ParseAddrPort(s.cfg.Listen)
-	udp, tcp, err := ListenPair(want)
+	stack, err := siptransport.Listen(siptransport.Options{
+		Addr:           want,
+		UA:             s.cfg.UA,
+		UserAgent:      "callpark",
+		MaxMessageSize: s.cfg.MaxMessageSize,
+		Logger:         s.log.With("component", "sip"),
+	})
 	if err != nil {
+		return fmt.Errorf("sipadapter: %w", err)
+	}
+	engine, err := NewEngine(EngineConfig{
+		Lot:             s.lot,
+		Client:          stack.Client,
+		Addr:            stack.Addr,
+		Ports:           s.ports,
+		MediaIP:         s.mediaIP,
+		AcceptLateOffer: s.cfg.AcceptLateOffer,
+		LateOfferSwitch: "Config.AcceptLateOffer, -late-offer",
+		ParkExtension:   s.cfg.ParkExtension,
+		Orbits:          s.table,
+		Limits:          s.cfg.Limits,
+		Logger:          s.log,
+	})
+	if err != nil {
+		stack.Close()
 		return err
 	}
-	s.addr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
-
-	sipLog := s.log.With("component", "sip")
-	ua := s.cfg.UA
-	if ua == nil {
-		parser := sip.NewParser()
-		parser.MaxMessageLength = s.cfg.MaxMessageSize
-		if ua, err = sipgo.NewUA(
-			sipgo.WithUserAgent("callpark"),
-			sipgo.WithUserAgentParser(parser),
-			sipgo.WithUserAgentHostname(s.addr.Addr().String()),
-			sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
-			sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
-		); err != nil {
-			udp.Close()
-			tcp.Close()
-			return err
-		}
-	}
-	s.ua = ua
-	if s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sipLog)); err != nil {
-		udp.Close()
-		tcp.Close()
+	engine.Handle(stack.Server)
+	stack.Server.OnOptions(engine.Tracked(s.onOptions))
+	s.mu.Lock()
+	s.stack, s.engine, s.addr = stack, engine, stack.Addr
+	s.mu.Unlock()
+	if err := stack.Serve(); err != nil {
 		return err
 	}
-	if s.client, err = sipgo.NewClient(ua,
-		sipgo.WithClientLogger(sipLog),
-		sipgo.WithClientHostname(s.addr.Addr().String()),
-		sipgo.WithClientPort(int(s.addr.Port())),
-	); err != nil {
-		udp.Close()
-		tcp.Close()
-		return err
-	}
-	s.router = RouteSources(s.client, ua, s.addr)
-	s.sched = media.NewScheduler(media.SchedulerOptions{Logger: s.log.With("component", "rtp")})
-	if s.engine, err = NewEngine(EngineConfig{
-		Lot:    s.lot,
-		Client: s.client,
-		Addr:   s.addr,
-		Media: LegMedia{Ports: s.ports, IP: s.mediaIP, Scheduler: s.sched, Logger: s.log,
-			AcceptLateOffer: s.cfg.AcceptLateOffer, LateOfferSwitch: "Config.AcceptLateOffer, -late-offer"},
-		ParkExtension: s.cfg.ParkExtension,
-		Orbits:        s.table,
-		Limits:        s.cfg.Limits,
-		Logger:        s.log,
-	}); err != nil {
-		s.sched.Close()
-		udp.Close()
-		tcp.Close()
-		return err
-	}
-	s.engine.Handle(s.srv)
-	s.srv.OnOptions(s.engine.Tracked(s.onOptions))
-
-	ctx, s.cancel = context.WithCancel(ctx)
-	s.serveErr = make(chan error, 2)
-	s.udp = newUDPListener(udp)
-	go func() {
-		defer close(s.udp.served)
-		s.serveErr <- s.srv.ServeUDP(s.udp)
-	}()
-	go func() { s.serveErr <- s.srv.ServeTCP(tcp) }()
-	go func() {
-		<-ctx.Done()
-		udp.Close()
-		tcp.Close()
-	}()
 	s.log.Info("park server listening", "addr", s.addr, "park_extension", s.cfg.ParkExtension, "orbits", s.table.String(), "media_ip", s.mediaIP)
 	return nil
 }
 
 // Shutdown stops taking parks (new park INVITEs get 503) and recalls every
 // parked call at once (then the fallback, else BYE), returns when the lot is
-// empty, then ends the BLF subscriptions (BLF.Close), ends the calls still
-// bridged through the server and stops listening. If ctx ends first the
-// remaining calls are dropped. Calling it again is harmless: it finds
-// nothing left to end.
+// empty, then ends the BLF subscriptions, ends the calls still bridged
+// through the server and stops listening. If ctx ends first the remaining
+// calls are dropped. Calling it again is harmless: it finds nothing left to
+// end. A server shut down does not listen again.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.engine == nil {
+	s.mu.Lock()
+	s.state = shutDown
+	engine, stack := s.engine, s.stack
+	s.mu.Unlock()
+	if engine == nil {
 		return s.lot.Shutdown(ctx)
 	}
-	err := s.engine.Shutdown(ctx)
-	s.mu.Lock()
-	stopServing := s.cancel
-	s.cancel = nil // a second Shutdown finds the listeners gone already
-	s.mu.Unlock()
-	if stopServing != nil {
-		s.router.Close()
-		// Nothing is waited for any more: stop taking datagrams in, then
-		// make sure sipgo cannot open a socket of its own for the requests
-		// it read before and handles after the listener is gone (pinUDP).
-		// A host's user agent keeps reaching those peers its own way, so
-		// only the server's address is pinned in it.
-		peers := s.udp.drain()
-		if s.cfg.UA != nil {
-			peers = nil
-		}
-		pinned := pinUDP(s.ua.TransportLayer().Pool("udp"), s.udp, peers)
-		stopServing()
-		for range 2 {
-			<-s.serveErr
-		}
-		if s.cfg.UA == nil {
-			s.closeUA(pinned, peers)
-		}
-		s.sched.Close()
-	}
+	err := engine.Shutdown(ctx)
+	stack.Close()
 	return err
-}
-
-// closeUA closes the server's own user agent as UserAgent.Close does, but
-// keeps the stand-ins of pinUDP: clearing the UDP pool would drop them. That
-// pool holds no other socket, since every request leaves from the listener
-// (SourceRouter) and responses go out on it; should one ever be there
-// (sipgo sending on its own), the pool is cleared, which closes it, and
-// pinned again.
-func (s *Server) closeUA(pinned int, peers []string) {
-	s.ua.TransactionLayer().Close()
-	tl := s.ua.TransportLayer()
-	for _, network := range []string{"tcp", "tls", "ws", "wss"} {
-		_ = tl.Pool(network).Clear()
-	}
-	if pool := tl.Pool("udp"); pool.Size() > pinned {
-		_ = pool.Clear()
-		pinUDP(pool, s.udp, peers)
-	}
 }
 
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
@@ -375,10 +336,13 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 // park.DialerFunc that calls this method of the server it builds next. Before
 // Listen there is nothing to ring with.
 func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, error) {
-	if s.engine == nil {
+	s.mu.Lock()
+	engine := s.engine
+	s.mu.Unlock()
+	if engine == nil {
 		return nil, ErrNotListening
 	}
-	return s.engine.Dial(ctx, req)
+	return engine.Dial(ctx, req)
 }
 
 // ErrNotListening is what Dial returns before Listen.

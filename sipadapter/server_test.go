@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -37,6 +38,9 @@ func TestMain(m *testing.M) {
 // testServer runs a park server on a free loopback port with a small RTP
 // range, and checks at the end that nothing was left behind: no dialog, no
 // RTP port, no parked call, no subscription.
+// loopback is the address every test listens on.
+var loopback = netip.MustParseAddr("127.0.0.1")
+
 func testServer(t *testing.T, cfg sipadapter.Config) *sipadapter.Server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"

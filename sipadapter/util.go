@@ -48,16 +48,16 @@ func sanitize(s string) string {
 	}, s)
 }
 
-// maxWarningText bounds the text of a Warning. Errors may quote the
+// maxWarningText bounds the text of a warning. Errors may quote the
 // request (a bad SDP line, a codec list), and sipgo refuses to send a UDP
-// message over 1,300 bytes: an unbounded Warning would turn a 400 into no
+// message over 1,300 bytes: an unbounded warning would turn a 400 into no
 // answer at all (found by FuzzServerDatagram).
 const maxWarningText = 120
 
-// Warning is a Warning header (RFC 3261 §20.43) carrying why a request was
+// warning is a warning header (RFC 3261 §20.43) carrying why a request was
 // refused, for the people reading a trace; text past 120 characters is cut
 // with an ellipsis.
-func Warning(text string) sip.Header {
+func warning(text string) sip.Header {
 	text = sanitize(text)
 	if r := []rune(text); len(r) > maxWarningText {
 		text = string(r[:maxWarningText-1]) + "…"
@@ -66,7 +66,7 @@ func Warning(text string) sip.Header {
 }
 
 // userURI is the URI of a user of ours, sip:user@host:port: the park
-// extension, an orbit, a BLF entity. The user part is escaped, so the orbit
+// extension, an orbit, a blfService entity. The user part is escaped, so the orbit
 // #1005 is sip:%231005@host.
 func userURI(user string, addr netip.AddrPort) string {
 	return "sip:" + EscapeUser(user) + "@" + addr.String()

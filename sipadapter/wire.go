@@ -18,28 +18,28 @@ import (
 // SIP handlers answers exactly as the server does (SIP-CONTRACT.md) without
 // a second copy to keep in step.
 
-// StatusFor maps an error of park.Lot (Park, Retrieve, Call.Replace) or of
+// statusFor maps an error of park.Lot (Park, Retrieve, Call.Replace) or of
 // PortPool.Acquire to the contract's SIP answer: the status code, its reason
 // phrase and the headers that go with it. Errors are matched with errors.Is,
 // so wrapped errors map as the sentinel they wrap.
 //
-//   - park.ErrLotFull, park.ErrOrbitInUse: 486 Busy Here with a Warning
+//   - park.ErrLotFull, park.ErrOrbitInUse: 486 Busy Here with a warning
 //     saying which, and a Reason carrying the error text, so that a phone's
 //     log tells a full lot from an occupied orbit.
 //   - park.ErrUnknownOrbit, park.ErrNotParked, park.ErrStale: 404 Not Found;
 //     nothing waits there, whatever the reason.
-//   - park.ErrNotAuthorized: 403 Forbidden with a Warning carrying the
+//   - park.ErrNotAuthorized: 403 Forbidden with a warning carrying the
 //     refusal (Config.AuthorizeRetrieve said no).
 //   - park.ErrClosed: 503 Service Unavailable with Retry-After, since the
 //     lot is shutting down and another node (or this one, restarted) will
 //     take the call.
-//   - ErrNoRTPPort: 503 Service Unavailable with a Warning; retrying at
+//   - ErrNoRTPPort: 503 Service Unavailable with a warning; retrying at
 //     once is fine, so no Retry-After.
 //   - anything else: 500 Server Internal Error.
 //
 // A host uses code and reason for a response (adding headers to it) or, for
-// a REFER, for the sipfrag of its final NOTIFY (StatusSipfrag).
-func StatusFor(err error) (code int, reason string, headers []sip.Header) {
+// a REFER, for the sipfrag of its final NOTIFY (statusSipfrag).
+func statusFor(err error) (code int, reason string, headers []sip.Header) {
 	switch {
 	case errors.Is(err, park.ErrLotFull):
 		return sip.StatusBusyHere, "Busy Here", busyHeaders("park lot full: no free orbit", err)
@@ -48,36 +48,36 @@ func StatusFor(err error) (code int, reason string, headers []sip.Header) {
 	case errors.Is(err, park.ErrUnknownOrbit), errors.Is(err, park.ErrNotParked), errors.Is(err, park.ErrStale):
 		return sip.StatusNotFound, "Not Found", nil
 	case errors.Is(err, park.ErrNotAuthorized):
-		return sip.StatusForbidden, "Forbidden", []sip.Header{Warning(err.Error())}
+		return sip.StatusForbidden, "Forbidden", []sip.Header{warning(err.Error())}
 	case errors.Is(err, park.ErrClosed):
 		return sip.StatusServiceUnavailable, "Service Unavailable", []sip.Header{sip.NewHeader("Retry-After", "30")}
 	case errors.Is(err, ErrNoRTPPort):
-		return sip.StatusServiceUnavailable, "Service Unavailable", []sip.Header{Warning("no free RTP port")}
+		return sip.StatusServiceUnavailable, "Service Unavailable", []sip.Header{warning("no free RTP port")}
 	}
 	return sip.StatusInternalServerError, "Server Internal Error", nil
 }
 
-// busyHeaders are the headers of a 486: a Warning for people reading a
+// busyHeaders are the headers of a 486: a warning for people reading a
 // trace, and a Reason (RFC 3326) with the lot's own words for the phone.
 func busyHeaders(why string, err error) []sip.Header {
 	return []sip.Header{
-		Warning(why),
+		warning(why),
 		sip.NewHeader("Reason", `SIP;cause=486;text="`+sanitize(err.Error())+`"`),
 	}
 }
 
-// ReferredBy returns the URI of a request's Referred-By header (RFC 3892),
+// referredBy returns the URI of a request's Referred-By header (RFC 3892),
 // or "" without one. The park server takes it as the parker, the party a
 // recall rings and the "Parked at" MESSAGE goes to. Both the name-addr form
 // (`"Bob" <sip:bob@host>;tag=x`) and a bare URI (linphone) are read.
-func ReferredBy(req *sip.Request) string {
+func referredBy(req *sip.Request) string {
 	if h := req.GetHeader("Referred-By"); h != nil {
 		return parseURIValue(h.Value())
 	}
 	return ""
 }
 
-// ParseReplaces reads a Replaces header value (RFC 3891):
+// parseReplaces reads a Replaces header value (RFC 3891):
 // call-id;to-tag=<tag>;from-tag=<tag>, with parameters in any order and of
 // any case; others (early-only) are ignored. It also reads the form a
 // Refer-To URI carries it in (Refer-To: <sip:700@host?Replaces=...>), which
@@ -89,7 +89,7 @@ func ReferredBy(req *sip.Request) string {
 // The tags are named as the sender of the Replaces sees the dialog: for a
 // call the park server answered, to-tag is the server's tag and from-tag
 // the phone's. An error names what is missing.
-func ParseReplaces(value string) (callID, toTag, fromTag string, err error) {
+func parseReplaces(value string) (callID, toTag, fromTag string, err error) {
 	raw := value
 	// A bad escape means the value was not escaped after all: it is read
 	// as it is, a '%' being part of the Call-ID.
@@ -123,18 +123,18 @@ func ParseReplaces(value string) (callID, toTag, fromTag string, err error) {
 	return callID, toTag, fromTag, nil
 }
 
-// ParkedSipfrag is the sipfrag (RFC 3420) of the final NOTIFY of a REFER
+// parkedSipfrag is the sipfrag (RFC 3420) of the final NOTIFY of a REFER
 // that parked its call: 200 OK, and X-Park-Orbit so that the transferring
 // phone can show where the call waits, as the 200 OK of a park INVITE does.
-func ParkedSipfrag(o orbit.Orbit) string {
+func parkedSipfrag(o orbit.Orbit) string {
 	return "SIP/2.0 200 OK\r\nX-Park-Orbit: " + string(o) + "\r\n"
 }
 
-// StatusSipfrag is the sipfrag (RFC 3420) of a REFER NOTIFY reporting a
-// status line only: 100 Trying first, then a refusal (with StatusFor's code
+// statusSipfrag is the sipfrag (RFC 3420) of a REFER NOTIFY reporting a
+// status line only: 100 Trying first, then a refusal (with statusFor's code
 // and reason). Control characters in reason become spaces: the body must
 // stay one status line.
-func StatusSipfrag(code int, reason string) string {
+func statusSipfrag(code int, reason string) string {
 	reason = strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {
 			return ' '

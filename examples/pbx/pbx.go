@@ -5,15 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/internal/siptransport"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
 	"github.com/callpark/callpark/sipadapter"
@@ -72,20 +70,13 @@ type PBX struct {
 	table   *orbit.Table
 	lot     *park.Lot
 	ports   *sipadapter.PortPool
-	sched   *media.Scheduler
 	engine  *sipadapter.Engine
 	addr    netip.AddrPort
 	mediaIP netip.Addr
 
-	ua     *sipgo.UserAgent
-	srv    *sipgo.Server
-	client *sipgo.Client
-	router *sipadapter.SourceRouter
-
 	mu      sync.Mutex
 	closing bool
-	cancel  context.CancelFunc
-	served  chan error
+	stack   *siptransport.Stack // UA, server, client: built by Listen
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -193,49 +184,34 @@ func (p *PBX) isOrbit(user string) bool {
 	return ok && pool == ""
 }
 
-// Listen binds UDP and TCP and serves until Shutdown.
+// Listen binds UDP and TCP and serves until Shutdown; ctx bounds the
+// setup only. Listening twice, or after Shutdown, is an error.
 func (p *PBX) Listen(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closing:
+		return sipadapter.ErrServerClosed
+	case p.stack != nil:
+		return sipadapter.ErrListening
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	want, _ := netip.ParseAddrPort(p.cfg.Listen)
-	udp, tcp, err := sipadapter.ListenPair(want)
+	stack, err := siptransport.Listen(siptransport.Options{Addr: want, UserAgent: "callpark-pbx", Logger: p.log.With("component", "sip")})
 	if err != nil {
-		return err
+		return fmt.Errorf("pbx: %w", err)
 	}
-	p.addr = udp.LocalAddr().(*net.UDPAddr).AddrPort()
-	sipLog := p.log.With("component", "sip")
-	fail := func(err error) error {
-		udp.Close()
-		tcp.Close()
-		return err
-	}
-	if p.ua, err = sipgo.NewUA(
-		sipgo.WithUserAgent("callpark-pbx"),
-		sipgo.WithUserAgentHostname(p.addr.Addr().String()),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)),
-	); err != nil {
-		return fail(err)
-	}
-	if p.srv, err = sipgo.NewServer(p.ua, sipgo.WithServerLogger(sipLog)); err != nil {
-		return fail(err)
-	}
-	if p.client, err = sipgo.NewClient(p.ua,
-		sipgo.WithClientLogger(sipLog),
-		sipgo.WithClientHostname(p.addr.Addr().String()),
-		sipgo.WithClientPort(int(p.addr.Port())),
-	); err != nil {
-		return fail(err)
-	}
-	// Requests leave from the listener over UDP, and over TCP by a
-	// connection to their target (not the one accepted last).
-	p.router = sipadapter.RouteSources(p.client, p.ua, p.addr)
-	p.sched = media.NewScheduler(media.SchedulerOptions{Logger: p.log.With("component", "rtp")})
-	if p.engine, err = sipadapter.NewEngine(sipadapter.EngineConfig{
+	p.addr = stack.Addr
+	engine, err := sipadapter.NewEngine(sipadapter.EngineConfig{
 		Lot:    p.lot,
-		Client: p.client,
+		Client: stack.Client,
 		Addr:   p.addr,
-		// Answered as the park server answers, delayed offer aside: a
-		// call between extensions offers the caller's codec to the callee.
-		Media:         sipadapter.LegMedia{Ports: p.ports, IP: p.mediaIP, Scheduler: p.sched},
+		// Delayed offer stays off: a call between extensions offers the
+		// caller's codec to the callee.
+		Ports:         p.ports,
+		MediaIP:       p.mediaIP,
 		ContactUser:   "pbx",
 		ParkExtension: p.cfg.ParkExtension,
 		Orbits:        p.table,
@@ -244,25 +220,21 @@ func (p *PBX) Listen(ctx context.Context) error {
 		Admit:         p.admit,
 		Calls:         p.call,
 		Locate:        p.locate,
-	}); err != nil {
-		p.sched.Close()
-		return fail(err)
+	})
+	if err != nil {
+		stack.Close()
+		return err
 	}
-	p.engine.Handle(p.srv)
-	p.srv.OnSubscribe(p.engine.Tracked(p.onSubscribe))
-	p.srv.OnRegister(p.reg.ServeRegister)
-	p.srv.OnOptions(p.onOptions)
-	p.srv.OnNotify(p.onNotify)
-
-	ctx, p.cancel = context.WithCancel(ctx)
-	p.served = make(chan error, 2)
-	go func() { p.served <- p.srv.ServeUDP(udp) }()
-	go func() { p.served <- p.srv.ServeTCP(tcp) }()
-	go func() {
-		<-ctx.Done()
-		udp.Close()
-		tcp.Close()
-	}()
+	srv := stack.Server
+	engine.Handle(srv)
+	srv.OnSubscribe(engine.Tracked(p.onSubscribe))
+	srv.OnRegister(p.reg.ServeRegister)
+	srv.OnOptions(p.onOptions)
+	srv.OnNotify(p.onNotify)
+	p.stack, p.engine = stack, engine
+	if err := stack.Serve(); err != nil {
+		return err
+	}
 	p.log.Info("pbx listening", "addr", p.addr, "users", p.users.String(),
 		"park_extension", p.cfg.ParkExtension, "orbits", p.table.String())
 	return nil
@@ -279,20 +251,13 @@ func (p *PBX) Shutdown(ctx context.Context) error {
 func (p *PBX) shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	p.closing = true // new calls get 503 from here on
+	engine, stack := p.engine, p.stack
 	p.mu.Unlock()
-	if p.engine == nil {
+	if engine == nil {
 		return p.lot.Shutdown(ctx)
 	}
-	err := p.engine.Shutdown(ctx)
-	if p.cancel != nil {
-		p.router.Close() // nothing may open a socket once the listeners go
-		p.cancel()
-		for range 2 {
-			<-p.served
-		}
-		p.ua.Close()
-		p.sched.Close()
-	}
+	err := engine.Shutdown(ctx)
+	stack.Close()
 	return err
 }
 
@@ -320,5 +285,5 @@ func (p *PBX) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	p.engine.BLF().ServeSubscribe(req, tx)
+	p.engine.ServeSubscribe(req, tx)
 }

@@ -59,7 +59,7 @@ func testPBX(t *testing.T, cfg Config) *PBX {
 		require.Zero(t, p.Lot().Len(), "parked calls left")
 		require.Zero(t, p.legCount(), "SIP dialogs left")
 		require.Zero(t, p.ports.InUse(), "RTP ports left")
-		require.Zero(t, p.engine.BLF().Len(), "BLF subscriptions left")
+		require.Zero(t, p.engine.Subscriptions(), "BLF subscriptions left")
 	})
 	return p
 }

@@ -1,0 +1,208 @@
+// Package siptransport is the SIP transport lifecycle that callpark's
+// programs share: SIP over UDP and TCP on one port, every request leaving
+// from the right socket, and a shutdown after which sipgo has no socket
+// left to open. sipgo alone gets each of these subtly wrong (see Router,
+// Listener.Pin); the park server, the example PBX, the test phone and the
+// load tool all go through here, so the workarounds live once.
+package siptransport
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// ListenPair binds UDP and TCP on one address, as SIP serves both on the
+// same port; with port 0 it looks for a port free in both.
+func ListenPair(want netip.AddrPort) (*net.UDPConn, *net.TCPListener, error) {
+	for range 20 {
+		udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(want))
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen udp %s: %w", want, err)
+		}
+		port := udp.LocalAddr().(*net.UDPAddr).Port
+		tcp, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(want.Addr(), uint16(port))))
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+		if want.Port() != 0 {
+			return nil, nil, fmt.Errorf("listen tcp %s: %w", want, err)
+		}
+	}
+	return nil, nil, fmt.Errorf("no port free for both UDP and TCP on %s", want.Addr())
+}
+
+// Options configures a Stack.
+type Options struct {
+	// Addr is where to listen, UDP and TCP; port 0 picks a free one.
+	Addr netip.AddrPort
+	// UA, when set, is the host's user agent: the stack serves with it and
+	// does not close it. Nil makes one of the stack's own.
+	UA *sipgo.UserAgent
+	// UserAgent is the User-Agent header of a user agent of the stack's own.
+	UserAgent string
+	// MaxMessageSize, when not 0, bounds the SIP messages a user agent of
+	// the stack's own parses.
+	MaxMessageSize int
+	// Logger gets sipgo's diagnostics; nil is silent.
+	Logger *slog.Logger
+}
+
+// Stack is a sipgo user agent with a server and a client, listening on one
+// address over UDP and TCP. Register the handlers on Server, then Serve;
+// Close stops it for good.
+type Stack struct {
+	UA     *sipgo.UserAgent
+	Server *sipgo.Server
+	Client *sipgo.Client
+	Router *Router // the Client's: where each request leaves from
+	Addr   netip.AddrPort
+
+	ownUA  bool
+	udp    *Listener
+	tcp    net.Listener
+	served chan error
+
+	mu      sync.Mutex
+	serving bool
+	closed  bool
+}
+
+// Listen binds the address and builds the user agent, server and client,
+// with a Router on the client. Nothing is served until Serve.
+func Listen(opts Options) (*Stack, error) {
+	udp, tcp, err := ListenPair(opts.Addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{Addr: udp.LocalAddr().(*net.UDPAddr).AddrPort(), udp: NewListener(udp), tcp: tcp, served: make(chan error, 2)}
+	fail := func(err error) (*Stack, error) {
+		udp.Close()
+		tcp.Close()
+		if s.ownUA && s.UA != nil {
+			s.UA.Close()
+		}
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	host := s.Addr.Addr().String()
+	s.UA = opts.UA
+	if s.UA == nil {
+		s.ownUA = true
+		uaOpts := []sipgo.UserAgentOption{
+			sipgo.WithUserAgent(opts.UserAgent),
+			sipgo.WithUserAgentHostname(host),
+			sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
+			sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)),
+		}
+		if opts.MaxMessageSize != 0 {
+			parser := sip.NewParser()
+			parser.MaxMessageLength = opts.MaxMessageSize
+			uaOpts = append(uaOpts, sipgo.WithUserAgentParser(parser))
+		}
+		if s.UA, err = sipgo.NewUA(uaOpts...); err != nil {
+			return fail(err)
+		}
+	}
+	if s.Server, err = sipgo.NewServer(s.UA, sipgo.WithServerLogger(log)); err != nil {
+		return fail(err)
+	}
+	if s.Client, err = sipgo.NewClient(s.UA,
+		sipgo.WithClientLogger(log),
+		sipgo.WithClientHostname(host),
+		sipgo.WithClientPort(int(s.Addr.Port())),
+	); err != nil {
+		return fail(err)
+	}
+	s.Router = Route(s.Client, s.UA, s.Addr)
+	return s, nil
+}
+
+// ErrClosed is what Serve returns on a Stack already closed.
+var ErrClosed = errors.New("siptransport: closed")
+
+// Serve starts serving UDP and TCP with the handlers registered on Server.
+// It returns at once; a second call does nothing.
+func (s *Stack) Serve() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return ErrClosed
+	case s.serving:
+		return nil
+	}
+	s.serving = true
+	go func() {
+		defer s.udp.Stopped()
+		s.served <- s.Server.ServeUDP(s.udp)
+	}()
+	go func() { s.served <- s.Server.ServeTCP(s.tcp) }()
+	return nil
+}
+
+// Close stops the stack: no request is sent from now on (the Router
+// refuses them), no datagram is taken in, the listeners close, and a user
+// agent of the stack's own is closed, leaving sipgo no socket to open for a
+// request it read before and handles after (Listener.Pin). A host's user
+// agent keeps reaching its peers its own way, so only the stack's address
+// is pinned in it. Call it once the handlers in progress are done. A second
+// call does nothing.
+func (s *Stack) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	serving := s.serving
+	s.mu.Unlock()
+
+	s.Router.Close()
+	if !serving {
+		s.udp.Stopped()
+	}
+	peers := s.udp.Drain()
+	if !s.ownUA {
+		peers = nil
+	}
+	pinned := s.udp.Pin(s.UA.TransportLayer().Pool("udp"), peers)
+	s.udp.Close()
+	s.tcp.Close()
+	if serving {
+		for range 2 {
+			<-s.served
+		}
+	}
+	if s.ownUA {
+		s.closeUA(pinned, peers)
+	}
+}
+
+// closeUA closes the stack's own user agent as UserAgent.Close does, but
+// keeps the stand-ins of Pin: clearing the UDP pool would drop them. That
+// pool holds no other socket, since every request leaves from the listener
+// (Router) and responses go out on it; should one ever be there (sipgo
+// sending on its own), the pool is cleared, which closes it, and pinned
+// again.
+func (s *Stack) closeUA(pinned int, peers []string) {
+	s.UA.TransactionLayer().Close()
+	tl := s.UA.TransportLayer()
+	for _, network := range []string{"tcp", "tls", "ws", "wss"} {
+		_ = tl.Pool(network).Clear()
+	}
+	if pool := tl.Pool("udp"); pool.Size() > pinned {
+		_ = pool.Clear()
+		s.udp.Pin(pool, peers)
+	}
+}
