@@ -1,0 +1,123 @@
+package parktest
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/callpark/callpark/media"
+	"github.com/emiago/sipgo/sip"
+)
+
+// PhoneOptions configures a Phone. The zero value of every optional field
+// means its default.
+type PhoneOptions struct {
+	// User is the user part of the phone's URI ("alice" in
+	// sip:alice@127.0.0.1:PORT). Required.
+	User string
+	// Transport is "udp" (the default) or "tcp": the phone listens on it and
+	// sends every request over it.
+	Transport string
+	// Codecs are offered in this order and accepted in answers; empty means
+	// PCMU then PCMA.
+	Codecs []media.Codec
+	// Logger receives the phone's and sipgo's records; nil keeps the phone
+	// silent.
+	Logger *slog.Logger
+	// Password answers digest challenges (401 or 407, RFC 2617 MD5) to
+	// REGISTER (Register) and INVITE (Call), with User as the username;
+	// empty leaves challenges unanswered, as *StatusError.
+	Password string
+}
+
+// AnswerMode is what a phone does with an incoming call (see AnswerPolicy).
+type AnswerMode int
+
+// The answer modes. Every incoming INVITE is answered 180 Ringing first.
+const (
+	// AutoAnswer answers 200 OK after AnswerPolicy.Delay.
+	AutoAnswer AnswerMode = iota
+	// Reject answers AnswerPolicy.Code after AnswerPolicy.Delay: a parker
+	// declining a recall with 486, 603 or 480.
+	Reject
+	// NoAnswer rings until the caller cancels: a recall that times out.
+	NoAnswer
+)
+
+// String returns the mode's name.
+func (m AnswerMode) String() string {
+	switch m {
+	case AutoAnswer:
+		return "AutoAnswer"
+	case Reject:
+		return "Reject"
+	case NoAnswer:
+		return "NoAnswer"
+	}
+	return fmt.Sprintf("AnswerMode(%d)", int(m))
+}
+
+// AnswerPolicy is how a phone answers incoming calls. The zero value answers
+// at once and sends audio.
+type AnswerPolicy struct {
+	// Mode is what to do with the call.
+	Mode AnswerMode
+	// Delay is how long the phone rings before answering or rejecting; a
+	// CANCEL during it ends the attempt (counted by Cancels).
+	Delay time.Duration
+	// Code is Reject's final status, 300 to 699; zero means 486 Busy Here.
+	Code int
+	// Mute keeps answered calls silent until Call.StartAudio; by default
+	// they send a tone from the answer on, as a real phone streams RTP.
+	Mute bool
+	// Headers are added to the final answer, 200 or rejection: a phone
+	// playing a park server answers with X-Park-Orbit.
+	Headers []sip.Header
+}
+
+// check validates the policy and applies its defaults.
+func (a AnswerPolicy) check() (AnswerPolicy, error) {
+	switch a.Mode {
+	case AutoAnswer, NoAnswer:
+	case Reject:
+		if a.Code == 0 {
+			a.Code = sip.StatusBusyHere
+		}
+		if a.Code < 300 || a.Code > 699 {
+			return a, fmt.Errorf("%w: AnswerPolicy.Code %d, want 300 to 699", ErrInvalidOptions, a.Code)
+		}
+	default:
+		return a, fmt.Errorf("%w: AnswerPolicy.Mode %v", ErrInvalidOptions, a.Mode)
+	}
+	if a.Delay < 0 {
+		return a, fmt.Errorf("%w: AnswerPolicy.Delay %v is negative", ErrInvalidOptions, a.Delay)
+	}
+	return a, nil
+}
+
+// checkPhoneOptions validates opts and returns the transport as sipgo
+// spells it.
+func checkPhoneOptions(opts *PhoneOptions) (string, error) {
+	if opts.User == "" {
+		return "", fmt.Errorf("%w: PhoneOptions.User is empty", ErrInvalidOptions)
+	}
+	if strings.ContainsAny(opts.User, " \t\r\n<>@:;?\"") {
+		return "", fmt.Errorf("%w: PhoneOptions.User %q: want a SIP user part without spaces or <>@:;?\"", ErrInvalidOptions, opts.User)
+	}
+	var transport string
+	switch strings.ToLower(opts.Transport) {
+	case "", "udp":
+		transport = "UDP"
+	case "tcp":
+		transport = "TCP"
+	default:
+		return "", fmt.Errorf("%w: PhoneOptions.Transport %q, want udp or tcp", ErrInvalidOptions, opts.Transport)
+	}
+	for _, c := range opts.Codecs {
+		if !c.Valid() {
+			return "", fmt.Errorf("%w: PhoneOptions.Codecs holds %v, want PCMU or PCMA", ErrInvalidOptions, c)
+		}
+	}
+	return transport, nil
+}
