@@ -32,7 +32,7 @@ const (
 // otherwise hold its queue, and Close, for sipgo's 32 s transaction timeout.
 const notifyTimeout = 5 * time.Second
 
-// blfConfig configures a blfService. Lot, Client and Addr are required; the zero
+// blfConfig configures a BLF. Lot, Client and Addr are required; the zero
 // value of every other field means its default.
 type blfConfig struct {
 	// Lot is the lot whose orbits are watched. Required.
@@ -178,7 +178,7 @@ func (b *blfService) Len() int {
 	return len(b.subs)
 }
 
-// subscription is one blfService watcher (RFC 4235 dialog event package): of one
+// subscription is one BLF watcher (RFC 4235 dialog event package): of one
 // orbit, or of the whole lot when it subscribed to the park extension.
 type subscription struct {
 	b       *blfService
@@ -212,7 +212,7 @@ type blfUpdate struct {
 	state   string
 }
 
-// spawn runs f as a task Close waits for, unless the blfService is closed.
+// spawn runs f as a task Close waits for, unless the BLF service is closed.
 func (b *blfService) spawn(f func()) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -224,7 +224,7 @@ func (b *blfService) spawn(f func()) bool {
 }
 
 // enqueue queues a NOTIFY and makes sure a goroutine is sending. Once the
-// blfService is closed nothing more is queued: the final NOTIFY carries the state.
+// BLF is closed nothing more is queued: the final NOTIFY carries the state.
 func (sub *subscription) enqueue(u blfUpdate) {
 	sub.qmu.Lock()
 	sub.queue = append(sub.queue, u)
@@ -256,7 +256,7 @@ func (sub *subscription) pump() {
 }
 
 // handlerContext is the parent of a NOTIFY sent from within ServeSubscribe.
-// Until Close it is the blfService's own, which Close cancels. After it, it is not
+// Until Close it is the BLF service's own, which Close cancels. After it, it is not
 // cancelled: the NOTIFY telling a late watcher that the lot is gone still
 // gets its 5 s.
 func (b *blfService) handlerContext() context.Context {
@@ -449,7 +449,7 @@ func (b *blfService) refuseNew() {
 // gone, so phones do not resubscribe at once) and waits for the NOTIFYs
 // still queued, but no longer than ctx: then it cancels those in flight and
 // returns ctx's error. SUBSCRIBEs served afterwards are answered with a
-// terminated NOTIFY. A host closes the blfService once its lot has shut down, so
+// terminated NOTIFY. A host closes the BLF service once its lot has shut down, so
 // that watchers have heard the lot empty first. Calling Close again waits
 // again.
 func (b *blfService) Close(ctx context.Context) error {

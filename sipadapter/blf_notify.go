@@ -15,7 +15,7 @@ import (
 // What a BLF watcher is told: the dialog state of an orbit, as an RFC 4235
 // NOTIFY.
 
-// blfDialog is one parked call as a blfService <dialog>.
+// blfDialog is one parked call as a BLF <dialog>.
 type blfDialog struct {
 	ID, Party, State string
 	Orbit            orbit.Orbit
@@ -76,7 +76,7 @@ func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state 
 	// never sent us anything. Over TCP it files every accepted connection
 	// under the listener's address, so there the NOTIFY gets its Via only
 	// and sipgo finds or opens a connection to the Contact. (A client with
-	// a SourceRouter does both anyway; the blfService does not count on one.)
+	// a SourceRouter does both anyway; the BLF service does not count on one.)
 	upgraded := false
 	if !sip.IsReliable(req.Transport()) && len(req.String())+udpViaAllowance > udpMessageLimit {
 		// RFC 3261 §18.1.1: a request over 1,300 bytes goes over a

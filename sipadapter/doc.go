@@ -20,7 +20,7 @@
 //   - The lot's recalls and fallback are INVITEs from a new RTP port,
 //     cancelled when the ring time runs out or a retrieve wins.
 //   - SUBSCRIBE for the dialog event package on an orbit, or on the park
-//     extension for the whole lot, gives blfService (RFC 4235 NOTIFYs, version + 1
+//     extension for the whole lot, gives BLF (RFC 4235 NOTIFYs, version + 1
 //     on every change).
 //   - Re-INVITEs are matched to their dialog by Call-ID and tags (sipgo's
 //     ReadInvite would overwrite the To tag) and answered with the leg's
@@ -38,7 +38,7 @@
 // phones see the same answers: [callLeg] is a call leg (a dialog and its RTP
 // endpoint) that the lot can hold and [bridgeLegs] joins to another,
 // [LegMedia] answers a new INVITE's offer (or refuses it) and makes the
-// offer of a call placed, [blfService]
+// offer of a call placed, [BLF]
 // serves the park keys' SUBSCRIBEs, [PortPool] hands out RTP ports,
 // [statusFor] turns lot errors into responses, [referredBy] names the
 // parker, [parseReplaces] reads an attended transfer's Replaces,

@@ -100,7 +100,7 @@ type Target struct {
 // gets (Handle registers them on a sipgo.Server) and calls Shutdown when it
 // stops; the flows themselves, park by INVITE and by REFER, directed park,
 // retrieve and bridge, Replaces take-over, recall and fallback, holds,
-// hang-ups and blfService, live here once.
+// hang-ups and BLF, live here once.
 type Engine struct {
 	cfg      EngineConfig
 	lot      *park.Lot
@@ -126,6 +126,7 @@ type Engine struct {
 	active  int
 	stopped bool
 	idle    chan struct{}  // closed when active drops to 0 after stopped
+	noLegs  chan struct{}  // closed when the last leg goes, while Shutdown waits
 	tasks   sync.WaitGroup // notices and other fire-and-forget requests
 	// callsCtx ends when Shutdown begins: calls still ringing (Connect,
 	// transfers) stop.
@@ -137,7 +138,7 @@ type Engine struct {
 	cancelTasks context.CancelFunc
 }
 
-// NewEngine checks cfg and builds the engine and its blfService.
+// NewEngine checks cfg and builds the engine and its BLF.
 func NewEngine(cfg EngineConfig) (*Engine, error) {
 	switch {
 	case cfg.Lot == nil:
@@ -293,11 +294,14 @@ func (e *Engine) Handle(srv *sipgo.Server) {
 	srv.OnSubscribe(e.Tracked(e.ServeSubscribe))
 }
 
-// Shutdown stops taking parks (new park INVITEs get 503) and recalls every
-// parked call at once (then the fallback, else BYE), returns when the lot is
-// empty, then ends the blfService subscriptions, ends the calls still bridged and
-// waits for the handlers in progress. If ctx ends first the remaining calls
-// are dropped. Calling it again is harmless: it finds nothing left to end.
+// Shutdown drains the engine, as http.Server.Shutdown does a web server:
+// new parks get 503 and every parked call is recalled at once (then the
+// fallback, else BYE); once the lot is empty, BLF watchers hear their last
+// NOTIFY, and the calls still relayed (retrieved, recalled, connected) go on
+// until their parties hang up. Shutdown returns when nothing is parked,
+// ringing or relayed. If ctx ends first, the calls still parked are dropped
+// and those still relayed get BYE, and Shutdown returns ctx's error. Calling
+// it again is harmless: it finds nothing left to end.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.blf.refuseNew()
 	err := e.lot.Shutdown(ctx)
@@ -308,13 +312,16 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	// lot: a lamp left lit would show a call that is not there.
 	blfCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 	if err := e.blf.Close(blfCtx); err != nil {
-		e.log.Warn("shutdown: blfService NOTIFYs still unanswered", "err", err)
+		e.log.Warn("shutdown: BLF NOTIFYs still unanswered", "err", err)
 	}
 	cancel()
 
-	// Calls still relayed (retrieved, recalled) end; then no new request
-	// is taken, the ones in progress finish, and any leg they left is
-	// ended too.
+	if err == nil {
+		err = e.waitRelayed(ctx)
+	}
+
+	// What is left gets BYE: calls ctx cut short, and any leg a request
+	// in progress makes meanwhile; then no new request is taken.
 	byeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	e.hangupAll(byeCtx)
@@ -324,6 +331,33 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.tasks.Wait()
 	e.sched.Close() // every leg has ended: nothing is paced any more
 	return err
+}
+
+// waitRelayed waits until the engine holds no leg (every relayed call has
+// been hung up by its parties), or ctx ends.
+func (e *Engine) waitRelayed(ctx context.Context) error {
+	e.mu.Lock()
+	n := len(e.legs)
+	if n == 0 {
+		e.mu.Unlock()
+		return nil
+	}
+	if e.noLegs == nil {
+		e.noLegs = make(chan struct{})
+	}
+	noLegs := e.noLegs
+	e.mu.Unlock()
+	e.log.Info("shutdown: waiting for the calls still connected to hang up", "legs", n)
+	select {
+	case <-noLegs:
+		return nil
+	case <-ctx.Done():
+		e.mu.Lock()
+		n = len(e.legs)
+		e.mu.Unlock()
+		e.log.Warn("shutdown: drain time over, hanging up the calls still connected", "legs", n)
+		return ctx.Err()
+	}
 }
 
 // hangupAll sends BYE on every leg the engine holds and frees them.

@@ -15,7 +15,7 @@ func (s *Server) OpenLegs() int {
 // PortsInUse returns the number of RTP ports handed out.
 func (s *Server) PortsInUse() int { return s.ports.InUse() }
 
-// Subscriptions returns the number of live blfService subscriptions.
+// Subscriptions returns the number of live BLF subscriptions.
 func (s *Server) Subscriptions() int {
 	if s.engine == nil {
 		return 0
@@ -27,7 +27,7 @@ func (s *Server) Subscriptions() int {
 // (Limits.DialogsPerSource).
 func (s *Server) DialogsFrom(src netip.Addr) int { return s.engine.guard.dialogsFrom(src) }
 
-// SubscriptionsFrom returns how many blfService subscriptions are counted against
+// SubscriptionsFrom returns how many BLF subscriptions are counted against
 // src (Limits.SubscriptionsPerSource).
 func (s *Server) SubscriptionsFrom(src netip.Addr) int {
 	if s.engine == nil {

@@ -36,7 +36,7 @@ type Limits struct {
 	// once (parked, retrieved, or being set up). An INVITE beyond it gets
 	// 503 Service Unavailable with Retry-After. 0 means 1,000.
 	DialogsPerSource int
-	// SubscriptionsPerSource caps the blfService subscriptions one source holds.
+	// SubscriptionsPerSource caps the BLF service subscriptions one source holds.
 	// A SUBSCRIBE beyond it gets 503 with Retry-After. 0 means 200 (a
 	// phone watches a few orbits; an attendant console maybe a hundred).
 	SubscriptionsPerSource int
@@ -104,7 +104,7 @@ func maskedPrefixes(field string, ps []netip.Prefix) ([]netip.Prefix, error) {
 }
 
 // sourceGuard enforces Limits for the server: the failed-retrieve table
-// and the count of dialogs per source. Subscriptions are counted by the blfService
+// and the count of dialogs per source. Subscriptions are counted by the BLF service
 // with the same trust rule (trusts).
 type sourceGuard struct {
 	limits Limits

@@ -67,7 +67,7 @@ type Config struct {
 	// silent.
 	Logger *slog.Logger
 	// Limits bounds what one source address may hold or try: failed
-	// retrieves (orbit guessing), dialogs and blfService subscriptions. The zero
+	// retrieves (orbit guessing), dialogs and BLF subscriptions. The zero
 	// value means the defaults (see Limits).
 	Limits Limits
 	// MaxMessageSize is the largest SIP message the server reads, in

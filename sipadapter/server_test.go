@@ -619,9 +619,25 @@ func TestShutdownRecallsParkedCalls(t *testing.T) {
 		}
 	}))
 
-	// The recall is answered, and since the server is going away it then
-	// ends the bridged call too: both phones get BYE.
-	require.NoError(t, srv.Shutdown(ctx))
+	// The recall is answered: a call the server relays, which the drain
+	// waits for until bob hangs up; alice gets the BYE.
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	var recall *parktest.Call
+	select {
+	case recall = <-bob.Incoming():
+	case <-ctx.Done():
+		t.Fatal("no recall reached bob")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) while a call was connected", err)
+	case <-parked.Done():
+		t.Fatal("the recalled call was cut")
+	case <-time.After(500 * time.Millisecond):
+	}
+	require.NoError(t, recall.Hangup(ctx))
+	require.NoError(t, <-done)
 	require.Equal(t, 1, bob.Invites(), "the parker was rung at once")
 	mu.Lock()
 	require.Equal(t, park.Recalled, outcome)

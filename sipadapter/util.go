@@ -66,7 +66,7 @@ func warning(text string) sip.Header {
 }
 
 // userURI is the URI of a user of ours, sip:user@host:port: the park
-// extension, an orbit, a blfService entity. The user part is escaped, so the orbit
+// extension, an orbit, a BLF entity. The user part is escaped, so the orbit
 // #1005 is sip:%231005@host.
 func userURI(user string, addr netip.AddrPort) string {
 	return "sip:" + EscapeUser(user) + "@" + addr.String()

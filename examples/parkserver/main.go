@@ -20,9 +20,6 @@ import (
 	"net/http"
 	_ "net/http/pprof" // served only with -pprof
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/callpark/callpark/examples/internal/parkflags"
 	"github.com/callpark/callpark/examples/internal/siptune"
@@ -91,8 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	signals := parkflags.CatchSignals()
+	defer signals.Release()
 	if err := srv.Listen(context.Background()); err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
 		return 1
@@ -110,15 +107,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		go func() { _ = http.Serve(ln, http.DefaultServeMux) }()
 		defer ln.Close()
 	}
-	<-ctx.Done()
-	stop()
-	logger.Info("shutting down: recalling every parked call", "parked", srv.Lot().Len())
-	// The contract: exit within 10 s of the signal plus one recall ring.
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+srv.Lot().Config().RecallRingTime)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Warn("shutdown cut short: calls still parked were dropped", "err", err)
+	if err := signals.Drain(logger, set.Drain, srv.Lot().Len, srv.Shutdown); err != nil {
+		logger.Warn("shutdown cut short: calls still parked or connected were ended", "err", err)
 		return 1
 	}
+	logger.Info("every call ended; exiting")
 	return 0
 }

@@ -73,12 +73,19 @@ func startParkServer(t *testing.T, args ...string) *parkServerProcess {
 		close(p.exited)
 	}()
 	t.Cleanup(func() {
+		// A call a test left connected would hold the drain for a minute:
+		// a second signal ends it at once.
 		_ = p.cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-p.exited:
-		case <-time.After(45 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.exited
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-p.exited:
+			case <-time.After(35 * time.Second):
+				_ = p.cmd.Process.Kill()
+				<-p.exited
+			}
 		}
 		if t.Failed() {
 			t.Logf("parkserver log:\n%s", strings.Join(p.snapshot(), "\n"))

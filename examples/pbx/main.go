@@ -20,8 +20,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/callpark/callpark/examples/internal/parkflags"
@@ -103,21 +101,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	signals := parkflags.CatchSignals()
+	defer signals.Release()
 	if err := p.Listen(context.Background()); err != nil {
 		fmt.Fprintln(stderr, "pbx:", err)
 		return 1
 	}
 	p.Lot().Observe(park.ObserverFunc(func(e park.Event) { parkflags.LogEvent(logger, e) }))
-	<-ctx.Done()
-	stop()
-	logger.Info("shutting down: recalling every parked call", "parked", p.Lot().Len())
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+p.Lot().Config().RecallRingTime)
-	defer cancel()
-	if err := p.Shutdown(sctx); err != nil {
-		logger.Warn("shutdown cut short: calls still parked were dropped", "err", err)
+	if err := signals.Drain(logger, set.Drain, p.Lot().Len, p.Shutdown); err != nil {
+		logger.Warn("shutdown cut short: calls still parked or connected were ended", "err", err)
 		return 1
 	}
+	logger.Info("every call ended; exiting")
 	return 0
 }

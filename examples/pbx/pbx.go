@@ -77,9 +77,6 @@ type PBX struct {
 	mu      sync.Mutex
 	closing bool
 	stack   *siptransport.Stack // UA, server, client: built by Listen
-
-	shutdownOnce sync.Once
-	shutdownErr  error
 }
 
 // NewPBX validates cfg and builds the PBX and its lot; Listen starts it.
@@ -240,15 +237,11 @@ func (p *PBX) Listen(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown recalls every parked call (the lot rings the parkers at once),
-// waits for the lot to empty, then hangs up the calls still up and stops.
-// Later calls wait for the first and return its result.
+// Shutdown drains the PBX (sipadapter.Engine.Shutdown): new calls get 503,
+// every parked call is recalled at once, and the calls still connected go
+// on until their parties hang up or ctx ends, when they get BYE. Then the
+// PBX stops listening. Calling it again is harmless.
 func (p *PBX) Shutdown(ctx context.Context) error {
-	p.shutdownOnce.Do(func() { p.shutdownErr = p.shutdown(ctx) })
-	return p.shutdownErr
-}
-
-func (p *PBX) shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	p.closing = true // new calls get 503 from here on
 	engine, stack := p.engine, p.stack

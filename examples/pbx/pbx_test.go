@@ -456,10 +456,36 @@ func TestShutdownRecallsParkedCalls(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("shutdown did not recall the parked call")
 	}
-	require.NoError(t, <-done)
-	// The recalled call was bridged, and ends with the PBX.
+	// The recalled call is bridged: the PBX drains, waiting for it to end
+	// (issue 11, point 7), with audio both ways meanwhile.
+	require.NoError(t, recall.WaitReceived(ctx, recall.Received()+10))
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with a call still connected", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	require.NoError(t, a.WaitReceived(ctx, a.Received()+10), "alice still hears bob")
+	require.NoError(t, recall.Hangup(ctx))
+	require.NoError(t, <-done, "Shutdown returns once the call has ended")
 	ended(t, ctx, a)
-	ended(t, ctx, recall)
+}
+
+// A drain has its limit: when Shutdown's context ends, the calls still
+// connected get BYE and Shutdown says it was cut short.
+func TestShutdownDrainTimeHangsUpConnectedCalls(t *testing.T) {
+	p := testPBX(t, Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	alice := phone(t, p, "101", parktest.PhoneOptions{})
+	bob := phone(t, p, "102", parktest.PhoneOptions{})
+	a, b := connected(t, ctx, p, alice, bob, "102")
+	drain, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	require.ErrorIs(t, p.Shutdown(drain), context.DeadlineExceeded)
+	require.GreaterOrEqual(t, time.Since(start), 2*time.Second, "the call went on for the drain time")
+	ended(t, ctx, a)
+	ended(t, ctx, b)
+	require.True(t, a.EndedByRemote() && b.EndedByRemote(), "both got BYE from the PBX")
 }
 
 // The transferor may hang up the moment it has the 202: the transferred

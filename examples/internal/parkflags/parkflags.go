@@ -23,7 +23,7 @@ import (
 // Flags are the parsed values, before Resolve checks them.
 type Flags struct {
 	MediaIP, RTPPorts, ParkExt, Orbits, Policy string
-	Timeout, RecallRing                        time.Duration
+	Timeout, RecallRing, Drain                 time.Duration
 	Attempts                                   int
 	Fallback, MOH                              string
 }
@@ -41,8 +41,16 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.DurationVar(&f.RecallRing, "recall-ring", park.DefaultRecallRingTime, "how long each recall rings the parker")
 	fs.StringVar(&f.Fallback, "fallback", "", "sip: `URI` to ring after the last recall; empty: disconnect")
 	fs.StringVar(&f.MOH, "moh", "default", "music on hold: default, none, or a WAV file `path`")
+	fs.DurationVar(&f.Drain, "drain", DefaultDrain, "on SIGTERM or SIGINT, how long calls still connected through the program (retrieved, recalled) may go on before they get BYE: 0s to 1h; a second signal ends them at once")
 	return f
 }
+
+// DefaultDrain is -drain's default: time for a call retrieved just before
+// a restart to finish, as Asterisk's "core stop gracefully" waits.
+const DefaultDrain = 60 * time.Second
+
+// MaxDrain bounds -drain.
+const MaxDrain = time.Hour
 
 // Settings are the checked values.
 type Settings struct {
@@ -55,6 +63,8 @@ type Settings struct {
 	// Park has everything but the Dialer and the allocator, which the
 	// program supplies.
 	Park park.Config
+	// Drain bounds the graceful shutdown (Drain).
+	Drain time.Duration
 }
 
 // Resolve checks the flags, with listen (the -listen flag's value) for the
@@ -113,6 +123,10 @@ func (f *Flags) Resolve(listen string, logger *slog.Logger) (Settings, error) {
 	if f.RecallRing < park.MinRecallRingTime || f.RecallRing > park.MaxRecallRingTime {
 		return s, fmt.Errorf("-recall-ring %v: must be between %v and %v", f.RecallRing, park.MinRecallRingTime, park.MaxRecallRingTime)
 	}
+	if f.Drain < 0 || f.Drain > MaxDrain {
+		return s, fmt.Errorf("-drain %v: must be between 0s and %v", f.Drain, MaxDrain)
+	}
+	s.Drain = f.Drain
 	if f.Fallback != "" && !park.IsSIPURI(f.Fallback) {
 		return s, fmt.Errorf("-fallback %q: must be a sip: URI such as sip:operator@10.0.0.5, or empty", f.Fallback)
 	}
@@ -158,6 +172,7 @@ func (f *Flags) Print(w io.Writer, s Settings, pc park.Config) {
 		moh = "default (built-in music)"
 	}
 	fmt.Fprintf(w, "moh         %s\n", moh)
+	fmt.Fprintf(w, "drain       %v\n", s.Drain)
 	fmt.Fprintf(w, "total       %d orbits\n", total)
 }
 
