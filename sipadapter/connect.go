@@ -50,7 +50,7 @@ func (e *Engine) Connect(req *sip.Request, tx sip.ServerTransaction, party strin
 		over bool
 	}
 	from := identity(req.From().DisplayName, party)
-	b, err := e.ring(ctx, targets, from, callee, func() {
+	b, err := e.ring(ctx, targets, from, callee, false, func() {
 		ringback.Lock()
 		defer ringback.Unlock()
 		if ringback.over {
@@ -103,12 +103,13 @@ func identity(display, uri string) sip.FromHeader {
 	return sip.FromHeader{DisplayName: display, Address: u, Params: sip.NewParams()}
 }
 
-// ring rings targets at once with an offer from a new RTP port. The first
+// ring rings targets at once with an offer from a new RTP port (one kept
+// for recalls when reserved, see recallPorts). The first
 // to answer becomes the returned leg (named party), acknowledged and with
 // its media set up; the others are cancelled, or hung up if they answered
 // too. When ctx ends first, nobody answered.
-func (e *Engine) ring(ctx context.Context, targets []Target, from sip.FromHeader, party string, onRinging func()) (*callLeg, error) {
-	ep, sdp, err := e.media.Offering()
+func (e *Engine) ring(ctx context.Context, targets []Target, from sip.FromHeader, party string, reserved bool, onRinging func()) (*callLeg, error) {
+	ep, sdp, err := e.media.Offering(reserved)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +253,7 @@ func (e *Engine) Dial(ctx context.Context, req park.DialRequest) (park.Answer, e
 		return nil, err
 	}
 	from := identity("Park "+string(req.Call.Orbit), userURI(string(req.Call.Orbit), e.addr))
-	l, err := e.ring(ctx, targets, from, req.Target, nil)
+	l, err := e.ring(ctx, targets, from, req.Target, e.keepsRecallPort(req.Call.ParkID), nil)
 	if err != nil {
 		return nil, err
 	}

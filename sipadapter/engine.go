@@ -121,6 +121,10 @@ type Engine struct {
 	// legSources names the source each answered leg is counted against
 	// (Limits.DialogsPerSource), until the leg closes.
 	legSources map[*callLeg]netip.Addr
+	// recallPorts are the parked calls, by park ID, that keep an RTP port
+	// for their recall (recallport.go).
+	recallPorts   map[string]struct{}
+	stopObserving func()
 	// Handlers in progress, so that Shutdown returns only once none is
 	// left to create or free a leg; after stopped, requests get 503.
 	active  int
@@ -184,7 +188,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		cfg: cfg, lot: cfg.Lot, table: table, log: cfg.Logger, ports: cfg.Ports,
 		client: cfg.Client, addr: cfg.Addr,
 		guard: newSourceGuard(cfg.Limits), legs: make(map[string]*callLeg), invites: make(map[string]*callLeg),
-		legSources: make(map[*callLeg]netip.Addr),
+		legSources: make(map[*callLeg]netip.Addr), recallPorts: make(map[string]struct{}),
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -212,6 +216,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		e.sched.Close()
 		return nil, err
 	}
+	e.stopObserving = e.lot.Observe(park.ObserverFunc(e.observeEnds))
 	return e, nil
 }
 
@@ -330,6 +335,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.cancelTasks()
 	e.tasks.Wait()
 	e.sched.Close() // every leg has ended: nothing is paced any more
+	e.stopObserving()
 	return err
 }
 

@@ -193,7 +193,7 @@ func (e *Engine) takeOver(l *callLeg, parker string, old *callLeg, answer []byte
 // park parks the caller of l: 200 OK with the orbit, music after the ACK.
 func (e *Engine) park(l *callLeg, parker string, directed orbit.Orbit, answer []byte) {
 	ctx := context.Background()
-	call, err := e.lot.Park(ctx, park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.Party()})
+	call, err := e.parkLeg(ctx, park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.Party()})
 	if err != nil {
 		code, reason, headers := statusFor(err)
 		e.log.Info("park refused", "from", l.Party(), "orbit", directed, "status", code, "why", err)

@@ -77,9 +77,14 @@ func (m legMedia) session(port uint16) *media.Session {
 
 // Offering takes an RTP port for a call we place (a recall, a call to an
 // extension): an endpoint that sends PCMU until the answer says otherwise,
-// and the session to make the offer from.
-func (m legMedia) Offering() (*media.Endpoint, *media.Session, error) {
-	conn, err := m.Ports.acquire()
+// and the session to make the offer from. A recall of a parked call that
+// keeps a port (reserved) may take one kept for recalls.
+func (m legMedia) Offering(reserved bool) (*media.Endpoint, *media.Session, error) {
+	acquire := m.Ports.acquire
+	if reserved {
+		acquire = m.Ports.acquireReserved
+	}
+	conn, err := acquire()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,6 +3,7 @@ package sipadapter_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,4 +127,46 @@ func TestDialBeforeListen(t *testing.T) {
 	require.NoError(t, err)
 	_, err = srv.Dial(context.Background(), park.DialRequest{Target: "sip:bob@127.0.0.1"})
 	require.True(t, errors.Is(err, sipadapter.ErrNotListening))
+}
+
+// Point 8 of issue 11: a recall never fails for want of a port. With two
+// RTP ports, alice's park used to take one and carol's the other, and
+// alice's recall found none: dropped. Now a parked call keeps a port for
+// its recall, so carol's park is refused (503) and alice's recall rings.
+func TestRecallKeepsItsPort(t *testing.T) {
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	srv := testServer(t, sipadapter.Config{RTPPortMin: 31300, RTPPortMax: 31303}) // 31300 and 31302
+	ctx := ctxFor(t, 20*time.Second)
+	var mu sync.Mutex
+	var outcome park.Outcome
+	srv.Lot().Observe(park.ObserverFunc(func(e park.Event) {
+		if e.Kind == park.EventEnded {
+			mu.Lock()
+			outcome = e.Outcome
+			mu.Unlock()
+		}
+	}))
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(bob.URI())}, Mute: true})
+	require.NoError(t, err)
+
+	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
+	_, err = carol.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	var se *parktest.StatusError
+	require.ErrorAs(t, err, &se, "the last port is alice's recall's")
+	require.Equal(t, 503, se.Code)
+
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }() // recalls alice at once
+	select {
+	case recall := <-bob.Incoming():
+		require.NoError(t, recall.Hangup(ctx))
+	case <-ctx.Done():
+		t.Fatal("the recall never rang bob")
+	}
+	require.NoError(t, <-done)
+	<-parked.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, park.Recalled, outcome)
 }

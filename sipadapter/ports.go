@@ -23,14 +23,18 @@ var ErrNoRTPPort = errors.New("sipadapter: no free RTP port")
 //     be reused: late packets of the old call do not land in a new one.
 //   - A port some other program holds is skipped and retried later, so a
 //     pool shared with other software degrades instead of failing.
+//   - A parked call keeps a port for its recall (reserve): a new leg is
+//     refused rather than take it, so a recall never fails for want of a
+//     port.
 //
 // A PortPool is safe for concurrent use.
 type PortPool struct {
 	ip netip.Addr
 
-	mu    sync.Mutex
-	free  []uint16 // queue: take from the front, return to the back
-	inUse int
+	mu       sync.Mutex
+	free     []uint16 // queue: take from the front, return to the back
+	inUse    int
+	reserved int // free ports kept for parked calls' recalls
 }
 
 // NewPortPool covers the even ports of [lo, hi] on ip, the address the
@@ -50,14 +54,49 @@ func NewPortPool(ip netip.Addr, lo, hi int) (*PortPool, error) {
 	return p, nil
 }
 
-// Acquire binds the least recently released free port and returns its
-// socket, or ErrNoRTPPort when every port is in use or held elsewhere. It
-// tries each free port at most once, so it never spins on a range that
-// other programs have taken. The caller closes the socket, then gives the
-// port back with Release.
+// acquire binds the least recently released free port and returns its
+// socket, or ErrNoRTPPort when every port is in use, held elsewhere, or
+// kept for a recall (reserve). It tries each free port at most once, so it
+// never spins on a range that other programs have taken. The caller closes
+// the socket, then gives the port back with release.
 func (p *PortPool) acquire() (*net.UDPConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(p.free) <= p.reserved {
+		return nil, ErrNoRTPPort
+	}
+	return p.bindLocked()
+}
+
+// acquireReserved is acquire for the recall of a parked call that holds a
+// reservation: it may take a port kept for recalls. The reservation stays
+// until unreserve: a recall that fails gives its port back for the next.
+func (p *PortPool) acquireReserved() (*net.UDPConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bindLocked()
+}
+
+// reserve keeps one free port for a parked call's recall, or reports
+// ErrNoRTPPort when none is left beyond those already kept.
+func (p *PortPool) reserve() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.free) <= p.reserved {
+		return ErrNoRTPPort
+	}
+	p.reserved++
+	return nil
+}
+
+// unreserve gives back a reservation: the call has left the lot.
+func (p *PortPool) unreserve() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reserved--
+}
+
+func (p *PortPool) bindLocked() (*net.UDPConn, error) {
 	for range len(p.free) {
 		port := p.free[0]
 		p.free = p.free[1:]

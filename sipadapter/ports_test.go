@@ -104,3 +104,28 @@ func TestNewPortPoolRanges(t *testing.T) {
 		}
 	}
 }
+
+// A reservation keeps a port for a recall: new legs are refused before
+// they take it, the recall (acquireReserved) may, and the reservation stays
+// until given back.
+func TestPortPoolReservesForRecalls(t *testing.T) {
+	pool, err := NewPortPool(localhost, 31320, 31323) // two ports
+	require.NoError(t, err)
+	leg, err := pool.acquire()
+	require.NoError(t, err)
+	require.NoError(t, pool.reserve())
+	require.ErrorIs(t, pool.reserve(), ErrNoRTPPort, "one free port, already kept")
+	_, err = pool.acquire()
+	require.ErrorIs(t, err, ErrNoRTPPort, "a new leg may not take the kept port")
+	recall, err := pool.acquireReserved()
+	require.NoError(t, err, "the recall takes it")
+	pool.freeConn(recall) // the recall failed: the port comes back, still kept
+	_, err = pool.acquire()
+	require.ErrorIs(t, err, ErrNoRTPPort)
+	pool.unreserve()
+	again, err := pool.acquire()
+	require.NoError(t, err)
+	pool.freeConn(again)
+	pool.freeConn(leg)
+	require.Zero(t, pool.InUse())
+}

@@ -173,7 +173,7 @@ func (e *Engine) repark(party, referrer *callLeg, directed orbit.Orbit, parker s
 	// Unlink first: the referrer's BYE, which follows, must not reach the
 	// party once it is parked.
 	unbridge(party, referrer)
-	call, err := e.lot.Park(context.Background(), park.ParkRequest{Leg: party, Orbit: directed, Parker: parker, Party: party.Party()})
+	call, err := e.parkLeg(context.Background(), park.ParkRequest{Leg: party, Orbit: directed, Parker: parker, Party: party.Party()})
 	if err != nil {
 		e.rebridge(party, referrer, err)
 		return "", err
@@ -230,7 +230,7 @@ func (e *Engine) transfer(ctx context.Context, party, referrer *callLeg, targets
 	if len(targets) == 0 {
 		return "", &RejectedError{Code: sip.StatusTemporarilyUnavailable, Reason: "Temporarily Unavailable"}
 	}
-	target, err := e.ring(ctx, targets, identity("", party.Party()), userURI(user, e.addr), nil)
+	target, err := e.ring(ctx, targets, identity("", party.Party()), userURI(user, e.addr), false, nil)
 	if err != nil {
 		return "", err
 	}

@@ -1,0 +1,66 @@
+package sipadapter
+
+import (
+	"context"
+
+	"github.com/callpark/callpark/park"
+)
+
+// A parked call keeps what its recall needs: an RTP port. Without one a
+// recall that came when every port was taken found none, and the call was
+// dropped. Every park the engine makes first reserves a port in the pool
+// (PortPool.reserve), which new legs may not take; the recall (and the
+// fallback) take it (acquireReserved), and the reservation goes when the
+// call leaves the lot. A park that cannot reserve one is refused (503), as
+// it would be for want of a port for the leg itself.
+
+// parkLeg parks a call with a port kept for its recall.
+func (e *Engine) parkLeg(ctx context.Context, req park.ParkRequest) (*park.Call, error) {
+	if err := e.ports.reserve(); err != nil {
+		return nil, err
+	}
+	call, err := e.lot.Park(ctx, req)
+	if err != nil {
+		e.ports.unreserve()
+		return nil, err
+	}
+	e.mu.Lock()
+	e.recallPorts[call.ID()] = struct{}{}
+	e.mu.Unlock()
+	// The call may have ended already, its EventEnded seen before it was
+	// recorded: then nobody else gives the reservation back.
+	select {
+	case <-call.Done():
+		e.releaseRecallPort(call.ID())
+	default:
+	}
+	return call, nil
+}
+
+// keepsRecallPort reports whether the parked call parkID holds a
+// reservation for its recall.
+func (e *Engine) keepsRecallPort(parkID string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.recallPorts[parkID]
+	return ok
+}
+
+// releaseRecallPort gives back the reservation of a call that has left the
+// lot, once.
+func (e *Engine) releaseRecallPort(parkID string) {
+	e.mu.Lock()
+	_, ok := e.recallPorts[parkID]
+	delete(e.recallPorts, parkID)
+	e.mu.Unlock()
+	if ok {
+		e.ports.unreserve()
+	}
+}
+
+// observeEnds gives back reservations as calls leave the lot.
+func (e *Engine) observeEnds(ev park.Event) {
+	if ev.Kind == park.EventEnded {
+		e.releaseRecallPort(ev.Call.ParkID)
+	}
+}
