@@ -3,14 +3,13 @@ package sipadapter
 import (
 	"context"
 	"errors"
-	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/media"
-	"github.com/callpark/callpark/park"
 )
 
 // Calls the engine places: a host's call between extensions (Connect), a
@@ -145,11 +144,7 @@ func (e *Engine) fork(ctx context.Context, targets []Target, from sip.FromHeader
 		invite.AppendHeader(&sip.ToHeader{Address: *t.URI.Clone(), Params: sip.NewParams()})
 		invite.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 		invite.SetBody(sdp)
-		if t.Transport != "" {
-			invite.SetTransport(t.Transport)
-		} else if tr, ok := t.URI.UriParams.Get("transport"); ok && tr != "" {
-			invite.SetTransport(tr)
-		}
+		t.applyTo(invite)
 		go func() {
 			sess, err := e.dialogUA.WriteInvite(forkCtx, invite)
 			if err != nil {
@@ -216,66 +211,18 @@ func bestFailure(errs []error) error {
 	return errors.Join(errs...)
 }
 
-// locate is EngineConfig.Locate, or nothing found.
-func (e *Engine) locate(uri sip.Uri) ([]Target, bool) {
-	if e.cfg.Locate == nil {
-		return nil, false
+// applyTo routes req, a request to t: through its outbound proxy (a Route
+// header, whose address sipgo sends to), over its transport.
+func (t Target) applyTo(req *sip.Request) {
+	transportOf := t.URI
+	if t.route != nil {
+		req.AppendHeader(&sip.RouteHeader{Address: *t.route.Clone()})
+		transportOf = *t.route
 	}
-	return e.cfg.Locate(uri)
-}
-
-// dialTargets are where a recall, the fallback or a notice to uri goes:
-// the host's phones for one of its URIs, else the URI itself. An error
-// says a URI of the host has no phone to ring.
-func (e *Engine) dialTargets(uri string) ([]Target, error) {
-	var u sip.Uri
-	if err := sip.ParseUri(uri, &u); err != nil {
-		return nil, fmt.Errorf("target %q: %w", uri, err)
+	switch tr, ok := transportOf.UriParams.Get("transport"); {
+	case t.Transport != "" && t.route == nil:
+		req.SetTransport(t.Transport)
+	case ok && tr != "":
+		req.SetTransport(strings.ToUpper(tr))
 	}
-	if targets, found := e.locate(u); found {
-		if len(targets) == 0 {
-			return nil, fmt.Errorf("%s: no registered phone", uri)
-		}
-		return targets, nil
-	}
-	return []Target{{URI: u}}, nil
-}
-
-// Dial rings a recall or fallback target over SIP, as a park.Dialer: an
-// INVITE from a new RTP port to each of the target's phones (Locate), or to
-// its URI, showing "Park <orbit>" as the caller; CANCELled when ctx ends
-// first. The answered call's Connect bridges it with the parked leg. A host
-// builds its lot with park.DialerFunc calling this method of the engine it
-// builds next.
-func (e *Engine) Dial(ctx context.Context, req park.DialRequest) (park.Answer, error) {
-	targets, err := e.dialTargets(req.Target)
-	if err != nil {
-		return nil, err
-	}
-	from := identity("Park "+string(req.Call.Orbit), userURI(string(req.Call.Orbit), e.addr))
-	l, err := e.ring(ctx, targets, from, req.Target, e.keepsRecallPort(req.Call.ParkID), nil)
-	if err != nil {
-		return nil, err
-	}
-	return answeredLeg{e, l}, nil
-}
-
-// answeredLeg is a recall or fallback the target answered.
-type answeredLeg struct {
-	e *Engine
-	l *callLeg
-}
-
-// Connect bridges the parked leg with the answered call.
-func (a answeredLeg) Connect(ctx context.Context, parked park.Leg) error {
-	p, ok := parked.(*callLeg)
-	if !ok {
-		return fmt.Errorf("sipadapter: cannot connect a %T", parked)
-	}
-	return a.e.bridge(p, a.l)
-}
-
-// Hangup ends an answered call the lot has no use for.
-func (a answeredLeg) Hangup(ctx context.Context) error {
-	return a.l.Hangup(ctx)
 }

@@ -47,17 +47,23 @@ func (d sipDialog) Key() string {
 // NewRequest starts an in-dialog request to the peer's remote target (its
 // Contact); Do fills in the dialog's headers.
 func (d sipDialog) NewRequest(method sip.RequestMethod) *sip.Request {
-	var target sip.Uri
+	target, _ := d.RemoteTarget()
+	return sip.NewRequest(method, target)
+}
+
+// RemoteTarget is the peer's Contact URI, where in-dialog requests go: the
+// device on the other end.
+func (d sipDialog) RemoteTarget() (sip.Uri, bool) {
 	var c *sip.ContactHeader
 	if d.uas != nil {
 		c = d.uas.InviteRequest.Contact()
 	} else {
 		c = d.uac.InviteResponse.Contact()
 	}
-	if c != nil {
-		target = *c.Address.Clone()
+	if c == nil {
+		return sip.Uri{}, false
 	}
-	return sip.NewRequest(method, target)
+	return *c.Address.Clone(), true
 }
 
 // Do sends an in-dialog request and waits for its final response.

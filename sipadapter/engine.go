@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +77,11 @@ type EngineConfig struct {
 	// extension and the orbits, such as a PBX's call between extensions
 	// (Engine.Connect places it). Nil answers 404.
 	Calls func(req *sip.Request, tx sip.ServerTransaction, party string)
+	// OutboundProxy, when set, is a sip: URI (the PBX that knows where the
+	// phones are, sip:10.0.0.5:5060) that every recall, fallback and
+	// "Parked at" MESSAGE to a URI not the host's own goes through, as a
+	// loose route (RFC 3261 §8.1.2). Empty: straight to the URI.
+	OutboundProxy string
 	// Locate says where a URI of the host rings: a PBX's extension is its
 	// registered phones (found, maybe none registered). A URI that is not
 	// the host's (found false) is rung as it is, for a recall, the
@@ -92,6 +98,7 @@ const DefaultRingTime = 30 * time.Second
 type Target struct {
 	URI       sip.Uri
 	Transport string
+	route     *sip.Uri // the outbound proxy a request goes through, if any
 }
 
 // Engine is the park half of a SIP host: it owns the call legs and every
@@ -123,7 +130,10 @@ type Engine struct {
 	legSources map[*callLeg]netip.Addr
 	// recallPorts are the parked calls, by park ID, that keep an RTP port
 	// for their recall (recallport.go).
-	recallPorts   map[string]struct{}
+	recallPorts map[string]struct{}
+	// devices are the parkers who parked by REFER, by park ID (recall.go).
+	devices       map[string]parkerDevice
+	proxy         *sip.Uri // EngineConfig.OutboundProxy, a loose route
 	stopObserving func()
 	// Handlers in progress, so that Shutdown returns only once none is
 	// left to create or free a leg; after stopped, requests get 503.
@@ -177,6 +187,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if _, err := clipOf(cfg.Lot.Music()); err != nil {
 		return nil, &ConfigError{"Lot's MusicOnHold", cfg.Lot.Music().Name(), err.Error()}
 	}
+	proxy, err := parseProxy(cfg.OutboundProxy, "EngineConfig.OutboundProxy")
+	if err != nil {
+		return nil, err
+	}
 	table, err := servedOrbits(cfg.Orbits, cfg.Lot, "EngineConfig.Orbits")
 	if err != nil {
 		return nil, err
@@ -186,9 +200,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, lot: cfg.Lot, table: table, log: cfg.Logger, ports: cfg.Ports,
-		client: cfg.Client, addr: cfg.Addr,
+		client: cfg.Client, addr: cfg.Addr, proxy: proxy,
 		guard: newSourceGuard(cfg.Limits), legs: make(map[string]*callLeg), invites: make(map[string]*callLeg),
 		legSources: make(map[*callLeg]netip.Addr), recallPorts: make(map[string]struct{}),
+		devices: make(map[string]parkerDevice),
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -218,6 +233,26 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e.stopObserving = e.lot.Observe(park.ObserverFunc(e.observeEnds))
 	return e, nil
+}
+
+// parseProxy reads an outbound proxy's URI: a sip: URI with a host, made a
+// loose route (;lr). Empty is none.
+func parseProxy(v, field string) (*sip.Uri, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(v, &u); err != nil || u.Host == "" || !strings.EqualFold(u.Scheme, "sip") {
+		return nil, &ConfigError{field, fmt.Sprintf("%q", v), "must be a sip: URI such as sip:10.0.0.5:5060"}
+	}
+	if u.UriParams == nil {
+		u.UriParams = sip.NewParams()
+	}
+	if !u.UriParams.Has("lr") {
+		u.UriParams.Add("lr", "")
+	}
+	u.User = ""
+	return &u, nil
 }
 
 // servedOrbits is the table of orbits a host answers for: the one it was
@@ -464,7 +499,7 @@ func (e *Engine) reply(req *sip.Request, tx sip.ServerTransaction, code int, rea
 // MESSAGE to each of its phones (Locate), or to its URI. A failure changes
 // nothing: the orbit was also in the 200 OK or the REFER's NOTIFY.
 func (e *Engine) notifyParker(parker string, o orbit.Orbit) {
-	targets, err := e.dialTargets(parker)
+	targets, err := e.dialTargets(parker, "")
 	if err != nil {
 		e.log.Debug("parker notice not sent", "parker", parker, "orbit", o, "err", err)
 		return
@@ -479,9 +514,7 @@ func (e *Engine) notifyParker(parker string, o orbit.Orbit) {
 			from := identity("Park", userURI(e.cfg.ParkExtension, e.addr))
 			from.Params.Add("tag", sip.GenerateTagN(16))
 			req.AppendHeader(&from)
-			if t.Transport != "" {
-				req.SetTransport(t.Transport)
-			}
+			t.applyTo(req)
 			res, err := clientDo(ctx, e.client, req)
 			if err != nil {
 				e.log.Debug("parker notice failed", "parker", parker, "orbit", o, "err", err)

@@ -76,10 +76,10 @@ func (l Limits) withDefaults() (Limits, error) {
 		l.FailedRetrieveBlock = DefaultFailedRetrieveBlock
 	}
 	if l.FailedRetrieveWindow < 0 {
-		return l, fmt.Errorf("sipadapter: Config.Limits.FailedRetrieveWindow = %v: must be positive, or 0 for %v", l.FailedRetrieveWindow, DefaultFailedRetrieveWindow)
+		return l, &ConfigError{"Config.Limits.FailedRetrieveWindow", l.FailedRetrieveWindow, fmt.Sprintf("must be positive, or 0 for %v", DefaultFailedRetrieveWindow)}
 	}
 	if l.FailedRetrieveBlock < 0 {
-		return l, fmt.Errorf("sipadapter: Config.Limits.FailedRetrieveBlock = %v: must be positive, or 0 for %v", l.FailedRetrieveBlock, DefaultFailedRetrieveBlock)
+		return l, &ConfigError{"Config.Limits.FailedRetrieveBlock", l.FailedRetrieveBlock, fmt.Sprintf("must be positive, or 0 for %v", DefaultFailedRetrieveBlock)}
 	}
 	trusted, err := maskedPrefixes("Config.Limits.Trusted", l.Trusted)
 	l.Trusted = trusted
@@ -96,7 +96,7 @@ func maskedPrefixes(field string, ps []netip.Prefix) ([]netip.Prefix, error) {
 	out := make([]netip.Prefix, len(ps))
 	for i, p := range ps {
 		if !p.IsValid() {
-			return nil, fmt.Errorf("sipadapter: %s[%d] is not a valid prefix", field, i)
+			return nil, &ConfigError{fmt.Sprintf("%s[%d]", field, i), p, "must be a valid prefix, such as 10.0.0.0/8"}
 		}
 		out[i] = p.Masked()
 	}

@@ -234,8 +234,19 @@ func TestLimitsConfigErrorsNameTheField(t *testing.T) {
 		{sipadapter.Config{MaxMessageSize: 70000}, "Config.MaxMessageSize"},
 		{sipadapter.Config{Limits: sipadapter.Limits{FailedRetrieveBlock: -time.Second}}, "Config.Limits.FailedRetrieveBlock"},
 		{sipadapter.Config{Limits: sipadapter.Limits{Trusted: []netip.Prefix{{}}}}, "Config.Limits.Trusted[0]"},
+		{sipadapter.Config{Listen: "localhost"}, "Config.Listen"},
+		{sipadapter.Config{Listen: "0.0.0.0:5060"}, "Config.MediaIP"},
+		{sipadapter.Config{ParkExtension: "750"}, "Config.ParkExtension"},
+		{sipadapter.Config{RTPPortMin: 80, RTPPortMax: 90}, "RTP port range"},
+		{sipadapter.Config{OutboundProxy: "10.0.0.5:5060"}, "Config.OutboundProxy"},
+		{sipadapter.Config{Park: park.Config{Dialer: park.DialerFunc(nil)}}, "Config.Park.Dialer"},
 	} {
 		_, err := sipadapter.New(tc.cfg)
-		require.ErrorContains(t, err, tc.want)
+		// One style for every configuration error: a *ConfigError naming
+		// the field, as park.ConfigError does for the lot.
+		var cerr *sipadapter.ConfigError
+		require.ErrorAs(t, err, &cerr, tc.want)
+		require.ErrorIs(t, err, sipadapter.ErrInvalidConfig)
+		require.Equal(t, tc.want, cerr.Field)
 	}
 }

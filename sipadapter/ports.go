@@ -42,14 +42,14 @@ type PortPool struct {
 // ports) and hold at least one even port.
 func NewPortPool(ip netip.Addr, lo, hi int) (*PortPool, error) {
 	if lo < 1024 || hi > 65535 || lo > hi {
-		return nil, fmt.Errorf("sipadapter: RTP port range %d-%d: must lie within 1024-65535, low end first", lo, hi)
+		return nil, &ConfigError{"RTP port range", fmt.Sprintf("%d-%d", lo, hi), "must lie within 1024-65535, low end first"}
 	}
 	p := &PortPool{ip: ip}
 	for port := lo + lo%2; port <= hi; port += 2 {
 		p.free = append(p.free, uint16(port))
 	}
 	if len(p.free) == 0 {
-		return nil, fmt.Errorf("sipadapter: RTP port range %d-%d holds no even port", lo, hi)
+		return nil, &ConfigError{"RTP port range", fmt.Sprintf("%d-%d", lo, hi), "must hold an even port"}
 	}
 	return p, nil
 }

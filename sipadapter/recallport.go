@@ -58,9 +58,13 @@ func (e *Engine) releaseRecallPort(parkID string) {
 	}
 }
 
-// observeEnds gives back reservations as calls leave the lot.
+// observeEnds gives back reservations, and forgets parkers' devices, as
+// calls leave the lot.
 func (e *Engine) observeEnds(ev park.Event) {
 	if ev.Kind == park.EventEnded {
 		e.releaseRecallPort(ev.Call.ParkID)
+		e.mu.Lock()
+		delete(e.devices, ev.Call.ParkID)
+		e.mu.Unlock()
 	}
 }

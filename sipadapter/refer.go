@@ -183,6 +183,7 @@ func (e *Engine) repark(party, referrer *callLeg, directed orbit.Orbit, parker s
 		// found no call to abandon, so abandon it here.
 		call.Abandon()
 	}
+	e.recordDevice(call, parker, referrer)
 	e.log.Info("re-parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", party.Party(), "parker", parker)
 	e.notifyParker(parker, call.Orbit())
 	return parkedSipfrag(call.Orbit()), nil
@@ -218,6 +219,7 @@ func (e *Engine) takeOverByRefer(ctx context.Context, party, referrer, replaced 
 		return "", err
 	}
 	party.SetParked(call)
+	e.recordDevice(call, parker, referrer)
 	e.log.Info("parked by attended transfer", "orbit", call.Orbit(), "park_id", call.ID(), "party", party.Party(), "parker", parker)
 	e.notifyParker(parker, call.Orbit())
 	return parkedSipfrag(call.Orbit()), nil

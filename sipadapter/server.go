@@ -85,6 +85,10 @@ type Config struct {
 	// what SIP scanners (svwar) send: turn it on for the trunks that need
 	// it, with Park.AuthorizeRetrieve or Limits.Trusted narrowed to them.
 	AcceptLateOffer bool
+	// OutboundProxy, when set, is the sip: URI of the proxy (the PBX that
+	// knows where the phones are) that recalls, the fallback and the
+	// parker's MESSAGE go through; see EngineConfig.OutboundProxy.
+	OutboundProxy string
 }
 
 // DefaultMaxMessageSize is Config.MaxMessageSize's default: 16 KiB, four
@@ -130,10 +134,10 @@ var ErrListening = errors.New("sipadapter: server already listening")
 // New validates cfg and builds a server; Listen starts it.
 func New(cfg Config) (*Server, error) {
 	if cfg.Park.Dialer != nil {
-		return nil, errors.New("sipadapter: Config.Park.Dialer must be nil: the server rings recalls itself")
+		return nil, &ConfigError{"Config.Park.Dialer", "set", "must be nil: the server rings recalls itself"}
 	}
 	if cfg.Lot != nil && !isZeroParkConfig(cfg.Park) {
-		return nil, errors.New("sipadapter: Config.Park must be zero when Config.Lot is given: the lot has its configuration")
+		return nil, &ConfigError{"Config.Park", "set", "must be zero when Config.Lot is given: the lot has its configuration"}
 	}
 	if cfg.ParkExtension == "" {
 		cfg.ParkExtension = DefaultParkExtension
@@ -146,15 +150,18 @@ func New(cfg Config) (*Server, error) {
 	}
 	ap, err := netip.ParseAddrPort(cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("sipadapter: Config.Listen %q: want IP:port: %w", cfg.Listen, err)
+		return nil, &ConfigError{"Config.Listen", fmt.Sprintf("%q", cfg.Listen), "must be IP:port, such as 127.0.0.1:5060"}
 	}
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
 	if cfg.MaxMessageSize < 1024 || cfg.MaxMessageSize > 32<<10 {
-		return nil, fmt.Errorf("sipadapter: Config.MaxMessageSize = %d: must be between 1024 and 32768 bytes, or 0 for %d", cfg.MaxMessageSize, DefaultMaxMessageSize)
+		return nil, &ConfigError{"Config.MaxMessageSize", cfg.MaxMessageSize, fmt.Sprintf("must be between 1024 and 32768 bytes, or 0 for %d", DefaultMaxMessageSize)}
 	}
 	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
+		return nil, err
+	}
+	if _, err := parseProxy(cfg.OutboundProxy, "Config.OutboundProxy"); err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, table: cfg.Orbits}
@@ -167,7 +174,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	if _, err := orbit.ParseOrbit(cfg.ParkExtension); err == nil && servesOrbit(s.table, orbit.Orbit(cfg.ParkExtension)) {
-		return nil, fmt.Errorf("sipadapter: Config.ParkExtension %q lies inside an orbit range", cfg.ParkExtension)
+		return nil, &ConfigError{"Config.ParkExtension", fmt.Sprintf("%q", cfg.ParkExtension), "lies inside an orbit range; it must be outside every range"}
 	}
 	s.mediaIP = cfg.MediaIP
 	if !s.mediaIP.IsValid() {
@@ -175,7 +182,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.mediaIP.IsUnspecified() {
 		// c=0.0.0.0 means "on hold" to a phone: it would never send audio.
-		return nil, fmt.Errorf("sipadapter: Config.MediaIP: listening on %s, so name the address phones reach for RTP", ap.Addr())
+		return nil, &ConfigError{"Config.MediaIP", "unset", fmt.Sprintf("listening on %s, so name the address phones reach for RTP", ap.Addr())}
 	}
 	if s.ports, err = NewPortPool(ap.Addr(), cfg.RTPPortMin, cfg.RTPPortMax); err != nil {
 		return nil, err
@@ -287,6 +294,7 @@ func (s *Server) listen(ctx context.Context) error {
 		Orbits:          s.table,
 		Limits:          s.cfg.Limits,
 		Logger:          s.log,
+		OutboundProxy:   s.cfg.OutboundProxy,
 	})
 	if err != nil {
 		stack.Close()

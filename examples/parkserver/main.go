@@ -10,6 +10,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	_ "expvar" // memstats at /debug/vars with -pprof
@@ -37,6 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", sipadapter.DefaultListen, "SIP over UDP and TCP on this `address`")
 	pf := parkflags.Register(fs)
 	abuse := registerAbuseFlags(fs)
+	outboundProxy := fs.String("outbound-proxy", "", "sip: `URI` of the proxy recalls, the fallback and parker notices go through (the PBX that knows where phones are); empty: to the parker's URI")
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
 	logging := siptune.RegisterLogging(fs)
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof and expvar on this `address` (e.g. 127.0.0.1:6060), for profiling under load; off by default")
@@ -71,6 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		RTPPortMin:    set.RTPPortMin,
 		RTPPortMax:    set.RTPPortMax,
 		Logger:        logger,
+		OutboundProxy: *outboundProxy,
 	}
 	if err := abuse.apply(&cfg); err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
@@ -84,6 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *check {
 		fmt.Fprintf(stdout, "listen      %s (udp, tcp)\n", set.Listen)
 		pf.Print(stdout, set, srv.Lot().Config())
+		fmt.Fprintf(stdout, "outbound-proxy %s\n", cmp.Or(*outboundProxy, "(none: recalls go to the parker's URI)"))
 		abuse.print(stdout)
 		return 0
 	}
