@@ -218,7 +218,12 @@ func (l *callLeg) Confirm() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.confirmed = true
-	if err := l.playLocked(); err != nil {
+	switch err := l.playLocked(); {
+	case errors.Is(err, media.ErrBridged):
+		// A retrieve won the race with the park's ACK: the endpoint is
+		// bridged already, and no music is owed. Normal, not a warning.
+		l.log.Debug("hold music not started: the call was retrieved at once", "party", l.party)
+	case err != nil:
 		l.log.Warn("hold music did not start", "party", l.party, "err", err)
 	}
 }
