@@ -16,6 +16,12 @@
 //     music, tones and WAV files, G.711 encoded once and shared, RTP paced by
 //     one scheduler for thousands of streams, SDP offer/answer, and a relay
 //     that transcodes PCMU and PCMA.
+//   - sipadapter: the SIP side, on sipgo: a park server (Server) for a PBX
+//     to point at, or the park engine (Engine) a vendor's own SIP stack
+//     hands its requests to; docs/SIP-CONTRACT.md is its promise on the
+//     wire.
+//   - parktest: a scripted SIP phone, as httptest is to net/http, for
+//     testing a host's park wiring.
 //
 // orbit, park and media import no SIP library: a vendor with its own SIP stack
 // supplies a park.Leg for the parked call and a park.Dialer for recalls.

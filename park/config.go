@@ -11,7 +11,7 @@ import (
 	"github.com/callpark/callpark/orbit"
 )
 
-// The seed's defaults and limits (Lync Server 2013 CallPickupTimeoutThreshold,
+// Lync Server 2013's defaults and limits (CallPickupTimeoutThreshold,
 // MaxCallPickupAttempts), plus the ring time a recall gets, which Lync leaves
 // to the client. Every rule the lot enforces on its configuration is here.
 const (
@@ -30,7 +30,7 @@ const (
 	DefaultOrbits = "701-799"
 )
 
-// Config mirrors the seed's call park settings. The zero value is the seed's
+// Config mirrors Lync Server 2013's call park settings. The zero value is Lync Server 2013's
 // default configuration: 90 s pickup timeout, one recall, 30 s of ringing, no
 // fallback (the call is disconnected), built-in music on hold, orbits 701-799
 // chosen least recently freed first.
@@ -131,7 +131,7 @@ func checkParker(field, parker string) error {
 }
 
 // withDefaults validates c and returns it with zero fields replaced by the
-// seed's defaults. It does not build the allocator or the music.
+// Lync Server 2013's defaults. It does not build the allocator or the music.
 func (c Config) withDefaults() (Config, error) {
 	if c.PickupTimeout == 0 {
 		c.PickupTimeout = DefaultPickupTimeout

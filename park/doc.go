@@ -9,7 +9,7 @@
 // an [orbit.Allocator] shared with other park servers. The sipadapter package
 // is one such host; examples/embed is another, in memory.
 //
-// # The seed's behaviour, and where it lives
+// # Lync Server 2013's behaviour, and where it lives
 //
 //   - Orbit numbering, ranges and how a free orbit is chosen: package orbit.
 //   - Pickup timeout (CallPickupTimeoutThreshold, 10 s to 10 min, default
@@ -24,7 +24,7 @@
 //   - An orbit is free as soon as its call leaves it: retrieved, hung up, or
 //     answered by a recall or the fallback.
 //
-// # What it adds to the seed
+// # What it adds to Lync
 //
 //   - Directed park: [ParkRequest].Orbit reserves exactly that orbit,
 //     atomically; an occupied orbit is [ErrOrbitInUse], never a pickup.

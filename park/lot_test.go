@@ -98,8 +98,8 @@ func TestConfigValidationNamesTheField(t *testing.T) {
 		cfg   Config
 		field string
 	}{
-		{"timeout below seed minimum", Config{PickupTimeout: 5 * time.Second}, "PickupTimeout"},
-		{"timeout above seed maximum", Config{PickupTimeout: 11 * time.Minute}, "PickupTimeout"},
+		{"timeout below Lync minimum", Config{PickupTimeout: 5 * time.Second}, "PickupTimeout"},
+		{"timeout above Lync maximum", Config{PickupTimeout: 11 * time.Minute}, "PickupTimeout"},
 		{"negative timeout", Config{PickupTimeout: -time.Second}, "PickupTimeout"},
 		{"attempts above 10", Config{MaxPickupAttempts: 11}, "MaxPickupAttempts"},
 		{"negative attempts", Config{MaxPickupAttempts: -1}, "MaxPickupAttempts"},

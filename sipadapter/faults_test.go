@@ -234,12 +234,12 @@ func waitIncoming(t *testing.T, ctx context.Context, p *parktest.Phone, what str
 	return nil
 }
 
-// skipShort skips tests that wait out the seed's 10 s minimum pickup
+// skipShort skips tests that wait out Lync Server 2013's 10 s minimum pickup
 // timeout.
 func skipShort(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("waits out the seed's 10 s minimum pickup timeout")
+		t.Skip("waits out Lync Server 2013's 10 s minimum pickup timeout")
 	}
 }
 
@@ -417,7 +417,7 @@ func TestFaultFiftyRacingRetrieves(t *testing.T) {
 	require.True(t, parked.EndedByRemote())
 }
 
-// recallServer is faultServer with the seed's minimum pickup timeout and
+// recallServer is faultServer with Lync Server 2013's minimum pickup timeout and
 // pc's recall settings.
 func recallServer(t *testing.T, pc park.Config) (*sipadapter.Server, *outcomes) {
 	t.Helper()

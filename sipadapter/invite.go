@@ -354,6 +354,7 @@ func (e *Engine) ServeBye(req *sip.Request, tx sip.ServerTransaction) {
 		e.log.Info("hung up while parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party())
 	}
 	if peer != nil {
+		e.log.Info("hung up", "party", l.Party(), "peer", peer.Party())
 		peer.Hangup(context.Background())
 	}
 }

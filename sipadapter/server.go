@@ -26,7 +26,7 @@ const (
 
 // Config configures a park server. The zero value is the contract's default
 // server: 127.0.0.1:5060, park extension 700, orbits 701-799, RTP ports
-// 20000-29999, and the seed's park settings.
+// 20000-29999, and Lync Server 2013's park settings.
 type Config struct {
 	// Lot, when set, is the host's own lot: the server parks into it. Its
 	// Dialer decides how recalls ring; a host that wants them rung over SIP

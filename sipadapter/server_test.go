@@ -242,7 +242,7 @@ func TestLotFull(t *testing.T) {
 // then the fallback answers and audio is relayed.
 func TestRecallThenFallback(t *testing.T) {
 	if testing.Short() {
-		t.Skip("waits out the seed's 10 s minimum pickup timeout")
+		t.Skip("waits out Lync Server 2013's 10 s minimum pickup timeout")
 	}
 	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
 	require.NoError(t, bob.SetAnswer(parktest.AnswerPolicy{Mode: parktest.NoAnswer}))
@@ -285,7 +285,7 @@ func TestRecallThenFallback(t *testing.T) {
 // Flow 5: a retrieve while the recall rings wins, and the recall is cancelled.
 func TestRetrieveDuringRecall(t *testing.T) {
 	if testing.Short() {
-		t.Skip("waits out the seed's 10 s minimum pickup timeout")
+		t.Skip("waits out Lync Server 2013's 10 s minimum pickup timeout")
 	}
 	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
 	require.NoError(t, bob.SetAnswer(parktest.AnswerPolicy{Mode: parktest.NoAnswer}))
@@ -778,7 +778,7 @@ func TestHostUserAgent(t *testing.T) {
 // after sipgo's 32 s transaction timeout.
 func TestRecallToSilentParker(t *testing.T) {
 	if testing.Short() {
-		t.Skip("waits out the seed's 10 s minimum pickup timeout")
+		t.Skip("waits out Lync Server 2013's 10 s minimum pickup timeout")
 	}
 	silent, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)

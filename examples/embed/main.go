@@ -7,7 +7,7 @@
 // does not answer) and then the fallback (who does); the third caller hangs
 // up while parked. Every event is printed as it happens, and the program
 // ends on its own once the lot is empty, in about 20 seconds on its defaults
-// (the seed's 10 s minimum pickup timeout applies).
+// (Lync Server 2013's 10 s minimum pickup timeout applies).
 //
 //	go run ./examples/embed
 package main

@@ -53,10 +53,16 @@ var buildParkServer = sync.OnceValues(func() (string, error) {
 // startParkServer runs the built parkserver on a free loopback port.
 func startParkServer(t *testing.T, args ...string) *parkServerProcess {
 	t.Helper()
+	return runParkServer(t, append([]string{"-listen", "127.0.0.1:0", "-rtp-ports", "40000-40999"}, args...)...)
+}
+
+// runParkServer runs the built parkserver with exactly args.
+func runParkServer(t *testing.T, args ...string) *parkServerProcess {
+	t.Helper()
 	bin, err := buildParkServer()
 	require.NoError(t, err)
 	p := &parkServerProcess{t: t, more: make(chan struct{}), exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, append([]string{"-listen", "127.0.0.1:0", "-rtp-ports", "40000-40999"}, args...)...)
+	p.cmd = exec.Command(bin, args...)
 	stderr, err := p.cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, p.cmd.Start())
@@ -264,7 +270,7 @@ func TestSIPpShutdownDropsParkedCall(t *testing.T) {
 func TestSIPpRecallToParker(t *testing.T) {
 	softphone.RequireTool(t, "sipp", "sip-tester")
 	if testing.Short() {
-		t.Skip("waits out the seed's 10 s minimum pickup timeout")
+		t.Skip("waits out Lync Server 2013's 10 s minimum pickup timeout")
 	}
 	srv := startParkServer(t, "-timeout", "10s", "-recall-ring", "5s")
 	parkerPort := freeUDPPort(t)

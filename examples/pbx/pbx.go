@@ -19,7 +19,7 @@ import (
 
 // Config is what the PBX is told by its flags. The zero value is the
 // example's default: 127.0.0.1:5060, extensions 100-199 with any password,
-// park extension 700, orbits 701-799 and the seed's park settings.
+// park extension 700, orbits 701-799 and Lync Server 2013's park settings.
 type Config struct {
 	// Listen is the address for SIP over UDP and TCP; port 0 picks one.
 	Listen string

@@ -1,6 +1,6 @@
 // Package parkflags is the command line of call park, shared by the
 // examples that run a lot: parkserver and pbx take the same flags for the
-// park extension, the orbits, the seed's timers, the fallback, music on hold
+// park extension, the orbits, Lync Server 2013's timers, the fallback, music on hold
 // and RTP, and refuse bad values with the same one-line errors.
 package parkflags
 

@@ -89,9 +89,35 @@ ctrl_tcp_listen 127.0.0.1:%d
 		account = "<" + uri + ">;auth_user=" + o.Name + ";auth_pass=" + o.Password + ";regint=600;answermode=auto"
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "accounts"), []byte(account+"\n"), 0o644))
+	return startBaresip(t, bin, dir, o.Name, uri, o.CtrlPort)
+}
 
-	p := &Baresip{t: t, name: o.Name, URI: uri, replies: map[string]map[string]any{}, more: make(chan struct{})}
+// StartBaresipConfig starts a phone from a config folder of the project's
+// own (the README's walkthrough phones), copied first so that what baresip
+// writes there stays out of the work tree: name is its user, ctrlPort the
+// ctrl_tcp_listen port its config names. The phone is told nothing the
+// folder does not say.
+func StartBaresipConfig(t testing.TB, src, name string, ctrlPort int) *Baresip {
+	t.Helper()
+	bin := RequireTool(t, "baresip", "baresip")
+	dir := t.TempDir()
+	for _, f := range []string{"config", "accounts"} {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, f), b, 0o644))
+	}
+	accounts, _ := os.ReadFile(filepath.Join(dir, "accounts"))
+	uri := strings.TrimPrefix(strings.SplitN(string(accounts), ">", 2)[0], "<")
+	return startBaresip(t, bin, dir, name, uri, ctrlPort)
+}
+
+func startBaresip(t testing.TB, bin, dir, name, uri string, ctrlPort int) *Baresip {
+	t.Helper()
+	p := &Baresip{t: t, name: name, URI: uri, replies: map[string]map[string]any{}, more: make(chan struct{})}
 	p.cmd = exec.Command(bin, "-4", "-f", dir)
+	// A console module reads stdin; one that ends would stop the phone.
+	stdin, err := p.cmd.StdinPipe()
+	require.NoError(t, err)
 	logFile, err := os.Create(filepath.Join(dir, "log"))
 	require.NoError(t, err)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
@@ -109,21 +135,22 @@ ctrl_tcp_listen 127.0.0.1:%d
 			_ = p.cmd.Process.Kill()
 			<-done
 		}
+		stdin.Close()
 		logFile.Close()
 		if t.Failed() {
 			log, _ := os.ReadFile(filepath.Join(dir, "log"))
-			t.Logf("baresip %s log:\n%s", o.Name, log)
+			t.Logf("baresip %s log:\n%s", name, log)
 		}
 	})
 	// ctrl_tcp is up about 0.1 s after start.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		p.ctrl, err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", o.CtrlPort))
+		p.ctrl, err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ctrlPort))
 		if err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("baresip %s: control socket never came up: %v", o.Name, err)
+			t.Fatalf("baresip %s: control socket never came up: %v", name, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
