@@ -302,7 +302,7 @@ func (c *Call) ringOnce(purpose DialPurpose, target string, attempt int, ringTim
 	return true
 }
 
-func hangupAnswer(a Answer, l *Lot, c *Call) {
+func hangupAnswer(a Answered, l *Lot, c *Call) {
 	ctx, cancel := context.WithTimeout(context.Background(), hangupTimeout)
 	defer cancel()
 	if err := a.Hangup(ctx); err != nil {

@@ -131,7 +131,7 @@ func checkParker(field, parker string) error {
 }
 
 // withDefaults validates c and returns it with zero fields replaced by the
-// Lync Server 2013's defaults. It does not build the allocator or the music.
+// defaults of Lync Server 2013. It does not build the allocator or the music.
 func (c Config) withDefaults() (Config, error) {
 	if c.PickupTimeout == 0 {
 		c.PickupTimeout = DefaultPickupTimeout

@@ -5,7 +5,7 @@
 // It exists so that a PBX with its own SIP stack can offer call park the way
 // Lync Server 2013 did, and better, by supplying three small things the lot
 // cannot know: the parked call's [Leg] (hold it, hang it up), a [Dialer] that
-// rings a recall or fallback target and returns the [Answer], and optionally
+// rings a recall or fallback target and returns the [Answered] call, and optionally
 // an [orbit.Allocator] shared with other park servers. The sipadapter package
 // is one such host; examples/embed is another, in memory.
 //

@@ -86,11 +86,11 @@ func (a *testAnswer) counts() (connects, hangups int) {
 }
 
 // ringBehaviour is how a dialled target reacts.
-type ringBehaviour func(ctx context.Context, target string) (Answer, error)
+type ringBehaviour func(ctx context.Context, target string) (Answered, error)
 
 // answerAfter picks up after d unless the ringing is cancelled first.
 func answerAfter(d time.Duration) ringBehaviour {
-	return func(ctx context.Context, target string) (Answer, error) {
+	return func(ctx context.Context, target string) (Answered, error) {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
@@ -103,14 +103,14 @@ func answerAfter(d time.Duration) ringBehaviour {
 }
 
 // neverAnswer rings until cancelled.
-func neverAnswer(ctx context.Context, _ string) (Answer, error) {
+func neverAnswer(ctx context.Context, _ string) (Answered, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
 
 // refuseAfter answers with a final error (486, 603, ...) after d.
 func refuseAfter(d time.Duration, err error) ringBehaviour {
-	return func(ctx context.Context, _ string) (Answer, error) {
+	return func(ctx context.Context, _ string) (Answered, error) {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
@@ -133,7 +133,7 @@ type testDialer struct {
 	answers  []*testAnswer
 }
 
-func (d *testDialer) Dial(ctx context.Context, req DialRequest) (Answer, error) {
+func (d *testDialer) Dial(ctx context.Context, req DialRequest) (Answered, error) {
 	d.mu.Lock()
 	d.requests = append(d.requests, req)
 	d.started = append(d.started, time.Now())

@@ -27,7 +27,7 @@ func (builtinMusic) Name() string { return "built-in music" }
 // SIP or RTP itself: it tells the leg what to do and the host does it.
 //
 // Once a call leaves the lot by retrieve, recall or fallback, the leg is the
-// host's again (it is handed back through Lot.Retrieve or Answer.Connect);
+// host's again (it is handed back through Lot.Retrieve or Answered.Connect);
 // the lot calls Hangup only on a call it drops.
 type Leg interface {
 	// Hold is called once when the call is parked (and on the new leg after
@@ -74,20 +74,20 @@ type DialRequest struct {
 // (retrieved, hung up), and a SIP host then sends CANCEL.
 //
 // An answered call is not yet connected: the lot decides, atomically, whether
-// the parked call is still there to give. If it is, it calls Answer.Connect;
-// if someone else won the race, it calls Answer.Hangup.
+// the parked call is still there to give. If it is, it calls Answered.Connect;
+// if someone else won the race, it calls Answered.Hangup.
 type Dialer interface {
-	Dial(ctx context.Context, req DialRequest) (Answer, error)
+	Dial(ctx context.Context, req DialRequest) (Answered, error)
 }
 
 // DialerFunc adapts a function to the Dialer interface.
-type DialerFunc func(ctx context.Context, req DialRequest) (Answer, error)
+type DialerFunc func(ctx context.Context, req DialRequest) (Answered, error)
 
 // Dial calls f(ctx, req).
-func (f DialerFunc) Dial(ctx context.Context, req DialRequest) (Answer, error) { return f(ctx, req) }
+func (f DialerFunc) Dial(ctx context.Context, req DialRequest) (Answered, error) { return f(ctx, req) }
 
-// Answer is a recall or fallback call that was answered.
-type Answer interface {
+// Answered is a recall or fallback call that was answered.
+type Answered interface {
 	// Connect bridges the answered party with the parked leg. From then on
 	// the call is the host's; the lot has recorded its outcome.
 	Connect(ctx context.Context, leg Leg) error

@@ -415,7 +415,7 @@ func TestRecallAttemptsThenFallback(t *testing.T) {
 // sequence answers the n-th dial with the n-th behaviour (the last repeats).
 func sequence(bs ...ringBehaviour) ringBehaviour {
 	n := 0
-	return func(ctx context.Context, target string) (Answer, error) {
+	return func(ctx context.Context, target string) (Answered, error) {
 		b := bs[min(n, len(bs)-1)]
 		n++
 		return b(ctx, target)
@@ -510,7 +510,7 @@ func TestAnswerThatLosesTheRaceIsHungUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
 		dialer := &testDialer{behaviours: map[string]ringBehaviour{
-			"sip:bob@example.com": func(ctx context.Context, target string) (Answer, error) {
+			"sip:bob@example.com": func(ctx context.Context, target string) (Answered, error) {
 				<-release // answers whatever the context says
 				return &testAnswer{target: target}, nil
 			},

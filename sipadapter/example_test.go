@@ -31,7 +31,7 @@ func ExampleServer_hostLotAndUserAgent() {
 	lot, err := park.NewLot(park.Config{
 		Orbits:        orbits,
 		PickupTimeout: 2 * time.Minute,
-		Dialer: park.DialerFunc(func(ctx context.Context, req park.DialRequest) (park.Answer, error) {
+		Dialer: park.DialerFunc(func(ctx context.Context, req park.DialRequest) (park.Answered, error) {
 			return srv.Dial(ctx, req) // the server below, once it listens
 		}),
 	})

@@ -104,7 +104,7 @@ func TestOrbitsComeFromTheHostLot(t *testing.T) {
 	// 801 is retrieved on 801.
 	var srv *sipadapter.Server
 	lot, err = park.NewLot(park.Config{Orbits: alloc, DisableMusicOnHold: true,
-		Dialer: park.DialerFunc(func(ctx context.Context, req park.DialRequest) (park.Answer, error) {
+		Dialer: park.DialerFunc(func(ctx context.Context, req park.DialRequest) (park.Answered, error) {
 			return srv.Dial(ctx, req)
 		})})
 	require.NoError(t, err)

@@ -119,7 +119,7 @@ type parkerDevice struct {
 // first. The answered call's Connect bridges it with the parked leg. A host
 // builds its lot with park.DialerFunc calling this method of the engine it
 // builds next.
-func (e *Engine) Dial(ctx context.Context, req park.DialRequest) (park.Answer, error) {
+func (e *Engine) Dial(ctx context.Context, req park.DialRequest) (park.Answered, error) {
 	targets, err := e.dialTargets(req.Target, req.Call.ParkID)
 	if err != nil {
 		return nil, err

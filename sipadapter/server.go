@@ -343,7 +343,7 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 // Engine.Dial). A host that brings its own lot wires it in with a
 // park.DialerFunc that calls this method of the server it builds next. Before
 // Listen there is nothing to ring with.
-func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answer, error) {
+func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answered, error) {
 	s.mu.Lock()
 	engine := s.engine
 	s.mu.Unlock()

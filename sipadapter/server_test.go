@@ -736,7 +736,7 @@ func TestHostLot(t *testing.T) {
 	require.NoError(t, err)
 	lot, err := park.NewLot(park.Config{
 		MusicOnHold: music,
-		Dialer: park.DialerFunc(func(ctx context.Context, r park.DialRequest) (park.Answer, error) {
+		Dialer: park.DialerFunc(func(ctx context.Context, r park.DialRequest) (park.Answered, error) {
 			return srv.Dial(ctx, r)
 		}),
 	})

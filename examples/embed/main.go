@@ -185,7 +185,7 @@ func (l *rtpLeg) sent() uint64 {
 // the operator (the fallback) answers after a second.
 type simulatedPhones struct{ say func(string, ...any) }
 
-func (p simulatedPhones) Dial(ctx context.Context, req park.DialRequest) (park.Answer, error) {
+func (p simulatedPhones) Dial(ctx context.Context, req park.DialRequest) (park.Answered, error) {
 	p.say("ring   %s %s (attempt %d) for orbit %s", req.Purpose, req.Target, req.Attempt, req.Call.Orbit)
 	if req.Purpose == park.Recall {
 		<-ctx.Done() // bob is away

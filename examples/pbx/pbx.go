@@ -140,7 +140,7 @@ func NewPBX(cfg Config) (*PBX, error) {
 	pc := cfg.Park
 	// Recalls ring through the engine, which Listen builds once the PBX
 	// has an address; before that there is nothing to ring with.
-	pc.Dialer = park.DialerFunc(func(ctx context.Context, req park.DialRequest) (park.Answer, error) {
+	pc.Dialer = park.DialerFunc(func(ctx context.Context, req park.DialRequest) (park.Answered, error) {
 		if p.engine == nil {
 			return nil, errors.New("pbx: not listening")
 		}
