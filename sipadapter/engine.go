@@ -77,6 +77,9 @@ type EngineConfig struct {
 	// extension and the orbits, such as a PBX's call between extensions
 	// (Engine.Connect places it). Nil answers 404.
 	Calls func(req *sip.Request, tx sip.ServerTransaction, party string)
+	// Allow names the methods the host serves itself beyond the engine's
+	// (REGISTER, NOTIFY, MESSAGE), for the Allow header of OPTIONS answers.
+	Allow []string
 	// OutboundProxy, when set, is a sip: URI (the PBX that knows where the
 	// phones are, sip:10.0.0.5:5060) that every recall, fallback and
 	// "Parked at" MESSAGE to a URI not the host's own goes through, as a
@@ -301,6 +304,18 @@ func (e *Engine) Lot() *park.Lot { return e.lot }
 // Orbits returns the orbits the engine answers for.
 func (e *Engine) Orbits() *orbit.Table { return e.table }
 
+// ServeOptions answers OPTIONS as the contract says (flow 10): 200 with
+// Allow (the engine's methods and EngineConfig.Allow), Supported: replaces
+// and Allow-Events: refer, dialog.
+func (e *Engine) ServeOptions(req *sip.Request, tx sip.ServerTransaction) {
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	allow := append([]string{"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REFER", "SUBSCRIBE"}, e.cfg.Allow...)
+	res.AppendHeader(sip.NewHeader("Allow", strings.Join(allow, ", ")))
+	res.AppendHeader(sip.NewHeader("Supported", "replaces"))
+	res.AppendHeader(sip.NewHeader("Allow-Events", "refer, dialog"))
+	e.respond(tx, res)
+}
+
 // ServeSubscribe serves a SUBSCRIBE for BLF (RFC 4235) on an orbit, or on
 // the park extension for the whole lot: 200, a full NOTIFY at once, a new
 // one on every change. Handle registers it; a host that authenticates
@@ -322,10 +337,11 @@ func (e *Engine) Len() int {
 }
 
 // Handle registers the engine's handlers on srv: INVITE, ACK, BYE, CANCEL,
-// REFER and SUBSCRIBE. A host that needs to see a request first (a PBX
-// authenticating) registers its own handler afterwards and calls the
+// REFER, SUBSCRIBE and OPTIONS. A host that needs to see a request first (a
+// PBX authenticating) registers its own handler afterwards and calls the
 // engine's from it.
 func (e *Engine) Handle(srv *sipgo.Server) {
+	srv.OnOptions(e.Tracked(e.ServeOptions))
 	srv.OnInvite(e.Tracked(e.ServeInvite))
 	srv.OnAck(e.Tracked(e.ServeAck))
 	srv.OnBye(e.Tracked(e.ServeBye))

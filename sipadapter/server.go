@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/emiago/sipgo"
-	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/internal/siptransport"
 	"github.com/callpark/callpark/orbit"
@@ -301,7 +300,6 @@ func (s *Server) listen(ctx context.Context) error {
 		return err
 	}
 	engine.Handle(stack.Server)
-	stack.Server.OnOptions(engine.Tracked(s.onOptions))
 	s.mu.Lock()
 	s.stack, s.engine, s.addr = stack, engine, stack.Addr
 	s.mu.Unlock()
@@ -329,14 +327,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := engine.Shutdown(ctx)
 	stack.Close()
 	return err
-}
-
-func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
-	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, SUBSCRIBE"))
-	res.AppendHeader(sip.NewHeader("Supported", "replaces"))
-	res.AppendHeader(sip.NewHeader("Allow-Events", "refer, dialog"))
-	respond(s.log, tx, res)
 }
 
 // Dial rings a recall or fallback target over SIP, as a park.Dialer (see

@@ -217,6 +217,7 @@ func (p *PBX) Listen(ctx context.Context) error {
 		Admit:         p.admit,
 		Calls:         p.call,
 		Locate:        p.locate,
+		Allow:         []string{"REGISTER", "NOTIFY"},
 	})
 	if err != nil {
 		stack.Close()
@@ -226,7 +227,6 @@ func (p *PBX) Listen(ctx context.Context) error {
 	engine.Handle(srv)
 	srv.OnSubscribe(engine.Tracked(p.onSubscribe))
 	srv.OnRegister(p.reg.ServeRegister)
-	srv.OnOptions(p.onOptions)
 	srv.OnNotify(p.onNotify)
 	p.stack, p.engine = stack, engine
 	if err := stack.Serve(); err != nil {
@@ -252,15 +252,6 @@ func (p *PBX) Shutdown(ctx context.Context) error {
 	err := engine.Shutdown(ctx)
 	stack.Close()
 	return err
-}
-
-func (p *PBX) onOptions(req *sip.Request, tx sip.ServerTransaction) {
-	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
-	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, REGISTER, SUBSCRIBE, NOTIFY"))
-	res.AppendHeader(sip.NewHeader("Supported", "replaces"))
-	if err := tx.Respond(res); err != nil {
-		p.log.Debug("response not sent", "status", res.StatusCode, "err", err)
-	}
 }
 
 // onNotify takes NOTIFYs phones send for REFERs of their own; the PBX never
