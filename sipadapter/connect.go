@@ -3,6 +3,8 @@ package sipadapter
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -33,7 +35,7 @@ func (e *Engine) Connect(req *sip.Request, tx sip.ServerTransaction, party strin
 		e.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
 		return
 	}
-	a, answer, ok := e.accept(req, tx, party, false)
+	a, answer, ok := e.accept(req, tx, party, false, false)
 	if !ok {
 		return
 	}
@@ -212,12 +214,17 @@ func bestFailure(errs []error) error {
 }
 
 // applyTo routes req, a request to t: through its outbound proxy (a Route
-// header, whose address sipgo sends to), over its transport.
+// header, whose address sipgo sends to), or straight to its device, over
+// its transport.
 func (t Target) applyTo(req *sip.Request) {
 	transportOf := t.URI
-	if t.route != nil {
+	switch {
+	case t.route != nil:
 		req.AppendHeader(&sip.RouteHeader{Address: *t.route.Clone()})
 		transportOf = *t.route
+	case t.dest != nil:
+		req.SetDestination(hostPort(*t.dest))
+		transportOf = *t.dest
 	}
 	switch tr, ok := transportOf.UriParams.Get("transport"); {
 	case t.Transport != "" && t.route == nil:
@@ -225,4 +232,14 @@ func (t Target) applyTo(req *sip.Request) {
 	case ok && tr != "":
 		req.SetTransport(strings.ToUpper(tr))
 	}
+}
+
+// hostPort is where a request to u goes: its host and port, SIP's 5060
+// when it names none.
+func hostPort(u sip.Uri) string {
+	port := u.Port
+	if port == 0 {
+		port = 5060
+	}
+	return net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port))
 }

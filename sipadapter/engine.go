@@ -102,6 +102,7 @@ type Target struct {
 	URI       sip.Uri
 	Transport string
 	route     *sip.Uri // the outbound proxy a request goes through, if any
+	dest      *sip.Uri // else where it is sent, when not to URI: the device
 }
 
 // Engine is the park half of a SIP host: it owns the call legs and every

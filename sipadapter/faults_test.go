@@ -594,59 +594,58 @@ func fillPorts(t *testing.T, ctx context.Context, srv *sipadapter.Server, p *par
 }
 
 // Scenario 6. The RTP range is full: a park INVITE gets 503 with a Warning
-// (StatusFor(ErrNoRTPPort)), so does a retrieve, and the calls already
-// parked stay parked (nothing lost); a call that ends gives its port back at
-// once, and the next INVITE is answered.
+// (StatusFor(ErrNoRTPPort)), and the calls already parked stay parked
+// (nothing lost). A parked call keeps a port for its recall, so with four
+// ports two calls park and the third is refused; a retrieve may take the
+// port its call kept, a new call may not; a call that ends gives its ports
+// back at once, and the next INVITE is answered.
 func TestFaultRTPPortsExhausted(t *testing.T) {
 	t.Parallel()
-	// Two even ports, 30100 and 30102: apart from every other test's range,
+	// Four even ports, 30100 to 30106: apart from every other test's range,
 	// and below Linux's ephemeral ports (32768-60999), which the sockets of
 	// phones and load tests on the machine take at random.
-	srv, oc := faultServer(t, sipadapter.Config{RTPPortMin: 30100, RTPPortMax: 30103})
+	srv, oc := faultServer(t, sipadapter.Config{RTPPortMin: 30100, RTPPortMax: 30107})
 	ctx := ctxFor(t, 20*time.Second)
 	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
 	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
 
 	parked, refused := fillPorts(t, ctx, srv, alice, 3)
-	require.Len(t, parked, 2, "the range holds two ports, unless another program holds one")
+	require.Len(t, parked, 2, "each parked call holds a port and keeps one for its recall")
 	require.Equal(t, 503, refused.Code)
 	require.Contains(t, refused.Response.GetHeader("Warning").Value(), "RTP port")
 	require.Equal(t, len(parked), srv.PortsInUse())
 	require.Equal(t, len(parked), srv.Lot().Len())
-
-	_, err := carol.Call(ctx, srv.OrbitURI(orbit.Orbit(parked[0].Orbit())), parktest.CallOptions{Mute: true})
-	require.Equal(t, 503, statusOf(t, err), "a retrieve needs a port too")
-	require.Equal(t, len(parked), srv.Lot().Len(), "the call waits on")
 	for _, c := range parked {
 		n := c.Received()
 		require.NoError(t, c.WaitReceived(ctx, n+5), "parked calls keep their music")
 	}
 
-	require.NoError(t, parked[0].Hangup(ctx))
-	waitUntil(t, 5*time.Second, "the hung-up call's port returns", func() bool { return srv.PortsInUse() == len(parked)-1 })
-	again, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
-	require.NoError(t, err, "a freed port serves the next call")
-	for _, c := range parked[1:] {
-		require.NoError(t, c.Hangup(ctx))
-	}
-	// The server answers a BYE before it frees the leg.
-	waitUntil(t, 5*time.Second, "the hung-up calls' ports return", func() bool { return srv.PortsInUse() == 1 })
-	got, err := carol.Call(ctx, srv.OrbitURI(orbit.Orbit(again.Orbit())), parktest.CallOptions{Mute: true})
-	require.NoError(t, err, "with a port free the retrieve succeeds")
+	// The retrieve takes the port parked[0] kept for its recall.
+	got, err := carol.Call(ctx, srv.OrbitURI(orbit.Orbit(parked[0].Orbit())), parktest.CallOptions{Mute: true})
+	require.NoError(t, err, "a retrieve may take its call's recall port")
+	require.Equal(t, len(parked)-1, srv.Lot().Len())
 	require.NoError(t, got.Hangup(ctx))
-	waitEnd(t, ctx, again, "the retrieved call")
+	waitEnd(t, ctx, parked[0], "the retrieved call")
+
+	waitUntil(t, 5*time.Second, "the retrieved call's ports return", func() bool { return srv.PortsInUse() == 1 })
+	again, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err, "freed ports serve the next call")
+	require.NoError(t, parked[1].Hangup(ctx))
+	require.NoError(t, again.Hangup(ctx))
 
 	oc.waitEnded(t, len(parked)+1, 5*time.Second)
-	require.Equal(t, map[park.Outcome]int{park.Abandoned: len(parked), park.Retrieved: 1}, oc.counts())
+	require.Equal(t, map[park.Outcome]int{park.Abandoned: 2, park.Retrieved: 1}, oc.counts())
 	waitUntil(t, 5*time.Second, "every port returns", func() bool { return srv.PortsInUse() == 0 })
 }
 
-// Scenario 6, at recall time: the only RTP port is the parked call's own,
-// so the recall and the fallback cannot place a call; each step fails at
-// once (never blocks), and the call is dropped, exactly once.
+// Scenario 6, at recall time: a call that could not be recalled is not
+// parked. With one RTP port, which the call's own leg would take, no port
+// would be left for its recall or fallback: the park is refused (503) at
+// once, and nobody is ever rung for a call that was never parked. (Before
+// parked calls kept a port, this call was parked and then dropped at its
+// recall, each step failing for want of a port.)
 func TestFaultRecallWithoutRTPPort(t *testing.T) {
 	t.Parallel()
-	skipShort(t)
 	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"}) // would answer
 	operator := parktest.NewPhone(t, parktest.PhoneOptions{User: "operator"})
 	srv, oc := faultServer(t, sipadapter.Config{
@@ -660,22 +659,11 @@ func TestFaultRecallWithoutRTPPort(t *testing.T) {
 	})
 	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
 	ctx := ctxFor(t, 30*time.Second)
-	start := time.Now()
-	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(bob.URI())}, Mute: true})
-	require.NoError(t, err)
-	require.Equal(t, 1, srv.PortsInUse())
-
-	waitEnd(t, ctx, parked, "the call nobody could be rung for")
-	require.Less(t, time.Since(start), park.MinPickupTimeout+5*time.Second, "no step waited for a ring time")
-	require.True(t, parked.EndedByRemote())
-	oc.waitEnded(t, 1, 5*time.Second)
-	id := oc.parked()[0]
-	require.Equal(t, park.Dropped, oc.outcome(t, id))
-	fails := oc.ringFailures(id)
-	require.Len(t, fails, 3, "two recalls and the fallback")
-	for _, f := range fails {
-		require.ErrorIs(t, f.Err, sipadapter.ErrNoRTPPort)
-	}
+	_, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(bob.URI())}, Mute: true})
+	require.Equal(t, 503, statusOf(t, err), "no port for the recall: not parked")
+	require.Zero(t, srv.Lot().Len())
+	waitUntil(t, 5*time.Second, "the refused leg's port is back", func() bool { return srv.PortsInUse() == 0 })
+	require.Empty(t, oc.parked())
 	require.Zero(t, bob.Invites())
 	require.Zero(t, operator.Invites())
 }

@@ -79,7 +79,10 @@ func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning("Referred-By must be a sip: URI: recalls ring it"))
 		return
 	}
-	l, body, ok := e.accept(req, tx, party, !retrieve)
+	// A retriever may take the port the call it retrieves kept for its
+	// recall: the call leaves the lot, and its reservation with it.
+	reserved := retrieve && e.keepsRecallPortAt(orbit.Orbit(user))
+	l, body, ok := e.accept(req, tx, party, !retrieve, reserved)
 	if !ok {
 		return
 	}
@@ -105,7 +108,7 @@ func (e *Engine) admit(req *sip.Request, tx sip.ServerTransaction) (party string
 // against its source (Limits), answers its offer (LegMedia.Answer; parked
 // legs one-way), reads the dialog and files the leg. The 2xx goes out later
 // (answer). On failure it has answered the INVITE and reports false.
-func (e *Engine) accept(req *sip.Request, tx sip.ServerTransaction, party string, parked bool) (*callLeg, []byte, bool) {
+func (e *Engine) accept(req *sip.Request, tx sip.ServerTransaction, party string, parked, reserved bool) (*callLeg, []byte, bool) {
 	source := requestSource(req).Addr()
 	user := URIUser(req.Recipient)
 	if !e.guard.admitDialog(source) {
@@ -116,7 +119,7 @@ func (e *Engine) accept(req *sip.Request, tx sip.ServerTransaction, party string
 	}
 	// The media first: a refused offer (or a delayed offer when those are
 	// off) must not leave a dialog behind.
-	cfg, body, err := e.media.Answer(req, parked)
+	cfg, body, err := e.media.Answer(req, parked, reserved)
 	if err != nil {
 		e.guard.releaseDialog(source)
 		var refusal *mediaRefusal

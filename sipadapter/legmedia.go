@@ -102,8 +102,10 @@ func (m legMedia) Offering(reserved bool) (*media.Endpoint, *media.Session, erro
 // (media.ParkedDirection), any other sendrecv; an INVITE without SDP gets
 // our offer when AcceptLateOffer is set. On a mediaRefusal nothing is held; on
 // success the host frees the endpoint (Ports.FreeEndpoint) if it goes no
-// further. A refusal is a *mediaRefusal.
-func (m legMedia) Answer(req *sip.Request, parked bool) (legConfig, []byte, error) {
+// further. A refusal is a *mediaRefusal. A leg that takes over a parked
+// call's recall port (reserved: its retriever) may take a port kept for
+// recalls.
+func (m legMedia) Answer(req *sip.Request, parked, reserved bool) (legConfig, []byte, error) {
 	late := len(req.Body()) == 0
 	if late && !m.AcceptLateOffer {
 		why := "no SDP offer: delayed offer is off"
@@ -132,7 +134,11 @@ func (m legMedia) Answer(req *sip.Request, parked bool) (legConfig, []byte, erro
 			stance = media.ParkedDirection(offer.Direction)
 		}
 	}
-	conn, err := m.Ports.acquire()
+	acquire := m.Ports.acquire
+	if reserved {
+		acquire = m.Ports.acquireReserved
+	}
+	conn, err := acquire()
 	if err != nil {
 		code, reason, headers := statusFor(err)
 		return legConfig{}, nil, &mediaRefusal{Code: code, Reason: reason, Headers: headers, Err: err, Overload: true}

@@ -38,7 +38,7 @@ func TestLegMediaAnswer(t *testing.T) {
 		{name: "no G.711", body: "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\n", code: 488},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, _, err := lm.Answer(invite(tt.body), true)
+			_, _, err := lm.Answer(invite(tt.body), true, false)
 			var refusal *mediaRefusal
 			require.ErrorAs(t, err, &refusal, "every refusal is an error")
 			require.Equal(t, tt.code, refusal.Code)
@@ -51,7 +51,7 @@ func TestLegMediaAnswer(t *testing.T) {
 	}
 
 	// A parked leg answers one-way; another leg two-way.
-	parked, body, err := lm.Answer(invite(g711), true)
+	parked, body, err := lm.Answer(invite(g711), true, false)
 	require.NoError(t, err)
 	require.Contains(t, string(body), "a=sendonly")
 	require.Equal(t, media.SendOnly, parked.Direction)
@@ -60,14 +60,14 @@ func TestLegMediaAnswer(t *testing.T) {
 
 	// Delayed offer, on: the body is our offer, kept for the ACK's answer.
 	lm.AcceptLateOffer = true
-	late, body, err := lm.Answer(invite(""), false)
+	late, body, err := lm.Answer(invite(""), false, false)
 	require.NoError(t, err)
 	require.NotNil(t, late.LateOffer)
 	require.Contains(t, string(body), "a=sendrecv")
 	require.Contains(t, string(body), "RTP/AVP 0 8")
 
 	// The pool is empty now: 503, louder in the log.
-	_, _, err = lm.Answer(invite(g711), false)
+	_, _, err = lm.Answer(invite(g711), false, false)
 	var refusal *mediaRefusal
 	require.ErrorAs(t, err, &refusal)
 	require.ErrorIs(t, err, ErrNoRTPPort)

@@ -29,8 +29,9 @@ func (e *Engine) locate(uri sip.Uri) ([]Target, bool) {
 //
 //   - the host's phones, for a URI of the host (Locate: a PBX's extension);
 //   - the device that parked the call, when uri is its parker and it
-//     parked by REFER: the referrer's Contact (recordDevice), since its
-//     Referred-By may name no port (linphone: sip:lp@127.0.0.1);
+//     parked by REFER: uri, sent to the referrer's Contact (recordDevice),
+//     since its Referred-By may name no port (linphone: sip:lp@127.0.0.1),
+//     while its user part may say who, behind that device, is the parker;
 //   - the URI itself, through EngineConfig.OutboundProxy when there is one.
 //
 // A target whose request would reach this engine's own listener is never
@@ -46,8 +47,8 @@ func (e *Engine) dialTargets(uri, parkID string) ([]Target, error) {
 		}
 		return targets, nil
 	}
-	if t, ok := e.device(parkID, uri); ok {
-		return []Target{t}, nil
+	if dest, ok := e.device(parkID, uri); ok {
+		return []Target{{URI: u, dest: &dest}}, nil
 	}
 	t := Target{URI: u, route: e.proxy}
 	if e.isOwnAddress(t) {
@@ -64,8 +65,11 @@ var errOwnAddress = errors.New("sipadapter: that is this server's own address, n
 // or none while the listener is on SIP's default 5060.
 func (e *Engine) isOwnAddress(t Target) bool {
 	dest := t.URI
-	if t.route != nil {
+	switch {
+	case t.route != nil:
 		dest = *t.route
+	case t.dest != nil:
+		dest = *t.dest
 	}
 	ip, err := netip.ParseAddr(strings.Trim(dest.Host, "[]"))
 	if err != nil || ip.Unmap() != e.addr.Addr().Unmap() {
@@ -92,25 +96,26 @@ func (e *Engine) recordDevice(call *park.Call, parker string, l *callLeg) {
 	case <-call.Done(): // gone already, its end observed or about to be
 		delete(e.devices, call.ID())
 	default:
-		e.devices[call.ID()] = parkerDevice{parker: parker, target: Target{URI: contact}}
+		e.devices[call.ID()] = parkerDevice{parker: parker, contact: contact}
 	}
 }
 
-// device returns the device recorded for parkID, when uri is its parker.
-func (e *Engine) device(parkID, uri string) (Target, bool) {
+// device returns the Contact of the device recorded for parkID, when uri
+// is its parker.
+func (e *Engine) device(parkID, uri string) (sip.Uri, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	d, ok := e.devices[parkID]
 	if !ok || d.parker != uri {
-		return Target{}, false
+		return sip.Uri{}, false
 	}
-	return d.target, true
+	return d.contact, true
 }
 
 // parkerDevice is where a parker who parked by REFER is rung.
 type parkerDevice struct {
-	parker string
-	target Target
+	parker  string
+	contact sip.Uri
 }
 
 // Dial rings a recall or fallback target over SIP, as a park.Dialer: an

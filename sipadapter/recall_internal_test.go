@@ -33,6 +33,8 @@ func TestIsOwnAddress(t *testing.T) {
 		// Through a proxy, what counts is where the request goes.
 		{on5060, Target{URI: uri("sip:lp@127.0.0.1"), route: &sip.Uri{Host: "10.0.0.5", Port: 5060}}, false},
 		{elsewhere, Target{URI: uri("sip:lp@example.com"), route: &sip.Uri{Host: "127.0.0.1", Port: 5070}}, true},
+		// Sent straight to a device: what counts is the device.
+		{on5060, Target{URI: uri("sip:lp@127.0.0.1"), dest: &sip.Uri{Host: "127.0.0.1", Port: 35081}}, false},
 	} {
 		require.Equal(t, tc.self, tc.e.isOwnAddress(tc.t), "%s via %v, server %s", tc.t.URI.String(), tc.t.route, tc.e.addr)
 	}

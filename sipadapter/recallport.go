@@ -3,6 +3,7 @@ package sipadapter
 import (
 	"context"
 
+	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
 )
 
@@ -44,6 +45,13 @@ func (e *Engine) keepsRecallPort(parkID string) bool {
 	defer e.mu.Unlock()
 	_, ok := e.recallPorts[parkID]
 	return ok
+}
+
+// keepsRecallPortAt reports whether the call parked in orbit o holds a
+// reservation.
+func (e *Engine) keepsRecallPortAt(o orbit.Orbit) bool {
+	info, ok := e.lot.Lookup(o)
+	return ok && e.keepsRecallPort(info.ParkID)
 }
 
 // releaseRecallPort gives back the reservation of a call that has left the

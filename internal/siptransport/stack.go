@@ -132,22 +132,28 @@ func Listen(opts Options) (*Stack, error) {
 var ErrClosed = errors.New("siptransport: closed")
 
 // Serve starts serving UDP and TCP with the handlers registered on Server.
-// It returns at once; a second call does nothing.
+// It returns once sipgo reads the UDP socket: sipgo files the socket for
+// sending only then, and a request sent before would fail to bind the same
+// address. A second call does nothing.
 func (s *Stack) Serve() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	switch {
 	case s.closed:
+		s.mu.Unlock()
 		return ErrClosed
 	case s.serving:
+		s.mu.Unlock()
 		return nil
 	}
 	s.serving = true
+	s.mu.Unlock()
+	reading := s.udp.Reading()
 	go func() {
 		defer s.udp.Stopped()
 		s.served <- s.Server.ServeUDP(s.udp)
 	}()
 	go func() { s.served <- s.Server.ServeTCP(s.tcp) }()
+	<-reading // or the loop has stopped: Stopped closes every waiter's wait
 	return nil
 }
 

@@ -62,8 +62,16 @@ func (l *Listener) ReadFrom(b []byte) (int, net.Addr, error) {
 }
 
 // Stopped records that sipgo's read loop has returned; call it once, when
-// ServeUDP does.
-func (l *Listener) Stopped() { close(l.served) }
+// ServeUDP does. Whoever waits on Reading stops waiting.
+func (l *Listener) Stopped() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.served)
+	for _, w := range l.waiters {
+		close(w)
+	}
+	l.waiters = nil
+}
 
 // Reading returns a channel closed once the read loop is inside ReadFrom
 // (or has stopped): sipgo files the socket for sending only once it reads
@@ -71,6 +79,13 @@ func (l *Listener) Stopped() { close(l.served) }
 func (l *Listener) Reading() <-chan struct{} {
 	ch := make(chan struct{})
 	l.mu.Lock()
+	select {
+	case <-l.served:
+		close(ch)
+		l.mu.Unlock()
+		return ch
+	default:
+	}
 	if l.reading {
 		close(ch)
 	} else {
