@@ -43,7 +43,7 @@ func ExampleServer_hostLotAndUserAgent() {
 		log.Fatal(err)
 	}
 	defer ua.Close() // the host's: Shutdown leaves it open
-	srv, err = sipadapter.New(sipadapter.Config{Lot: lot, UA: ua, Listen: "127.0.0.1:0", RTPPortMin: 43000, RTPPortMax: 43099})
+	srv, err = sipadapter.New(sipadapter.Config{Lot: lot, UA: ua, Listen: "127.0.0.1:0", RTPPortMin: 13300, RTPPortMax: 13399})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -601,10 +601,10 @@ func fillPorts(t *testing.T, ctx context.Context, srv *sipadapter.Server, p *par
 // back at once, and the next INVITE is answered.
 func TestFaultRTPPortsExhausted(t *testing.T) {
 	t.Parallel()
-	// Four even ports, 30100 to 30106: apart from every other test's range,
+	// Four even ports, 10100 to 10106: apart from every other test's range,
 	// and below Linux's ephemeral ports (32768-60999), which the sockets of
 	// phones and load tests on the machine take at random.
-	srv, oc := faultServer(t, sipadapter.Config{RTPPortMin: 30100, RTPPortMax: 30107})
+	srv, oc := faultServer(t, sipadapter.Config{RTPPortMin: 10100, RTPPortMax: 10107})
 	ctx := ctxFor(t, 20*time.Second)
 	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
 	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
@@ -649,7 +649,7 @@ func TestFaultRecallWithoutRTPPort(t *testing.T) {
 	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"}) // would answer
 	operator := parktest.NewPhone(t, parktest.PhoneOptions{User: "operator"})
 	srv, oc := faultServer(t, sipadapter.Config{
-		RTPPortMin: 30200, RTPPortMax: 30201, // one even port, below the ephemeral ports
+		RTPPortMin: 10200, RTPPortMax: 10201, // one even port, below the ephemeral ports
 		Park: park.Config{
 			PickupTimeout:     park.MinPickupTimeout,
 			MaxPickupAttempts: 2,

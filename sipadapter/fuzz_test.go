@@ -97,7 +97,7 @@ func fuzzServer(f *testing.F) *sipadapter.Server {
 	cfg := sipadapter.Config{
 		Listen:     "127.0.0.1:0",
 		Orbits:     table,
-		RTPPortMin: 45000, RTPPortMax: 45039, // no other test uses these
+		RTPPortMin: 15000, RTPPortMax: 15039, // no other test uses these
 		Park: park.Config{
 			PickupTimeout:  park.MinPickupTimeout,
 			RecallRingTime: park.MinRecallRingTime,

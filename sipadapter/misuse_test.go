@@ -37,7 +37,7 @@ func options(t *testing.T, ctx context.Context, srv *sipadapter.Server) (int, er
 // Listen is refused and Shutdown is clean; a server shut down does not
 // listen again (http.ErrServerClosed).
 func TestListenTwiceAndAfterShutdown(t *testing.T) {
-	srv, err := sipadapter.New(sipadapter.Config{Listen: "127.0.0.1:0", RTPPortMin: 42000, RTPPortMax: 42099})
+	srv, err := sipadapter.New(sipadapter.Config{Listen: "127.0.0.1:0", RTPPortMin: 13100, RTPPortMax: 13199})
 	require.NoError(t, err)
 	require.NoError(t, srv.Listen(context.Background()))
 	require.ErrorIs(t, srv.Listen(context.Background()), sipadapter.ErrListening)
@@ -62,7 +62,7 @@ func TestListenContextBoundsSetupOnly(t *testing.T) {
 	srv := testServer(t, sipadapter.Config{})
 	// testServer listened with context.Background(); do it again with a
 	// context we cancel.
-	cancelled, err := sipadapter.New(sipadapter.Config{Listen: "127.0.0.1:0", RTPPortMin: 42100, RTPPortMax: 42199})
+	cancelled, err := sipadapter.New(sipadapter.Config{Listen: "127.0.0.1:0", RTPPortMin: 13200, RTPPortMax: 13299})
 	require.NoError(t, err)
 	lctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, cancelled.Listen(lctx))
@@ -135,7 +135,7 @@ func TestDialBeforeListen(t *testing.T) {
 // its recall, so carol's park is refused (503) and alice's recall rings.
 func TestRecallKeepsItsPort(t *testing.T) {
 	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
-	srv := testServer(t, sipadapter.Config{RTPPortMin: 31300, RTPPortMax: 31303}) // 31300 and 31302
+	srv := testServer(t, sipadapter.Config{RTPPortMin: 10300, RTPPortMax: 10303}) // 10300 and 10302
 	ctx := ctxFor(t, 20*time.Second)
 	var mu sync.Mutex
 	var outcome park.Outcome
@@ -156,15 +156,7 @@ func TestRecallKeepsItsPort(t *testing.T) {
 	require.ErrorAs(t, err, &se, "the last port is alice's recall's")
 	require.Equal(t, 503, se.Code)
 
-	done := make(chan error, 1)
-	go func() { done <- srv.Shutdown(ctx) }() // recalls alice at once
-	select {
-	case recall := <-bob.Incoming():
-		require.NoError(t, recall.Hangup(ctx))
-	case <-ctx.Done():
-		t.Fatal("the recall never rang bob")
-	}
-	require.NoError(t, <-done)
+	require.NoError(t, shutdownAnswering(t, ctx, srv, bob, nil), "alice's recall rings bob")
 	<-parked.Done()
 	mu.Lock()
 	defer mu.Unlock()

@@ -15,7 +15,7 @@ var localhost = netip.MustParseAddr("127.0.0.1")
 func portOf(c *net.UDPConn) uint16 { return c.LocalAddr().(*net.UDPAddr).AddrPort().Port() }
 
 func TestPortPoolEvenPortsInLRUOrder(t *testing.T) {
-	pool, err := NewPortPool(localhost, 31231, 31236) // odd low end: 31232 first
+	pool, err := NewPortPool(localhost, 10231, 10236) // odd low end: 10232 first
 	require.NoError(t, err)
 	var conns []*net.UDPConn
 	t.Cleanup(func() {
@@ -23,7 +23,7 @@ func TestPortPoolEvenPortsInLRUOrder(t *testing.T) {
 			c.Close()
 		}
 	})
-	for _, want := range []uint16{31232, 31234, 31236} {
+	for _, want := range []uint16{10232, 10234, 10236} {
 		c, err := pool.acquire()
 		require.NoError(t, err)
 		conns = append(conns, c)
@@ -35,7 +35,7 @@ func TestPortPoolEvenPortsInLRUOrder(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoRTPPort)
 	require.Equal(t, 3, pool.InUse(), "a refused Acquire takes nothing")
 
-	// Freed 31234 then 31232: they come back in that order, the port freed
+	// Freed 10234 then 10232: they come back in that order, the port freed
 	// last rests longest.
 	for _, i := range []int{1, 0} {
 		port := portOf(conns[i])
@@ -43,7 +43,7 @@ func TestPortPoolEvenPortsInLRUOrder(t *testing.T) {
 		pool.release(port)
 	}
 	require.Equal(t, 1, pool.InUse())
-	for i, want := range []uint16{31234, 31232} {
+	for i, want := range []uint16{10234, 10232} {
 		c, err := pool.acquire()
 		require.NoError(t, err)
 		conns[i] = c
@@ -60,21 +60,21 @@ func TestPortPoolEvenPortsInLRUOrder(t *testing.T) {
 
 // A port another program holds is skipped and stays in the pool.
 func TestPortPoolSkipsHeldPort(t *testing.T) {
-	held, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(localhost, 31240)))
+	held, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(localhost, 10240)))
 	require.NoError(t, err)
-	pool, err := NewPortPool(localhost, 31240, 31242)
+	pool, err := NewPortPool(localhost, 10240, 10242)
 	require.NoError(t, err)
 
 	c, err := pool.acquire()
 	require.NoError(t, err)
-	require.Equal(t, uint16(31242), portOf(c), "31240 is held elsewhere")
+	require.Equal(t, uint16(10242), portOf(c), "10240 is held elsewhere")
 	_, err = pool.acquire()
 	require.ErrorIs(t, err, ErrNoRTPPort, "each free port tried once, none bound")
 
 	require.NoError(t, held.Close())
 	c2, err := pool.acquire()
 	require.NoError(t, err)
-	require.Equal(t, uint16(31240), portOf(c2), "retried once free")
+	require.Equal(t, uint16(10240), portOf(c2), "retried once free")
 	for _, conn := range []*net.UDPConn{c, c2} {
 		port := portOf(conn)
 		require.NoError(t, conn.Close())
@@ -94,7 +94,7 @@ func TestNewPortPoolRanges(t *testing.T) {
 		{1023, 2000, false},   // privileged
 		{20000, 65536, false}, // past the last port
 		{3000, 2000, false},   // backwards
-		{31231, 31231, false}, // no even port
+		{10231, 10231, false}, // no even port
 	} {
 		_, err := NewPortPool(localhost, tc.lo, tc.hi)
 		if tc.ok {
@@ -109,7 +109,7 @@ func TestNewPortPoolRanges(t *testing.T) {
 // they take it, the recall (acquireReserved) may, and the reservation stays
 // until given back.
 func TestPortPoolReservesForRecalls(t *testing.T) {
-	pool, err := NewPortPool(localhost, 31320, 31323) // two ports
+	pool, err := NewPortPool(localhost, 10320, 10323) // two ports
 	require.NoError(t, err)
 	leg, err := pool.acquire()
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package sipadapter_test
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -54,15 +55,7 @@ func TestRecallNeverRingsItself(t *testing.T) {
 	_, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(self)}, Mute: true})
 	require.NoError(t, err)
 
-	done := make(chan error, 1)
-	go func() { done <- srv.Shutdown(ctx) }()
-	select {
-	case c := <-op.Incoming():
-		require.NoError(t, c.Hangup(ctx))
-	case <-ctx.Done():
-		t.Fatal("the fallback never rang")
-	}
-	require.NoError(t, <-done)
+	require.NoError(t, shutdownAnswering(t, ctx, srv, op, nil), "the fallback rings")
 	ends.mu.Lock()
 	defer ends.mu.Unlock()
 	require.Len(t, ends.failures, 1)
@@ -91,16 +84,9 @@ func TestRecallRingsTheReferrersDevice(t *testing.T) {
 	require.Len(t, info, 1)
 	require.Equal(t, "sip:carol@127.0.0.1", info[0].Parker, "the parker is who the phone says")
 
-	done := make(chan error, 1)
-	go func() { done <- srv.Shutdown(ctx) }()
-	select {
-	case c := <-carol.Incoming():
+	require.NoError(t, shutdownAnswering(t, ctx, srv, carol, func(c *parktest.Call) {
 		require.True(t, strings.HasPrefix(c.Header("From"), `"Park `), "the recall shows the orbit: %s", c.Header("From"))
-		require.NoError(t, c.Hangup(ctx))
-	case <-ctx.Done():
-		t.Fatal("the recall never reached carol's phone")
-	}
-	require.NoError(t, <-done)
+	}), "the recall reaches carol's phone")
 	ends.mu.Lock()
 	defer ends.mu.Unlock()
 	require.Empty(t, ends.failures)
@@ -121,15 +107,28 @@ func TestRecallThroughOutboundProxy(t *testing.T) {
 	require.NoError(t, err, "the parker's MESSAGE goes through the proxy")
 	require.Contains(t, msgs[0].Body, "Parked at")
 
+	require.NoError(t, shutdownAnswering(t, ctx, srv, proxy, func(c *parktest.Call) {
+		require.Contains(t, c.Header("To"), "sip:bob@pbx.invalid", "addressed to the parker")
+		require.Contains(t, c.Header("Route"), proxy.Addr().String(), "routed through the proxy")
+	}), "the recall reaches the proxy")
+}
+
+// shutdownAnswering shuts srv down, which recalls every parked call at
+// once, and answers the recall (or fallback) on phone, handing the call to
+// check before hanging it up: the drain waits for that connected call, so
+// Shutdown returns only then, and its error is returned.
+func shutdownAnswering(t *testing.T, ctx context.Context, srv *sipadapter.Server, phone *parktest.Phone, check func(*parktest.Call)) error {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(ctx) }()
 	select {
-	case c := <-proxy.Incoming():
-		require.Contains(t, c.Header("To"), "sip:bob@pbx.invalid", "addressed to the parker")
-		require.Contains(t, c.Header("Route"), proxy.Addr().String(), "routed through the proxy")
+	case c := <-phone.Incoming():
+		if check != nil {
+			check(c)
+		}
 		require.NoError(t, c.Hangup(ctx))
 	case <-ctx.Done():
-		t.Fatal("the recall never reached the proxy")
+		t.Fatal("no recall or fallback reached the phone")
 	}
-	require.NoError(t, <-done)
+	return <-done
 }

@@ -44,17 +44,7 @@ func TestTCPRequestsReachTheirTarget(t *testing.T) {
 			close(ended)
 		}
 	}))
-	done := make(chan error, 1)
-	go func() { done <- srv.Shutdown(ctx) }()
-	// The recall is answered: a connected call, which the drain waits for
-	// until bob hangs up.
-	select {
-	case recall := <-bob.Incoming():
-		require.NoError(t, recall.Hangup(ctx))
-	case <-ctx.Done():
-		t.Fatal("no recall reached bob")
-	}
-	require.NoError(t, <-done)
+	require.NoError(t, shutdownAnswering(t, ctx, srv, bob, nil), "the recall rings bob")
 	<-ended
 	require.Equal(t, park.Recalled, outcome)
 	require.Equal(t, 1, bob.Invites(), "the recall rang the parker")

@@ -45,7 +45,7 @@ func testServer(t *testing.T, cfg sipadapter.Config) *sipadapter.Server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	if cfg.RTPPortMin == 0 {
-		cfg.RTPPortMin, cfg.RTPPortMax = 41000, 41999
+		cfg.RTPPortMin, cfg.RTPPortMax = 11000, 11999
 	}
 	if cfg.Lot == nil && cfg.Park.MusicOnHold == nil && !cfg.Park.DisableMusicOnHold {
 		music, err := media.Tone("test music", 440, time.Second)
@@ -594,7 +594,7 @@ func TestEverythingElse(t *testing.T) {
 // Flow 11: shutdown recalls every parked call at once and new parks get 503.
 func TestShutdownRecallsParkedCalls(t *testing.T) {
 	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
-	cfg := sipadapter.Config{Listen: "127.0.0.1:0", RTPPortMin: 42000, RTPPortMax: 42999}
+	cfg := sipadapter.Config{Listen: "127.0.0.1:0", RTPPortMin: 12000, RTPPortMax: 12999}
 	if os.Getenv("CALLPARK_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -659,7 +659,7 @@ func TestShutdownRecallsParkedCalls(t *testing.T) {
 func TestShutdownUnderRequests(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	for range 5 {
-		srv, err := sipadapter.New(sipadapter.Config{Listen: "127.0.0.1:0", RTPPortMin: 43000, RTPPortMax: 43099})
+		srv, err := sipadapter.New(sipadapter.Config{Listen: "127.0.0.1:0", RTPPortMin: 13000, RTPPortMax: 13099})
 		require.NoError(t, err)
 		require.NoError(t, srv.Listen(context.Background()))
 		stop := floodOptions(t, srv.Addr().String(), 4)

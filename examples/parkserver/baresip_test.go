@@ -20,9 +20,9 @@ func TestBaresipBlindTransferToParkThenRetrieve(t *testing.T) {
 	softphone.RequireTool(t, "baresip", "baresip")
 	srv := startParkServer(t)
 
-	alice := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "alice", SIPPort: 35071, CtrlPort: 34071, RTPLow: 35100})
-	bob := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "bob", SIPPort: 35073, CtrlPort: 34073, RTPLow: 35300})
-	carol := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "carol", SIPPort: 35075, CtrlPort: 34075, RTPLow: 35500})
+	alice := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "alice", SIPPort: 35071, CtrlPort: 34071, RTPLow: 18800})
+	bob := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "bob", SIPPort: 35073, CtrlPort: 34073, RTPLow: 19000})
+	carol := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "carol", SIPPort: 35075, CtrlPort: 34075, RTPLow: 19200})
 
 	alice.Do("dial", bob.URI)
 	ai := alice.WaitEvent(0, "CALL_ESTABLISHED", "bob", 10*time.Second)

@@ -31,7 +31,7 @@ func TestSIGTERMWith100ParkedCalls(t *testing.T) {
 	const ring = 2 * time.Second
 	// Ports below Linux's ephemeral range (32768-60999), where the phones'
 	// sockets land; 200 orbits for 100 calls.
-	srv := startParkServer(t, "-rtp-ports", "31000-31999", "-orbits", "1000-1199", "-recall-ring", ring.String())
+	srv := startParkServer(t, "-rtp-ports", "14000-14999", "-orbits", "1000-1199", "-recall-ring", ring.String())
 
 	// Phones are closed before goleak looks, which t.Cleanup would do too
 	// late; each phone's Close ends its own goroutines.

@@ -53,7 +53,7 @@ var buildParkServer = sync.OnceValues(func() (string, error) {
 // startParkServer runs the built parkserver on a free loopback port.
 func startParkServer(t *testing.T, args ...string) *parkServerProcess {
 	t.Helper()
-	return runParkServer(t, append([]string{"-listen", "127.0.0.1:0", "-rtp-ports", "40000-40999"}, args...)...)
+	return runParkServer(t, append([]string{"-listen", "127.0.0.1:0", "-rtp-ports", "17000-17999"}, args...)...)
 }
 
 // runParkServer runs the built parkserver with exactly args.

@@ -36,7 +36,7 @@ func testPBX(t *testing.T, cfg Config) *PBX {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	if cfg.RTPPortMin == 0 {
-		cfg.RTPPortMin, cfg.RTPPortMax = 43000, 43999
+		cfg.RTPPortMin, cfg.RTPPortMax = 16000, 16999
 	}
 	if cfg.Park.MusicOnHold == nil && !cfg.Park.DisableMusicOnHold {
 		music, err := media.Tone("test music", 523, time.Second)

@@ -40,7 +40,7 @@ func registeredBaresip(t *testing.T, p *PBX, ext, password string, slot int) *so
 		Name:      ext,
 		SIPPort:   36071 + 2*slot,
 		CtrlPort:  36171 + 2*slot,
-		RTPLow:    36200 + 200*slot,
+		RTPLow:    18000 + 200*slot,
 		Registrar: p.Addr().String(),
 		Password:  password,
 	})
