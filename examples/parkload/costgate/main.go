@@ -159,24 +159,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("%s, cycle run: %w", t.name, err)
 			}
-			costs[t.name]["µs per packet"] = append(costs[t.name]["µs per packet"], perPacket)
-			costs[t.name]["µs per cycle"] = append(costs[t.name]["µs per cycle"], perCycle)
+			costs[t.name][costPacket] = append(costs[t.name][costPacket], perPacket)
+			costs[t.name][costCycle] = append(costs[t.name][costCycle], perCycle)
 			fmt.Fprintf(stdout, "round %d  %-14s  server CPU %.2f µs per packet, %.0f µs per cycle\n", round+1, t.name, perPacket, perCycle)
 		}
 	}
 
-	regressed := false
-	fmt.Fprintf(stdout, "\n%-14s %14s %14s %8s\n", "cost (median)", base.name, head.name, "change")
-	for _, cost := range []string{"µs per packet", "µs per cycle"} {
-		b, h := median(costs[base.name][cost]), median(costs[head.name][cost])
-		change := h/b - 1
-		verdict := ""
-		if change > o.threshold {
-			verdict = "  <- REGRESSION"
-			regressed = true
-		}
-		fmt.Fprintf(stdout, "%-14s %14.2f %14.2f %+7.1f%%%s\n", cost, b, h, 100*change, verdict)
-	}
+	report, regressed := verdict(costs[base.name], costs[head.name], base.name, head.name, o.threshold)
+	fmt.Fprint(stdout, report)
 	if regressed {
 		fmt.Fprintf(stdout, "REGRESSION: a cost grew more than %.0f %% against %s\n", 100*o.threshold, rev)
 		return errRegression
@@ -240,6 +230,31 @@ func measure(ctx context.Context, o *options, t tree, load, mode string) (float6
 		return rep.Server.CPUPerCallSecUs / 50, nil // 50 packets a second per call
 	}
 	return rep.Server.CPUPerCycleUs, nil
+}
+
+// The costs compared, in the order reported.
+const (
+	costPacket = "µs per packet"
+	costCycle  = "µs per cycle"
+)
+
+// verdict compares the median of each cost and reports whether one grew by
+// more than threshold (a fraction).
+func verdict(base, head map[string][]float64, baseName, headName string, threshold float64) (string, bool) {
+	var b strings.Builder
+	regressed := false
+	fmt.Fprintf(&b, "\n%-14s %14s %14s %8s\n", "cost (median)", baseName, headName, "change")
+	for _, cost := range []string{costPacket, costCycle} {
+		bm, hm := median(base[cost]), median(head[cost])
+		change := hm/bm - 1
+		mark := ""
+		if change > threshold {
+			mark = "  <- REGRESSION"
+			regressed = true
+		}
+		fmt.Fprintf(&b, "%-14s %14.2f %14.2f %+7.1f%%%s\n", cost, bm, hm, 100*change, mark)
+	}
+	return b.String(), regressed
 }
 
 func median(v []float64) float64 {

@@ -32,3 +32,17 @@ func TestParseOptions(t *testing.T) {
 		require.Error(t, err, bad)
 	}
 }
+
+func TestVerdict(t *testing.T) {
+	base := map[string][]float64{"µs per packet": {10, 11, 12}, "µs per cycle": {800, 900, 1000}}
+	ok := map[string][]float64{"µs per packet": {13, 12, 14}, "µs per cycle": {900, 1000, 1100}}
+	report, regressed := verdict(base, ok, "base", "head", 0.20)
+	require.False(t, regressed, report) // +18.2 % and +11.1 %
+	require.NotContains(t, report, "REGRESSION")
+
+	worse := map[string][]float64{"µs per packet": {11, 11, 11}, "µs per cycle": {1100, 1090, 2000}}
+	report, regressed = verdict(base, worse, "base", "head", 0.20)
+	require.True(t, regressed)
+	require.Regexp(t, `µs per cycle +900\.00 +1100\.00 +\+22\.2%  <- REGRESSION`, report)
+	require.Regexp(t, `µs per packet +11\.00 +11\.00 +\+0\.0%\n`, report)
+}
