@@ -9,6 +9,7 @@ require (
 	github.com/pion/sdp/v3 v3.0.20
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
+	golang.org/x/sys v0.24.0
 )
 
 require (
@@ -19,5 +20,4 @@ require (
 	github.com/pion/randutil v0.1.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sync v0.16.0 // indirect
-	golang.org/x/sys v0.24.0 // indirect
 )

@@ -65,7 +65,11 @@ func BenchmarkWriteToUDPBaseline(b *testing.B) {
 // the ratio as x-baseline.
 func BenchmarkSchedulerPerPacket(b *testing.B) {
 	conn, sink := benchSocket(b), benchSocket(b)
-	dst := addrOfConn(sink)
+	benchSchedulerPerPacket(b, conn, addrOfConn(sink))
+}
+
+// benchSchedulerPerPacket is BenchmarkSchedulerPerPacket writing through w.
+func benchSchedulerPerPacket(b *testing.B, conn PacketWriter, dst netip.AddrPort) {
 	s := newScheduler(SchedulerOptions{Shards: 1})
 	defer s.Close()
 	var fake time.Duration
@@ -375,18 +379,23 @@ func p99Lateness(l Lateness) float64 {
 // syscall); "loopback" goes all the way: a phone's write, the endpoint's
 // read goroutine, the relay's write, and the far phone's read. Both must
 // report 0 allocs/op.
+//
+// "loopback-netpoll" is "loopback" with the legs' sockets read and written
+// through Go's netpoller (the portable path, and every platform's before
+// the Linux epoll path); on other platforms the two are the same.
 func BenchmarkRelayPerPacket(b *testing.B) {
-	for _, path := range []string{"inject", "loopback"} {
+	for _, path := range []string{"inject", "loopback", "loopback-netpoll"} {
 		for _, codecs := range [][2]Codec{{PCMU, PCMU}, {PCMU, PCMA}} {
 			b.Run(fmt.Sprintf("%s/%v-%v", path, codecs[0], codecs[1]), func(b *testing.B) {
-				benchRelay(b, path == "loopback", codecs[0], codecs[1])
+				benchRelay(b, path != "inject", path == "loopback-netpoll", codecs[0], codecs[1])
 			})
 		}
 	}
 }
 
-func benchRelay(b *testing.B, loopback bool, from, to Codec) {
+func benchRelay(b *testing.B, loopback, netpoll bool, from, to Codec) {
 	s := NewScheduler(SchedulerOptions{})
+	s.portableIO = netpoll
 	defer s.Close()
 	phoneA, phoneB := benchSocket(b), benchSocket(b)
 	legA, err := NewEndpoint(benchSocket(b), EndpointOptions{Remote: addrOfConn(phoneA), Codec: from, Scheduler: s})

@@ -19,7 +19,10 @@
 //   - An [Endpoint] is one call leg's RTP port: it plays music through the
 //     scheduler, learns where the phone really sends from (symmetric RTP),
 //     and [Bridge] relays two endpoints with PCMU/PCMA transcoding and
-//     telephone-event (RFC 4733) passthrough.
+//     telephone-event (RFC 4733) passthrough. On Linux its socket is kept
+//     out of Go's netpoller: a few goroutines per scheduler read every leg
+//     from epoll sets watching for input only, and packets leave with a
+//     plain sendto, so no packet sent wakes the runtime.
 //   - [ParseOffer], [Answer], [NewOffer] and [ParkedDirection] do the RFC
 //     3264 offer/answer for a G.711 audio stream with pion/sdp/v3, including
 //     hold detection; an offer without G.711 is [ErrNoCommonCodec].

@@ -43,11 +43,13 @@ type EndpointOptions struct {
 //
 // An Endpoint is safe for concurrent use.
 type Endpoint struct {
-	conn   *net.UDPConn
+	conn   *net.UDPConn // as handed in; see startIO for who closes it
+	out    PacketWriter // where music and relayed packets leave from
+	io     endpointIO   // the platform's read path (rxset_linux.go)
 	local  netip.AddrPort
 	sched  *Scheduler
 	logger *slog.Logger
-	done   chan struct{} // closed when the read goroutine has returned
+	done   chan struct{} // closed when the leg's socket is no longer read
 
 	// relay is the Relay this leg is part of. relayMu is held by the read
 	// goroutine while it handles a packet, so Relay.Close can wait for an
@@ -112,8 +114,14 @@ func checkFormat(codec Codec, pt, te uint8) (uint8, error) {
 	return pt, nil
 }
 
-// NewEndpoint takes ownership of conn (closed by Close) and starts the
-// goroutine that reads it. On error conn is left open and still the caller's.
+// NewEndpoint takes ownership of conn (closed by Close) and starts reading
+// it. On error conn is left open and still the caller's.
+//
+// On Linux the socket leaves Go's netpoller: the endpoint keeps a duplicate
+// of its descriptor, read from an epoll set of the Scheduler's (EPOLLIN
+// only, a few goroutines for every leg) and written with plain sendto, and
+// closes conn at once; the port stays bound until Close. Elsewhere a
+// goroutine per leg reads conn.
 func NewEndpoint(conn *net.UDPConn, opts EndpointOptions) (*Endpoint, error) {
 	if conn == nil {
 		return nil, fmt.Errorf("%w: NewEndpoint: conn is nil", ErrInvalidArgument)
@@ -145,7 +153,7 @@ func NewEndpoint(conn *net.UDPConn, opts EndpointOptions) (*Endpoint, error) {
 		tePT:   opts.TelephoneEvent,
 		tx:     newTxState(time.Now()),
 	}
-	go e.readLoop()
+	e.startIO()
 	return e, nil
 }
 
@@ -228,7 +236,7 @@ func (e *Endpoint) PlayMusic(f *Frames) error {
 		e.music.setAudio(f, e.codec, e.pt)
 		return nil
 	}
-	st, err := e.sched.play(e.conn, e.remote, f, e.codec, e.pt, e.tx, e.held)
+	st, err := e.sched.play(e.out, e.remote, f, e.codec, e.pt, e.tx, e.held)
 	if err != nil {
 		return err
 	}
@@ -318,9 +326,9 @@ func (e *Endpoint) SetCodec(codec Codec, payloadType, telephoneEvent uint8) erro
 	return nil
 }
 
-// Close stops the music and any relay, closes the socket and waits for the
-// read goroutine to return. It is idempotent and returns nil, or the
-// socket's close error the first time.
+// Close stops the music and any relay, closes the socket and waits until it
+// is no longer read. It is idempotent and returns nil, or the socket's close
+// error the first time.
 func (e *Endpoint) Close() error {
 	e.mu.Lock()
 	if e.closed {
@@ -334,6 +342,20 @@ func (e *Endpoint) Close() error {
 	if r := e.relay.Load(); r != nil {
 		_ = r.Close() // Relay.Close always returns nil.
 	}
+	err := e.stopIO()
+	<-e.done
+	return err
+}
+
+// startNetpoll is the portable read path: a goroutine of the leg's own
+// blocks in Go's netpoller on conn, and packets leave through conn.
+func (e *Endpoint) startNetpoll() {
+	e.out = e.conn
+	go e.readLoop()
+}
+
+// stopNetpoll closes conn, which ends readLoop, and waits for it.
+func (e *Endpoint) stopNetpoll() error {
 	err := e.conn.Close()
 	<-e.done
 	return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -88,8 +89,12 @@ func (p *phone) readN(n int) []rtp.Packet {
 	return pkts
 }
 
+// newTestScheduler returns a scheduler for the endpoint and relay tests.
+// CALLPARK_MEDIA_PORTABLE_IO=1 runs them on the portable read path (Go's
+// netpoller) where the platform has another.
 func newTestScheduler(t *testing.T) *Scheduler {
 	s := NewScheduler(SchedulerOptions{})
+	s.portableIO = os.Getenv("CALLPARK_MEDIA_PORTABLE_IO") != ""
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }

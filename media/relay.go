@@ -201,7 +201,7 @@ func (r *Relay) forward(from *Endpoint, pkt []byte, v rtpView, event bool, fromC
 	to.mu.Unlock()
 
 	out := rewriteRelayed(pkt, v, &hdr, fromCodec, toCodec)
-	if _, err := to.conn.WriteToUDPAddrPort(out, dst); err != nil {
+	if _, err := to.out.WriteToUDPAddrPort(out, dst); err != nil {
 		c.writeErrors.Add(1)
 		to.writeErrors.Add(1)
 		return

@@ -75,6 +75,12 @@ type Scheduler struct {
 	mu        sync.Mutex // orders Play against Close
 	closed    bool
 	closeOnce sync.Once
+
+	// rx reads the endpoints' sockets where the platform allows it without
+	// Go's netpoller (rawsock_linux.go); portableIO forces the netpoller
+	// path everywhere, so tests and benchmarks can run both.
+	rx         rxSet
+	portableIO bool
 }
 
 // NewScheduler returns a running scheduler. Call Close to stop its streams and

@@ -25,7 +25,7 @@ func RegisterLogging(fs *flag.FlagSet) *Logging {
 
 // Setup makes the program's logger, writing to w, and applies the sipgo
 // package settings a program owns: sipgo's own logger (some of its records
-// reach only that), whole-message traces with -v, and Apply and ApplyGC. A
+// reach only that), whole-message traces with -v, and ApplyServer and ApplyGC. A
 // bad -log-level is an error naming the flag.
 func (l *Logging) Setup(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
@@ -38,7 +38,7 @@ func (l *Logging) Setup(w io.Writer) (*slog.Logger, error) {
 	logger := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 	sip.SetDefaultLogger(logger.With("component", "sip"))
 	sip.SIPDebug = *l.verbose
-	Apply()
+	ApplyServer()
 	ApplyGC()
 	return logger, nil
 }
