@@ -30,16 +30,19 @@ type Config struct {
 	// Lot, when set, is the host's own lot: the server parks into it. Its
 	// Dialer decides how recalls ring; a host that wants them rung over SIP
 	// by this server gives it a DialerFunc that calls Server.Dial (the
-	// server does not exist yet when the lot is built). Park must then be
-	// left zero. Orbits must list the lot's orbits.
+	// server does not exist yet when the lot is built: see
+	// ExampleServer_hostLotAndUserAgent). Park must then be left zero.
 	Lot *park.Lot
 	// Park is the configuration of the lot the server builds when Lot is
 	// nil. Its Dialer is the server's own (it rings recalls and the fallback
 	// over SIP) and must be left nil; its Orbits, when nil, is built from
 	// Orbits and Policy.
 	Park park.Config
-	// Orbits are the orbit ranges the server answers for; nil means
-	// park.DefaultOrbits. Only the local pool ("") is served.
+	// Orbits are the orbit ranges the server answers for; nil means the
+	// lot's (park.Lot.Ranges), which for a lot the server builds are
+	// park.DefaultOrbits. When given, its local pool ("") must hold exactly
+	// the lot's ranges: a call parked where the server does not answer
+	// could never be retrieved. Only the local pool is served.
 	Orbits *orbit.Table
 	// Policy chooses free orbits when Park.Orbits is nil.
 	Policy orbit.Policy
