@@ -119,6 +119,7 @@ type Engine struct {
 	log      *slog.Logger
 	ports    *PortPool
 	media    legMedia
+	music    *musicClips      // the lot's music as legs play it, built once
 	sched    *media.Scheduler // paces every leg's RTP; the engine's own
 	client   *sipgo.Client
 	dialogUA *sipgo.DialogUA
@@ -188,7 +189,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
 		return nil, err
 	}
-	if _, err := clipOf(cfg.Lot.Music()); err != nil {
+	if err := checkMusic(cfg.Lot.Music()); err != nil {
 		return nil, &ConfigError{"Lot's MusicOnHold", cfg.Lot.Music().Name(), err.Error()}
 	}
 	proxy, err := parseProxy(cfg.OutboundProxy, "EngineConfig.OutboundProxy")
@@ -204,7 +205,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, lot: cfg.Lot, table: table, log: cfg.Logger, ports: cfg.Ports,
-		client: cfg.Client, addr: cfg.Addr, proxy: proxy,
+		client: cfg.Client, addr: cfg.Addr, proxy: proxy, music: &musicClips{},
 		guard: newSourceGuard(cfg.Limits), legs: make(map[string]*callLeg), invites: make(map[string]*callLeg),
 		legSources: make(map[*callLeg]netip.Addr), recallPorts: make(map[string]struct{}),
 		devices: make(map[string]parkerDevice),

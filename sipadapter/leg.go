@@ -44,6 +44,7 @@ type callLeg struct {
 	parkedOneW bool
 	log        *slog.Logger
 	ports      *PortPool
+	clips      *musicClips // the lot's music, resolved once per engine
 	onClose    func(*callLeg)
 
 	settled    chan struct{}
@@ -72,6 +73,8 @@ type callLeg struct {
 
 // legConfig describes a callLeg. sipDialog, Endpoint and SDP are required.
 type legConfig struct {
+	// Clips turns the lot's music into what Hold plays; nil builds its own.
+	Clips *musicClips
 	// sipDialog is the leg's INVITE dialog (serverDialog or clientDialog).
 	Dialog sipDialog
 	// Endpoint is the leg's RTP port, set up from the negotiated media.
@@ -121,10 +124,13 @@ func newCallLeg(cfg legConfig) (*callLeg, error) {
 		dlg: cfg.Dialog, ep: cfg.Endpoint, sdp: cfg.SDP, party: cfg.Party,
 		parkedOneW: cfg.ParkedOneWay, log: cfg.Logger, ports: cfg.Ports, onClose: cfg.OnClose,
 		settled: make(chan struct{}), dir: cfg.Direction, confirmed: cfg.Confirmed,
-		lateOffer: cfg.LateOffer,
+		lateOffer: cfg.LateOffer, clips: cfg.Clips,
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.clips == nil {
+		l.clips = &musicClips{}
 	}
 	return l, nil
 }
@@ -144,7 +150,7 @@ func (l *callLeg) Key() string { return l.dlg.Key() }
 // Hold implements park.Leg: the leg's party is parked and hears music, from
 // the moment its dialog is confirmed.
 func (l *callLeg) Hold(_ context.Context, music park.Music) error {
-	clip, err := clipOf(music)
+	clip, err := l.clips.clip(music)
 	if err != nil {
 		return err
 	}
@@ -227,26 +233,6 @@ func (l *callLeg) Confirm() {
 	case err != nil:
 		l.log.Warn("hold music did not start", "party", l.party, "err", err)
 	}
-}
-
-// errUnplayable means a lot's music is of a kind the SIP side cannot play:
-// it plays *media.Clip and park.BuiltinMusic.
-var errUnplayable = errors.New("sipadapter: music cannot be played")
-
-// clipOf is the audio of a lot's music: the clip itself, media.BuiltinMusic for
-// park.BuiltinMusic, nil for none; an error wrapping errUnplayable for any
-// other kind of park.Music.
-func clipOf(music park.Music) (*media.Clip, error) {
-	switch m := music.(type) {
-	case nil:
-		return nil, nil
-	case *media.Clip:
-		return m, nil
-	}
-	if music == park.BuiltinMusic() {
-		return media.BuiltinMusic(), nil
-	}
-	return nil, fmt.Errorf("%w: %q is a %T, want a *media.Clip", errUnplayable, music.Name(), music)
 }
 
 // Hangup implements park.Leg: BYE, once, then Close. A leg whose party has

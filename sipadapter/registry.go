@@ -15,6 +15,7 @@ import (
 // it forgets itself and frees its RTP port when it closes.
 func (e *Engine) newLeg(cfg legConfig) *callLeg {
 	cfg.ParkedOneWay = true // the contract: a parked leg only hears music
+	cfg.Clips = e.music
 	cfg.Ports = e.ports
 	cfg.OnClose = e.forget
 	cfg.Logger = e.log

@@ -212,7 +212,7 @@ func New(cfg Config) (*Server, error) {
 	if s.table, err = servedOrbits(cfg.Orbits, s.lot, "Config.Orbits"); err != nil {
 		return nil, err
 	}
-	if _, err := clipOf(s.lot.Music()); err != nil {
+	if err := checkMusic(s.lot.Music()); err != nil {
 		return nil, &ConfigError{"Config.Park.MusicOnHold", s.lot.Music().Name(), err.Error()}
 	}
 	return s, nil

@@ -67,6 +67,8 @@ func run(timeout, ring time.Duration) error {
 	sinkAddr := sink.LocalAddr().(*net.UDPAddr).AddrPort()
 
 	lot, err := park.NewLot(park.Config{
+		// Synthesised once, shared by every parked call and its encodings.
+		MusicOnHold:    media.BuiltinMusic(),
 		PickupTimeout:  timeout,
 		RecallRingTime: ring,
 		FallbackURI:    "sip:operator@example.com",
@@ -136,10 +138,10 @@ func (l *rtpLeg) Hold(_ context.Context, music park.Music) error {
 	case *media.Clip:
 		clip = m
 	default:
-		if music != park.BuiltinMusic() {
-			return fmt.Errorf("cannot play %T", music)
-		}
-		clip = media.BuiltinMusic() // the lot's default is the host's own music
+		// park.BuiltinMusic() (a lot with no MusicOnHold) would be this
+		// host's own built-in music: main gives the lot a clip instead, so
+		// that it is built once, not per park.
+		return fmt.Errorf("cannot play %q (%T)", music.Name(), music)
 	}
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
