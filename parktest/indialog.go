@@ -30,9 +30,6 @@ func (p *Phone) onBye(req *sip.Request, tx sip.ServerTransaction) {
 // holds us (sendonly) gets recvonly and no more audio until it resumes.
 func (c *Call) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	p := c.phone
-	if p.deaf {
-		return // PhoneOptions.IgnoreReInvites: no answer, ever
-	}
 	if req.CSeq() == nil || !c.dlg.acceptRemoteSeq(req.CSeq().SeqNo) {
 		p.respond(tx, req, sip.StatusInternalServerError, "Server Internal Error", nil)
 		return

@@ -29,10 +29,6 @@ type PhoneOptions struct {
 	// REGISTER (Register) and INVITE (Call), with User as the username;
 	// empty leaves challenges unanswered, as *StatusError.
 	Password string
-	// IgnoreReInvites leaves re-INVITEs from the peer unanswered, as a
-	// phone whose answers are lost does: the peer's re-INVITE hangs until
-	// it gives up. Requests other than INVITE are served as usual.
-	IgnoreReInvites bool
 }
 
 // AnswerMode is what a phone does with an incoming call (see AnswerPolicy).

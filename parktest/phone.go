@@ -42,7 +42,6 @@ const closeHangupBudget = time.Second
 type Phone struct {
 	user      string
 	password  string
-	deaf      bool   // PhoneOptions.IgnoreReInvites
 	transport string // "UDP" or "TCP", as sipgo writes them
 	codecs    []media.Codec
 	log       *slog.Logger
@@ -111,7 +110,6 @@ func StartPhone(opts PhoneOptions) (*Phone, error) {
 	p := &Phone{
 		user:      opts.User,
 		password:  opts.Password,
-		deaf:      opts.IgnoreReInvites,
 		transport: transport,
 		codecs:    opts.Codecs,
 		log:       log,

@@ -52,7 +52,7 @@ type callLeg struct {
 	closeOnce  sync.Once
 	byeOnce    sync.Once
 	// offering is held while our own re-INVITE is in progress: a BYE waits
-	// for it, after cutting it short (stopOffer).
+	// for it.
 	offering sync.Mutex
 
 	mu        sync.Mutex
@@ -62,8 +62,7 @@ type callLeg struct {
 	playing   bool
 	peer      *callLeg
 	relay     *media.Relay
-	call      *park.Call         // while parked
-	stopOffer context.CancelFunc // gives up our re-INVITE in progress
+	call      *park.Call // while parked
 	closed    bool
 	// lateOffer is our offer in the 200 to an INVITE without SDP, until
 	// the ACK answers it; lateOfferErr is why that answer was refused.
@@ -246,16 +245,6 @@ func (l *callLeg) Hangup(ctx context.Context) error {
 		return nil
 	}
 	l.byeOnce.Do(func() {
-		// A re-INVITE of ours still waiting for its answer (a lost
-		// packet, a phone that never answers) would hold the BYE for as
-		// long as it is let wait, seconds after the other party left. The
-		// call is ending: the re-INVITE is given up, then the BYE goes.
-		l.mu.Lock()
-		stop := l.stopOffer
-		l.mu.Unlock()
-		if stop != nil {
-			stop()
-		}
 		l.offering.Lock()
 		defer l.offering.Unlock()
 		if err := l.dlg.Bye(ctx); err != nil {
@@ -414,18 +403,7 @@ func unbridge(a, b *callLeg) {
 func (l *callLeg) Reoffer(ctx context.Context, dir media.Direction) error {
 	l.offering.Lock()
 	defer l.offering.Unlock()
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	l.mu.Lock()
-	closed := l.closed
-	l.stopOffer = stop // Hangup gives the re-INVITE up
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.stopOffer = nil
-		l.mu.Unlock()
-	}()
-	if closed {
+	if l.Closed() {
 		return errLegGone
 	}
 	offer, err := l.sdp.Offer(dir, l.ep.Codec())
