@@ -105,7 +105,7 @@ func identity(display, uri string) sip.FromHeader {
 }
 
 // ring rings targets at once with an offer from a new RTP port (one kept
-// for recalls when reserved, see recallPorts). The first
+// for recalls when reserved, see recallport.go). The first
 // to answer becomes the returned leg (named party), acknowledged and with
 // its media set up; the others are cancelled, or hung up if they answered
 // too. When ctx ends first, nobody answered.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -133,11 +134,9 @@ type Engine struct {
 	// legSources names the source each answered leg is counted against
 	// (Limits.DialogsPerSource), until the leg closes.
 	legSources map[*callLeg]netip.Addr
-	// recallPorts are the parked calls, by park ID, that keep an RTP port
-	// for their recall (recallport.go).
-	recallPorts map[string]struct{}
-	// devices are the parkers who parked by REFER, by park ID (recall.go).
-	devices       map[string]parkerDevice
+	// parked are the calls the engine parked and the lot still holds, by
+	// park ID: each keeps a port for its recall (recallport.go).
+	parked        map[string]*parkedCall
 	proxy         *sip.Uri // EngineConfig.OutboundProxy, a loose route
 	stopObserving func()
 	// Handlers in progress, so that Shutdown returns only once none is
@@ -207,8 +206,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		cfg: cfg, lot: cfg.Lot, table: table, log: cfg.Logger, ports: cfg.Ports,
 		client: cfg.Client, addr: cfg.Addr, proxy: proxy, music: &musicClips{},
 		guard: newSourceGuard(cfg.Limits), legs: make(map[string]*callLeg), invites: make(map[string]*callLeg),
-		legSources: make(map[*callLeg]netip.Addr), recallPorts: make(map[string]struct{}),
-		devices: make(map[string]parkerDevice),
+		legSources: make(map[*callLeg]netip.Addr), parked: make(map[string]*parkedCall),
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -265,46 +263,28 @@ func parseProxy(v, field string) (*sip.Uri, error) {
 // or else the lot's ranges.
 func servedOrbits(given *orbit.Table, lot *park.Lot, field string) (*orbit.Table, error) {
 	ranges := lot.Ranges()
-	if given == nil {
-		if ranges == nil {
+	if ranges == nil {
+		if given == nil {
 			return nil, &ConfigError{field, nil, "required: the lot's allocator does not tell its ranges (orbit.Ranger)"}
 		}
-		entries := make([]orbit.Entry, len(ranges))
-		for i, r := range ranges {
-			entries[i] = orbit.Entry{Range: r}
-		}
-		return orbit.NewTable(entries...)
-	}
-	if ranges == nil {
 		return given, nil
 	}
-	local := given.Ranges("")
-	same := len(local) == len(ranges)
-	for i := 0; same && i < len(local); i++ {
-		same = local[i] == ranges[i]
+	entries := make([]orbit.Entry, len(ranges))
+	for i, r := range ranges {
+		entries[i] = orbit.Entry{Range: r}
 	}
-	if !same {
-		return nil, &ConfigError{field, given.String(), fmt.Sprintf("must list the lot's orbits, %s: a call parked on an orbit the server does not answer for could never be retrieved", rangesString(ranges))}
+	lots, err := orbit.NewTable(entries...)
+	if err != nil || given == nil {
+		return lots, err
+	}
+	if !slices.Equal(given.Ranges(""), ranges) {
+		return nil, &ConfigError{field, given.String(), fmt.Sprintf("must list the lot's orbits, %s: a call parked on an orbit the server does not answer for could never be retrieved", lots)}
 	}
 	return given, nil
 }
 
-func rangesString(rs []orbit.Range) string {
-	s := ""
-	for i, r := range rs {
-		if i > 0 {
-			s += ","
-		}
-		s += r.String()
-	}
-	return s
-}
-
 // Lot returns the engine's lot.
 func (e *Engine) Lot() *park.Lot { return e.lot }
-
-// Orbits returns the orbits the engine answers for.
-func (e *Engine) Orbits() *orbit.Table { return e.table }
 
 // ServeOptions answers OPTIONS as the contract says (flow 10): 200 with
 // Allow (the engine's methods and EngineConfig.Allow), Supported: replaces

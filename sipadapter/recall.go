@@ -84,7 +84,8 @@ func (e *Engine) isOwnAddress(t Target) bool {
 
 // recordDevice remembers, for a parked call, that its parker is
 // the party of leg l (it sent the REFER that parked the call): a recall to
-// that parker rings l's remote target, the device itself.
+// that parker rings l's remote target, the device itself. A call that has
+// left the lot meanwhile is no longer the engine's to remember.
 func (e *Engine) recordDevice(call *park.Call, parker string, l *callLeg) {
 	contact, ok := l.Dialog().RemoteTarget()
 	if !ok || parker == "" {
@@ -92,11 +93,8 @@ func (e *Engine) recordDevice(call *park.Call, parker string, l *callLeg) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	select {
-	case <-call.Done(): // gone already, its end observed or about to be
-		delete(e.devices, call.ID())
-	default:
-		e.devices[call.ID()] = parkerDevice{parker: parker, contact: contact}
+	if pc := e.parked[call.ID()]; pc != nil {
+		pc.device = &parkerDevice{parker: parker, contact: contact}
 	}
 }
 
@@ -105,11 +103,11 @@ func (e *Engine) recordDevice(call *park.Call, parker string, l *callLeg) {
 func (e *Engine) device(parkID, uri string) (sip.Uri, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	d, ok := e.devices[parkID]
-	if !ok || d.parker != uri {
+	pc := e.parked[parkID]
+	if pc == nil || pc.device == nil || pc.device.parker != uri {
 		return sip.Uri{}, false
 	}
-	return d.contact, true
+	return pc.device.contact, true
 }
 
 // parkerDevice is where a parker who parked by REFER is rung.

@@ -26,7 +26,7 @@ func (e *Engine) parkLeg(ctx context.Context, req park.ParkRequest) (*park.Call,
 		return nil, err
 	}
 	e.mu.Lock()
-	e.recallPorts[call.ID()] = struct{}{}
+	e.parked[call.ID()] = &parkedCall{}
 	e.mu.Unlock()
 	// The call may have ended already, its EventEnded seen before it was
 	// recorded: then nobody else gives the reservation back.
@@ -43,7 +43,7 @@ func (e *Engine) parkLeg(ctx context.Context, req park.ParkRequest) (*park.Call,
 func (e *Engine) keepsRecallPort(parkID string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_, ok := e.recallPorts[parkID]
+	_, ok := e.parked[parkID]
 	return ok
 }
 
@@ -54,25 +54,28 @@ func (e *Engine) keepsRecallPortAt(o orbit.Orbit) bool {
 	return ok && e.keepsRecallPort(info.ParkID)
 }
 
-// releaseRecallPort gives back the reservation of a call that has left the
-// lot, once.
+// parkedCall is what the engine keeps of a call it parked, until the call
+// leaves the lot: a port reserved for its recall, always, and the device
+// its parker parked it from, when that parker sent a REFER (recall.go).
+type parkedCall struct {
+	device *parkerDevice
+}
+
+// releaseRecallPort forgets a call that has left the lot and gives back its
+// reservation, once.
 func (e *Engine) releaseRecallPort(parkID string) {
 	e.mu.Lock()
-	_, ok := e.recallPorts[parkID]
-	delete(e.recallPorts, parkID)
+	_, ok := e.parked[parkID]
+	delete(e.parked, parkID)
 	e.mu.Unlock()
 	if ok {
 		e.ports.unreserve()
 	}
 }
 
-// observeEnds gives back reservations, and forgets parkers' devices, as
-// calls leave the lot.
+// observeEnds forgets the calls that leave the lot.
 func (e *Engine) observeEnds(ev park.Event) {
 	if ev.Kind == park.EventEnded {
 		e.releaseRecallPort(ev.Call.ParkID)
-		e.mu.Lock()
-		delete(e.devices, ev.Call.ParkID)
-		e.mu.Unlock()
 	}
 }
