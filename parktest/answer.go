@@ -75,9 +75,8 @@ func (p *Phone) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.onReinvite(req, tx)
 		return
 	}
+	p.inbox.addInvite()
 	p.mu.Lock()
-	p.invites++
-	p.bumpLocked()
 	policy := p.answer
 	p.mu.Unlock()
 	p.answerIncoming(req, tx, policy)
@@ -102,10 +101,7 @@ func (p *Phone) answerIncoming(req *sip.Request, tx sip.ServerTransaction, polic
 	var cancelOnce sync.Once
 	countCancel := func() {
 		cancelOnce.Do(func() {
-			p.mu.Lock()
-			p.cancels++
-			p.bumpLocked()
-			p.mu.Unlock()
+			p.inbox.addCancel()
 			close(cancelled)
 		})
 	}

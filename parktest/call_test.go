@@ -39,7 +39,7 @@ func TestCallAnsweredRTPBothWays(t *testing.T) {
 			require.Equal(t, in.LocalRTP(), out.Negotiated().Remote, "alice sends to bob's RTP port")
 			require.Equal(t, out.LocalRTP(), in.RemoteSDP().Addr)
 			require.Zero(t, out.RTPStats().UnknownPayloadType)
-			require.Equal(t, 1, bob.Invites())
+			require.Equal(t, 1, bob.Inbox().Invites())
 		})
 	}
 }
@@ -164,8 +164,8 @@ func TestRejectSurfacesStatusError(t *testing.T) {
 			require.Equal(t, sip.INVITE, se.Method)
 			require.Equal(t, tt.want, se.Response.StatusCode)
 			require.Contains(t, err.Error(), bob.URI())
-			require.Equal(t, 1, bob.Invites())
-			require.Zero(t, bob.Cancels())
+			require.Equal(t, 1, bob.Inbox().Invites())
+			require.Zero(t, bob.Inbox().Cancels())
 		})
 	}
 }
@@ -182,7 +182,7 @@ func TestCallerCancelsRingingCall(t *testing.T) {
 				_, err := alice.Call(callCtx, bob.URI(), CallOptions{})
 				result <- err
 			}()
-			require.NoError(t, bob.WaitInvites(ctx, 1))
+			require.NoError(t, bob.Inbox().WaitInvites(ctx, 1))
 			hangUp()
 			select {
 			case err := <-result:
@@ -190,8 +190,8 @@ func TestCallerCancelsRingingCall(t *testing.T) {
 			case <-ctx.Done():
 				require.FailNow(t, "Call did not return after its context ended")
 			}
-			require.NoError(t, bob.WaitCancels(ctx, 1))
-			require.Equal(t, 1, bob.Cancels())
+			require.NoError(t, bob.Inbox().WaitCancels(ctx, 1))
+			require.Equal(t, 1, bob.Inbox().Cancels())
 		})
 	}
 }
@@ -206,10 +206,10 @@ func TestCancelDuringAnswerDelay(t *testing.T) {
 		_, err := alice.Call(callCtx, bob.URI(), CallOptions{})
 		result <- err
 	}()
-	require.NoError(t, bob.WaitInvites(ctx, 1))
+	require.NoError(t, bob.Inbox().WaitInvites(ctx, 1))
 	hangUp()
 	require.ErrorIs(t, <-result, context.Canceled)
-	require.NoError(t, bob.WaitCancels(ctx, 1))
+	require.NoError(t, bob.Inbox().WaitCancels(ctx, 1))
 	select {
 	case c := <-bob.Incoming():
 		require.Failf(t, "a cancelled call was answered", "call %s", c.CallID())

@@ -133,7 +133,7 @@ func ParseDialogInfo(body []byte) (DialogInfo, error) {
 }
 
 // Marshal writes info as an application/dialog-info+xml document, for a test
-// phone that serves BLF (ServeSubscriptions) the way a park server does.
+// phone that serves BLF (a Notifier) the way a park server does.
 // Errors come from encoding/xml.
 func (info DialogInfo) Marshal() ([]byte, error) {
 	doc := xmlDialogInfo{

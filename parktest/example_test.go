@@ -41,7 +41,7 @@ func Example_parkAndRetrieve() {
 	}
 	orbit := parked.Orbit()
 	fmt.Println("parked at", orbit)
-	if msgs, err := alice.WaitMessages(ctx, 1); err == nil {
+	if msgs, err := alice.Inbox().WaitMessages(ctx, 1); err == nil {
 		fmt.Println("alice was told:", msgs[0].Body)
 	}
 	// Music on hold reaches carol.
@@ -120,14 +120,16 @@ func ExampleCall_Refer() {
 	defer cancel()
 	alice, _ := parktest.StartPhone(parktest.PhoneOptions{User: "alice"})
 	defer alice.Close()
-	bob, _ := parktest.StartPhone(parktest.PhoneOptions{User: "bob"})
-	defer bob.Close()
-	bob.OnRefer(func(_ *parktest.Call, referTo string) parktest.ReferReply {
-		return parktest.ReferReply{Notify: []string{
-			"SIP/2.0 100 Trying\r\n",
-			"SIP/2.0 200 OK\r\nX-Park-Orbit: 701\r\n",
-		}}
+	bob, _ := parktest.StartPhone(parktest.PhoneOptions{
+		User: "bob",
+		OnRefer: func(_ *parktest.Call, referTo string) parktest.ReferReply {
+			return parktest.ReferReply{Notify: []string{
+				"SIP/2.0 100 Trying\r\n",
+				"SIP/2.0 200 OK\r\nX-Park-Orbit: 701\r\n",
+			}}
+		},
 	})
+	defer bob.Close()
 	call, err := alice.Call(ctx, bob.URI(), parktest.CallOptions{Mute: true})
 	if err != nil {
 		fmt.Println(err)
@@ -149,11 +151,15 @@ func ExamplePhone_Subscribe() {
 	defer cancel()
 	alice, _ := parktest.StartPhone(parktest.PhoneOptions{User: "alice"})
 	defer alice.Close()
-	bob, _ := parktest.StartPhone(parktest.PhoneOptions{User: "bob"})
-	defer bob.Close()
 	empty := parktest.DialogInfo{Version: 0, State: "full", Entity: "sip:701@127.0.0.1"}
 	body, _ := empty.Marshal()
-	bob.ServeSubscriptions("dialog", "application/dialog-info+xml", func() []byte { return body })
+	lamp := &parktest.Notifier{
+		Event:       "dialog",
+		ContentType: "application/dialog-info+xml",
+		State:       func() []byte { return body },
+	}
+	bob, _ := parktest.StartPhone(parktest.PhoneOptions{User: "bob", Serve: []*parktest.Notifier{lamp}})
+	defer bob.Close()
 
 	sub, err := alice.Subscribe(ctx, bob.URI(), "dialog", time.Hour)
 	if err != nil {

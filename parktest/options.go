@@ -29,6 +29,15 @@ type PhoneOptions struct {
 	// REGISTER (Register) and INVITE (Call), with User as the username;
 	// empty leaves challenges unanswered, as *StatusError.
 	Password string
+	// OnRefer decides how the phone answers the REFERs it receives in its
+	// calls; nil follows each one as a transferee does
+	// (ReferReply{Follow: true}). A phone standing in for a park server
+	// answers with the sipfrags the server would send.
+	OnRefer ReferHandler
+	// Serve are the event packages whose subscriptions the phone serves, as
+	// a park server serves BLF; a SUBSCRIBE to another package gets 489.
+	// Each Notifier belongs to one phone.
+	Serve []*Notifier
 }
 
 // AnswerMode is what a phone does with an incoming call (see AnswerPolicy).

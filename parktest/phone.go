@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,14 +17,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// Message is a MESSAGE request the phone received: the park server's
-// "Parked at 701".
-type Message struct {
-	From        string // the From URI
-	ContentType string // the Content-Type header, empty if none
-	Body        string
-}
-
 // queueLen bounds the Incoming and Transfers channels and each
 // subscription's notifications: far more than a test leaves unread.
 const queueLen = 64
@@ -35,10 +26,9 @@ const queueLen = 64
 const closeHangupBudget = time.Second
 
 // Phone is a scripted SIP phone on a loopback port, built on sipgo. It calls
-// (Call), answers by policy (SetAnswer, Incoming), transfers (Call.Refer),
-// subscribes (Subscribe), and plays the server's side of REFER and SUBSCRIBE
-// for tests that have no server (OnRefer, ServeSubscriptions). A Phone is safe
-// for concurrent use.
+// (Call), answers by policy (SetAnswer, Incoming), counts what reaches it
+// (Inbox), transfers (Call.Refer, Transfers), registers (Register) and
+// subscribes (Subscribe). A Phone is safe for concurrent use.
 type Phone struct {
 	user      string
 	password  string
@@ -59,6 +49,9 @@ type Phone struct {
 
 	draining atomic.Bool // Close has begun dropping whatever arrives over TCP
 
+	inbox     *Inbox
+	refer     ReferHandler         // PhoneOptions.OnRefer, fixed at start
+	events    map[string]*Notifier // PhoneOptions.Serve by package, fixed at start
 	incoming  chan *Call
 	transfers chan *Call
 	closing   chan struct{}
@@ -70,13 +63,7 @@ type Phone struct {
 	calls    map[string]*Call
 	subs     map[string]*Subscription
 	watchers map[string]*watcher
-	events   map[string]servedEvent
 	answer   AnswerPolicy
-	refer    ReferHandler
-	invites  int
-	cancels  int
-	messages []Message
-	changed  chan struct{} // closed and replaced on every counter change
 
 	// registrations holds the Call-ID and CSeq of the phone's REGISTERs,
 	// by registrar URI (see Register).
@@ -103,6 +90,10 @@ func StartPhone(opts PhoneOptions) (*Phone, error) {
 	if err != nil {
 		return nil, err
 	}
+	events, err := checkServe(opts.Serve)
+	if err != nil {
+		return nil, err
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -117,14 +108,15 @@ func StartPhone(opts PhoneOptions) (*Phone, error) {
 		incoming:  make(chan *Call, queueLen),
 		transfers: make(chan *Call, queueLen),
 		closing:   make(chan struct{}),
+		refer:     opts.OnRefer,
 		calls:     make(map[string]*Call),
 		subs:      make(map[string]*Subscription),
 		watchers:  make(map[string]*watcher),
-		events:    make(map[string]servedEvent),
-		changed:   make(chan struct{}),
+		events:    events,
 
 		registrations: make(map[string]*registration),
 	}
+	p.inbox = newInbox(p.closing)
 	if len(p.codecs) == 0 {
 		p.codecs = []media.Codec{media.PCMU, media.PCMA}
 	}
@@ -134,6 +126,17 @@ func StartPhone(opts PhoneOptions) (*Phone, error) {
 	}
 	if err := p.start(); err != nil {
 		return nil, err
+	}
+	var bound []*Notifier
+	for _, n := range events {
+		if !n.phone.CompareAndSwap(nil, p) {
+			for _, b := range bound {
+				b.phone.Store(nil)
+			}
+			_ = p.Close()
+			return nil, fmt.Errorf("%w: PhoneOptions.Serve: Notifier %q already serves another phone", ErrInvalidOptions, n.Event)
+		}
+		bound = append(bound, n)
 	}
 	return p, nil
 }
@@ -169,70 +172,9 @@ func (p *Phone) Incoming() <-chan *Call { return p.incoming }
 // ReferReply.Follow), same capacity as Incoming.
 func (p *Phone) Transfers() <-chan *Call { return p.transfers }
 
-// Invites returns how many new INVITEs (not re-INVITEs) have arrived.
-func (p *Phone) Invites() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.invites
-}
-
-// Cancels returns how many ringing INVITEs the caller cancelled.
-func (p *Phone) Cancels() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cancels
-}
-
-// Messages returns the MESSAGE requests received so far, oldest first.
-func (p *Phone) Messages() []Message {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.messages)
-}
-
-// WaitInvites waits until at least n new INVITEs have arrived.
-func (p *Phone) WaitInvites(ctx context.Context, n int) error {
-	return p.waitUntil(ctx, func() bool { return p.invites >= n })
-}
-
-// WaitCancels waits until at least n ringing INVITEs have been cancelled.
-func (p *Phone) WaitCancels(ctx context.Context, n int) error {
-	return p.waitUntil(ctx, func() bool { return p.cancels >= n })
-}
-
-// WaitMessages waits until at least n MESSAGEs have arrived and returns them
-// all.
-func (p *Phone) WaitMessages(ctx context.Context, n int) ([]Message, error) {
-	if err := p.waitUntil(ctx, func() bool { return len(p.messages) >= n }); err != nil {
-		return nil, err
-	}
-	return p.Messages(), nil
-}
-
-// waitUntil waits until cond, evaluated under p.mu, holds.
-func (p *Phone) waitUntil(ctx context.Context, cond func() bool) error {
-	for {
-		p.mu.Lock()
-		ok, changed := cond(), p.changed
-		p.mu.Unlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-p.closing:
-			return ErrPhoneClosed
-		}
-	}
-}
-
-// bumpLocked wakes the waiters of waitUntil; p.mu must be held.
-func (p *Phone) bumpLocked() {
-	close(p.changed)
-	p.changed = make(chan struct{})
-}
+// Inbox returns what reached the phone from outside its calls: INVITEs,
+// CANCELs and MESSAGEs, counted and waited for.
+func (p *Phone) Inbox() *Inbox { return p.inbox }
 
 // Close hangs up the phone's calls (waiting at most a second for the BYEs'
 // answers), stops its listener and waits for every goroutine it started.

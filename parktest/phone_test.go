@@ -93,7 +93,7 @@ func TestMessageReceived(t *testing.T) {
 			res, err := server.Send(ctx, req)
 			require.NoError(t, err)
 			require.Equal(t, 200, res.StatusCode)
-			msgs, err := parker.WaitMessages(ctx, 1)
+			msgs, err := parker.Inbox().WaitMessages(ctx, 1)
 			require.NoError(t, err)
 			require.Equal(t, []Message{{From: server.URI(), ContentType: "text/plain", Body: "Parked at 701"}}, msgs)
 		})
@@ -202,7 +202,7 @@ func TestCloseHangsUpCalls(t *testing.T) {
 			require.ErrorIs(t, err, ErrPhoneClosed)
 			_, err = bob.Options(ctx, alice.URI())
 			require.ErrorIs(t, err, ErrPhoneClosed)
-			require.ErrorIs(t, bob.WaitInvites(ctx, 2), ErrPhoneClosed)
+			require.ErrorIs(t, bob.Inbox().WaitInvites(ctx, 2), ErrPhoneClosed)
 			require.NoError(t, in.Hangup(ctx), "ended calls need no BYE")
 		})
 	}
@@ -217,9 +217,9 @@ func TestCloseInterruptsWaits(t *testing.T) {
 		_, err := alice.Call(ctx, bob.URI(), CallOptions{})
 		ringing <- err
 	}()
-	require.NoError(t, bob.WaitInvites(ctx, 1))
+	require.NoError(t, bob.Inbox().WaitInvites(ctx, 1))
 	waiting := make(chan error, 1)
-	go func() { waiting <- alice.WaitCancels(ctx, 1) }()
+	go func() { waiting <- alice.Inbox().WaitCancels(ctx, 1) }()
 	require.NoError(t, alice.Close())
 	require.ErrorIs(t, <-ringing, ErrPhoneClosed)
 	require.ErrorIs(t, <-waiting, ErrPhoneClosed)
@@ -234,7 +234,7 @@ func TestCloseAnswersRingingCall(t *testing.T) {
 		_, err := alice.Call(ctx, bob.URI(), CallOptions{})
 		ringing <- err
 	}()
-	require.NoError(t, bob.WaitInvites(ctx, 1))
+	require.NoError(t, bob.Inbox().WaitInvites(ctx, 1))
 	require.NoError(t, bob.Close())
 	var se *StatusError
 	require.ErrorAs(t, <-ringing, &se)
@@ -256,19 +256,19 @@ func TestContextsOfWaitsEnd(t *testing.T) {
 	p := NewPhone(t, PhoneOptions{User: "alice"})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	require.ErrorIs(t, p.WaitInvites(ctx, 1), context.Canceled)
-	require.ErrorIs(t, p.WaitCancels(ctx, 1), context.Canceled)
-	_, err := p.WaitMessages(ctx, 1)
+	require.ErrorIs(t, p.Inbox().WaitInvites(ctx, 1), context.Canceled)
+	require.ErrorIs(t, p.Inbox().WaitCancels(ctx, 1), context.Canceled)
+	_, err := p.Inbox().WaitMessages(ctx, 1)
 	require.ErrorIs(t, err, context.Canceled)
-	require.NoError(t, p.WaitInvites(ctx, 0), "a condition already met needs no wait")
+	require.NoError(t, p.Inbox().WaitInvites(ctx, 0), "a condition already met needs no wait")
 }
 
 func TestLoggerReceivesRecords(t *testing.T) {
 	var buf strings.Builder
 	ctx := testContext(t)
 	alice := NewPhone(t, PhoneOptions{User: "alice"})
-	bob := NewPhone(t, PhoneOptions{User: "bob", Logger: newTestLogger(&buf)})
-	bob.OnRefer(func(*Call, string) ReferReply { return ReferReply{Status: 99} })
+	bob := NewPhone(t, PhoneOptions{User: "bob", Logger: newTestLogger(&buf),
+		OnRefer: func(*Call, string) ReferReply { return ReferReply{Status: 99} }})
 	out, _ := connect(t, ctx, alice, bob, CallOptions{})
 	res, err := out.Refer(ctx, alice.URI())
 	var se *StatusError

@@ -208,14 +208,6 @@ type ReferReply struct {
 	Follow bool
 }
 
-// OnRefer sets how the phone answers REFERs from now on. With no handler (or
-// nil), a phone follows every REFER (ReferReply{Follow: true}).
-func (p *Phone) OnRefer(h ReferHandler) {
-	p.mu.Lock()
-	p.refer = h
-	p.mu.Unlock()
-}
-
 func (p *Phone) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	c := p.lookupCall(req)
 	if c == nil {
@@ -242,12 +234,9 @@ func (p *Phone) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	referTo := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(referTos[0]), "<"), ">")
-	p.mu.Lock()
-	h := p.refer
-	p.mu.Unlock()
 	reply := ReferReply{Follow: true}
-	if h != nil {
-		reply = h(c, referTo)
+	if p.refer != nil {
+		reply = p.refer(c, referTo)
 	}
 	status := reply.Status
 	if status == 0 {

@@ -53,17 +53,17 @@ func TestReferScriptedReplies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testContext(t)
-			alice, bob := phonePair(t, "udp")
 			var (
 				mu      sync.Mutex
 				referTo string
 			)
-			bob.OnRefer(func(c *Call, to string) ReferReply {
+			alice := NewPhone(t, PhoneOptions{User: "alice"})
+			bob := NewPhone(t, PhoneOptions{User: "bob", OnRefer: func(c *Call, to string) ReferReply {
 				mu.Lock()
 				referTo = to
 				mu.Unlock()
 				return tt.reply
-			})
+			}})
 			out, _ := connect(t, ctx, alice, bob, CallOptions{})
 			res, err := out.Refer(ctx, "sip:700@127.0.0.1:5060", sip.NewHeader("Referred-By", "<"+alice.URI()+">"))
 			require.NotNil(t, res)
@@ -88,8 +88,9 @@ func TestReferScriptedReplies(t *testing.T) {
 
 func TestReferBadFinalSipfrag(t *testing.T) {
 	ctx := testContext(t)
-	alice, bob := phonePair(t, "udp")
-	bob.OnRefer(func(*Call, string) ReferReply { return ReferReply{Notify: []string{"garbage"}} })
+	alice := NewPhone(t, PhoneOptions{User: "alice"})
+	bob := NewPhone(t, PhoneOptions{User: "bob",
+		OnRefer: func(*Call, string) ReferReply { return ReferReply{Notify: []string{"garbage"}} }})
 	out, _ := connect(t, ctx, alice, bob, CallOptions{})
 	res, err := out.Refer(ctx, bob.URI())
 	require.ErrorIs(t, err, ErrBadSipfrag)

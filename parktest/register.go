@@ -30,8 +30,9 @@ const maxAuthRetries = 2
 //
 // The extension is PhoneOptions.User: To and From are sip:USER@ the
 // registrar's host and port, the Contact is the phone's own URI, and the
-// expiry is sent in an Expires header, rounded up to whole seconds (zero
-// removes the binding, see Unregister). A 401 or 407 is answered with
+// expiry is sent in an Expires header, rounded up to whole seconds. Zero
+// unregisters: it removes the phone's own contact and leaves the extension's
+// other phones registered. A 401 or 407 is answered with
 // PhoneOptions.Password (digest MD5, RFC 2617) in a new REGISTER with the next
 // CSeq; a second challenge is answered only if it says stale=true. Without a
 // password the challenge comes back as a *StatusError. The phone neither
@@ -73,14 +74,6 @@ func (p *Phone) Register(ctx context.Context, registrar string, expires time.Dur
 			return nil, err
 		}
 	}
-}
-
-// Unregister removes the phone's contact from registrar: a REGISTER with
-// Expires: 0 for the phone's own Contact, leaving the extension's other
-// phones registered. A non-2xx final is a *StatusError.
-func (p *Phone) Unregister(ctx context.Context, registrar string) error {
-	_, err := p.Register(ctx, registrar, 0)
-	return err
 }
 
 // registerRequest builds the next REGISTER to registrar, under the Call-ID

@@ -259,7 +259,8 @@ func TestRegisterAnswersChallenge(t *testing.T) {
 			// A refresh keeps the Call-ID and raises the CSeq (RFC 3261 §10.2).
 			_, err = alice.Register(ctx, srv.uri, 1500*time.Millisecond)
 			require.NoError(t, err)
-			require.NoError(t, alice.Unregister(ctx, srv.uri))
+			_, err = alice.Register(ctx, srv.uri, 0)
+			require.NoError(t, err)
 			regs = srv.requests(sip.REGISTER)
 			require.Len(t, regs, 6)
 			for i := 1; i < len(regs); i++ {

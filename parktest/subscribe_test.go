@@ -46,9 +46,10 @@ func TestSubscribeNotifyUnsubscribe(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			ctx := testContext(t)
-			watcherPhone, server := phonePair(t, tr)
 			var blf orbitBLF
-			server.ServeSubscriptions("dialog", "application/dialog-info+xml", func() []byte { return blf.document() })
+			lamp := &Notifier{Event: "dialog", ContentType: "application/dialog-info+xml", State: blf.document}
+			watcherPhone := NewPhone(t, PhoneOptions{User: "alice", Transport: tr})
+			server := NewPhone(t, PhoneOptions{User: "bob", Transport: tr, Serve: []*Notifier{lamp}})
 
 			sub, err := watcherPhone.Subscribe(ctx, server.URI(), "dialog", time.Hour)
 			require.NoError(t, err)
@@ -64,7 +65,7 @@ func TestSubscribeNotifyUnsubscribe(t *testing.T) {
 			require.Empty(t, info.Dialogs)
 
 			blf.parked.Store(true)
-			n, err := server.NotifySubscribers(ctx, "dialog", blf.document())
+			n, err := lamp.Notify(ctx, blf.document())
 			require.NoError(t, err)
 			require.Equal(t, 1, n)
 			update := nextNotify(t, ctx, sub)
@@ -81,7 +82,7 @@ func TestSubscribeNotifyUnsubscribe(t *testing.T) {
 			<-sub.Done()
 			require.NoError(t, sub.Unsubscribe(ctx), "an ended subscription: nothing to do")
 
-			n, err = server.NotifySubscribers(ctx, "dialog", blf.document())
+			n, err = lamp.Notify(ctx, blf.document())
 			require.NoError(t, err)
 			require.Zero(t, n, "the watcher is gone")
 		})
@@ -100,8 +101,7 @@ func TestSubscribeRejected(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testContext(t)
-			watcherPhone, server := phonePair(t, "udp")
-			server.ServeSubscriptions("dialog", "application/dialog-info+xml", nil)
+			watcherPhone, server := servingPair(t, &Notifier{Event: "dialog", ContentType: "application/dialog-info+xml"})
 			_, err := watcherPhone.Subscribe(ctx, server.URI(), tt.event, time.Hour)
 			var se *StatusError
 			require.ErrorAs(t, err, &se)
@@ -113,8 +113,8 @@ func TestSubscribeRejected(t *testing.T) {
 
 func TestSubscribeExpiresZeroFetchesOnce(t *testing.T) {
 	ctx := testContext(t)
-	watcherPhone, server := phonePair(t, "udp")
-	server.ServeSubscriptions("dialog", "application/dialog-info+xml", func() []byte { return []byte("state") })
+	watcherPhone, server := servingPair(t, &Notifier{Event: "dialog", ContentType: "application/dialog-info+xml",
+		State: func() []byte { return []byte("state") }})
 	sub, err := watcherPhone.Subscribe(ctx, server.URI(), "dialog", 0)
 	require.NoError(t, err)
 	n := nextNotify(t, ctx, sub)
@@ -125,8 +125,8 @@ func TestSubscribeExpiresZeroFetchesOnce(t *testing.T) {
 
 func TestSubscribeRefresh(t *testing.T) {
 	ctx := testContext(t)
-	watcherPhone, server := phonePair(t, "udp")
-	server.ServeSubscriptions("dialog", "application/dialog-info+xml", func() []byte { return []byte("x") })
+	watcherPhone, server := servingPair(t, &Notifier{Event: "dialog", ContentType: "application/dialog-info+xml",
+		State: func() []byte { return []byte("x") }})
 	sub, err := watcherPhone.Subscribe(ctx, server.URI(), "dialog", time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, "active;expires=60", nextNotify(t, ctx, sub).State)
@@ -149,6 +149,35 @@ func TestSubscribeInvalidArguments(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidOptions)
 	_, err = p.Subscribe(ctx, "nonsense", "dialog", time.Hour)
 	require.ErrorIs(t, err, ErrBadTarget)
-	_, err = p.NotifySubscribers(ctx, "dialog", nil)
-	require.ErrorIs(t, err, ErrInvalidOptions, "dialog is not served")
+	_, err = (&Notifier{Event: "dialog"}).Notify(ctx, nil)
+	require.ErrorIs(t, err, ErrInvalidOptions, "a notifier no phone serves")
+}
+
+func TestServeInvalid(t *testing.T) {
+	lamp := &Notifier{Event: "dialog"}
+	tests := []struct {
+		name  string
+		serve []*Notifier
+	}{
+		{name: "nil", serve: []*Notifier{nil}},
+		{name: "not a token", serve: []*Notifier{{Event: "dia log"}}},
+		{name: "twice", serve: []*Notifier{{Event: "dialog"}, {Event: "dialog"}}},
+		{name: "already serving", serve: []*Notifier{lamp}},
+	}
+	NewPhone(t, PhoneOptions{User: "bob", Serve: []*Notifier{lamp}})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := StartPhone(PhoneOptions{User: "carol", Serve: tt.serve})
+			require.ErrorIs(t, err, ErrInvalidOptions)
+		})
+	}
+}
+
+// servingPair starts a watcher phone and a phone serving subscriptions
+// with serve, both over UDP.
+func servingPair(t *testing.T, serve ...*Notifier) (watcher, server *Phone) {
+	t.Helper()
+	watcher = NewPhone(t, PhoneOptions{User: "alice"})
+	server = NewPhone(t, PhoneOptions{User: "bob", Serve: serve})
+	return watcher, server
 }

@@ -294,10 +294,7 @@ func (p *Phone) onMessage(req *sip.Request, tx sip.ServerTransaction) {
 	if ct := req.ContentType(); ct != nil {
 		m.ContentType = ct.Value()
 	}
-	p.mu.Lock()
-	p.messages = append(p.messages, m)
-	p.bumpLocked()
-	p.mu.Unlock()
+	p.inbox.addMessage(m)
 	p.respond(tx, req, sip.StatusOK, "OK", nil)
 }
 

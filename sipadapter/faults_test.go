@@ -363,18 +363,18 @@ func TestFaultParkedHangsUpWhileRecallRings(t *testing.T) {
 
 	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(bob.URI())}, Mute: true})
 	require.NoError(t, err)
-	require.NoError(t, bob.WaitInvites(ctx, 1), "the recall rings bob")
+	require.NoError(t, bob.Inbox().WaitInvites(ctx, 1), "the recall rings bob")
 	require.Equal(t, 2, srv.PortsInUse(), "the parked leg and the ringing recall hold a port each")
 
 	require.NoError(t, parked.Hangup(ctx))
-	require.NoError(t, bob.WaitCancels(ctx, 1), "the ringing recall is cancelled")
+	require.NoError(t, bob.Inbox().WaitCancels(ctx, 1), "the ringing recall is cancelled")
 	oc.waitEnded(t, 1, 5*time.Second)
 	require.Equal(t, park.Abandoned, oc.outcome(t, oc.parked()[0]))
 	waitUntil(t, 5*time.Second, "the recall's dialog and port are freed", func() bool {
 		return srv.OpenLegs() == 0 && srv.PortsInUse() == 0
 	})
 	time.Sleep(time.Second) // a second attempt would start at once
-	require.Equal(t, 1, bob.Invites(), "no further attempt once the party has left")
+	require.Equal(t, 1, bob.Inbox().Invites(), "no further attempt once the party has left")
 }
 
 // Scenario 3. Fifty retrieves race for one orbit (TestRacingRetrievesHaveOneWinner
@@ -497,8 +497,8 @@ func TestFaultRecallTargetUnreachable(t *testing.T) {
 			waitEnd(t, ctx, c, "the dropped call")
 			require.True(t, c.EndedByRemote(), "BYE to the parked party")
 		}
-		require.Equal(t, 2, bob.Invites())
-		require.NoError(t, bob.WaitCancels(ctx, 2), "each unanswered recall is cancelled")
+		require.Equal(t, 2, bob.Inbox().Invites())
+		require.NoError(t, bob.Inbox().WaitCancels(ctx, 2), "each unanswered recall is cancelled")
 
 		other := parktest.NewPhone(t, parktest.PhoneOptions{User: "other"})
 		res, err := other.Options(ctx, srv.ParkURI())
@@ -527,8 +527,8 @@ func TestFaultRecallTargetUnreachable(t *testing.T) {
 			waitIncoming(t, ctx, operator, "the fallback"),
 		}
 		require.Less(t, time.Since(start), park.MinPickupTimeout+ring, "every attempt ended at once, none at the ring time")
-		require.Equal(t, 2, bob.Invites())
-		require.Zero(t, bob.Cancels(), "a refused recall is not cancelled")
+		require.Equal(t, 2, bob.Inbox().Invites())
+		require.Zero(t, bob.Inbox().Cancels(), "a refused recall is not cancelled")
 		oc.waitEnded(t, 2, 5*time.Second)
 		for _, c := range []*parktest.Call{refused, unreachable} {
 			id := oc.idAt(t, c.Orbit())
@@ -571,8 +571,8 @@ func TestFaultFallbackAnswers404(t *testing.T) {
 	require.Len(t, fails, 2)
 	require.Equal(t, park.Recall, fails[0].Purpose)
 	require.Equal(t, park.Fallback, fails[1].Purpose)
-	require.Equal(t, 1, bob.Invites())
-	require.Equal(t, 1, operator.Invites())
+	require.Equal(t, 1, bob.Inbox().Invites())
+	require.Equal(t, 1, operator.Inbox().Invites())
 }
 
 // fillPorts parks calls from p until the server refuses one (at most tries
@@ -664,8 +664,8 @@ func TestFaultRecallWithoutRTPPort(t *testing.T) {
 	require.Zero(t, srv.Lot().Len())
 	waitUntil(t, 5*time.Second, "the refused leg's port is back", func() bool { return srv.PortsInUse() == 0 })
 	require.Empty(t, oc.parked())
-	require.Zero(t, bob.Invites())
-	require.Zero(t, operator.Invites())
+	require.Zero(t, bob.Inbox().Invites())
+	require.Zero(t, operator.Inbox().Invites())
 }
 
 // Scenario 7. Thirty parks race for five orbits (TestLotFull parks one at a

@@ -103,7 +103,7 @@ func TestRecallThroughOutboundProxy(t *testing.T) {
 	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
 	_, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy("sip:bob@pbx.invalid")}, Mute: true})
 	require.NoError(t, err)
-	msgs, err := proxy.WaitMessages(ctx, 1)
+	msgs, err := proxy.Inbox().WaitMessages(ctx, 1)
 	require.NoError(t, err, "the parker's MESSAGE goes through the proxy")
 	require.Contains(t, msgs[0].Body, "Parked at")
 

@@ -27,7 +27,7 @@ func TestTCPRequestsReachTheirTarget(t *testing.T) {
 
 	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(bob.URI())}, Mute: true})
 	require.NoError(t, err)
-	msgs, err := bob.WaitMessages(ctx, 1)
+	msgs, err := bob.Inbox().WaitMessages(ctx, 1)
 	require.NoError(t, err)
 	require.Equal(t, "Parked at "+parked.Orbit(), msgs[0].Body)
 
@@ -47,9 +47,9 @@ func TestTCPRequestsReachTheirTarget(t *testing.T) {
 	require.NoError(t, shutdownAnswering(t, ctx, srv, bob, nil), "the recall rings bob")
 	<-ended
 	require.Equal(t, park.Recalled, outcome)
-	require.Equal(t, 1, bob.Invites(), "the recall rang the parker")
-	require.Zero(t, carol.Invites(), "and nobody else")
-	require.Empty(t, carol.Messages())
+	require.Equal(t, 1, bob.Inbox().Invites(), "the recall rang the parker")
+	require.Zero(t, carol.Inbox().Invites(), "and nobody else")
+	require.Empty(t, carol.Inbox().Messages())
 }
 
 func tcpParam() sip.HeaderParams {

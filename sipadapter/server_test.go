@@ -259,7 +259,7 @@ func TestRecallThenFallback(t *testing.T) {
 	start := time.Now()
 	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(bob.URI())}})
 	require.NoError(t, err)
-	msgs, err := bob.WaitMessages(ctx, 1)
+	msgs, err := bob.Inbox().WaitMessages(ctx, 1)
 	require.NoError(t, err)
 	require.Equal(t, "Parked at "+parked.Orbit(), msgs[0].Body)
 
@@ -271,8 +271,8 @@ func TestRecallThenFallback(t *testing.T) {
 	}
 	elapsed := time.Since(start)
 	require.GreaterOrEqual(t, elapsed, park.MinPickupTimeout+2*time.Second, "two recalls of 1 s came first")
-	require.Equal(t, 2, bob.Invites())
-	require.NoError(t, bob.WaitCancels(ctx, 2), "each unanswered recall was cancelled")
+	require.Equal(t, 2, bob.Inbox().Invites())
+	require.NoError(t, bob.Inbox().WaitCancels(ctx, 2), "each unanswered recall was cancelled")
 	waitUntil(t, 5*time.Second, "the orbit is free once the fallback answered", func() bool { return srv.Lot().Len() == 0 })
 
 	before := parked.Received()
@@ -296,13 +296,13 @@ func TestRetrieveDuringRecall(t *testing.T) {
 
 	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(bob.URI())}})
 	require.NoError(t, err)
-	require.NoError(t, bob.WaitInvites(ctx, 1))
+	require.NoError(t, bob.Inbox().WaitInvites(ctx, 1))
 	got, err := carol.Call(ctx, srv.OrbitURI(orbit.Orbit(parked.Orbit())), parktest.CallOptions{})
 	require.NoError(t, err)
-	require.NoError(t, bob.WaitCancels(ctx, 1), "the ringing recall is cancelled")
+	require.NoError(t, bob.Inbox().WaitCancels(ctx, 1), "the ringing recall is cancelled")
 	require.NoError(t, got.Hangup(ctx))
 	<-parked.Done()
-	require.Equal(t, 1, bob.Invites())
+	require.Equal(t, 1, bob.Inbox().Invites())
 }
 
 // Flow 6: the parked party hangs up: orbit free at once, no recall.
@@ -330,7 +330,7 @@ func TestParkedHangUp(t *testing.T) {
 	})
 	require.Equal(t, park.Abandoned, ended[0].Outcome)
 	require.Zero(t, srv.Lot().Len())
-	require.Zero(t, bob.Invites(), "no recall")
+	require.Zero(t, bob.Inbox().Invites(), "no recall")
 }
 
 // Flow 4: REFER re-parks the other party; the referrer's BYE does not reach it.
@@ -414,9 +414,8 @@ func TestReferWithoutReferTo(t *testing.T) {
 func TestAttendedTransferIntoPark(t *testing.T) {
 	srv := testServer(t, sipadapter.Config{})
 	ctx := ctxFor(t, 20*time.Second)
-	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"}) // follows REFERs, as phones do
 	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
-	alice.OnRefer(func(*parktest.Call, string) parktest.ReferReply { return parktest.ReferReply{Follow: true} })
 
 	aliceToBob, err := alice.Call(ctx, bob.URI(), parktest.CallOptions{Mute: true})
 	require.NoError(t, err)
@@ -606,7 +605,7 @@ func TestShutdownRecallsParkedCalls(t *testing.T) {
 	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Headers: []sip.Header{referredBy(bob.URI())}, Mute: true})
 	require.NoError(t, err)
 	require.NoError(t, parked.WaitReceived(ctx, 1), "parked, with music")
-	_, err = bob.WaitMessages(ctx, 1)
+	_, err = bob.Inbox().WaitMessages(ctx, 1)
 	require.NoError(t, err)
 
 	var outcome park.Outcome
@@ -638,7 +637,7 @@ func TestShutdownRecallsParkedCalls(t *testing.T) {
 	}
 	require.NoError(t, recall.Hangup(ctx))
 	require.NoError(t, <-done)
-	require.Equal(t, 1, bob.Invites(), "the parker was rung at once")
+	require.Equal(t, 1, bob.Inbox().Invites(), "the parker was rung at once")
 	mu.Lock()
 	require.Equal(t, park.Recalled, outcome)
 	mu.Unlock()

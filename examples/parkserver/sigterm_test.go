@@ -209,14 +209,14 @@ func TestSIGTERMWith100ParkedCalls(t *testing.T) {
 		}
 	}
 	for _, p := range parkers[answers] {
-		require.Equal(t, 10, p.Invites(), "one recall per call, at once")
+		require.Equal(t, 10, p.Inbox().Invites(), "one recall per call, at once")
 	}
 	for _, p := range parkers[rings] {
-		require.Equal(t, 10, p.Invites())
-		require.Equal(t, 10, p.Cancels(), "each ringing recall is cancelled after the ring")
+		require.Equal(t, 10, p.Inbox().Invites())
+		require.Equal(t, 10, p.Inbox().Cancels(), "each ringing recall is cancelled after the ring")
 	}
 	for _, p := range parkers[refuses] {
-		require.Equal(t, 10, p.Invites(), "one recall each, refused, and no second one while shutting down")
+		require.Equal(t, 10, p.Inbox().Invites(), "one recall each, refused, and no second one while shutting down")
 	}
 
 	// The single-outcome rule, from the log: every park ID ends once, as

@@ -179,7 +179,7 @@ func TestCallFailures(t *testing.T) {
 	require.Equal(t, 486, statusOf(t, err), "busy")
 	_, err = alice.Call(ctx, p.URI("103"), parktest.CallOptions{})
 	require.Equal(t, 480, statusOf(t, err), "no answer within the ring time")
-	require.NoError(t, away.WaitCancels(ctx, 1), "the unanswered phone is cancelled")
+	require.NoError(t, away.Inbox().WaitCancels(ctx, 1), "the unanswered phone is cancelled")
 	_, err = alice.Call(ctx, p.URI("150"), parktest.CallOptions{})
 	require.Equal(t, 480, statusOf(t, err), "an extension with no phone registered")
 	_, err = alice.Call(ctx, p.URI("999"), parktest.CallOptions{})
@@ -197,13 +197,13 @@ func TestCallerCancelsWhileRinging(t *testing.T) {
 
 	callCtx, cancel := context.WithCancel(ctx)
 	go func() {
-		_ = bob.WaitInvites(ctx, 1)
+		_ = bob.Inbox().WaitInvites(ctx, 1)
 		time.Sleep(100 * time.Millisecond) // let the 180 reach alice, so CANCEL is allowed
 		cancel()
 	}()
 	_, err := alice.Call(callCtx, p.URI("102"), parktest.CallOptions{})
 	require.ErrorIs(t, err, context.Canceled)
-	require.NoError(t, bob.WaitCancels(ctx, 1), "the callee's phone stops ringing")
+	require.NoError(t, bob.Inbox().WaitCancels(ctx, 1), "the callee's phone stops ringing")
 	waitUntil(t, 5*time.Second, "both legs are freed", func() bool { return p.legCount() == 0 && p.ports.InUse() == 0 })
 }
 
@@ -219,7 +219,7 @@ func TestEveryRegisteredPhoneRingsAndTheFirstAnswerWins(t *testing.T) {
 	a, err := alice.Call(ctx, p.URI("102"), parktest.CallOptions{})
 	require.NoError(t, err)
 	b := incoming(t, ctx, soft)
-	require.NoError(t, desk.WaitCancels(ctx, 1), "the phone that did not answer is cancelled")
+	require.NoError(t, desk.Inbox().WaitCancels(ctx, 1), "the phone that did not answer is cancelled")
 	talking(t, ctx, a, b, 20)
 	require.NoError(t, b.Hangup(ctx))
 	ended(t, ctx, a)
@@ -242,7 +242,7 @@ func TestBlindTransferToParkThenRetrieve(t *testing.T) {
 	require.Equal(t, 200, res.FinalStatus, "notifies: %q", res.Notifies)
 	require.Equal(t, "701", res.Orbit)
 	require.True(t, strings.HasPrefix(res.Notifies[0], "SIP/2.0 100"), "NOTIFY 100 first: %q", res.Notifies)
-	msgs, err := bob.WaitMessages(ctx, 1)
+	msgs, err := bob.Inbox().WaitMessages(ctx, 1)
 	require.NoError(t, err)
 	require.Equal(t, "Parked at 701", msgs[0].Body)
 	require.NoError(t, b.Hangup(ctx), "the referrer leaves, the parked call stays")
@@ -389,7 +389,7 @@ func TestRecallFallsBackToAnExtension(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the fallback never rang")
 	}
-	require.NoError(t, bob.WaitCancels(ctx, 1), "the recall rang bob first")
+	require.NoError(t, bob.Inbox().WaitCancels(ctx, 1), "the recall rang bob first")
 	talking(t, ctx, a, fallback, 20)
 	require.NoError(t, a.Hangup(ctx))
 	ended(t, ctx, fallback)
@@ -563,7 +563,7 @@ func TestPhonesOnTCP(t *testing.T) {
 	res, err := b.Refer(ctx, p.URI("700"))
 	require.NoError(t, err)
 	require.Equal(t, 200, res.FinalStatus)
-	msgs, err := bob.WaitMessages(ctx, 1)
+	msgs, err := bob.Inbox().WaitMessages(ctx, 1)
 	require.NoError(t, err)
 	require.Equal(t, "Parked at "+res.Orbit, msgs[0].Body)
 	require.NoError(t, b.Hangup(ctx))
@@ -575,6 +575,6 @@ func TestPhonesOnTCP(t *testing.T) {
 	require.NoError(t, a.WaitReceived(ctx, before+25), "and alice hears carol")
 	require.NoError(t, c.Hangup(ctx))
 	ended(t, ctx, a)
-	require.Empty(t, alice.Messages(), "nothing meant for bob reached alice")
-	require.Equal(t, 0, carol.Invites())
+	require.Empty(t, alice.Inbox().Messages(), "nothing meant for bob reached alice")
+	require.Equal(t, 0, carol.Inbox().Invites())
 }
