@@ -53,6 +53,10 @@ var (
 	ErrNotInUse = errors.New("not in use")
 	// ErrUnknownOrbit: the orbit is in none of the allocator's ranges.
 	ErrUnknownOrbit = errors.New("not in any range of this allocator")
+	// ErrUnavailable: a shared allocator cannot reach its store, or the
+	// store is settling after it lost its state. Nothing was taken: refuse
+	// the park for now (503 with Retry-After) rather than guess.
+	ErrUnavailable = errors.New("orbit store unavailable")
 )
 
 // Limits from Lync Server 2013 capacity planning.

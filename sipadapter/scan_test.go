@@ -2,8 +2,6 @@ package sipadapter_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -14,28 +12,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/callpark/callpark/internal/interop"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/parktest"
 	"github.com/callpark/callpark/sipadapter"
 )
-
-// requireScanner returns the path of a SIPVicious tool, or skips the test
-// naming the Debian package (sipvicious) when it is missing; under
-// CALLPARK_INTEROP=1 (set by .ci/run, which installs it) a missing tool
-// fails the test instead, as the interop tests' peers do.
-func requireScanner(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	msg := fmt.Sprintf("%s not found: install the Debian package sipvicious to run the scanner test", name)
-	if os.Getenv("CALLPARK_INTEROP") == "1" {
-		t.Fatal(msg + " (CALLPARK_INTEROP=1 makes a missing tool a failure)")
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // svwarFound reads the extensions svwar lists in its result table
 // ("| 700 | weird |"), with what it made of each.
@@ -115,8 +96,8 @@ func summary(found map[string]string) string {
 // svwar lists as "reqauth". The test's own phone, on the same address,
 // therefore retrieves nothing after the scan.
 func TestSIPScanners(t *testing.T) {
-	svmap := requireScanner(t, "svmap")
-	svwar := requireScanner(t, "svwar")
+	svmap := interop.RequireTool(t, "svmap", "sipvicious")
+	svwar := interop.RequireTool(t, "svwar", "sipvicious")
 	srv := testServer(t, sipadapter.Config{})
 	ctx := ctxFor(t, 60*time.Second)
 	port := strconv.Itoa(int(srv.Addr().Port()))

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/callpark/callpark/examples/internal/softphone"
+	"github.com/callpark/callpark/internal/interop"
 )
 
 // TestBaresipBlindTransferToParkThenRetrieve is the everyday use with real
@@ -17,7 +18,7 @@ import (
 // on the phones prove audio flowed: music to alice while parked, then both
 // ways between alice and carol through the server's relay.
 func TestBaresipBlindTransferToParkThenRetrieve(t *testing.T) {
-	softphone.RequireTool(t, "baresip", "baresip")
+	interop.RequireTool(t, "baresip", "baresip")
 	srv := startParkServer(t)
 
 	alice := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "alice", SIPPort: 35071, CtrlPort: 34071, RTPLow: 18800})

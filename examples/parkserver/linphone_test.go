@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/callpark/callpark/examples/internal/softphone"
+	"github.com/callpark/callpark/internal/interop"
 )
 
 // TestLinphoneRetrievesAndReparksByRefer is the Referred-By path with a real
@@ -17,8 +18,8 @@ import (
 // bob. A SIPp retriever then takes 702 and hangs up, which ends the parked
 // caller's scenario.
 func TestLinphoneRetrievesAndReparksByRefer(t *testing.T) {
-	softphone.RequireTool(t, "linphonecsh", "linphone-cli")
-	softphone.RequireTool(t, "sipp", "sip-tester")
+	interop.RequireTool(t, "linphonecsh", "linphone-cli")
+	interop.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t)
 	bob := softphone.StartLinphone(t, softphone.LinphoneOptions{User: "bob", SIPPort: 35081, RTPPort: 35200})
 

@@ -15,9 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callpark/callpark/internal/interop"
 	"github.com/stretchr/testify/require"
-
-	"github.com/callpark/callpark/examples/internal/softphone"
 )
 
 // parkServerProcess is the built parkserver, running, with its log lines
@@ -169,7 +168,7 @@ func startSIPp(t *testing.T, server, scenario, service string, extra ...string) 
 // server must reach), one call unless extra says -m.
 func startSIPpAt(t *testing.T, server, scenario, service string, port int, extra ...string) *sippRun {
 	t.Helper()
-	bin := softphone.RequireTool(t, "sipp", "sip-tester")
+	bin := interop.RequireTool(t, "sipp", "sip-tester")
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "log")
 	args := []string{server,
@@ -216,7 +215,7 @@ func (r *sippRun) wait(t *testing.T, name string) string {
 // that BYE. Each step is checked on the wire by the scenarios and in the
 // server's log.
 func TestSIPpParkRetrieveRepark(t *testing.T) {
-	softphone.RequireTool(t, "sipp", "sip-tester")
+	interop.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t)
 
 	a := startSIPp(t, srv.addr, "park.xml", "700")
@@ -236,7 +235,7 @@ func TestSIPpParkRetrieveRepark(t *testing.T) {
 // mistyped number gets: 404 for an empty orbit and for a user that is
 // neither the park extension nor an orbit.
 func TestSIPpEmptyOrbitAndUnknownUser(t *testing.T) {
-	softphone.RequireTool(t, "sipp", "sip-tester")
+	interop.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t)
 	for _, user := range []string{"755", "600"} {
 		r := startSIPp(t, srv.addr, "notfound.xml", user)
@@ -248,7 +247,7 @@ func TestSIPpEmptyOrbitAndUnknownUser(t *testing.T) {
 // (baresip-style: no Referred-By, no fallback) and stops the server: the
 // parked caller gets a BYE and the process exits.
 func TestSIPpShutdownDropsParkedCall(t *testing.T) {
-	softphone.RequireTool(t, "sipp", "sip-tester")
+	interop.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t)
 	a := startSIPp(t, srv.addr, "park.xml", "700")
 	srv.waitLine("msg=parked", 15*time.Second)
@@ -268,7 +267,7 @@ func TestSIPpShutdownDropsParkedCall(t *testing.T) {
 // 701", then the recall after the pickup timeout, answers it, and is
 // bridged to the parked caller until that one hangs up.
 func TestSIPpRecallToParker(t *testing.T) {
-	softphone.RequireTool(t, "sipp", "sip-tester")
+	interop.RequireTool(t, "sipp", "sip-tester")
 	if testing.Short() {
 		t.Skip("waits out Lync Server 2013's 10 s minimum pickup timeout")
 	}
@@ -291,7 +290,7 @@ func TestSIPpRecallToParker(t *testing.T) {
 // SIPp's ACK answers; a retrieve then reaches the call, and its hang-up is
 // passed on to the parked SIPp.
 func TestSIPpLateOffer(t *testing.T) {
-	softphone.RequireTool(t, "sipp", "sip-tester")
+	interop.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t, "-late-offer")
 	a := startSIPp(t, srv.addr, "park-late.xml", "700")
 	srv.waitLine("msg=parked", 15*time.Second, "orbit=701")

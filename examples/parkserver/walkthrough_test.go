@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/callpark/callpark/examples/internal/softphone"
+	"github.com/callpark/callpark/internal/interop"
 )
 
 // TestREADMEWalkthrough is the README's "Try it with two softphones", step
@@ -19,7 +20,7 @@ import (
 // back, at the phone that sent the transfer. A README that does not work
 // as written fails here.
 func TestREADMEWalkthrough(t *testing.T) {
-	softphone.RequireTool(t, "baresip", "baresip")
+	interop.RequireTool(t, "baresip", "baresip")
 	// Step 1, as written: the defaults, 127.0.0.1:5060.
 	if c, err := net.ListenPacket("udp", "127.0.0.1:5060"); err != nil {
 		t.Fatalf("the walkthrough needs 127.0.0.1:5060 free, as the README's server takes it: %v", err)

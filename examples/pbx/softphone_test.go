@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/callpark/callpark/examples/internal/softphone"
+	"github.com/callpark/callpark/internal/interop"
 	"github.com/callpark/callpark/park"
 )
 
@@ -61,7 +62,7 @@ func parkedCall(t *testing.T, p *PBX) park.CallInfo {
 // transfers alice to 700, alice hears music, carol dials the orbit and
 // talks to alice. The phones' own RTP counters prove audio went both ways.
 func TestBaresipTransferToParkThenRetrieve(t *testing.T) {
-	softphone.RequireTool(t, "baresip", "baresip")
+	interop.RequireTool(t, "baresip", "baresip")
 	p := testPBX(t, Config{Users: usersFile(t)})
 	alice := registeredBaresip(t, p, "101", "alice-secret", 0)
 	bob := registeredBaresip(t, p, "102", "bob-secret", 1)
@@ -106,7 +107,7 @@ func TestBaresipTransferToParkThenRetrieve(t *testing.T) {
 // Nobody dials the orbit: after the pickup timeout the PBX rings bob's
 // registered phone, which answers and talks to alice.
 func TestBaresipRecallRingsTheParkersPhone(t *testing.T) {
-	softphone.RequireTool(t, "baresip", "baresip")
+	interop.RequireTool(t, "baresip", "baresip")
 	p := testPBX(t, Config{Users: usersFile(t), Park: park.Config{PickupTimeout: park.MinPickupTimeout}})
 	alice := registeredBaresip(t, p, "101", "alice-secret", 0)
 	bob := registeredBaresip(t, p, "102", "bob-secret", 1)
@@ -133,8 +134,8 @@ func TestBaresipRecallRingsTheParkersPhone(t *testing.T) {
 // and transfers the call to the park extension (it puts alice on hold
 // first, and sends Referred-By). Carol, a baresip, retrieves.
 func TestLinphoneTransfersToPark(t *testing.T) {
-	softphone.RequireTool(t, "linphonecsh", "linphone-cli")
-	softphone.RequireTool(t, "baresip", "baresip")
+	interop.RequireTool(t, "linphonecsh", "linphone-cli")
+	interop.RequireTool(t, "baresip", "baresip")
 	p := testPBX(t, Config{Users: usersFile(t)})
 	alice := registeredBaresip(t, p, "101", "alice-secret", 0)
 	carol := registeredBaresip(t, p, "103", "carol-secret", 2)

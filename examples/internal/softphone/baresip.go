@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callpark/callpark/internal/interop"
 	"github.com/stretchr/testify/require"
 )
 
@@ -60,7 +61,7 @@ type Baresip struct {
 // test's cleanup quits it and, if the test failed, prints its log.
 func StartBaresip(t testing.TB, o BaresipOptions) *Baresip {
 	t.Helper()
-	bin := RequireTool(t, "baresip", "baresip")
+	bin := interop.RequireTool(t, "baresip", "baresip")
 	dir := t.TempDir()
 	config := fmt.Sprintf(`poll_method     epoll
 sip_listen      127.0.0.1:%d
@@ -99,7 +100,7 @@ ctrl_tcp_listen 127.0.0.1:%d
 // folder does not say.
 func StartBaresipConfig(t testing.TB, src, name string, ctrlPort int) *Baresip {
 	t.Helper()
-	bin := RequireTool(t, "baresip", "baresip")
+	bin := interop.RequireTool(t, "baresip", "baresip")
 	dir := t.TempDir()
 	for _, f := range []string{"config", "accounts"} {
 		b, err := os.ReadFile(filepath.Join(src, f))

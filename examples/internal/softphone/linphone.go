@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callpark/callpark/internal/interop"
 	"github.com/stretchr/testify/require"
 )
 
@@ -43,7 +44,7 @@ type Linphone struct {
 // cleanup stops it.
 func StartLinphone(t testing.TB, o LinphoneOptions) *Linphone {
 	t.Helper()
-	bin := RequireTool(t, "linphonecsh", "linphone-cli")
+	bin := interop.RequireTool(t, "linphonecsh", "linphone-cli")
 	home := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(home, ".asoundrc"), []byte("pcm.!default { type null }\n"), 0o644))
 	// Without its database folder linphonec stalls before it listens.

@@ -6,32 +6,13 @@
 //
 // A test that needs a phone the machine lacks is skipped with the Debian
 // package to install, unless CALLPARK_INTEROP=1 (set by .ci/run), where a
-// missing peer fails the test.
+// missing peer fails the test (interop.RequireTool).
 package softphone
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 )
-
-// RequireTool returns the path of a peer's binary, or skips the test (fails
-// it under CALLPARK_INTEROP=1) naming the Debian package that provides it.
-func RequireTool(t testing.TB, name, debianPackage string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	msg := fmt.Sprintf("%s not found: install the Debian package %s to run this interop test", name, debianPackage)
-	if os.Getenv("CALLPARK_INTEROP") == "1" {
-		t.Fatal(msg + " (CALLPARK_INTEROP=1 makes a missing peer a failure)")
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // WaitFor polls cond until it holds or the timeout passes; real phones give
 // no event for "enough packets arrived".

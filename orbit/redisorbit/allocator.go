@@ -1,0 +1,315 @@
+package redisorbit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callpark/callpark/orbit"
+)
+
+// ErrClosed is returned by every method after Close.
+var ErrClosed = errors.New("redisorbit: allocator closed")
+
+// Allocator is one node's share of an orbit lot kept in Redis: an
+// orbit.Allocator (and orbit.Ranger) whose claims hold across every node
+// of the cluster. It is safe for concurrent use.
+type Allocator struct {
+	cfg    Config
+	rdb    redis.UniversalClient
+	keys   []string // the lot's key prefix, KEYS[1] of every script
+	spec   string   // the ranges as the cluster stores them
+	orbits []string // every orbit in table order, for init
+	s      scripts
+
+	mu         sync.Mutex
+	epoch      string // this incarnation; "" until joined
+	generation string // the lot's generation in Redis when we joined
+	held       map[orbit.Orbit]struct{}
+	closed     bool
+
+	recoverMu sync.Mutex // one recovery at a time
+	stop      chan struct{}
+	wg        sync.WaitGroup // the renewal loop and OnLost calls
+}
+
+var (
+	_ orbit.Allocator = (*Allocator)(nil)
+	_ orbit.Ranger    = (*Allocator)(nil)
+)
+
+// New joins the cluster's lot in Redis: it stores the orbit table if the
+// cluster has none yet (else checks that the node was given the same, a
+// *MismatchError if not), starts a new incarnation of the node, and keeps
+// its lease renewed until Close. ctx bounds only this setup; Redis
+// unreachable is an error wrapping orbit.ErrUnavailable.
+func New(ctx context.Context, cfg Config) (*Allocator, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Ranges) == 0 {
+		return nil, &ConfigError{"Ranges", "[]", "at least one range is required"}
+	}
+	// The in-memory allocator applies every rule about ranges and policy.
+	if _, err := orbit.NewMemoryAllocator(cfg.Ranges, orbit.MemoryOptions{Policy: cfg.Policy}); err != nil {
+		return nil, fmt.Errorf("redisorbit: %w", err)
+	}
+	a := &Allocator{
+		cfg:  cfg,
+		rdb:  cfg.Client,
+		keys: []string{"{callpark:" + cfg.Cluster + "}"},
+		s:    loadScripts(),
+		held: make(map[orbit.Orbit]struct{}),
+		stop: make(chan struct{}),
+	}
+	specs := make([]string, len(cfg.Ranges))
+	for i, r := range cfg.Ranges {
+		specs[i] = r.String()
+		for k := range r.Len() {
+			a.orbits = append(a.orbits, string(r.At(k)))
+		}
+	}
+	a.spec = strings.Join(specs, ",")
+	if err := a.join(ctx, false); err != nil {
+		return nil, err
+	}
+	a.wg.Go(a.renewLoop)
+	return a, nil
+}
+
+// Ranges returns the lot's ranges in the order given.
+func (a *Allocator) Ranges() []orbit.Range { return slices.Clone(a.cfg.Ranges) }
+
+// Node returns the node's name.
+func (a *Allocator) Node() string { return a.cfg.Node }
+
+// Epoch returns the node's current incarnation number: a new one after
+// every (re)join, larger than any before it in the same Redis.
+func (a *Allocator) Epoch() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.epoch
+}
+
+// Allocate takes the free orbit the cluster's policy chooses. Errors wrap
+// orbit.ErrFull when every orbit of the cluster is taken, and
+// orbit.ErrUnavailable when Redis cannot be reached or is settling.
+func (a *Allocator) Allocate(ctx context.Context) (orbit.Orbit, error) {
+	return a.claim(ctx, a.s.allocate, "")
+}
+
+// Reserve takes exactly o, for a directed park. Errors wrap orbit.ErrInUse
+// when any node holds it, orbit.ErrUnknownOrbit when it is in none of the
+// ranges, orbit.ErrUnavailable as Allocate's do.
+func (a *Allocator) Reserve(ctx context.Context, o orbit.Orbit) error {
+	if !a.knows(o) {
+		return fmt.Errorf("orbit %q: %w", o, orbit.ErrUnknownOrbit)
+	}
+	_, err := a.claim(ctx, a.s.reserve, o)
+	return err
+}
+
+// claim runs allocate (o empty) or reserve for this incarnation,
+// recovering once from a lost lease or a reset lot before giving up.
+func (a *Allocator) claim(ctx context.Context, script *redis.Script, o orbit.Orbit) (orbit.Orbit, error) {
+	for attempt := 0; ; attempt++ {
+		epoch, gen, err := a.incarnation()
+		if err != nil {
+			return "", err
+		}
+		args := []any{a.cfg.Node, epoch, gen}
+		if o != "" {
+			args = append(args, string(o))
+		}
+		res, err := script.Run(ctx, a.rdb, a.keys, args...).Text()
+		if err == nil {
+			got := o
+			if got == "" {
+				got = orbit.Orbit(res)
+			}
+			a.mu.Lock()
+			a.held[got] = struct{}{}
+			a.mu.Unlock()
+			return got, nil
+		}
+		switch code := replyCode(err); code {
+		case codeFull:
+			return "", fmt.Errorf("%w: every orbit of cluster %q is in use", orbit.ErrFull, a.cfg.Cluster)
+		case codeInUse:
+			return "", fmt.Errorf("orbit %q: %w", o, orbit.ErrInUse)
+		case codeUnknown:
+			return "", fmt.Errorf("orbit %q: %w (cluster %q)", o, orbit.ErrUnknownOrbit, a.cfg.Cluster)
+		case codeSettling:
+			return "", fmt.Errorf("%w: cluster %q is settling after Redis lost it", orbit.ErrUnavailable, a.cfg.Cluster)
+		case codeFenced, codeReset, codeNoTable:
+			if attempt > 0 {
+				return "", fmt.Errorf("%w: cluster %q: %s", orbit.ErrUnavailable, a.cfg.Cluster, code)
+			}
+			if err := a.recover(ctx, epoch, code); err != nil {
+				return "", err
+			}
+		default:
+			return "", a.unavailable(ctx, err)
+		}
+	}
+}
+
+// Release frees o if this incarnation holds it. Errors wrap
+// orbit.ErrNotInUse when it does not (released twice, or taken from the
+// node after its lease ran out: OnLost said so), orbit.ErrUnknownOrbit for
+// an orbit in no range, orbit.ErrUnavailable when Redis cannot be reached:
+// the orbit then stays the node's until its lease runs out, or until
+// Redis comes back and the next release.
+func (a *Allocator) Release(ctx context.Context, o orbit.Orbit) error {
+	if !a.knows(o) {
+		return fmt.Errorf("orbit %q: %w", o, orbit.ErrUnknownOrbit)
+	}
+	a.mu.Lock()
+	_, mine := a.held[o]
+	delete(a.held, o)
+	epoch, gen, closed := a.epoch, a.generation, a.closed
+	a.mu.Unlock()
+	if !mine {
+		return fmt.Errorf("orbit %q: %w", o, orbit.ErrNotInUse)
+	}
+	if closed {
+		return ErrClosed
+	}
+	err := a.s.release.Run(context.WithoutCancel(ctx), a.rdb, a.keys, a.cfg.Node, epoch, gen, string(o)).Err()
+	switch code := replyCode(err); code {
+	case "":
+		if err != nil {
+			a.mu.Lock()
+			a.held[o] = struct{}{} // still ours in Redis: a later Release retries
+			a.mu.Unlock()
+			return a.unavailable(ctx, err)
+		}
+		return nil
+	case codeNotInUse, codeReset, codeNoTable:
+		// Taken from us, or the lot is gone: either way no longer ours.
+		return fmt.Errorf("orbit %q: %w (%s)", o, orbit.ErrNotInUse, code)
+	default:
+		return fmt.Errorf("orbit %q: %w: %s", o, orbit.ErrUnavailable, code)
+	}
+}
+
+// Holder says which live node holds o and the SIP address it advertised;
+// ok is false when o is free or its holder's lease has run out.
+func (a *Allocator) Holder(ctx context.Context, o orbit.Orbit) (node, advertise string, ok bool, err error) {
+	res, err := a.s.holder.Run(ctx, a.rdb, a.keys, string(o)).Slice()
+	if errors.Is(err, redis.Nil) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, a.unavailable(ctx, err)
+	}
+	if len(res) != 2 {
+		return "", "", false, fmt.Errorf("redisorbit: holder returned %d values", len(res))
+	}
+	node, _ = res[0].(string)
+	advertise, _ = res[1].(string)
+	return node, advertise, true, nil
+}
+
+// Close stops renewing the lease and leaves the cluster: whatever this
+// incarnation still holds is freed at once rather than after the lease.
+// A lot should have released its orbits first (park.Lot.Shutdown). It
+// waits for OnLost calls in progress; ctx bounds the leave.
+func (a *Allocator) Close(ctx context.Context) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	epoch, gen := a.epoch, a.generation
+	a.mu.Unlock()
+	close(a.stop)
+	a.wg.Wait()
+	if epoch == "" {
+		return nil
+	}
+	if err := a.s.leave.Run(ctx, a.rdb, a.keys, a.cfg.Node, epoch, gen).Err(); err != nil {
+		return a.unavailable(ctx, err)
+	}
+	return nil
+}
+
+// incarnation returns the current epoch and generation.
+func (a *Allocator) incarnation() (epoch, gen string, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return "", "", ErrClosed
+	}
+	if a.epoch == "" {
+		return "", "", fmt.Errorf("%w: node %q has not joined cluster %q (Redis unreachable)", orbit.ErrUnavailable, a.cfg.Node, a.cfg.Cluster)
+	}
+	return a.epoch, a.generation, nil
+}
+
+func (a *Allocator) knows(o orbit.Orbit) bool {
+	for _, r := range a.cfg.Ranges {
+		if r.Contains(o) {
+			return true
+		}
+	}
+	return false
+}
+
+// unavailable wraps a failure to talk to Redis; the caller's own
+// cancellation stays what it is.
+func (a *Allocator) unavailable(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return err
+	}
+	return fmt.Errorf("%w: cluster %q: %w", orbit.ErrUnavailable, a.cfg.Cluster, err)
+}
+
+// heldOrbits returns the orbits this node believes it holds.
+func (a *Allocator) heldOrbits() []orbit.Orbit {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Sorted(maps.Keys(a.held))
+}
+
+// Script error codes.
+const (
+	codeNoTable  = "CALLPARK_NOTABLE"
+	codeReset    = "CALLPARK_RESET"
+	codeFenced   = "CALLPARK_FENCED"
+	codeSettling = "CALLPARK_SETTLING"
+	codeFull     = "CALLPARK_FULL"
+	codeInUse    = "CALLPARK_INUSE"
+	codeUnknown  = "CALLPARK_UNKNOWN"
+	codeNotInUse = "CALLPARK_NOTINUSE"
+)
+
+// replyCode returns the CALLPARK_ code of a script's error reply, "" for
+// any other error (the network, a timeout).
+func replyCode(err error) string {
+	var re redis.Error
+	if err == nil || !errors.As(err, &re) {
+		return ""
+	}
+	msg := re.Error()
+	if i := strings.Index(msg, "CALLPARK_"); i >= 0 {
+		code := msg[i:]
+		if j := strings.IndexAny(code, " \r\n"); j >= 0 {
+			code = code[:j]
+		}
+		return code
+	}
+	return ""
+}
+
+// since is time.Since, kept apart for the renewal loop's log lines.
+func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }

@@ -1,0 +1,80 @@
+-- Shared by every script of redisorbit. KEYS[1] is the lot's key prefix,
+-- "{callpark:<cluster>}"; every other key is built from it, so all keys of
+-- one lot share its hash tag and stay in one Redis Cluster slot.
+local P = KEYS[1]
+local K_CONFIG, K_FREE, K_HELD = P .. ':config', P .. ':free', P .. ':held'
+local K_ORDINAL, K_NODES, K_EPOCH = P .. ':ordinal', P .. ':nodes', P .. ':epoch'
+local K_EVENTS = P .. ':events'
+
+-- Deadlines are compared with Redis' own clock, never the nodes'.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function node_key(name) return P .. ':node:' .. name end
+local function orbits_key(name) return P .. ':orbits:' .. name end
+
+-- free puts o back among the free orbits, scored for the lot's policy:
+-- lru by release time (never-used orbits were scored below zero, in
+-- order), lowest and random by the orbit's place in the table.
+local function free(o, now)
+  local score
+  if redis.call('HGET', K_CONFIG, 'policy') == 'lru' then
+    score = now
+  else
+    score = redis.call('HGET', K_ORDINAL, o)
+  end
+  redis.call('ZADD', K_FREE, score, o)
+end
+
+-- drop_node frees every orbit the node's current incarnation holds, forgets
+-- the node and tells the other nodes.
+local function drop_node(name, now, why)
+  local epoch = redis.call('HGET', node_key(name), 'epoch')
+  local tag = name .. '|' .. tostring(epoch)
+  local freed = {}
+  for _, o in ipairs(redis.call('SMEMBERS', orbits_key(name))) do
+    if redis.call('HGET', K_HELD, o) == tag then
+      redis.call('HDEL', K_HELD, o)
+      free(o, now)
+      freed[#freed + 1] = o
+    end
+  end
+  redis.call('DEL', orbits_key(name), node_key(name))
+  redis.call('ZREM', K_NODES, name)
+  redis.call('PUBLISH', K_EVENTS, cjson.encode({
+    kind = 'node-down', node = name, epoch = tostring(epoch), why = why, orbits = freed }))
+end
+
+-- reap drops every node whose lease ran out.
+local function reap(now)
+  local dead = redis.call('ZRANGEBYSCORE', K_NODES, '-inf', '(' .. now)
+  for _, name in ipairs(dead) do
+    drop_node(name, now, 'lease expired')
+  end
+  return dead
+end
+
+-- check fences a node: nil when the node's incarnation (epoch) still owns a
+-- live lease in this generation of the lot, else the reason.
+local function check(node, epoch, generation, now)
+  local g = redis.call('HGET', K_CONFIG, 'generation')
+  if not g then return 'CALLPARK_NOTABLE' end
+  if g ~= generation then return 'CALLPARK_RESET' end
+  if redis.call('HGET', node_key(node), 'epoch') ~= epoch then return 'CALLPARK_FENCED' end
+  local deadline = redis.call('ZSCORE', K_NODES, node)
+  if not deadline or tonumber(deadline) < now then return 'CALLPARK_FENCED' end
+  return nil
+end
+
+local function claim(o, node, epoch)
+  redis.call('ZREM', K_FREE, o)
+  redis.call('HSET', K_HELD, o, node .. '|' .. epoch)
+  redis.call('SADD', orbits_key(node), o)
+end
+
+local function settling(now)
+  local until_ms = redis.call('HGET', K_CONFIG, 'settle_until')
+  return until_ms and tonumber(until_ms) > now
+end

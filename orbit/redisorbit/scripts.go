@@ -1,0 +1,45 @@
+package redisorbit
+
+import (
+	"embed"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed lua/*.lua
+var luaFiles embed.FS
+
+// scripts are the lot's atomic operations, each a Lua script run by
+// EVALSHA (go-redis falls back to EVAL after Redis restarts and forgets
+// them). Every claim, release and lease change happens inside one script,
+// never as a read followed by a write.
+type scripts struct {
+	init, join, renew, allocate, reserve, release, reassert, leave, holder *redis.Script
+}
+
+func loadScripts() scripts {
+	prelude := mustRead("prelude")
+	s := func(name string) *redis.Script {
+		return redis.NewScript(prelude + "\n" + mustRead(name))
+	}
+	return scripts{
+		init:     s("init"),
+		join:     s("join"),
+		renew:    s("renew"),
+		allocate: s("allocate"),
+		reserve:  s("reserve"),
+		release:  s("release"),
+		reassert: s("reassert"),
+		leave:    s("leave"),
+		holder:   s("holder"),
+	}
+}
+
+func mustRead(name string) string {
+	b, err := luaFiles.ReadFile("lua/" + name + ".lua")
+	if err != nil {
+		panic("redisorbit: missing embedded script " + name) // a build without the lua files
+	}
+	return strings.TrimSpace(string(b))
+}
