@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/callpark/callpark/internal/redislot"
 	"github.com/callpark/callpark/orbit"
 )
 
@@ -65,7 +66,7 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	a := &Allocator{
 		cfg:  cfg,
 		rdb:  cfg.Client,
-		keys: []string{"{callpark:" + cfg.Cluster + "}"},
+		keys: []string{redislot.Prefix(cfg.Cluster)},
 		s:    loadScripts(),
 		held: make(map[orbit.Orbit]struct{}),
 		stop: make(chan struct{}),
@@ -140,16 +141,16 @@ func (a *Allocator) claim(ctx context.Context, script *redis.Script, o orbit.Orb
 			a.mu.Unlock()
 			return got, nil
 		}
-		switch code := replyCode(err); code {
-		case codeFull:
+		switch code := redislot.ReplyCode(err); code {
+		case redislot.CodeFull:
 			return "", fmt.Errorf("%w: every orbit of cluster %q is in use", orbit.ErrFull, a.cfg.Cluster)
-		case codeInUse:
+		case redislot.CodeInUse:
 			return "", fmt.Errorf("orbit %q: %w", o, orbit.ErrInUse)
-		case codeUnknown:
+		case redislot.CodeUnknown:
 			return "", fmt.Errorf("orbit %q: %w (cluster %q)", o, orbit.ErrUnknownOrbit, a.cfg.Cluster)
-		case codeSettling:
+		case redislot.CodeSettling:
 			return "", fmt.Errorf("%w: cluster %q is settling after Redis lost it", orbit.ErrUnavailable, a.cfg.Cluster)
-		case codeFenced, codeReset, codeNoTable:
+		case redislot.CodeFenced, redislot.CodeReset, redislot.CodeNoTable:
 			if attempt > 0 {
 				return "", fmt.Errorf("%w: cluster %q: %s", orbit.ErrUnavailable, a.cfg.Cluster, code)
 			}
@@ -184,7 +185,7 @@ func (a *Allocator) Release(ctx context.Context, o orbit.Orbit) error {
 		return ErrClosed
 	}
 	err := a.s.release.Run(context.WithoutCancel(ctx), a.rdb, a.keys, a.cfg.Node, epoch, gen, string(o)).Err()
-	switch code := replyCode(err); code {
+	switch code := redislot.ReplyCode(err); code {
 	case "":
 		if err != nil {
 			a.mu.Lock()
@@ -193,7 +194,7 @@ func (a *Allocator) Release(ctx context.Context, o orbit.Orbit) error {
 			return a.unavailable(ctx, err)
 		}
 		return nil
-	case codeNotInUse, codeReset, codeNoTable:
+	case redislot.CodeNotInUse, redislot.CodeReset, redislot.CodeNoTable:
 		// Taken from us, or the lot is gone: either way no longer ours.
 		return fmt.Errorf("orbit %q: %w (%s)", o, orbit.ErrNotInUse, code)
 	default:
@@ -279,36 +280,6 @@ func (a *Allocator) heldOrbits() []orbit.Orbit {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Sorted(maps.Keys(a.held))
-}
-
-// Script error codes.
-const (
-	codeNoTable  = "CALLPARK_NOTABLE"
-	codeReset    = "CALLPARK_RESET"
-	codeFenced   = "CALLPARK_FENCED"
-	codeSettling = "CALLPARK_SETTLING"
-	codeFull     = "CALLPARK_FULL"
-	codeInUse    = "CALLPARK_INUSE"
-	codeUnknown  = "CALLPARK_UNKNOWN"
-	codeNotInUse = "CALLPARK_NOTINUSE"
-)
-
-// replyCode returns the CALLPARK_ code of a script's error reply, "" for
-// any other error (the network, a timeout).
-func replyCode(err error) string {
-	var re redis.Error
-	if err == nil || !errors.As(err, &re) {
-		return ""
-	}
-	msg := re.Error()
-	if i := strings.Index(msg, "CALLPARK_"); i >= 0 {
-		code := msg[i:]
-		if j := strings.IndexAny(code, " \r\n"); j >= 0 {
-			code = code[:j]
-		}
-		return code
-	}
-	return ""
 }
 
 // since is time.Since, kept apart for the renewal loop's log lines.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/callpark/callpark/internal/redislot"
 	"github.com/callpark/callpark/orbit"
 )
 
@@ -80,7 +81,7 @@ func (a *Allocator) recover(ctx context.Context, seen, code string) error {
 		return nil // recovered already
 	}
 	var lost []orbit.Orbit
-	if code == codeFenced {
+	if code == redislot.CodeFenced {
 		for o := range a.held {
 			lost = append(lost, o)
 		}
@@ -90,10 +91,10 @@ func (a *Allocator) recover(ctx context.Context, seen, code string) error {
 	a.mu.Unlock()
 	a.cfg.Logger.Warn("cluster incarnation ended", "cluster", a.cfg.Cluster, "node", a.cfg.Node, "epoch", seen, "reason", reasonOf(code))
 	a.lose(lost, code)
-	if err := a.join(ctx, code != codeFenced); err != nil {
+	if err := a.join(ctx, code != redislot.CodeFenced); err != nil {
 		return err
 	}
-	if code == codeFenced {
+	if code == redislot.CodeFenced {
 		return nil
 	}
 	return a.reassert(ctx)
@@ -126,7 +127,7 @@ func (a *Allocator) reassert(ctx context.Context) error {
 	}
 	a.mu.Unlock()
 	a.cfg.Logger.Info("orbits reasserted", "cluster", a.cfg.Cluster, "node", a.cfg.Node, "kept", len(held)-len(lost), "lost", len(lost))
-	a.lose(lost, codeReset)
+	a.lose(lost, redislot.CodeReset)
 	return nil
 }
 
@@ -178,10 +179,10 @@ func (a *Allocator) renew(ctx context.Context) error {
 	a.mu.Unlock()
 	if epoch == "" {
 		// Never joined, or a recovery failed: try again from the start.
-		return a.recover(ctx, "", codeReset)
+		return a.recover(ctx, "", redislot.CodeReset)
 	}
 	reaped, err := a.s.renew.Run(ctx, a.rdb, a.keys, a.cfg.Node, epoch, gen, a.cfg.Lease.Milliseconds()).StringSlice()
-	switch code := replyCode(err); code {
+	switch code := redislot.ReplyCode(err); code {
 	case "":
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return a.unavailable(ctx, err)
@@ -190,7 +191,7 @@ func (a *Allocator) renew(ctx context.Context) error {
 			a.cfg.Logger.Info("nodes reaped", "cluster", a.cfg.Cluster, "nodes", reaped)
 		}
 		return nil
-	case codeFenced, codeReset, codeNoTable:
+	case redislot.CodeFenced, redislot.CodeReset, redislot.CodeNoTable:
 		return a.recover(ctx, epoch, code)
 	default:
 		return fmt.Errorf("redisorbit: renew: %w", err)
@@ -199,9 +200,9 @@ func (a *Allocator) renew(ctx context.Context) error {
 
 func reasonOf(code string) string {
 	switch code {
-	case codeFenced:
+	case redislot.CodeFenced:
 		return "lease expired: another node may hold these orbits now"
-	case codeReset, codeNoTable:
+	case redislot.CodeReset, redislot.CodeNoTable:
 		return "Redis lost the lot"
 	}
 	return code

@@ -5,12 +5,14 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/callpark/callpark/internal/redislot"
 )
 
 //go:embed lua/*.lua
 var luaFiles embed.FS
 
-// scripts are the lot's atomic operations, each a Lua script run by
+// scripts are the allocator's atomic operations, each a Lua script run by
 // EVALSHA (go-redis falls back to EVAL after Redis restarts and forgets
 // them). Every claim, release and lease change happens inside one script,
 // never as a read followed by a write.
@@ -19,9 +21,12 @@ type scripts struct {
 }
 
 func loadScripts() scripts {
-	prelude := mustRead("prelude")
 	s := func(name string) *redis.Script {
-		return redis.NewScript(prelude + "\n" + mustRead(name))
+		b, err := luaFiles.ReadFile("lua/" + name + ".lua")
+		if err != nil {
+			panic("redisorbit: missing embedded script " + name) // a build without the lua files
+		}
+		return redislot.Script(strings.TrimSpace(string(b)))
 	}
 	return scripts{
 		init:     s("init"),
@@ -34,12 +39,4 @@ func loadScripts() scripts {
 		leave:    s("leave"),
 		holder:   s("holder"),
 	}
-}
-
-func mustRead(name string) string {
-	b, err := luaFiles.ReadFile("lua/" + name + ".lua")
-	if err != nil {
-		panic("redisorbit: missing embedded script " + name) // a build without the lua files
-	}
-	return strings.TrimSpace(string(b))
 }

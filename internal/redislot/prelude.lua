@@ -1,10 +1,10 @@
--- Shared by every script of redisorbit. KEYS[1] is the lot's key prefix,
+-- Shared by every script of redisorbit and redispark. KEYS[1] is the lot's key prefix,
 -- "{callpark:<cluster>}"; every other key is built from it, so all keys of
 -- one lot share its hash tag and stay in one Redis Cluster slot.
 local P = KEYS[1]
 local K_CONFIG, K_FREE, K_HELD = P .. ':config', P .. ':free', P .. ':held'
 local K_ORDINAL, K_NODES, K_EPOCH = P .. ':ordinal', P .. ':nodes', P .. ':epoch'
-local K_EVENTS = P .. ':events'
+local K_EVENTS, K_CALLS = P .. ':events', P .. ':calls'
 
 -- Deadlines are compared with Redis' own clock, never the nodes'.
 local function now_ms()
@@ -17,8 +17,10 @@ local function orbits_key(name) return P .. ':orbits:' .. name end
 
 -- free puts o back among the free orbits, scored for the lot's policy:
 -- lru by release time (never-used orbits were scored below zero, in
--- order), lowest and random by the orbit's place in the table.
+-- order), lowest and random by the orbit's place in the table. The record
+-- of the call that sat there goes with it.
 local function free(o, now)
+  redis.call('HDEL', K_CALLS, o)
   local score
   if redis.call('HGET', K_CONFIG, 'policy') == 'lru' then
     score = now
