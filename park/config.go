@@ -68,6 +68,12 @@ type Config struct {
 	// (several park servers) plugs in here.
 	Orbits orbit.Allocator
 
+	// Cluster shares the lot with other park servers: their calls show in
+	// Lookup, Calls and Observe, and a retrieve of one of them returns an
+	// *ElsewhereError saying where it is. It goes with a shared allocator
+	// in Orbits (park/redispark with orbit/redisorbit). Nil: one node.
+	Cluster Cluster
+
 	// Dialer rings the parker (recall) and the fallback. Nil means nobody can
 	// be rung: a call that times out is disconnected.
 	Dialer Dialer

@@ -32,12 +32,17 @@
 //     [ErrStale] rather than hand over a different call that now sits in the
 //     orbit (Lync offered this only in its client SDK).
 //   - Exactly one outcome per call ([Retrieved], [Recalled], [Forwarded],
-//     [Abandoned], [Dropped]), decided under one mutex whatever races between
+//     [Abandoned], [Dropped], and in a cluster [Lost]), decided under one mutex whatever races between
 //     retrieve, hang-up and the timers; a retrieve beats a ringing recall.
 //   - Every change is an [Event] for observers, in order; [Lot.Calls] is a
 //     snapshot of what is parked.
 //   - [Lot.Shutdown] loses no call: each is recalled at once (then the
 //     fallback, else dropped) and Shutdown returns when all have ended.
+//   - One lot over several park servers: with a shared allocator in
+//     [Config].Orbits and a [Cluster] (orbit/redisorbit and park/redispark
+//     on Redis), no two nodes hold one orbit, [Lot.Lookup], [Lot.Calls]
+//     and [Lot.Observe] span every node, and a retrieve of a call parked
+//     elsewhere is an [ElsewhereError] that names the node to send it to.
 //
 // Time comes from the runtime clock, so tests run the lot inside
 // testing/synctest and a 90 s timeout passes in microseconds.

@@ -52,6 +52,9 @@ const (
 	// Dropped: the lot hung up the call: no recall or fallback answered, or
 	// the lot was shut down with nowhere to send it.
 	Dropped
+	// Lost: the node holding the call died or lost its lease, and the call
+	// went with it (a cluster's other nodes see this).
+	Lost
 )
 
 func (o Outcome) String() string {
@@ -68,6 +71,8 @@ func (o Outcome) String() string {
 		return "abandoned"
 	case Dropped:
 		return "dropped"
+	case Lost:
+		return "lost"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
@@ -82,6 +87,9 @@ type CallInfo struct {
 	State    State
 	Attempts int     // recall attempts started so far
 	Outcome  Outcome // NoOutcome until State is Ended
+	// Node is the cluster node holding the call; empty for this lot's own
+	// calls and when the lot is alone (Config.Cluster).
+	Node string
 }
 
 // EventKind is the kind of change an Event reports.

@@ -95,6 +95,9 @@ func NewLot(cfg Config) (*Lot, error) {
 	if r, ok := l.orbits.(orbit.Ranger); ok {
 		l.ranges = r.Ranges()
 	}
+	if cfg.Cluster != nil {
+		l.events.add(cfg.Cluster) // for the lot's life: no stop
+	}
 	if !cfg.DisableMusicOnHold {
 		l.music = cfg.MusicOnHold
 		if l.music == nil {
@@ -274,6 +277,8 @@ type RetrieveRequest struct {
 // others get ErrNotParked. A retrieve beats a ringing recall or fallback,
 // which is cancelled. When Config.AuthorizeRetrieve refuses the request,
 // Retrieve returns an error wrapping ErrNotAuthorized and the call stays.
+// In a cluster, a call parked on another node is an *ElsewhereError naming
+// the node to send the retrieve to.
 func (l *Lot) Retrieve(ctx context.Context, req RetrieveRequest) (*Call, error) {
 	if err := l.authorizeRetrieve(ctx, req); err != nil {
 		return nil, err
@@ -285,7 +290,7 @@ func (l *Lot) Retrieve(ctx context.Context, req RetrieveRequest) (*Call, error) 
 	c := l.byOrbit[req.Orbit]
 	if c == nil {
 		l.mu.Unlock()
-		return nil, fmt.Errorf("orbit %s: %w", req.Orbit, ErrNotParked)
+		return nil, l.locate(ctx, req.Orbit)
 	}
 	if req.ParkID != "" && req.ParkID != c.id {
 		l.mu.Unlock()
@@ -316,32 +321,43 @@ func (l *Lot) authorizeRetrieve(ctx context.Context, req RetrieveRequest) error 
 	return fmt.Errorf("orbit %s: %w: %w", req.Orbit, ErrNotAuthorized, err)
 }
 
-// Lookup returns a snapshot of the call parked in orbit o.
+// Lookup returns a snapshot of the call parked in orbit o; in a cluster,
+// also of one parked on another node, as last heard.
 func (l *Lot) Lookup(o orbit.Orbit) (CallInfo, bool) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	c := l.byOrbit[o]
-	if c == nil {
-		return CallInfo{}, false
+	var info CallInfo
+	if c != nil {
+		info = c.infoLocked()
 	}
-	return c.infoLocked(), true
+	l.mu.Unlock()
+	if c == nil {
+		return l.remoteLookup(o)
+	}
+	return info, true
 }
 
-// Calls returns a snapshot of every parked call, oldest first.
+// Calls returns a snapshot of every parked call, oldest first; in a
+// cluster, those of every node.
 func (l *Lot) Calls() []CallInfo {
+	var remote []CallInfo
+	if l.cfg.Cluster != nil {
+		remote = l.cfg.Cluster.Calls()
+	}
 	l.mu.Lock()
-	out := make([]CallInfo, 0, len(l.byOrbit))
+	out := make([]CallInfo, 0, len(l.byOrbit)+len(remote))
 	for _, c := range l.byOrbit {
 		out = append(out, c.infoLocked())
 	}
 	l.mu.Unlock()
+	out = append(out, remote...)
 	slices.SortFunc(out, func(a, b CallInfo) int {
 		return cmp.Or(a.Since.Compare(b.Since), cmp.Compare(a.Orbit, b.Orbit))
 	})
 	return out
 }
 
-// Len returns the number of parked calls.
+// Len returns the number of calls parked in this lot (not on other nodes).
 func (l *Lot) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -349,8 +365,36 @@ func (l *Lot) Len() int {
 }
 
 // Observe registers o for every event from now on and returns a function
-// that unregisters it.
-func (l *Lot) Observe(o Observer) (stop func()) { return l.events.add(o) }
+// that unregisters it. In a cluster, o also gets the other nodes' events
+// (CallInfo.Node set), from another goroutine than the lot's own.
+func (l *Lot) Observe(o Observer) (stop func()) {
+	stopLocal := l.events.add(o)
+	if l.cfg.Cluster == nil {
+		return stopLocal
+	}
+	stopRemote := l.cfg.Cluster.Follow(o)
+	return func() {
+		stopLocal()
+		stopRemote()
+	}
+}
+
+// Recall rings the parker of the call in orbit o now, as if its pickup
+// timeout had passed: the operator's "send it back", and what a cluster
+// node does with calls whose orbits it lost. A call already ringing is left
+// as it is. ErrNotParked when this lot holds no call there.
+func (l *Lot) Recall(o orbit.Orbit) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.byOrbit[o]
+	if c == nil {
+		return fmt.Errorf("orbit %s: %w", o, ErrNotParked)
+	}
+	if c.state == Parked && c.timer.Stop() {
+		c.startRingingLocked()
+	}
+	return nil
+}
 
 // Shutdown stops taking calls (Park returns ErrClosed) and recalls every
 // parked call at once: one ring of the parker, then the fallback, else the

@@ -1,0 +1,83 @@
+package park
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/callpark/callpark/orbit"
+)
+
+// Cluster connects a lot to the other park servers (nodes) that share its
+// orbits, as the Front Ends of a Lync pool shared one orbit table. The lot
+// hands it its own events to share and asks it about calls parked
+// elsewhere; park/redispark implements it on Redis, beside an
+// orbit/redisorbit allocator in Config.Orbits. Nil (the default): the lot
+// is alone.
+type Cluster interface {
+	// Observe receives this lot's own events, in order, to share with the
+	// other nodes. Like any observer it must not block for long.
+	Observer
+
+	// Follow delivers the other nodes' events to o, each with
+	// CallInfo.Node set, in order per call, until stop is called. An event
+	// missed while the node could not hear is delivered when it hears
+	// again, as the lot then is: an EventEnded learnt that way has
+	// Outcome NoOutcome, since how the call left was not heard.
+	Follow(o Observer) (stop func())
+
+	// Calls returns the calls parked on other nodes as last heard, each
+	// with CallInfo.Node set. It does not wait for the network.
+	Calls() []CallInfo
+
+	// Locate asks the cluster which other node holds orbit o now and the
+	// address that node takes requests on (a SIP host:port): the answer
+	// a retrieve at this node needs to reach the call. It returns an
+	// error wrapping ErrNotParked when no other node holds o, and one
+	// wrapping orbit.ErrUnavailable when the cluster cannot be asked.
+	Locate(ctx context.Context, o orbit.Orbit) (node, addr string, err error)
+}
+
+// ErrElsewhere: the orbit's call is parked on another node of the cluster.
+// Retrieve returns it as an *ElsewhereError, which says where to send the
+// retrieve (a SIP host proxies it there or redirects the caller).
+var ErrElsewhere = errors.New("park: call parked on another node")
+
+// ElsewhereError reports a retrieve for a call parked on another node.
+type ElsewhereError struct {
+	Orbit orbit.Orbit
+	Node  string // the node holding the call
+	Addr  string // where that node takes requests, as it advertised it
+}
+
+func (e *ElsewhereError) Error() string {
+	return fmt.Sprintf("park: orbit %s is held by node %s at %s", e.Orbit, e.Node, e.Addr)
+}
+
+// Unwrap makes every ElsewhereError match ErrElsewhere.
+func (e *ElsewhereError) Unwrap() error { return ErrElsewhere }
+
+// locate answers a retrieve for an orbit this lot does not hold.
+func (l *Lot) locate(ctx context.Context, o orbit.Orbit) error {
+	if l.cfg.Cluster == nil {
+		return fmt.Errorf("orbit %s: %w", o, ErrNotParked)
+	}
+	node, addr, err := l.cfg.Cluster.Locate(ctx, o)
+	if err != nil {
+		return err
+	}
+	return &ElsewhereError{Orbit: o, Node: node, Addr: addr}
+}
+
+// remoteLookup finds o among the calls parked on other nodes.
+func (l *Lot) remoteLookup(o orbit.Orbit) (CallInfo, bool) {
+	if l.cfg.Cluster == nil {
+		return CallInfo{}, false
+	}
+	for _, c := range l.cfg.Cluster.Calls() {
+		if c.Orbit == o {
+			return c, true
+		}
+	}
+	return CallInfo{}, false
+}
