@@ -34,6 +34,7 @@ type Allocator struct {
 	epoch      string // this incarnation; "" until joined
 	generation string // the lot's generation in Redis when we joined
 	held       map[orbit.Orbit]struct{}
+	releasing  map[orbit.Orbit]struct{} // released while Redis was unreachable: retried after each renewal
 	closed     bool
 
 	recoverMu sync.Mutex // one recovery at a time
@@ -68,8 +69,9 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		rdb:  cfg.Client,
 		keys: []string{redislot.Prefix(cfg.Cluster)},
 		s:    loadScripts(),
-		held: make(map[orbit.Orbit]struct{}),
-		stop: make(chan struct{}),
+		held:      make(map[orbit.Orbit]struct{}),
+		releasing: make(map[orbit.Orbit]struct{}),
+		stop:      make(chan struct{}),
 	}
 	specs := make([]string, len(cfg.Ranges))
 	for i, r := range cfg.Ranges {
@@ -92,12 +94,21 @@ func (a *Allocator) Ranges() []orbit.Range { return slices.Clone(a.cfg.Ranges) }
 // Node returns the node's name.
 func (a *Allocator) Node() string { return a.cfg.Node }
 
-// Epoch returns the node's current incarnation number: a new one after
-// every (re)join, larger than any before it in the same Redis.
-func (a *Allocator) Epoch() string {
+// Cluster returns the lot's name in Redis.
+func (a *Allocator) Cluster() string { return a.cfg.Cluster }
+
+// Client returns the Redis client the allocator uses, for the other parts
+// of the node that share its lot (park/redispark).
+func (a *Allocator) Client() redis.UniversalClient { return a.rdb }
+
+// Incarnation returns the node's current fencing epoch (a new one after
+// every join, larger than any before it in the same Redis) and the
+// generation of the lot it joined; both are empty while the node is not
+// joined (Redis unreachable). Writes about the node's orbits name both.
+func (a *Allocator) Incarnation() (epoch, generation string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.epoch
+	return a.epoch, a.generation
 }
 
 // Allocate takes the free orbit the cluster's policy chooses. Errors wrap
@@ -167,8 +178,8 @@ func (a *Allocator) claim(ctx context.Context, script *redis.Script, o orbit.Orb
 // orbit.ErrNotInUse when it does not (released twice, or taken from the
 // node after its lease ran out: OnLost said so), orbit.ErrUnknownOrbit for
 // an orbit in no range, orbit.ErrUnavailable when Redis cannot be reached:
-// the orbit then stays the node's until its lease runs out, or until
-// Redis comes back and the next release.
+// the allocator then releases it again after each lease renewal until
+// Redis has it (or the lot is gone, or the node's lease ran out).
 func (a *Allocator) Release(ctx context.Context, o orbit.Orbit) error {
 	if !a.knows(o) {
 		return fmt.Errorf("orbit %q: %w", o, orbit.ErrUnknownOrbit)
@@ -189,7 +200,7 @@ func (a *Allocator) Release(ctx context.Context, o orbit.Orbit) error {
 	case "":
 		if err != nil {
 			a.mu.Lock()
-			a.held[o] = struct{}{} // still ours in Redis: a later Release retries
+			a.releasing[o] = struct{}{} // still ours in Redis: retried after renewals
 			a.mu.Unlock()
 			return a.unavailable(ctx, err)
 		}

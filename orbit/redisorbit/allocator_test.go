@@ -314,14 +314,14 @@ func TestDeadNodeOrbitsFreedAfterLease(t *testing.T) {
 
 	// a wakes up: its next renewal finds it fenced; it is told what it
 	// lost and joins again with a new epoch.
-	epoch := a.Epoch()
+	epoch := epochOf(a)
 	select {
 	case got := <-lost:
 		require.ElementsMatch(t, []orbit.Orbit{"701", "702"}, got)
 	case <-time.After(5 * time.Second):
 		t.Fatal("OnLost not called")
 	}
-	require.Eventually(t, func() bool { e := a.Epoch(); return e != "" && e != epoch }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { e := epochOf(a); return e != "" && e != epoch }, 5*time.Second, 10*time.Millisecond)
 	require.ErrorIs(t, a.Release(ctx(t), "702"), orbit.ErrNotInUse, "no longer a's")
 	o, err = a.Allocate(ctx(t))
 	require.NoError(t, err)
@@ -334,7 +334,7 @@ func TestRestartUnderSameNameFreesOldOrbits(t *testing.T) {
 	old := l.node("a", Config{Policy: orbit.Lowest, Lease: DefaultLease, OnLost: func(o []orbit.Orbit) { lost <- o }})
 	require.NoError(t, old.Reserve(ctx(t), "703"))
 	again := l.node("a", Config{})
-	require.NotEqual(t, old.Epoch(), again.Epoch())
+	require.NotEqual(t, epochOf(old), epochOf(again))
 	require.NoError(t, again.Reserve(ctx(t), "703"), "the new incarnation does not inherit, the orbit is free")
 	_, err := old.Allocate(ctx(t))
 	require.NoError(t, err, "the old one is fenced, rejoins, and claims anew")
@@ -424,4 +424,21 @@ func TestRedisUnreachable(t *testing.T) {
 	defer c.Close()
 	_, err = New(ctx(t), Config{Client: c, Node: "b", Ranges: ranges(t, "701-705")})
 	require.ErrorIs(t, err, orbit.ErrUnavailable)
+}
+
+func epochOf(a *Allocator) string {
+	e, _ := a.Incarnation()
+	return e
+}
+
+func TestReleaseWhileUnreachableIsRetried(t *testing.T) {
+	l := newLot(t)
+	a := l.node("a", Config{Policy: orbit.Lowest, Lease: 2 * time.Second})
+	b := l.node("b", Config{Policy: orbit.Lowest, Lease: time.Minute})
+	require.NoError(t, a.Reserve(ctx(t), "701"))
+	l.m.SetError("LOADING") // every command fails, as while Redis is away
+	require.Error(t, a.Release(ctx(t), "701"))
+	l.m.SetError("")
+	require.NoError(t, a.renew(ctx(t)))
+	require.NoError(t, b.Reserve(ctx(t), "701"), "the release went through after the renewal")
 }

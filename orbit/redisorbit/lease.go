@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -87,6 +89,7 @@ func (a *Allocator) recover(ctx context.Context, seen, code string) error {
 		}
 		clear(a.held)
 	}
+	clear(a.releasing) // freed with the lease, or with the lot Redis lost
 	a.epoch = ""
 	a.mu.Unlock()
 	a.cfg.Logger.Warn("cluster incarnation ended", "cluster", a.cfg.Cluster, "node", a.cfg.Node, "epoch", seen, "reason", reasonOf(code))
@@ -190,11 +193,29 @@ func (a *Allocator) renew(ctx context.Context) error {
 		if len(reaped) > 0 {
 			a.cfg.Logger.Info("nodes reaped", "cluster", a.cfg.Cluster, "nodes", reaped)
 		}
+		a.retryReleases(ctx, epoch, gen)
 		return nil
 	case redislot.CodeFenced, redislot.CodeReset, redislot.CodeNoTable:
 		return a.recover(ctx, epoch, code)
 	default:
 		return fmt.Errorf("redisorbit: renew: %w", err)
+	}
+}
+
+// retryReleases releases again the orbits whose release found Redis
+// unreachable.
+func (a *Allocator) retryReleases(ctx context.Context, epoch, gen string) {
+	a.mu.Lock()
+	pending := slices.Sorted(maps.Keys(a.releasing))
+	a.mu.Unlock()
+	for _, o := range pending {
+		err := a.s.release.Run(ctx, a.rdb, a.keys, a.cfg.Node, epoch, gen, string(o)).Err()
+		if err != nil && redislot.ReplyCode(err) == "" {
+			return // unreachable again: next renewal
+		}
+		a.mu.Lock()
+		delete(a.releasing, o)
+		a.mu.Unlock()
 	}
 }
 

@@ -1,0 +1,273 @@
+package redispark
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callpark/callpark/internal/redislot"
+	"github.com/callpark/callpark/orbit"
+	"github.com/callpark/callpark/orbit/redisorbit"
+	"github.com/callpark/callpark/park"
+)
+
+//go:embed lua/*.lua
+var luaFiles embed.FS
+
+// resyncEvery is how often a node whose writes failed tries to write its
+// calls again; with the allocator's renewal (a third of the lease) it
+// bounds how long after Redis comes back the lot is whole again.
+const resyncEvery = time.Second
+
+// writeTimeout bounds one write of a record.
+const writeTimeout = 2 * time.Second
+
+// Config describes a Directory.
+type Config struct {
+	// Orbits is this node's share of the lot (its name, its lease and
+	// fencing epoch, its Redis client). Required; give the lot the same
+	// allocator as park.Config.Orbits.
+	Orbits *redisorbit.Allocator
+	// Logger receives the directory's diagnostics; nil discards them.
+	Logger *slog.Logger
+}
+
+// ErrInvalidConfig is wrapped by every configuration error of New.
+var ErrInvalidConfig = errors.New("invalid redispark configuration")
+
+// Directory is the park.Cluster of a lot kept in Redis: it writes the
+// record of each call parked on this node where every node reads it,
+// publishes the lot's events, and follows the other nodes'. Close it
+// before the allocator.
+type Directory struct {
+	orbits  *redisorbit.Allocator
+	rdb     redis.UniversalClient
+	keys    []string
+	channel string
+	node    string
+	log     *slog.Logger
+	record  *redis.Script
+	calls   *redis.Script
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	sub    *redis.PubSub
+	wg     sync.WaitGroup
+
+	wmu     sync.Mutex
+	pending []park.Event
+	local   map[orbit.Orbit]park.CallInfo // this node's calls, from its events
+	dirty   bool                          // a write failed: write every local call again
+	wake    chan struct{}
+	written string // the incarnation (epoch and generation) the records were written under
+
+	fmu       sync.Mutex
+	remote    map[orbit.Orbit]park.CallInfo // the other nodes' calls, as last heard
+	followers []*park.Observer
+}
+
+var _ park.Cluster = (*Directory)(nil)
+
+// New starts the directory: it subscribes to the lot's events and reads
+// the other nodes' calls.
+func New(cfg Config) (*Directory, error) {
+	if cfg.Orbits == nil {
+		return nil, fmt.Errorf("%w: Config.Orbits is required", ErrInvalidConfig)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Directory{
+		orbits:  cfg.Orbits,
+		rdb:     cfg.Orbits.Client(),
+		keys:    []string{redislot.Prefix(cfg.Orbits.Cluster())},
+		channel: redislot.Events(cfg.Orbits.Cluster()),
+		node:    cfg.Orbits.Node(),
+		log:     log,
+		record:  script("record"),
+		calls:   script("calls"),
+		ctx:     ctx,
+		cancel:  cancel,
+		local:   make(map[orbit.Orbit]park.CallInfo),
+		remote:  make(map[orbit.Orbit]park.CallInfo),
+		wake:    make(chan struct{}, 1),
+	}
+	epoch, gen := d.orbits.Incarnation()
+	d.written = epoch + "/" + gen
+	d.sub = d.rdb.Subscribe(ctx, d.channel)
+	d.wg.Go(d.follow)
+	d.wg.Go(d.write)
+	return d, nil
+}
+
+func script(name string) *redis.Script {
+	b, err := luaFiles.ReadFile("lua/" + name + ".lua")
+	if err != nil {
+		panic("redispark: missing embedded script " + name) // a build without the lua files
+	}
+	return redislot.Script(strings.TrimSpace(string(b)))
+}
+
+// Close stops following and writing. Events the lot has not yet written
+// are dropped: a lot is shut down (every call gone) before its directory.
+func (d *Directory) Close() error {
+	d.cancel()
+	_ = d.sub.Close() // a pending Receive does not watch the context
+	d.wg.Wait()
+	return nil
+}
+
+// Observe takes one of this node's events to write and publish, in order,
+// from a goroutine of the directory's.
+func (d *Directory) Observe(e park.Event) {
+	d.wmu.Lock()
+	if e.Kind == park.EventEnded {
+		delete(d.local, e.Call.Orbit)
+	} else {
+		d.local[e.Call.Orbit] = e.Call
+	}
+	if !d.dirty {
+		d.pending = append(d.pending, e)
+	}
+	d.wmu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// write writes the pending events in order; after a failure it writes
+// every local call again, as they are then, until Redis answers.
+func (d *Directory) write() {
+	t := time.NewTicker(resyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-d.wake:
+		case <-t.C:
+		}
+		d.wmu.Lock()
+		if epoch, gen := d.orbits.Incarnation(); epoch+"/"+gen != d.written {
+			// The node rejoined, or Redis lost the lot and the allocator
+			// re-created it: what was written is gone or no longer ours.
+			d.written = epoch + "/" + gen
+			d.dirty, d.pending = true, nil
+		}
+		batch, dirty := d.pending, d.dirty
+		d.pending = nil
+		d.wmu.Unlock()
+		if dirty {
+			if err := d.rewrite(); err != nil {
+				d.log.Debug("rewriting the node's calls failed", "err", err)
+				continue
+			}
+			d.wmu.Lock()
+			d.dirty = false
+			d.wmu.Unlock()
+			continue
+		}
+		for _, e := range batch {
+			if err := d.writeEvent(e); err != nil {
+				d.log.Warn("sharing a park event failed; the node's calls will be written again", "event", e.String(), "err", err)
+				d.wmu.Lock()
+				d.dirty, d.pending = true, nil
+				d.wmu.Unlock()
+				break
+			}
+		}
+	}
+}
+
+// writeEvent stores the record an event leaves and publishes the event.
+func (d *Directory) writeEvent(e park.Event) error {
+	var rec []byte
+	if e.Kind != park.EventEnded {
+		rec, _ = json.Marshal(toRecord(e.Call, d.node))
+	}
+	msg, _ := json.Marshal(message{Kind: "event", Node: d.node, Event: toWire(e, d.node)})
+	return d.put(e.Call.Orbit, string(rec), string(msg))
+}
+
+// rewrite writes every call of this node again, then tells the other nodes
+// to read the lot afresh.
+func (d *Directory) rewrite() error {
+	d.wmu.Lock()
+	calls := make([]park.CallInfo, 0, len(d.local))
+	for _, c := range d.local {
+		calls = append(calls, c)
+	}
+	d.wmu.Unlock()
+	for _, c := range calls {
+		rec, _ := json.Marshal(toRecord(c, d.node))
+		if err := d.put(c.Orbit, string(rec), ""); err != nil {
+			return err
+		}
+	}
+	msg, _ := json.Marshal(message{Kind: "sync", Node: d.node})
+	ctx, cancel := context.WithTimeout(d.ctx, writeTimeout)
+	defer cancel()
+	return d.rdb.Publish(ctx, d.channel, msg).Err()
+}
+
+func (d *Directory) put(o orbit.Orbit, rec, msg string) error {
+	epoch, gen := d.orbits.Incarnation()
+	if epoch == "" {
+		return fmt.Errorf("%w: node %s is not in the cluster", orbit.ErrUnavailable, d.node)
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, writeTimeout)
+	defer cancel()
+	return d.record.Run(ctx, d.rdb, d.keys, d.node, epoch, gen, string(o), rec, msg).Err()
+}
+
+// Locate says which other node holds o now and its advertised address.
+func (d *Directory) Locate(ctx context.Context, o orbit.Orbit) (node, addr string, err error) {
+	node, addr, ok, err := d.orbits.Holder(ctx, o)
+	if err != nil {
+		return "", "", err
+	}
+	if !ok || node == d.node {
+		return "", "", fmt.Errorf("orbit %s: %w", o, park.ErrNotParked)
+	}
+	return node, addr, nil
+}
+
+// Calls returns the other nodes' calls as last heard, oldest first.
+func (d *Directory) Calls() []park.CallInfo {
+	d.fmu.Lock()
+	out := make([]park.CallInfo, 0, len(d.remote))
+	for _, c := range d.remote {
+		out = append(out, c)
+	}
+	d.fmu.Unlock()
+	slices.SortFunc(out, func(a, b park.CallInfo) int { return a.Since.Compare(b.Since) })
+	return out
+}
+
+// Follow delivers the other nodes' events to o until stop.
+func (d *Directory) Follow(o park.Observer) (stop func()) {
+	entry := &o // an ObserverFunc does not compare
+	d.fmu.Lock()
+	d.followers = append(d.followers, entry)
+	d.fmu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			d.fmu.Lock()
+			defer d.fmu.Unlock()
+			d.followers = slices.DeleteFunc(slices.Clone(d.followers), func(x *park.Observer) bool { return x == entry })
+		})
+	}
+}

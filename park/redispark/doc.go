@@ -1,0 +1,21 @@
+// Package redispark shares a park lot's calls among several park servers
+// through Redis: the record of every parked call, readable by every node,
+// and the lot's events, heard by every node. With an orbit/redisorbit
+// allocator it makes one lot of many nodes, as Lync Server 2013's pool
+// shared one orbit table among its Front Ends: a call parked on node A is
+// retrieved at node B (the lot at B answers with a park.ElsewhereError
+// naming A), shown on a BLF key subscribed at node C, and listed by every
+// node's park.Lot.Calls.
+//
+// A Directory is the lot's park.Cluster: park.Config{Orbits: allocator,
+// Cluster: directory}. It writes each event of its own lot in order, from
+// a goroutine of its own, in one Lua script that stores the call's record
+// and publishes the event only while this incarnation of the node holds
+// the orbit (a node that lost its lease writes nothing). When Redis cannot
+// be reached, it keeps its calls and writes them all again once Redis
+// answers. It follows the other nodes on the lot's pub/sub channel, and
+// after every (re)subscription, since pub/sub drops what was said in
+// between, it reads the whole lot again and tells its observers what
+// changed. When a node is dropped (its lease ran out), its calls end for
+// the observers with outcome park.Lost.
+package redispark
