@@ -65,10 +65,10 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		return nil, fmt.Errorf("redisorbit: %w", err)
 	}
 	a := &Allocator{
-		cfg:  cfg,
-		rdb:  cfg.Client,
-		keys: []string{redislot.Prefix(cfg.Cluster)},
-		s:    loadScripts(),
+		cfg:       cfg,
+		rdb:       cfg.Client,
+		keys:      []string{redislot.Prefix(cfg.Cluster)},
+		s:         loadScripts(),
 		held:      make(map[orbit.Orbit]struct{}),
 		releasing: make(map[orbit.Orbit]struct{}),
 		stop:      make(chan struct{}),
