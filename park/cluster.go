@@ -57,6 +57,32 @@ func (e *ElsewhereError) Error() string {
 // Unwrap makes every ElsewhereError match ErrElsewhere.
 func (e *ElsewhereError) Unwrap() error { return ErrElsewhere }
 
+// Locate says where the call a retrieve asks for waits, without taking it:
+// nil when it is in this lot (Retrieve will hand it over, unless someone
+// else is faster), an *ElsewhereError naming the node that holds it in a
+// cluster, and otherwise the error Retrieve would return (ErrNotParked,
+// ErrUnknownOrbit, ErrNotAuthorized, orbit.ErrUnavailable). A SIP host asks
+// before it answers the retriever, so that a retrieve for another node is
+// sent there instead.
+func (l *Lot) Locate(ctx context.Context, req RetrieveRequest) error {
+	if err := l.authorizeRetrieve(ctx, req); err != nil {
+		return err
+	}
+	if !l.knows(req.Orbit) {
+		return fmt.Errorf("orbit %q: %w", req.Orbit, ErrUnknownOrbit)
+	}
+	l.mu.Lock()
+	c := l.byOrbit[req.Orbit]
+	l.mu.Unlock()
+	if c != nil {
+		if req.ParkID != "" && req.ParkID != c.id {
+			return fmt.Errorf("orbit %s holds park ID %s, not %s: %w", req.Orbit, c.id, req.ParkID, ErrStale)
+		}
+		return nil
+	}
+	return l.locate(ctx, req.Orbit)
+}
+
 // locate answers a retrieve for an orbit this lot does not hold.
 func (l *Lot) locate(ctx context.Context, o orbit.Orbit) error {
 	if l.cfg.Cluster == nil {

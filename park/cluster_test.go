@@ -186,3 +186,23 @@ func TestRecallNow(t *testing.T) {
 		require.Equal(t, []EventKind{EventParked, EventRinging, EventEnded}, log.kinds())
 	})
 }
+
+func TestLocate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cl := newTestCluster()
+		lot, _, _ := newTestLot(t, "701-709", Config{Cluster: cl})
+		c, err := lot.Park(t.Context(), ParkRequest{Leg: &testLeg{}})
+		require.NoError(t, err)
+		cl.parkRemote("705", time.Now())
+
+		require.NoError(t, lot.Locate(t.Context(), RetrieveRequest{Orbit: c.Orbit()}), "here")
+		require.ErrorIs(t, lot.Locate(t.Context(), RetrieveRequest{Orbit: c.Orbit(), ParkID: "other"}), ErrStale)
+		var ee *ElsewhereError
+		require.ErrorAs(t, lot.Locate(t.Context(), RetrieveRequest{Orbit: "705"}), &ee)
+		require.Equal(t, "b", ee.Node)
+		require.ErrorIs(t, lot.Locate(t.Context(), RetrieveRequest{Orbit: "706"}), ErrNotParked)
+		require.ErrorIs(t, lot.Locate(t.Context(), RetrieveRequest{Orbit: "801"}), ErrUnknownOrbit)
+		_, ok := lot.Lookup(c.Orbit())
+		require.True(t, ok, "Locate takes nothing")
+	})
+}

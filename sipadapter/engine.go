@@ -64,6 +64,10 @@ type EngineConfig struct {
 	// Logger receives a line per park, retrieve, recall, hang-up and
 	// refusal at Info; nil is silent.
 	Logger *slog.Logger
+	// CrossNode is how a retrieve for a call parked on another node of
+	// the lot's cluster (park.Config.Cluster) reaches it: forwarded
+	// (CrossNodeProxy, the default) or redirected (CrossNodeRedirect).
+	CrossNode CrossNode
 
 	// What a host adds to the engine, each optional: a park server needs
 	// none, a PBX all three.

@@ -70,8 +70,25 @@ func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 		e.reply(req, tx, sip.StatusNotFound, "Not Found")
 		return
 	}
-	if retrieve && e.refuseBlocked(req, tx, source.Addr()) {
-		return
+	if retrieve {
+		if e.refuseBlocked(req, tx, source.Addr()) {
+			return
+		}
+		if err := e.lot.Locate(context.Background(), park.RetrieveRequest{Orbit: orbit.Orbit(user), Retriever: party, Source: source}); err != nil {
+			var elsewhere *park.ElsewhereError
+			if errors.As(err, &elsewhere) {
+				e.crossNode(req, tx, party, elsewhere)
+				return
+			}
+			// Nothing here: refused before any media or dialog is set up.
+			code, reason, headers := statusFor(err)
+			e.log.Info("retrieve refused", "orbit", user, "from", party, "source", source.Addr(), "status", code, "why", err)
+			if code == sip.StatusNotFound {
+				e.countFailure(source.Addr()) // before the answer, which the next guess may follow at once
+			}
+			e.reply(req, tx, code, reason, headers...)
+			return
+		}
 	}
 	parker := referredBy(req)
 	if parker != "" && !park.IsSIPURI(parker) {

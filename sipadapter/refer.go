@@ -129,7 +129,7 @@ func transferStatus(err error) (int, string) {
 	case errors.Is(err, errLegGone):
 		return sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog
 	case errors.Is(err, park.ErrLotFull), errors.Is(err, park.ErrOrbitInUse), errors.Is(err, park.ErrClosed),
-		errors.Is(err, park.ErrNotParked), errors.Is(err, park.ErrUnknownOrbit):
+		errors.Is(err, park.ErrNotParked), errors.Is(err, park.ErrUnknownOrbit), errors.Is(err, orbit.ErrUnavailable):
 		code, reason, _ := statusFor(err)
 		return code, reason
 	}

@@ -91,6 +91,9 @@ type Config struct {
 	// knows where the phones are) that recalls, the fallback and the
 	// parker's MESSAGE go through; see EngineConfig.OutboundProxy.
 	OutboundProxy string
+	// CrossNode is how a retrieve for a call parked on another node of the
+	// lot's cluster reaches it (-cross-node); see EngineConfig.CrossNode.
+	CrossNode CrossNode
 }
 
 // DefaultMaxMessageSize is Config.MaxMessageSize's default: 16 KiB, four
@@ -297,6 +300,7 @@ func (s *Server) listen(ctx context.Context) error {
 		Limits:          s.cfg.Limits,
 		Logger:          s.log,
 		OutboundProxy:   s.cfg.OutboundProxy,
+		CrossNode:       s.cfg.CrossNode,
 	})
 	if err != nil {
 		stack.Close()

@@ -33,6 +33,8 @@ import (
 //   - park.ErrClosed: 503 Service Unavailable with Retry-After, since the
 //     lot is shutting down and another node (or this one, restarted) will
 //     take the call.
+//   - orbit.ErrUnavailable: 503 Service Unavailable with Retry-After: 5,
+//     the cluster's store (Redis) cannot be reached; nothing was taken.
 //   - ErrNoRTPPort: 503 Service Unavailable with a warning; retrying at
 //     once is fine, so no Retry-After.
 //   - anything else: 500 Server Internal Error.
@@ -51,6 +53,8 @@ func statusFor(err error) (code int, reason string, headers []sip.Header) {
 		return sip.StatusForbidden, "Forbidden", []sip.Header{warning(err.Error())}
 	case errors.Is(err, park.ErrClosed):
 		return sip.StatusServiceUnavailable, "Service Unavailable", []sip.Header{sip.NewHeader("Retry-After", "30")}
+	case errors.Is(err, orbit.ErrUnavailable):
+		return sip.StatusServiceUnavailable, "Service Unavailable", []sip.Header{sip.NewHeader("Retry-After", "5"), warning("the shared park lot cannot be reached")}
 	case errors.Is(err, ErrNoRTPPort):
 		return sip.StatusServiceUnavailable, "Service Unavailable", []sip.Header{warning("no free RTP port")}
 	}

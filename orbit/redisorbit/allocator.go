@@ -213,6 +213,27 @@ func (a *Allocator) Release(ctx context.Context, o orbit.Orbit) error {
 	}
 }
 
+// SetAdvertise changes the SIP address other nodes send this node's
+// retrieves to (Config.Advertise), for a node that knows it only once it
+// listens. A later rejoin advertises it too.
+func (a *Allocator) SetAdvertise(ctx context.Context, addr string) error {
+	if strings.ContainsAny(addr, " \t\r\n") {
+		return &ConfigError{"Advertise", fmt.Sprintf("%q", addr), "must be a host:port without spaces"}
+	}
+	a.mu.Lock()
+	a.cfg.Advertise = addr
+	epoch := a.epoch
+	a.mu.Unlock()
+	if epoch == "" {
+		return nil // written when the node joins again
+	}
+	err := a.s.advertise.Run(ctx, a.rdb, a.keys, a.cfg.Node, epoch, addr).Err()
+	if err != nil && redislot.ReplyCode(err) == "" {
+		return a.unavailable(ctx, err)
+	}
+	return nil // fenced: the next join writes it
+}
+
 // Holder says which live node holds o and the SIP address it advertised;
 // ok is false when o is free or its holder's lease has run out.
 func (a *Allocator) Holder(ctx context.Context, o orbit.Orbit) (node, advertise string, ok bool, err error) {

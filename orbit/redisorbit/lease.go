@@ -50,7 +50,10 @@ func (a *Allocator) join(ctx context.Context, recovering bool) error {
 	if created, _ := have[3].(int64); created == 1 {
 		a.cfg.Logger.Info("orbit table stored in Redis", "cluster", a.cfg.Cluster, "orbits", a.spec, "settle", settle)
 	}
-	got, err := a.s.join.Run(ctx, a.rdb, a.keys, a.cfg.Node, a.cfg.Advertise, a.cfg.Lease.Milliseconds()).StringSlice()
+	a.mu.Lock()
+	advertise := a.cfg.Advertise
+	a.mu.Unlock()
+	got, err := a.s.join.Run(ctx, a.rdb, a.keys, a.cfg.Node, advertise, a.cfg.Lease.Milliseconds()).StringSlice()
 	if err != nil {
 		return a.unavailable(ctx, err)
 	}

@@ -17,7 +17,7 @@ var luaFiles embed.FS
 // them). Every claim, release and lease change happens inside one script,
 // never as a read followed by a write.
 type scripts struct {
-	init, join, renew, allocate, reserve, release, reassert, leave, holder *redis.Script
+	init, join, renew, allocate, reserve, release, reassert, leave, holder, advertise *redis.Script
 }
 
 func loadScripts() scripts {
@@ -29,14 +29,15 @@ func loadScripts() scripts {
 		return redislot.Script(strings.TrimSpace(string(b)))
 	}
 	return scripts{
-		init:     s("init"),
-		join:     s("join"),
-		renew:    s("renew"),
-		allocate: s("allocate"),
-		reserve:  s("reserve"),
-		release:  s("release"),
-		reassert: s("reassert"),
-		leave:    s("leave"),
-		holder:   s("holder"),
+		init:      s("init"),
+		join:      s("join"),
+		renew:     s("renew"),
+		allocate:  s("allocate"),
+		reserve:   s("reserve"),
+		release:   s("release"),
+		reassert:  s("reassert"),
+		leave:     s("leave"),
+		holder:    s("holder"),
+		advertise: s("advertise"),
 	}
 }
