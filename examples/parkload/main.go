@@ -237,10 +237,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "soak":
 		r, err = runSoak(cfg, a, probe, stderr)
 	}
+	// Whatever the run left connected is hung up before the report, so the
+	// server is not left holding calls (and a draining server waiting for
+	// them) once the tool exits.
+	hungUp := a.hangupHeld(context.Background())
 	if err != nil {
 		fmt.Fprintln(stderr, "parkload:", err)
 		return 1
 	}
+	r.HungUpAtEnd = hungUp
 	if cfg.json {
 		if err := r.writeJSON(stdout); err != nil {
 			fmt.Fprintln(stderr, "parkload:", err)
