@@ -254,15 +254,23 @@ func (a *agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	a.inReInvite.Add(1)
 	var (
-		sdp  []byte
-		seen func(*sip.Request, sip.ServerTransaction) error
+		sdp   []byte
+		seen  func(*sip.Request, sip.ServerTransaction) error
+		ended <-chan struct{}
 	)
 	if d, err := a.dialogs.MatchRequestDialog(req); err == nil {
-		sdp, seen = d.InviteRequest.Body(), d.ReadRequest
+		sdp, seen, ended = d.InviteRequest.Body(), d.ReadRequest, d.Context().Done()
 	} else if d, err := a.answered.MatchDialogRequest(req); err == nil && d.InviteResponse != nil {
-		sdp, seen = d.InviteResponse.Body(), d.ReadRequest
+		sdp, seen, ended = d.InviteResponse.Body(), d.ReadRequest, d.Context().Done()
 	} else {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil))
+		return
+	}
+	if !a.delayReinvite(ended) {
+		// RFC 3261 §15.1.2: the BYE ended the call; the request pending
+		// in it is answered 487.
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusRequestTerminated, "Request Terminated", nil))
+		tx.Terminate()
 		return
 	}
 	if err := seen(req, tx); err != nil {
@@ -273,6 +281,22 @@ func (a *agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	res.AppendHeader(&a.contact)
 	_ = tx.Respond(res)
 	tx.Terminate()
+}
+
+// delayReinvite waits -reinvite-delay before a re-INVITE is answered;
+// false if the call ended first.
+func (a *agent) delayReinvite(ended <-chan struct{}) bool {
+	if a.cfg.reinviteDelay <= 0 {
+		return true
+	}
+	t := time.NewTimer(a.cfg.reinviteDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ended:
+		return false
+	}
 }
 
 // onNotify answers every NOTIFY 200 (the server's REFER progress, BLF) and

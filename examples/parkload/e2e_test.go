@@ -100,6 +100,26 @@ func TestCycleAgainstParkServer(t *testing.T) {
 	}
 }
 
+// Issue 16, goal 4 under load: the tool's phones answer the server's
+// re-INVITEs 3 s late, and every parked party still gets its BYE well within
+// -timeout (2 s) of the retriever's, over both transports; before the fix
+// each cycle's server BYE waited the 3 s and timed out.
+func TestCycleWithLateReInviteAnswers(t *testing.T) {
+	for _, transport := range []string{"udp", "tcp"} {
+		t.Run(transport, func(t *testing.T) {
+			srv := parkServer(t)
+			r := runJSON(t, "-target", srv.Addr().String(), "-transport", transport,
+				"-workers", "4", "-duration", "1s", "-rtp-ports", "46000-46999", "-timeout", "2s",
+				"-reinvite-delay", "3s")
+			require.Zero(t, r.Failures, "failures: %v", r.FailuresBy)
+			require.Positive(t, r.Cycles)
+			require.Equal(t, r.Cycles, r.ServerBye.Count)
+			require.Less(t, r.ServerBye.Max, 2000.0, "a parked party's BYE waited for its re-INVITE's answer")
+			require.Zero(t, r.Inbound.ByeNoDialog)
+		})
+	}
+}
+
 func TestHoldAgainstParkServer(t *testing.T) {
 	srv := parkServer(t)
 	r := runJSON(t, "-target", srv.Addr().String(), "-mode", "hold",

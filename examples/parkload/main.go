@@ -23,7 +23,11 @@
 // from a second call (the retrieve latency), ACK; BYE the retriever (the
 // BYE latency); then the server's BYE to the parked call (the server-BYE
 // latency, counted from our BYE). The server's re-INVITE that gives the
-// parked call two-way audio is answered with the call's own SDP.
+// parked call two-way audio is answered with the call's own SDP, at once
+// or -reinvite-delay later (a phone whose answer is lost and resent): the
+// server's BYE must not wait for that answer. Whatever a run leaves
+// connected when it stops (a step cut short, an answer that came after
+// -timeout) is hung up before the report (hung_up_at_end).
 //
 // Hold mode parks -calls calls at -rate calls per second, each from its own
 // RTP port; with -checkpoints it pauses at those parked-call counts (~1 s)
