@@ -3,6 +3,7 @@ package parktest
 import (
 	"bytes"
 	"fmt"
+	"time"
 
 	"github.com/callpark/callpark/internal/sipreason"
 	"github.com/callpark/callpark/media"
@@ -51,6 +52,12 @@ func (c *Call) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	case glare:
 		p.respond(tx, req, sip.StatusRequestPending, "Request Pending", nil)
+		return
+	}
+	if !c.delayReinviteAnswer() {
+		// RFC 3261 §15.1.2: the BYE ended the session, and a request still
+		// pending in it is answered 487.
+		p.respond(tx, req, sip.StatusRequestTerminated, "Request Terminated", nil)
 		return
 	}
 	var (
@@ -166,4 +173,23 @@ func (c *Call) applyNegotiated(neg media.Negotiated, remote *media.RemoteMedia) 
 	} else {
 		c.ep.Hold()
 	}
+}
+
+// delayReinviteAnswer waits PhoneOptions.ReInviteAnswerDelay before a
+// re-INVITE is answered; false if the call ended (or the phone closed)
+// first.
+func (c *Call) delayReinviteAnswer() bool {
+	d := c.phone.reinviteDelay
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return !c.isEnded()
+	case <-c.done:
+	case <-c.phone.closing:
+	}
+	return false
 }

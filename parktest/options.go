@@ -38,6 +38,13 @@ type PhoneOptions struct {
 	// a park server serves BLF; a SUBSCRIBE to another package gets 489.
 	// Each Notifier belongs to one phone.
 	Serve []*Notifier
+	// ReInviteAnswerDelay holds the phone's answer to each re-INVITE from
+	// its peer this long, as a phone does whose answers are slow or lost
+	// under load. A BYE from the peer meanwhile ends the call at once and
+	// has the pending re-INVITE answered 487 Request Terminated, as RFC 3261
+	// §15.1.2 recommends. Zero answers at once; an hour is a phone that
+	// never answers before the call ends.
+	ReInviteAnswerDelay time.Duration
 }
 
 // AnswerMode is what a phone does with an incoming call (see AnswerPolicy).
@@ -122,6 +129,9 @@ func checkPhoneOptions(opts *PhoneOptions) (string, error) {
 		transport = "TCP"
 	default:
 		return "", fmt.Errorf("%w: PhoneOptions.Transport %q, want udp or tcp", ErrInvalidOptions, opts.Transport)
+	}
+	if opts.ReInviteAnswerDelay < 0 {
+		return "", fmt.Errorf("%w: PhoneOptions.ReInviteAnswerDelay %v is negative", ErrInvalidOptions, opts.ReInviteAnswerDelay)
 	}
 	for _, c := range opts.Codecs {
 		if !c.Valid() {

@@ -30,14 +30,15 @@ const closeHangupBudget = time.Second
 // (Inbox), transfers (Call.Refer, Transfers), registers (Register) and
 // subscribes (Subscribe). A Phone is safe for concurrent use.
 type Phone struct {
-	user      string
-	password  string
-	transport string // "UDP" or "TCP", as sipgo writes them
-	codecs    []media.Codec
-	log       *slog.Logger
-	addr      netip.AddrPort
-	uri       sip.Uri
-	contact   sip.ContactHeader
+	user          string
+	password      string
+	reinviteDelay time.Duration // PhoneOptions.ReInviteAnswerDelay
+	transport     string        // "UDP" or "TCP", as sipgo writes them
+	codecs        []media.Codec
+	log           *slog.Logger
+	addr          netip.AddrPort
+	uri           sip.Uri
+	contact       sip.ContactHeader
 
 	ua       *sipgo.UserAgent
 	client   *sipgo.Client
@@ -99,20 +100,21 @@ func StartPhone(opts PhoneOptions) (*Phone, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Phone{
-		user:      opts.User,
-		password:  opts.Password,
-		transport: transport,
-		codecs:    opts.Codecs,
-		log:       log,
-		served:    make(chan struct{}),
-		incoming:  make(chan *Call, queueLen),
-		transfers: make(chan *Call, queueLen),
-		closing:   make(chan struct{}),
-		refer:     opts.OnRefer,
-		calls:     make(map[string]*Call),
-		subs:      make(map[string]*Subscription),
-		watchers:  make(map[string]*watcher),
-		events:    events,
+		user:          opts.User,
+		password:      opts.Password,
+		reinviteDelay: opts.ReInviteAnswerDelay,
+		transport:     transport,
+		codecs:        opts.Codecs,
+		log:           log,
+		served:        make(chan struct{}),
+		incoming:      make(chan *Call, queueLen),
+		transfers:     make(chan *Call, queueLen),
+		closing:       make(chan struct{}),
+		refer:         opts.OnRefer,
+		calls:         make(map[string]*Call),
+		subs:          make(map[string]*Subscription),
+		watchers:      make(map[string]*watcher),
+		events:        events,
 
 		registrations: make(map[string]*registration),
 	}

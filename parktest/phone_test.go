@@ -23,6 +23,7 @@ func TestStartPhoneRejectsBadOptions(t *testing.T) {
 		{name: "user with an @", opts: PhoneOptions{User: "a@b"}, wantField: `PhoneOptions.User "a@b"`},
 		{name: "unknown transport", opts: PhoneOptions{User: "a", Transport: "sctp"}, wantField: `PhoneOptions.Transport "sctp"`},
 		{name: "codec other than G.711", opts: PhoneOptions{User: "a", Codecs: []media.Codec{18}}, wantField: "PhoneOptions.Codecs"},
+		{name: "negative re-INVITE delay", opts: PhoneOptions{User: "a", ReInviteAnswerDelay: -time.Second}, wantField: "PhoneOptions.ReInviteAnswerDelay -1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,13 +18,21 @@ import (
 type sipDialog struct {
 	uas *sipgo.DialogServerSession
 	uac *sipgo.DialogClientSession
+	// client sends what the sessions cannot build right: the ACK of a
+	// re-INVITE answered after a later request (AckInvite).
+	client *sipgo.Client
 }
 
-// serverDialog is the dialog of an INVITE the host answered.
-func serverDialog(s *sipgo.DialogServerSession) sipDialog { return sipDialog{uas: s} }
+// serverDialog is the dialog of an INVITE the host answered with client's
+// dialog user agent.
+func serverDialog(s *sipgo.DialogServerSession, client *sipgo.Client) sipDialog {
+	return sipDialog{uas: s, client: client}
+}
 
 // clientDialog is the dialog of an INVITE the host sent and had answered.
-func clientDialog(s *sipgo.DialogClientSession) sipDialog { return sipDialog{uac: s} }
+func clientDialog(s *sipgo.DialogClientSession) sipDialog {
+	return sipDialog{uac: s, client: s.UA.Client}
+}
 
 // ServerSession returns the session of an INVITE the host answered, to
 // send its responses and read its ACK; nil for a dialog the host placed.
@@ -72,6 +80,73 @@ func (d sipDialog) Do(ctx context.Context, req *sip.Request) (*sip.Response, err
 		return responseOf(d.uas.Do(ctx, req))
 	}
 	return responseOf(d.uac.Do(ctx, req))
+}
+
+// Start sends an in-dialog request in a new client transaction and returns
+// at once: the request has its CSeq and is on its way. Read the answer from
+// the transaction (finalResponse) and Terminate it when done.
+func (d sipDialog) Start(ctx context.Context, req *sip.Request) (sip.ClientTransaction, error) {
+	if d.uas != nil {
+		return d.uas.TransactionRequest(ctx, req)
+	}
+	return d.uac.TransactionRequest(ctx, req)
+}
+
+// finalResponse waits for tx's final response, skipping provisional ones:
+// what sipgo's Do does, for a transaction begun with Start.
+func finalResponse(ctx context.Context, tx sip.ClientTransaction) (*sip.Response, error) {
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res == nil {
+				return nil, errNoResponse
+			}
+			if res.IsProvisional() {
+				continue
+			}
+			return res, nil
+		case <-tx.Done():
+			if err := tx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, errNoResponse
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// AckInvite acknowledges res, a 2xx to invite, our re-INVITE as sent
+// (RFC 3261 §13.2.2.4). The ACK carries the INVITE's CSeq and goes where the
+// INVITE went, even after later requests of ours (a BYE sent while the
+// re-INVITE was pending): the sessions' WriteRequest would give it the
+// dialog's latest CSeq instead, an ACK the party cannot match.
+func (d sipDialog) AckInvite(invite *sip.Request, res *sip.Response) error {
+	ack := sip.NewRequest(sip.ACK, *invite.Recipient.Clone())
+	ack.SipVersion = invite.SipVersion
+	for _, h := range invite.GetHeaders("Route") {
+		ack.AppendHeader(sip.HeaderClone(h))
+	}
+	maxForwards := sip.MaxForwardsHeader(70)
+	ack.AppendHeader(&maxForwards)
+	ack.AppendHeader(sip.HeaderClone(invite.From()))
+	to := sip.HeaderClone(invite.To())
+	if rt := res.To(); rt != nil {
+		to = sip.HeaderClone(rt)
+	}
+	ack.AppendHeader(to)
+	ack.AppendHeader(sip.HeaderClone(invite.CallID()))
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: invite.CSeq().SeqNo, MethodName: sip.ACK})
+	if c := invite.Contact(); c != nil {
+		ack.AppendHeader(sip.HeaderClone(c))
+	}
+	ack.SetBody(nil)
+	ack.SetTransport(invite.Transport())
+	ack.SetDestination(invite.Destination())
+	return d.client.WriteRequest(ack, func(c *sipgo.Client, r *sip.Request) error {
+		sipgo.ClientRequestAddVia(c, r) // a new branch: the ACK of a 2xx is a transaction of its own
+		return nil
+	})
 }
 
 // errNoResponse means a transaction ended without a final response and

@@ -156,7 +156,7 @@ func (e *Engine) accept(req *sip.Request, tx sip.ServerTransaction, party string
 		e.reply(req, tx, sip.StatusBadRequest, "Bad Request", warning(err.Error()))
 		return nil, nil, false
 	}
-	cfg.Dialog, cfg.Party = serverDialog(sess), party
+	cfg.Dialog, cfg.Party = serverDialog(sess, e.dialogUA.Client), party
 	l := e.newLeg(cfg)
 	e.countAgainst(l, source)
 	return l, body, true

@@ -28,8 +28,10 @@ var errLegGone = errors.New("sipadapter: the party hung up")
 //
 //   - hold music starts only once the dialog is confirmed (the ACK is in),
 //     and stops when the leg is bridged;
-//   - at most one BYE, none to a party that already hung up, and none while
-//     our own re-INVITE is in progress (phones answer such a BYE 500);
+//   - at most one BYE, none to a party that already hung up; a BYE does not
+//     wait for our re-INVITE in progress, but leaves after it, with the
+//     next CSeq (RFC 3261 §15: the party answers the pending re-INVITE 487,
+//     or 200, which is still acknowledged);
 //   - a REFER that follows an answer at once can wait (WaitSettled) until
 //     the leg is bridged or parked;
 //   - a re-INVITE is answered from the leg's own media, with the o= version
@@ -51,9 +53,13 @@ type callLeg struct {
 	settleOnce sync.Once
 	closeOnce  sync.Once
 	byeOnce    sync.Once
-	// offering is held while our own re-INVITE is in progress: a BYE waits
-	// for it.
+	// offering is held while our own re-INVITE is in progress: one at a
+	// time (RFC 3261 §14.1). A BYE does not wait for it.
 	offering sync.Mutex
+	// sending is held while a re-INVITE takes its CSeq and goes out, and
+	// while Hangup marks the leg ending: a BYE leaves after any re-INVITE
+	// that began, with a higher CSeq, and none begins after it.
+	sending sync.Mutex
 
 	mu        sync.Mutex
 	dir       media.Direction // ours, as last negotiated
@@ -64,6 +70,7 @@ type callLeg struct {
 	relay     *media.Relay
 	call      *park.Call // while parked
 	closed    bool
+	ending    bool // Hangup is sending our BYE
 	// lateOffer is our offer in the 200 to an INVITE without SDP, until
 	// the ACK answers it; lateOfferErr is why that answer was refused.
 	lateOffer    *media.Offer
@@ -245,8 +252,20 @@ func (l *callLeg) Hangup(ctx context.Context) error {
 		return nil
 	}
 	l.byeOnce.Do(func() {
-		l.offering.Lock()
-		defer l.offering.Unlock()
+		// The BYE does not wait for our re-INVITE in progress: its answer
+		// may take seconds (a lost packet under load, a slow phone), and
+		// the party would hear the call end that much later. Nor is that
+		// re-INVITE given up: its transaction runs to its end (the party
+		// answers 487 once it has the BYE, or a 200 we acknowledge), and a
+		// cancelled context would also fail a TCP connection it is still
+		// opening, which sipgo shares with the BYE (the loss 93750b8
+		// reverted). The BYE only has to leave after it, with the next
+		// CSeq: sending orders the two.
+		l.sending.Lock()
+		l.mu.Lock()
+		l.ending = true
+		l.mu.Unlock()
+		l.sending.Unlock()
 		if err := l.dlg.Bye(ctx); err != nil {
 			l.log.Debug("BYE failed", "party", l.party, "err", err)
 		}
@@ -399,29 +418,37 @@ func unbridge(a, b *callLeg) {
 
 // Reoffer sends a re-INVITE offering dir with the leg's current codec and
 // address, acknowledges the answer and applies it: a leg answered one-way
-// while parked gets two-way audio back once bridged (RFC 3264 §8).
+// while parked gets two-way audio back once bridged (RFC 3264 §8). A leg
+// hung up meanwhile still acknowledges a 2xx, but applies nothing and
+// returns errLegGone.
 func (l *callLeg) Reoffer(ctx context.Context, dir media.Direction) error {
 	l.offering.Lock()
 	defer l.offering.Unlock()
-	if l.Closed() {
-		return errLegGone
-	}
-	offer, err := l.sdp.Offer(dir, l.ep.Codec())
+	req, offer, tx, err := l.startReoffer(ctx, dir)
 	if err != nil {
 		return err
 	}
-	req := l.dlg.NewRequest(sip.INVITE)
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody(offer.SDP())
-	res, err := l.dlg.Do(ctx, req)
+	defer tx.Terminate()
+	res, err := finalResponse(ctx, tx)
 	if err != nil {
 		return err
 	}
 	if !res.IsSuccess() {
+		// The transaction layer has acknowledged it. A 487 or 481 is the
+		// answer of a party that had our BYE first.
+		if l.Closed() {
+			return errLegGone
+		}
 		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
 	}
-	if err := l.dlg.WriteRequest(l.dlg.NewRequest(sip.ACK)); err != nil {
+	// A 2xx is acknowledged whatever happened since: unacknowledged, the
+	// party would resend it for 32 s and then end a dialog that may be
+	// ours still.
+	if err := l.dlg.AckInvite(req, res); err != nil {
 		return err
+	}
+	if l.Closed() {
+		return errLegGone
 	}
 	n, err := offer.ParseAnswer(res.Body())
 	if err != nil {
@@ -434,6 +461,31 @@ func (l *callLeg) Reoffer(ctx context.Context, dir media.Direction) error {
 	l.dir = n.Direction
 	l.mu.Unlock()
 	return nil
+}
+
+// startReoffer sends the re-INVITE of Reoffer unless the leg is closed or
+// ending, and returns it as sent, its offer and its transaction.
+func (l *callLeg) startReoffer(ctx context.Context, dir media.Direction) (*sip.Request, *media.Offer, sip.ClientTransaction, error) {
+	l.sending.Lock()
+	defer l.sending.Unlock()
+	l.mu.Lock()
+	gone := l.closed || l.ending
+	l.mu.Unlock()
+	if gone {
+		return nil, nil, nil, errLegGone
+	}
+	offer, err := l.sdp.Offer(dir, l.ep.Codec())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	req := l.dlg.NewRequest(sip.INVITE)
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(offer.SDP())
+	tx, err := l.dlg.Start(ctx, req)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return req, offer, tx, nil
 }
 
 // ServeReInvite answers an offer inside the leg's dialog (hold, resume, a

@@ -2,6 +2,7 @@ package sipadapter
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strconv"
 	"time"
@@ -40,7 +41,13 @@ func (e *Engine) bridge(a, b *callLeg) error {
 			e.tasks.Go(func() {
 				ctx, cancel := context.WithTimeout(e.tasksCtx, 10*time.Second)
 				defer cancel()
-				if err := l.Reoffer(ctx, media.SendRecv); err != nil {
+				switch err := l.Reoffer(ctx, media.SendRecv); {
+				case err == nil:
+				case errors.Is(err, errLegGone) || l.Closed():
+					// Hung up meanwhile, as a retriever that leaves at
+					// once does: the call's end, not a failure.
+					e.log.Debug("re-INVITE for two-way audio overtaken by the call's end", "who", l.Party(), "err", err)
+				default:
 					e.log.Info("re-INVITE for two-way audio failed", "who", l.Party(), "err", err)
 				}
 			})

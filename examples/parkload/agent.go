@@ -46,6 +46,14 @@ type agent struct {
 	recalls  sync.Map // string -> func(*sip.Request, sip.ServerTransaction)
 	notifies sync.Map // string -> func(*sip.Request)
 
+	// held are the calls the server answered that have not ended yet, by
+	// Call-ID: what a run that stops leaves the server holding, hung up by
+	// hangupHeld. lateAnswers are the ACK and BYE of 2xx answers that came
+	// after the tool gave up waiting (hangupLate), in flight.
+	held        sync.Map // string -> *sipgo.DialogClientSession
+	lateAnswers sync.WaitGroup
+	lateHungUp  atomic.Uint64
+
 	// What the server sent us, for the report.
 	inBye, inByeUnknown, inOptions, inNotify, inMessage, inInvite, inOther atomic.Uint64
 	inReInvite, strayResponses                                             atomic.Uint64
@@ -126,7 +134,7 @@ func newAgent(cfg *config, logw io.Writer) (*agent, error) {
 		sipgo.WithUserAgentHostname(host),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(log),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) { a.strayResponses.Add(1) }),
+			sip.WithTransactionLayerUnhandledResponseHandler(a.onStrayResponse),
 		),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
 	)
@@ -246,15 +254,23 @@ func (a *agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	a.inReInvite.Add(1)
 	var (
-		sdp  []byte
-		seen func(*sip.Request, sip.ServerTransaction) error
+		sdp   []byte
+		seen  func(*sip.Request, sip.ServerTransaction) error
+		ended <-chan struct{}
 	)
 	if d, err := a.dialogs.MatchRequestDialog(req); err == nil {
-		sdp, seen = d.InviteRequest.Body(), d.ReadRequest
+		sdp, seen, ended = d.InviteRequest.Body(), d.ReadRequest, d.Context().Done()
 	} else if d, err := a.answered.MatchDialogRequest(req); err == nil && d.InviteResponse != nil {
-		sdp, seen = d.InviteResponse.Body(), d.ReadRequest
+		sdp, seen, ended = d.InviteResponse.Body(), d.ReadRequest, d.Context().Done()
 	} else {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil))
+		return
+	}
+	if !a.delayReinvite(ended) {
+		// RFC 3261 §15.1.2: the BYE ended the call; the request pending
+		// in it is answered 487.
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusRequestTerminated, "Request Terminated", nil))
+		tx.Terminate()
 		return
 	}
 	if err := seen(req, tx); err != nil {
@@ -265,6 +281,22 @@ func (a *agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	res.AppendHeader(&a.contact)
 	_ = tx.Respond(res)
 	tx.Terminate()
+}
+
+// delayReinvite waits -reinvite-delay before a re-INVITE is answered;
+// false if the call ended first.
+func (a *agent) delayReinvite(ended <-chan struct{}) bool {
+	if a.cfg.reinviteDelay <= 0 {
+		return true
+	}
+	t := time.NewTimer(a.cfg.reinviteDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ended:
+		return false
+	}
 }
 
 // onNotify answers every NOTIFY 200 (the server's REFER progress, BLF) and
@@ -307,7 +339,98 @@ func (a *agent) invite(ctx context.Context, user string, offer []byte, headers .
 		d.Close()
 		return nil, nil, err
 	}
+	a.hold(d)
 	return d, d.InviteResponse, nil
+}
+
+// hold files an answered call in held until its dialog ends (its BYE,
+// either way).
+func (a *agent) hold(d *sipgo.DialogClientSession) {
+	id := d.InviteRequest.CallID().Value()
+	a.held.Store(id, d)
+	context.AfterFunc(d.Context(), func() { a.held.CompareAndDelete(id, d) })
+}
+
+// hangupHeld ends every call the server still holds for the tool, once a
+// run has stopped: a call whose BYE failed or was never sent (the run
+// ended mid-cycle, a step timed out) would otherwise stay connected, and a
+// server shutting down would wait for it until its drain time ran out. The
+// ACK and BYE of late answers in flight are waited for too. It returns how
+// many calls it hung up, late answers included.
+func (a *agent) hangupHeld(ctx context.Context) uint64 {
+	var wg sync.WaitGroup
+	var n atomic.Uint64
+	a.held.Range(func(_, v any) bool {
+		d := v.(*sipgo.DialogClientSession)
+		wg.Go(func() {
+			if d.LoadState() < sip.DialogStateConfirmed {
+				// Answered but never acknowledged (the ACK failed, or the
+				// run ended between the two): the ACK first, as §15 asks.
+				_ = d.Ack(ctx)
+			}
+			if a.bye(ctx, d) == nil {
+				n.Add(1)
+			}
+			d.Close()
+		})
+		return true
+	})
+	wg.Wait()
+	a.lateAnswers.Wait()
+	return n.Load() + a.lateHungUp.Swap(0)
+}
+
+// onStrayResponse counts responses no transaction of ours waits for. A 2xx
+// to an INVITE the tool gave up on (its -timeout ran out first) is a call
+// the server has connected: it is acknowledged and hung up at once (RFC
+// 3261 §13.2.2.4 and §15), or the server would hold it for the ACK's 32 s
+// and a draining server until its drain time ran out. A 2xx of a call the
+// tool holds is a retransmission, left to its dialog.
+func (a *agent) onStrayResponse(res *sip.Response) {
+	a.strayResponses.Add(1)
+	cseq, callID := res.CSeq(), res.CallID()
+	if !res.IsSuccess() || cseq == nil || cseq.MethodName != sip.INVITE || callID == nil || res.Contact() == nil {
+		return
+	}
+	if _, ok := a.held.Load(callID.Value()); ok {
+		return
+	}
+	a.lateAnswers.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.timeout)
+		defer cancel()
+		if a.ackAndBye(ctx, res) == nil {
+			a.lateHungUp.Add(1)
+		}
+	})
+}
+
+// ackAndBye acknowledges res, a 2xx to an INVITE of ours no dialog holds,
+// and ends the call it set up with a BYE.
+func (a *agent) ackAndBye(ctx context.Context, res *sip.Response) error {
+	inDialog := func(method sip.RequestMethod, seq uint32) *sip.Request {
+		req := sip.NewRequest(method, *res.Contact().Address.Clone())
+		req.AppendHeader(sip.HeaderClone(res.From()))
+		req.AppendHeader(sip.HeaderClone(res.To()))
+		req.AppendHeader(sip.HeaderClone(res.CallID()))
+		req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: method})
+		req.AppendHeader(sip.HeaderClone(&a.contact))
+		if a.cfg.transport == "tcp" {
+			req.SetTransport("TCP")
+		}
+		return req
+	}
+	seq := res.CSeq().SeqNo
+	if err := a.client.WriteRequest(inDialog(sip.ACK, seq)); err != nil {
+		return err
+	}
+	bye, err := a.client.Do(ctx, inDialog(sip.BYE, seq+1))
+	if err != nil {
+		return err
+	}
+	if !bye.IsSuccess() {
+		return fmt.Errorf("BYE answered %d %s", bye.StatusCode, bye.Reason)
+	}
+	return nil
 }
 
 // bye ends a call from our side, at most -timeout.

@@ -32,6 +32,7 @@ type config struct {
 	local            netip.Addr
 	rtpMin, rtpMax   int
 	timeout          time.Duration
+	reinviteDelay    time.Duration // hold answers to the server's re-INVITEs this long
 	warmup           time.Duration
 	progress         time.Duration
 	json             bool
@@ -95,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	local := fs.String("local", "127.0.0.1", "local `IP` for SIP and RTP")
 	rtpPorts := fs.String("rtp-ports", "50000-59999", "local UDP `ports` for RTP (even ones are used)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long a request may wait for its final response (and a retrieved call for the server's BYE) before it counts as a timeout")
+	reinviteDelay := fs.Duration("reinvite-delay", 0, "answer the server's re-INVITEs this late, as phones whose answers are lost and resent under load do (a BYE meanwhile has the re-INVITE answered 487); 0: at once")
 	warmup := fs.Duration("warmup", time.Second, "hold mode: wait between the last park and the measurement window")
 	progress := fs.Duration("progress", 5*time.Second, "print a progress line to stderr this often; 0: never")
 	jsonOut := fs.Bool("json", false, "print the report as one JSON object")
@@ -119,7 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		mode:      strings.ToLower(*mode),
 		workers:   *workers, duration: *duration, cycleRate: *cycleRate,
 		calls: *calls, hold: *hold, rate: *rate,
-		parkExt: *parkExt, timeout: *timeout, warmup: *warmup, progress: *progress,
+		parkExt: *parkExt, timeout: *timeout, reinviteDelay: *reinviteDelay, warmup: *warmup, progress: *progress,
 		json: *jsonOut, verbose: *verbose, serverPID: *serverPID, cpuProfile: *cpuProfile,
 		pickupTimeout: *pickupTimeout, recallRing: *recallRing, attempts: *attempts,
 		sampleEvery: *sampleEvery, settle: *settle,
@@ -214,6 +216,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.timeout <= 0 {
 		return nil, flagErr("-timeout %v: want a positive duration such as 5s", c.timeout)
+	}
+	if c.reinviteDelay < 0 {
+		return nil, flagErr("-reinvite-delay %v: want 0 or more", c.reinviteDelay)
 	}
 	if c.warmup < 0 {
 		return nil, flagErr("-warmup %v: want 0 or more", c.warmup)

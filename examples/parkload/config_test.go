@@ -82,6 +82,7 @@ func TestParseFlagsRefusals(t *testing.T) {
 		{[]string{"-mode", "hold", "-calls", "100", "-rtp-ports", "40000-40100"}, "-rtp-ports"},
 		{[]string{"-timeout", "0s"}, "-timeout"},
 		{[]string{"-warmup", "-1s"}, "-warmup"},
+		{[]string{"-reinvite-delay", "-1s"}, "-reinvite-delay"},
 		{[]string{"-progress", "-1s"}, "-progress"},
 		{[]string{"-server-pid", "-3"}, "-server-pid"},
 		{[]string{"-server-pid", "999999999"}, "-server-pid"},

@@ -23,7 +23,11 @@
 // from a second call (the retrieve latency), ACK; BYE the retriever (the
 // BYE latency); then the server's BYE to the parked call (the server-BYE
 // latency, counted from our BYE). The server's re-INVITE that gives the
-// parked call two-way audio is answered with the call's own SDP.
+// parked call two-way audio is answered with the call's own SDP, at once
+// or -reinvite-delay later (a phone whose answer is lost and resent): the
+// server's BYE must not wait for that answer. Whatever a run leaves
+// connected when it stops (a step cut short, an answer that came after
+// -timeout) is hung up before the report (hung_up_at_end).
 //
 // Hold mode parks -calls calls at -rate calls per second, each from its own
 // RTP port; with -checkpoints it pauses at those parked-call counts (~1 s)
@@ -237,10 +241,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "soak":
 		r, err = runSoak(cfg, a, probe, stderr)
 	}
+	// Whatever the run left connected is hung up before the report, so the
+	// server is not left holding calls (and a draining server waiting for
+	// them) once the tool exits.
+	hungUp := a.hangupHeld(context.Background())
 	if err != nil {
 		fmt.Fprintln(stderr, "parkload:", err)
 		return 1
 	}
+	r.HungUpAtEnd = hungUp
 	if cfg.json {
 		if err := r.writeJSON(stdout); err != nil {
 			fmt.Fprintln(stderr, "parkload:", err)

@@ -47,6 +47,10 @@ type report struct {
 	Server  *serverReport  `json:"server,omitempty"`
 	Machine *machineReport `json:"machine,omitempty"`
 	Inbound inbound        `json:"inbound"`
+	// HungUpAtEnd counts the calls the run left connected (a BYE that
+	// failed, a step cut short, an answer after the tool gave up) that the
+	// tool hung up once it stopped.
+	HungUpAtEnd uint64 `json:"hung_up_at_end"`
 
 	Soak *soakReport `json:"soak,omitempty"`
 }
@@ -355,4 +359,7 @@ func (r *report) writeText(w io.Writer) {
 	in := r.Inbound
 	p("from server", "BYE %d (%d for no dialog), re-INVITE %d, INVITE %d, OPTIONS %d, NOTIFY %d, MESSAGE %d, other %d; stray responses %d",
 		in.Bye, in.ByeNoDialog, in.ReInvite, in.Invite, in.Options, in.Notify, in.Message, in.Other, in.StrayResponses)
+	if r.HungUpAtEnd > 0 {
+		p("hung up at end", "%d calls the run left connected", r.HungUpAtEnd)
+	}
 }
