@@ -228,7 +228,7 @@ func isZeroParkConfig(c park.Config) bool {
 	return c.PickupTimeout == 0 && c.MaxPickupAttempts == 0 && c.RecallRingTime == 0 &&
 		c.FallbackURI == "" && c.FallbackRingTime == 0 && !c.DisableMusicOnHold &&
 		c.MusicOnHold == nil && c.Orbits == nil && c.Dialer == nil && c.Logger == nil &&
-		c.AuthorizeRetrieve == nil
+		c.AuthorizeRetrieve == nil && c.Cluster == nil
 }
 
 // Lot returns the server's lot, to observe its events or list its calls.

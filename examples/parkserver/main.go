@@ -37,6 +37,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", sipadapter.DefaultListen, "SIP over UDP and TCP on this `address`")
 	pf := parkflags.Register(fs)
+	cf := parkflags.RegisterCluster(fs)
 	abuse := registerAbuseFlags(fs)
 	outboundProxy := fs.String("outbound-proxy", "", "sip: `URI` of the proxy recalls, the fallback and parker notices go through (the PBX that knows where phones are); empty: to the parker's URI")
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
@@ -63,6 +64,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "parkserver:", err)
 		return 2
 	}
+	cs, err := cf.Resolve(set.Listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "parkserver:", err)
+		return 2
+	}
 	cfg := sipadapter.Config{
 		Park:          set.Park,
 		Orbits:        set.Orbits,
@@ -74,22 +80,38 @@ func run(args []string, stdout, stderr io.Writer) int {
 		RTPPortMax:    set.RTPPortMax,
 		Logger:        logger,
 		OutboundProxy: *outboundProxy,
+		CrossNode:     cs.CrossNode,
 	}
 	if err := abuse.apply(&cfg); err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
 		return 2
+	}
+	if *check {
+		srv, err := sipadapter.New(cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "parkserver:", err)
+			return 2
+		}
+		fmt.Fprintf(stdout, "listen      %s (udp, tcp)\n", set.Listen)
+		pf.Print(stdout, set, srv.Lot().Config())
+		fmt.Fprintf(stdout, "outbound-proxy %s\n", cmp.Or(*outboundProxy, "(none: recalls go to the parker's URI)"))
+		abuse.print(stdout)
+		cs.Print(stdout)
+		return cs.RunCheck("parkserver", set.Orbits, set.Policy, stdout, stderr)
+	}
+
+	cluster, code := cs.JoinOrExit("parkserver", set.Orbits, set.Policy, &cfg.Park, logger, stderr)
+	if code != 0 {
+		return code
 	}
 	srv, err := sipadapter.New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
 		return 2
 	}
-	if *check {
-		fmt.Fprintf(stdout, "listen      %s (udp, tcp)\n", set.Listen)
-		pf.Print(stdout, set, srv.Lot().Config())
-		fmt.Fprintf(stdout, "outbound-proxy %s\n", cmp.Or(*outboundProxy, "(none: recalls go to the parker's URI)"))
-		abuse.print(stdout)
-		return 0
+	if cluster != nil {
+		cluster.Bind(srv.Lot())
+		defer cluster.Leave(logger)
 	}
 
 	signals := parkflags.CatchSignals()
@@ -97,6 +119,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := srv.Listen(context.Background()); err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
 		return 1
+	}
+	if cluster != nil {
+		if err := cluster.Listening(srv.Addr()); err != nil {
+			logger.Warn("advertising the SIP address failed", "err", err)
+		}
 	}
 	srv.Lot().Observe(park.ObserverFunc(func(e park.Event) { parkflags.LogEvent(logger, e) }))
 	if *pprofAddr != "" {

@@ -87,6 +87,10 @@ func TestBadFlagsExit2WithOneLineNamingTheFlag(t *testing.T) {
 		{[]string{"-source-dialogs", "-5"}, "-source-dialogs", "0 (no limit) or more"},
 		{[]string{"-source-subscriptions", "-5"}, "-source-subscriptions", "0 (no limit) or more"},
 		{[]string{"-max-message", "100"}, "-max-message", "between 1024 and 32768"},
+		{[]string{"-redis", "http://127.0.0.1:6379"}, "-redis", "redis://host:port/db"},
+		{[]string{"-redis", "redis://127.0.0.1:1/0", "-lease", "1s"}, "-lease", "between 2s and 1m0s"},
+		{[]string{"-cross-node", "maybe"}, "-cross-node", "proxy or redirect"},
+		{[]string{"-redis", "redis://127.0.0.1:1/0", "-advertise", "nohost"}, "-advertise", "host:port"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

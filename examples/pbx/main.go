@@ -38,6 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	usersFile := fs.String("users", "", "`file` of user:password lines; each must register with digest auth (default: extensions 100-199, any password)")
 	ringTimeout := fs.Duration("ring-timeout", DefaultRingTimeout, "how long a call to an extension rings before the caller hears 480")
 	pf := parkflags.Register(fs)
+	cf := parkflags.RegisterCluster(fs)
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
 	logging := siptune.RegisterLogging(fs)
 	if err := fs.Parse(args); err != nil {
@@ -65,6 +66,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pbx:", err)
 		return 2
 	}
+	cs, err := cf.Resolve(set.Listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "pbx:", err)
+		return 2
+	}
 	if *ringTimeout < time.Second {
 		fmt.Fprintf(stderr, "pbx: -ring-timeout %v: must be at least 1s\n", *ringTimeout)
 		return 2
@@ -74,6 +80,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if users, err = LoadUsers(*usersFile); err != nil {
 			fmt.Fprintln(stderr, "pbx: -users:", err)
 			return 2
+		}
+	}
+	var cluster *parkflags.Cluster
+	if !*check {
+		var code int
+		if cluster, code = cs.JoinOrExit("pbx", set.Orbits, set.Policy, &set.Park, logger, stderr); code != 0 {
+			return code
+		}
+		if cluster != nil {
+			defer cluster.Leave(logger)
 		}
 	}
 	p, err := NewPBX(Config{
@@ -88,17 +104,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		RTPPortMin:    set.RTPPortMin,
 		RTPPortMax:    set.RTPPortMax,
 		Logger:        logger,
+		CrossNode:     cs.CrossNode,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "pbx:", err)
 		return 2
+	}
+	if cluster != nil {
+		cluster.Bind(p.Lot())
 	}
 	if *check {
 		fmt.Fprintf(stdout, "listen      %s (udp, tcp)\n", set.Listen)
 		fmt.Fprintf(stdout, "users       %s\n", users)
 		fmt.Fprintf(stdout, "ring        %v\n", *ringTimeout)
 		pf.Print(stdout, set, p.Lot().Config())
-		return 0
+		cs.Print(stdout)
+		return cs.RunCheck("pbx", set.Orbits, set.Policy, stdout, stderr)
 	}
 
 	signals := parkflags.CatchSignals()
@@ -106,6 +127,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := p.Listen(context.Background()); err != nil {
 		fmt.Fprintln(stderr, "pbx:", err)
 		return 1
+	}
+	if cluster != nil {
+		if err := cluster.Listening(p.Addr()); err != nil {
+			logger.Warn("advertising the SIP address failed", "err", err)
+		}
 	}
 	p.Lot().Observe(park.ObserverFunc(func(e park.Event) { parkflags.LogEvent(logger, e) }))
 	if err := signals.Drain(logger, set.Drain, p.Lot().Len, p.Shutdown); err != nil {

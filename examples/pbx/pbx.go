@@ -45,6 +45,9 @@ type Config struct {
 	RTPPortMin, RTPPortMax int
 	// Logger gets a line per registration, call, park and recall.
 	Logger *slog.Logger
+	// CrossNode is how a retrieve of a call parked on another node of the
+	// lot's cluster (Park.Cluster, -redis) reaches it.
+	CrossNode sipadapter.CrossNode
 }
 
 // pbxRealm is the digest realm phones are challenged in.
@@ -149,8 +152,10 @@ func NewPBX(cfg Config) (*PBX, error) {
 	if pc.Logger == nil {
 		pc.Logger = p.log
 	}
-	if pc.Orbits, err = orbit.NewMemoryAllocatorFromTable(p.table, "", orbit.MemoryOptions{Policy: cfg.Policy}); err != nil {
-		return nil, err
+	if pc.Orbits == nil { // else shared with a cluster (-redis)
+		if pc.Orbits, err = orbit.NewMemoryAllocatorFromTable(p.table, "", orbit.MemoryOptions{Policy: cfg.Policy}); err != nil {
+			return nil, err
+		}
 	}
 	if p.lot, err = park.NewLot(pc); err != nil {
 		return nil, err
@@ -218,6 +223,7 @@ func (p *PBX) Listen(ctx context.Context) error {
 		Calls:         p.call,
 		Locate:        p.locate,
 		Allow:         []string{"REGISTER", "NOTIFY"},
+		CrossNode:     p.cfg.CrossNode,
 	})
 	if err != nil {
 		stack.Close()

@@ -1,6 +1,7 @@
 package redisorbit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -73,19 +74,59 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		releasing: make(map[orbit.Orbit]struct{}),
 		stop:      make(chan struct{}),
 	}
-	specs := make([]string, len(cfg.Ranges))
-	for i, r := range cfg.Ranges {
-		specs[i] = r.String()
+	for _, r := range cfg.Ranges {
 		for k := range r.Len() {
 			a.orbits = append(a.orbits, string(r.At(k)))
 		}
 	}
-	a.spec = strings.Join(specs, ",")
+	a.spec = specOf(cfg.Ranges)
 	if err := a.join(ctx, false); err != nil {
 		return nil, err
 	}
 	a.wg.Go(a.renewLoop)
 	return a, nil
+}
+
+// CheckTable reaches Redis and compares the cluster's stored orbit table
+// and policy with cfg's, without joining or storing anything: what a
+// program's -check does. It returns nil when they match or when the
+// cluster has no table yet (the first node to start stores it), a
+// *MismatchError naming both when they differ, and an error wrapping
+// orbit.ErrUnavailable when Redis does not answer.
+func CheckTable(ctx context.Context, cfg Config) error {
+	cfg.Node = cmp.Or(cfg.Node, "check") // not joining: any valid name
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	if len(cfg.Ranges) == 0 {
+		return &ConfigError{"Ranges", "[]", "at least one range is required"}
+	}
+	spec := specOf(cfg.Ranges)
+	have, err := cfg.Client.HMGet(ctx, redislot.Prefix(cfg.Cluster)+":config", "orbits", "policy").Result()
+	if err != nil {
+		return fmt.Errorf("%w: cluster %q: %w", orbit.ErrUnavailable, cfg.Cluster, err)
+	}
+	stored, _ := have[0].(string)
+	policy, _ := have[1].(string)
+	switch {
+	case stored == "":
+		return nil
+	case stored != spec:
+		return &MismatchError{Cluster: cfg.Cluster, Field: "orbits", Theirs: stored, Ours: spec}
+	case policy != cfg.Policy.String():
+		return &MismatchError{Cluster: cfg.Cluster, Field: "policy", Theirs: policy, Ours: cfg.Policy.String()}
+	}
+	return nil
+}
+
+// specOf writes ranges as the cluster stores them.
+func specOf(ranges []orbit.Range) string {
+	specs := make([]string, len(ranges))
+	for i, r := range ranges {
+		specs[i] = r.String()
+	}
+	return strings.Join(specs, ",")
 }
 
 // Ranges returns the lot's ranges in the order given.

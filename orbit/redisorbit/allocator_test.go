@@ -442,3 +442,21 @@ func TestReleaseWhileUnreachableIsRetried(t *testing.T) {
 	require.NoError(t, a.renew(ctx(t)))
 	require.NoError(t, b.Reserve(ctx(t), "701"), "the release went through after the renewal")
 }
+
+func TestCheckTable(t *testing.T) {
+	l := newLot(t)
+	cfg := Config{Client: l.client(), Ranges: ranges(t, "701-705"), Policy: orbit.Lowest}
+	require.NoError(t, CheckTable(ctx(t), cfg), "no table yet: the first node stores it")
+	l.node("a", Config{})
+	require.NoError(t, CheckTable(ctx(t), cfg))
+	cfg.Ranges = ranges(t, "701-799")
+	var me *MismatchError
+	require.ErrorAs(t, CheckTable(ctx(t), cfg), &me)
+	require.Equal(t, "orbits", me.Field)
+	require.False(t, l.m.Exists("{callpark:callpark}:node:check"), "checking joins nothing")
+	addr := l.m.Addr()
+	l.m.Close()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	require.ErrorIs(t, CheckTable(ctx(t), Config{Client: c, Ranges: ranges(t, "701-705")}), orbit.ErrUnavailable)
+}
