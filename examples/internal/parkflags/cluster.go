@@ -126,8 +126,8 @@ func (s ClusterSettings) Check(ctx context.Context, orbits *orbit.Table, policy 
 // Cluster is a node's membership of a shared lot: its allocator and
 // directory, for park.Config.Orbits and park.Config.Cluster.
 type Cluster struct {
-	Orbits    *redisorbit.Allocator
-	Directory *redispark.Directory
+	Orbits     *redisorbit.Allocator
+	Directory  *redispark.Directory
 	client     *redis.Client
 	lot        atomic.Pointer[park.Lot]
 	advertised bool // -advertise, or -listen with a port: known before listening
