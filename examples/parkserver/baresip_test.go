@@ -21,16 +21,16 @@ func TestBaresipBlindTransferToParkThenRetrieve(t *testing.T) {
 	interop.RequireTool(t, "baresip", "baresip")
 	srv := startParkServer(t)
 
-	alice := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "alice", SIPPort: 35071, CtrlPort: 34071, RTPLow: 18800})
-	bob := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "bob", SIPPort: 35073, CtrlPort: 34073, RTPLow: 19000})
-	carol := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "carol", SIPPort: 35075, CtrlPort: 34075, RTPLow: 19200})
+	alice := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "alice", SIPPort: 31071, CtrlPort: 30071, RTPLow: 18800})
+	bob := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "bob", SIPPort: 31073, CtrlPort: 30073, RTPLow: 19000})
+	carol := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "carol", SIPPort: 31075, CtrlPort: 30075, RTPLow: 19200})
 
 	alice.Do("dial", bob.URI)
 	ai := alice.WaitEvent(0, "CALL_ESTABLISHED", "bob", 10*time.Second)
 	bob.WaitEvent(0, "CALL_ESTABLISHED", "alice", 10*time.Second)
 
-	bob.Do("transfer", "sip:700@"+srv.addr)
-	line := srv.waitLine("msg=parked", 15*time.Second, "party=sip:alice")
+	bob.Do("transfer", "sip:700@"+srv.Addr)
+	line := srv.WaitLine("msg=parked", 15*time.Second, "party=sip:alice")
 	orbit := regexp.MustCompile(`orbit=(\S+)`).FindStringSubmatch(line)[1]
 	require.Contains(t, line, `parker=""`, "baresip sends no Referred-By")
 	ai = alice.WaitEvent(ai, "CALL_ESTABLISHED", "700", 10*time.Second)
@@ -41,9 +41,9 @@ func TestBaresipBlindTransferToParkThenRetrieve(t *testing.T) {
 		return rx >= 50
 	})
 
-	carol.Do("dial", "sip:"+orbit+"@"+srv.addr)
+	carol.Do("dial", "sip:"+orbit+"@"+srv.Addr)
 	carol.WaitEvent(0, "CALL_ESTABLISHED", orbit, 10*time.Second)
-	srv.waitLine("msg=retrieved", 10*time.Second, "orbit="+orbit, "retriever=sip:carol")
+	srv.WaitLine("msg=retrieved", 10*time.Second, "orbit="+orbit, "retriever=sip:carol")
 
 	// Through the relay, both ways: carol receives alice's tone and alice's
 	// packet count keeps rising with carol's.

@@ -38,7 +38,7 @@ func startNode(t *testing.T, redisSrv *redistest.Server, i int, extra ...string)
 	args := append([]string{"-listen", "127.0.0.1:0", "-rtp-ports", ports, "-redis", redisSrv.URL(),
 		"-node", fmt.Sprintf("n%d", i+1), "-lease", clusterLease.String(), "-drain", "2s"}, extra...)
 	p := runParkServer(t, args...)
-	p.waitLine(`msg="joined the cluster"`, 5*time.Second)
+	p.WaitLine(`msg="joined the cluster"`, 5*time.Second)
 	return p
 }
 
@@ -48,8 +48,8 @@ func clusterCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func parkURI(p *parkServerProcess) string                { return "sip:700@" + p.addr }
-func orbitURI(p *parkServerProcess, orbit string) string { return "sip:" + orbit + "@" + p.addr }
+func parkURI(p *parkServerProcess) string                { return "sip:700@" + p.Addr }
+func orbitURI(p *parkServerProcess, orbit string) string { return "sip:" + orbit + "@" + p.Addr }
 
 // Parks spread over three nodes, many at once, never share an orbit; a
 // call parked on one node is retrieved at another, audio both ways, the
@@ -73,15 +73,15 @@ func TestClusterOfThree(t *testing.T) {
 				wg.Go(func() {
 					c, err := p.Call(ctx, parkURI(n), parktest.CallOptions{Mute: true})
 					if err != nil {
-						t.Errorf("park at %s: %v", n.addr, err)
+						t.Errorf("park at %s: %v", n.Addr, err)
 						return
 					}
 					mu.Lock()
 					defer mu.Unlock()
 					if prev, dup := orbits[c.Orbit()]; dup {
-						t.Errorf("orbit %s given by %s and %s", c.Orbit(), prev, n.addr)
+						t.Errorf("orbit %s given by %s and %s", c.Orbit(), prev, n.Addr)
 					}
-					orbits[c.Orbit()] = n.addr
+					orbits[c.Orbit()] = n.Addr
 					calls = append(calls, c)
 				})
 			}
@@ -105,7 +105,7 @@ func TestClusterOfThree(t *testing.T) {
 
 		talk, err := bob.Call(ctx, orbitURI(nodes[1], parked.Orbit()), parktest.CallOptions{})
 		require.NoError(t, err)
-		require.Contains(t, talk.Header("Contact"), nodes[0].addr, "the dialog is with node 1")
+		require.Contains(t, talk.Header("Contact"), nodes[0].Addr, "the dialog is with node 1")
 		require.NoError(t, talk.WaitReceived(ctx, talk.Received()+25))
 		require.NoError(t, parked.WaitReceived(ctx, parked.Received()+25), "audio both ways")
 		waitDialogState(t, sub, "terminated")
@@ -161,9 +161,9 @@ func TestClusterNodeKilled(t *testing.T) {
 	require.NoError(t, err)
 	waitDialogState(t, sub, "confirmed")
 
-	require.NoError(t, nodes[0].cmd.Process.Signal(syscall.SIGKILL))
+	require.NoError(t, nodes[0].Cmd.Process.Signal(syscall.SIGKILL))
 	killed := time.Now()
-	<-nodes[0].exited
+	<-nodes[0].Exited
 
 	start := time.Now()
 	_, err = bob.Call(ctx, orbitURI(nodes[1], "701"), parktest.CallOptions{Mute: true})
@@ -195,7 +195,7 @@ func TestClusterNodePausedPastItsLease(t *testing.T) {
 	parked2, err := carol.Call(ctx, parkURI(nodes[0]), parktest.CallOptions{Mute: true, Headers: referredByHeaders(bob.URI())})
 	require.NoError(t, err)
 
-	require.NoError(t, nodes[0].cmd.Process.Signal(syscall.SIGSTOP))
+	require.NoError(t, nodes[0].Cmd.Process.Signal(syscall.SIGSTOP))
 	time.Sleep(clusterLease + 500*time.Millisecond)
 	// Node 2 takes the orbit the paused node lost.
 	taker := parktest.NewPhone(t, parktest.PhoneOptions{User: "taker"})
@@ -203,9 +203,9 @@ func TestClusterNodePausedPastItsLease(t *testing.T) {
 	require.NoError(t, err, "a directed park into the lost orbit, on node 2")
 	require.Equal(t, parked2.Orbit(), took.Orbit())
 
-	require.NoError(t, nodes[0].cmd.Process.Signal(syscall.SIGCONT))
+	require.NoError(t, nodes[0].Cmd.Process.Signal(syscall.SIGCONT))
 	require.NoError(t, bob.Inbox().WaitInvites(ctx, 1), "the resumed node rings the parker back at once")
-	nodes[0].waitLine("orbits lost", 5*time.Second)
+	nodes[0].WaitLine("orbits lost", 5*time.Second)
 	require.NoError(t, took.Hangup(ctx))
 }
 

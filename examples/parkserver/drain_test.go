@@ -19,9 +19,9 @@ func connectedCall(t *testing.T, srv *parkServerProcess) (alice, carol *parktest
 	defer cancel()
 	a := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
 	c := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
-	parked, err := a.Call(ctx, "sip:700@"+srv.addr, parktest.CallOptions{})
+	parked, err := a.Call(ctx, "sip:700@"+srv.Addr, parktest.CallOptions{})
 	require.NoError(t, err)
-	got, err := c.Call(ctx, "sip:"+parked.Orbit()+"@"+srv.addr, parktest.CallOptions{})
+	got, err := c.Call(ctx, "sip:"+parked.Orbit()+"@"+srv.Addr, parktest.CallOptions{})
 	require.NoError(t, err)
 	require.NoError(t, got.WaitReceived(ctx, got.Received()+10), "carol hears alice")
 	return parked, got
@@ -49,25 +49,25 @@ func TestSIGTERMDrainsConnectedCalls(t *testing.T) {
 	srv := startParkServer(t, "-drain", "4s")
 	alice, carol := connectedCall(t, srv)
 	signalled := time.Now()
-	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGTERM))
-	srv.waitLine(`msg="shutdown: waiting for the calls still connected to hang up"`, 5*time.Second, "legs=2")
+	require.NoError(t, srv.Cmd.Process.Signal(syscall.SIGTERM))
+	srv.WaitLine(`msg="shutdown: waiting for the calls still connected to hang up"`, 5*time.Second, "legs=2")
 	stillTalking(t, alice, carol)
 
 	late := parktest.NewPhone(t, parktest.PhoneOptions{User: "late"})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := late.Call(ctx, "sip:700@"+srv.addr, parktest.CallOptions{Mute: true})
+	_, err := late.Call(ctx, "sip:700@"+srv.Addr, parktest.CallOptions{Mute: true})
 	var se *parktest.StatusError
 	require.ErrorAs(t, err, &se, "a park while draining")
 	require.Equal(t, 503, se.Code)
 
 	select {
-	case <-srv.exited:
+	case <-srv.Exited:
 	case <-time.After(15 * time.Second):
 		t.Fatal("parkserver still running after the drain time")
 	}
 	require.GreaterOrEqual(t, time.Since(signalled), 4*time.Second, "the call went on for the drain time")
-	require.Error(t, srv.err, "cut short: exit status 1")
+	require.Error(t, srv.Err, "cut short: exit status 1")
 	for _, c := range []*parktest.Call{alice, carol} {
 		select {
 		case <-c.Done():
@@ -82,13 +82,13 @@ func TestSIGTERMDrainsConnectedCalls(t *testing.T) {
 func TestSecondSignalEndsTheDrain(t *testing.T) {
 	srv := startParkServer(t) // -drain 60s
 	alice, carol := connectedCall(t, srv)
-	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGTERM))
-	srv.waitLine(`msg="shutdown: waiting for the calls still connected to hang up"`, 5*time.Second)
+	require.NoError(t, srv.Cmd.Process.Signal(syscall.SIGTERM))
+	srv.WaitLine(`msg="shutdown: waiting for the calls still connected to hang up"`, 5*time.Second)
 	stillTalking(t, alice, carol)
 	second := time.Now()
-	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGINT))
+	require.NoError(t, srv.Cmd.Process.Signal(syscall.SIGINT))
 	select {
-	case <-srv.exited:
+	case <-srv.Exited:
 	case <-time.After(10 * time.Second):
 		t.Fatal("parkserver still running after the second signal")
 	}
@@ -106,23 +106,23 @@ func TestSecondSignalEndsTheDrain(t *testing.T) {
 func TestDrainEndsWhenTheCallsDo(t *testing.T) {
 	srv := startParkServer(t)
 	alice, carol := connectedCall(t, srv)
-	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGTERM))
-	srv.waitLine(`msg="shutdown: waiting for the calls still connected to hang up"`, 5*time.Second)
+	require.NoError(t, srv.Cmd.Process.Signal(syscall.SIGTERM))
+	srv.WaitLine(`msg="shutdown: waiting for the calls still connected to hang up"`, 5*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	hungUp := time.Now()
 	require.NoError(t, carol.Hangup(ctx))
 	select {
-	case <-srv.exited:
+	case <-srv.Exited:
 	case <-time.After(10 * time.Second):
 		t.Fatal("parkserver still running after the call ended")
 	}
 	require.Less(t, time.Since(hungUp), 3*time.Second)
-	require.NoError(t, srv.err, "exit status 0")
+	require.NoError(t, srv.Err, "exit status 0")
 	select {
 	case <-alice.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("alice got no BYE")
 	}
-	srv.waitLine(`msg="every call ended; exiting"`, time.Second)
+	srv.WaitLine(`msg="every call ended; exiting"`, time.Second)
 }

@@ -21,21 +21,21 @@ func TestLinphoneRetrievesAndReparksByRefer(t *testing.T) {
 	interop.RequireTool(t, "linphonecsh", "linphone-cli")
 	interop.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t)
-	bob := softphone.StartLinphone(t, softphone.LinphoneOptions{User: "bob", SIPPort: 35081, RTPPort: 35200})
+	bob := softphone.StartLinphone(t, softphone.LinphoneOptions{User: "bob", SIPPort: 31081, RTPPort: 31200})
 
-	parked := startSIPp(t, srv.addr, "park.xml", "700")
-	srv.waitLine("msg=parked", 15*time.Second, "orbit=701")
+	parked := startSIPp(t, srv.Addr, "park.xml", "700")
+	srv.WaitLine("msg=parked", 15*time.Second, "orbit=701")
 
-	bob.Run("generic", "call sip:701@"+srv.addr)
-	srv.waitLine("msg=retrieved", 15*time.Second, "orbit=701", "retriever=sip:bob@127.0.0.1")
+	bob.Run("generic", "call sip:701@"+srv.Addr)
+	srv.WaitLine("msg=retrieved", 15*time.Second, "orbit=701", "retriever=sip:bob@127.0.0.1")
 	bob.WaitCallState("StreamsRunning", 15*time.Second)
 
-	bob.Run("generic", "transfer sip:700@"+srv.addr)
-	srv.waitLine("msg=re-parked", 15*time.Second, "orbit=702", "parker=sip:bob@127.0.0.1")
+	bob.Run("generic", "transfer sip:700@"+srv.Addr)
+	srv.WaitLine("msg=re-parked", 15*time.Second, "orbit=702", "parker=sip:bob@127.0.0.1")
 	softphone.WaitFor(t, 15*time.Second, "linphone hangs up after the transfer", func() bool {
 		return strings.Contains(bob.Run("generic", "calls"), "No active call")
 	})
 
-	startSIPp(t, srv.addr, "retrieve.xml", "702").wait(t, "retrieve")
+	startSIPp(t, srv.Addr, "retrieve.xml", "702").wait(t, "retrieve")
 	require.Contains(t, parked.wait(t, "park"), "parked-at 701")
 }

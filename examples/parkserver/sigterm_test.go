@@ -109,7 +109,7 @@ func TestSIGTERMWith100ParkedCalls(t *testing.T) {
 			if _, p := fateOf(i); p != nil {
 				opts.Headers = []sip.Header{sip.NewHeader("Referred-By", "<"+p.URI()+">")}
 			}
-			parked[i], errs[i] = callers[i%len(callers)].Call(ctx, "sip:700@"+srv.addr, opts)
+			parked[i], errs[i] = callers[i%len(callers)].Call(ctx, "sip:700@"+srv.Addr, opts)
 		})
 	}
 	wg.Wait()
@@ -139,12 +139,12 @@ func TestSIGTERMWith100ParkedCalls(t *testing.T) {
 	})
 
 	signalled := time.Now()
-	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGTERM))
-	srv.waitLine(`msg="shutting down: recalling every parked call"`, 5*time.Second, "parked=100")
+	require.NoError(t, srv.Cmd.Process.Signal(syscall.SIGTERM))
+	srv.WaitLine(`msg="shutting down: recalling every parked call"`, 5*time.Second, "parked=100")
 
 	// While the recalls ring, a new park is turned away.
 	late := phone(parktest.PhoneOptions{User: "late"})
-	_, err := late.Call(ctx, "sip:700@"+srv.addr, parktest.CallOptions{Mute: true})
+	_, err := late.Call(ctx, "sip:700@"+srv.Addr, parktest.CallOptions{Mute: true})
 	var se *parktest.StatusError
 	require.ErrorAs(t, err, &se, "a park during the shutdown")
 	require.Equal(t, 503, se.Code)
@@ -172,8 +172,8 @@ func TestSIGTERMWith100ParkedCalls(t *testing.T) {
 		return n == 60
 	})
 	select {
-	case <-srv.exited:
-		t.Fatalf("parkserver exited with 40 calls still connected: %v", srv.err)
+	case <-srv.Exited:
+		t.Fatalf("parkserver exited with 40 calls still connected: %v", srv.Err)
 	case <-time.After(time.Second):
 	}
 	for _, c := range answered {
@@ -188,12 +188,12 @@ func TestSIGTERMWith100ParkedCalls(t *testing.T) {
 		require.NoError(t, c.Hangup(ctx))
 	}
 	select {
-	case <-srv.exited:
+	case <-srv.Exited:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("parkserver still running %v after the last call hung up", time.Since(hungUp))
 	}
 	t.Logf("exited %v after SIGTERM, %v after the last hang-up", time.Since(signalled).Round(time.Millisecond), time.Since(hungUp).Round(time.Millisecond))
-	require.NoError(t, srv.err, "every call ended before the drain time: exit status 0")
+	require.NoError(t, srv.Err, "every call ended before the drain time: exit status 0")
 	require.Less(t, time.Since(hungUp), 5*time.Second, "the process exits once nothing is parked, ringing or connected")
 
 	// Each parked phone got its BYE: a dropped call's, or, for a recalled
@@ -224,7 +224,7 @@ func TestSIGTERMWith100ParkedCalls(t *testing.T) {
 	want := map[fate]string{answers: "recalled", rings: "dropped", refuses: "dropped", noParker: "dropped"}
 	ending := regexp.MustCompile(`park_id=(\S+).*outcome=(\S+)`)
 	got := map[string][]string{}
-	for _, l := range srv.snapshot() {
+	for _, l := range srv.Lines() {
 		if strings.Contains(l, `msg="hung up while parked"`) || strings.Contains(l, "msg=retrieved") {
 			t.Errorf("no call was to be abandoned or retrieved: %s", l)
 		}
@@ -245,18 +245,5 @@ func TestSIGTERMWith100ParkedCalls(t *testing.T) {
 // waitUntilLogged waits until cond holds for the server's log so far.
 func waitUntilLogged(t *testing.T, p *parkServerProcess, timeout time.Duration, cond func(lines []string) bool) {
 	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		p.mu.Lock()
-		lines, wake := p.lines, p.more
-		p.mu.Unlock()
-		if cond(lines) {
-			return
-		}
-		select {
-		case <-wake:
-		case <-deadline:
-			t.Fatalf("the parkserver log never showed what was awaited")
-		}
-	}
+	p.WaitLogged(timeout, "what was awaited", cond)
 }

@@ -1,53 +1,24 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/callpark/callpark/examples/internal/proctest"
 	"github.com/callpark/callpark/internal/interop"
 	"github.com/stretchr/testify/require"
 )
 
 // parkServerProcess is the built parkserver, running, with its log lines
 // collected so a test can wait for one.
-type parkServerProcess struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	addr string
-
-	exited chan struct{} // closed when the process has exited
-	err    error         // its exit status, once exited
-
-	mu    sync.Mutex
-	lines []string
-	more  chan struct{} // closed and replaced on every new line
-}
-
-// buildParkServer compiles this package once per test binary run.
-var buildParkServer = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "parkserver-bin")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "parkserver")
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+type parkServerProcess = proctest.Process
 
 // startParkServer runs the built parkserver on a free loopback port.
 func startParkServer(t *testing.T, args ...string) *parkServerProcess {
@@ -55,89 +26,16 @@ func startParkServer(t *testing.T, args ...string) *parkServerProcess {
 	return runParkServer(t, append([]string{"-listen", "127.0.0.1:0", "-rtp-ports", "17000-17999"}, args...)...)
 }
 
-// runParkServer runs the built parkserver with exactly args.
+// runParkServer runs the built parkserver with exactly args and waits until
+// it listens.
 func runParkServer(t *testing.T, args ...string) *parkServerProcess {
 	t.Helper()
-	bin, err := buildParkServer()
-	require.NoError(t, err)
-	p := &parkServerProcess{t: t, more: make(chan struct{}), exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	stderr, err := p.cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			close(p.more)
-			p.more = make(chan struct{})
-			p.mu.Unlock()
-		}
-		p.err = p.cmd.Wait() // after the last line: Wait closes the pipe
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		// A call a test left connected would hold the drain for a minute:
-		// a second signal ends it at once.
-		_ = p.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.exited:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-p.exited:
-			case <-time.After(35 * time.Second):
-				_ = p.cmd.Process.Kill()
-				<-p.exited
-			}
-		}
-		if t.Failed() {
-			t.Logf("parkserver log:\n%s", strings.Join(p.snapshot(), "\n"))
-		}
-	})
-	line := p.waitLine(`msg="park server listening"`, 10*time.Second)
+	p := proctest.Start(t, proctest.Build(t, "."), args...)
+	line := p.WaitLine(`msg="park server listening"`, 10*time.Second)
 	m := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)
 	require.NotNil(t, m, line)
-	p.addr = m[1]
+	p.Addr = m[1]
 	return p
-}
-
-func (p *parkServerProcess) snapshot() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.lines...)
-}
-
-// waitLine returns the first log line containing every one of the parts,
-// failing the test after timeout.
-func (p *parkServerProcess) waitLine(part string, timeout time.Duration, more ...string) string {
-	p.t.Helper()
-	deadline := time.After(timeout)
-	for seen := 0; ; {
-		p.mu.Lock()
-		lines, wake := p.lines, p.more
-		p.mu.Unlock()
-		for ; seen < len(lines); seen++ {
-			if containsAll(lines[seen], append([]string{part}, more...)) {
-				return lines[seen]
-			}
-		}
-		select {
-		case <-wake:
-		case <-deadline:
-			p.t.Fatalf("parkserver never logged a line with %q %q", part, more)
-		}
-	}
-}
-
-func containsAll(s string, parts []string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
 }
 
 // freeUDPPort returns a loopback UDP port nobody uses right now (SIPp needs
@@ -218,17 +116,17 @@ func TestSIPpParkRetrieveRepark(t *testing.T) {
 	interop.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t)
 
-	a := startSIPp(t, srv.addr, "park.xml", "700")
-	srv.waitLine("msg=parked", 15*time.Second, "orbit=701")
+	a := startSIPp(t, srv.Addr, "park.xml", "700")
+	srv.WaitLine("msg=parked", 15*time.Second, "orbit=701")
 
-	b := startSIPp(t, srv.addr, "repark.xml", "701", "-key", "parkext", "700")
-	srv.waitLine("msg=re-parked", 15*time.Second, "orbit=702")
+	b := startSIPp(t, srv.Addr, "repark.xml", "701", "-key", "parkext", "700")
+	srv.WaitLine("msg=re-parked", 15*time.Second, "orbit=702")
 	require.Contains(t, b.wait(t, "repark"), "reparked-at 702")
 
-	c := startSIPp(t, srv.addr, "retrieve.xml", "702")
+	c := startSIPp(t, srv.Addr, "retrieve.xml", "702")
 	c.wait(t, "retrieve")
 	require.Contains(t, a.wait(t, "park"), "parked-at 701")
-	srv.waitLine("msg=retrieved", 5*time.Second, "orbit=702")
+	srv.WaitLine("msg=retrieved", 5*time.Second, "orbit=702")
 }
 
 // TestSIPpEmptyOrbitAndUnknownUser checks the refusals a scanner or a
@@ -238,7 +136,7 @@ func TestSIPpEmptyOrbitAndUnknownUser(t *testing.T) {
 	interop.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t)
 	for _, user := range []string{"755", "600"} {
-		r := startSIPp(t, srv.addr, "notfound.xml", user)
+		r := startSIPp(t, srv.Addr, "notfound.xml", user)
 		r.wait(t, "refused "+user)
 	}
 }
@@ -249,14 +147,14 @@ func TestSIPpEmptyOrbitAndUnknownUser(t *testing.T) {
 func TestSIPpShutdownDropsParkedCall(t *testing.T) {
 	interop.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t)
-	a := startSIPp(t, srv.addr, "park.xml", "700")
-	srv.waitLine("msg=parked", 15*time.Second)
-	require.NoError(t, srv.cmd.Process.Signal(os.Interrupt))
-	srv.waitLine("outcome=dropped", 15*time.Second)
+	a := startSIPp(t, srv.Addr, "park.xml", "700")
+	srv.WaitLine("msg=parked", 15*time.Second)
+	require.NoError(t, srv.Cmd.Process.Signal(os.Interrupt))
+	srv.WaitLine("outcome=dropped", 15*time.Second)
 	a.wait(t, "park")
 	select {
-	case <-srv.exited:
-		require.NoError(t, srv.err, "a clean shutdown exits 0")
+	case <-srv.Exited:
+		require.NoError(t, srv.Err, "a clean shutdown exits 0")
 	case <-time.After(15 * time.Second):
 		t.Fatal("parkserver did not exit after SIGINT")
 	}
@@ -274,11 +172,11 @@ func TestSIPpRecallToParker(t *testing.T) {
 	srv := startParkServer(t, "-timeout", "10s", "-recall-ring", "5s")
 	parkerPort := freeUDPPort(t)
 	parkerURI := fmt.Sprintf("sip:parker@127.0.0.1:%d", parkerPort)
-	parker := startSIPpAt(t, srv.addr, "parker.xml", "parker", parkerPort, "-m", "2")
-	parked := startSIPp(t, srv.addr, "park-referred.xml", "700", "-key", "parker", parkerURI)
-	srv.waitLine("msg=parked", 15*time.Second, "parker="+parkerURI)
-	srv.waitLine("msg=recall", 20*time.Second, "target="+parkerURI, "attempt=1")
-	srv.waitLine("outcome=recalled", 20*time.Second)
+	parker := startSIPpAt(t, srv.Addr, "parker.xml", "parker", parkerPort, "-m", "2")
+	parked := startSIPp(t, srv.Addr, "park-referred.xml", "700", "-key", "parker", parkerURI)
+	srv.WaitLine("msg=parked", 15*time.Second, "parker="+parkerURI)
+	srv.WaitLine("msg=recall", 20*time.Second, "target="+parkerURI, "attempt=1")
+	srv.WaitLine("outcome=recalled", 20*time.Second)
 	parked.wait(t, "parked caller")
 	log := parker.wait(t, "parker")
 	require.Contains(t, log, "notice Parked at 701")
@@ -292,10 +190,10 @@ func TestSIPpRecallToParker(t *testing.T) {
 func TestSIPpLateOffer(t *testing.T) {
 	interop.RequireTool(t, "sipp", "sip-tester")
 	srv := startParkServer(t, "-late-offer")
-	a := startSIPp(t, srv.addr, "park-late.xml", "700")
-	srv.waitLine("msg=parked", 15*time.Second, "orbit=701")
-	c := startSIPp(t, srv.addr, "retrieve.xml", "701")
+	a := startSIPp(t, srv.Addr, "park-late.xml", "700")
+	srv.WaitLine("msg=parked", 15*time.Second, "orbit=701")
+	c := startSIPp(t, srv.Addr, "retrieve.xml", "701")
 	c.wait(t, "retrieve")
 	require.Contains(t, a.wait(t, "park by delayed offer"), "parked-at 701 offered m=audio")
-	srv.waitLine("msg=retrieved", 5*time.Second, "orbit=701")
+	srv.WaitLine("msg=retrieved", 5*time.Second, "orbit=701")
 }

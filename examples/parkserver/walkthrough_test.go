@@ -28,7 +28,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 		c.Close()
 	}
 	srv := runParkServer(t, "-timeout", "10s")
-	require.Equal(t, "127.0.0.1:5060", srv.addr)
+	require.Equal(t, "127.0.0.1:5060", srv.Addr)
 
 	// Step 2.
 	alice := softphone.StartBaresipConfig(t, "phones/alice", "alice", 4471)
@@ -37,7 +37,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	// Step 3: alice parks; on a fresh server that is 701, with music.
 	alice.Do("dial", "sip:700@127.0.0.1")
 	ai := alice.WaitEvent(0, "CALL_ESTABLISHED", "700", 10*time.Second)
-	srv.waitLine("msg=parked", 10*time.Second, "orbit=701", "party=sip:alice@127.0.0.1:5071")
+	srv.WaitLine("msg=parked", 10*time.Second, "orbit=701", "party=sip:alice@127.0.0.1:5071")
 	softphone.WaitFor(t, 10*time.Second, "alice hears the music", func() bool {
 		rx, _ := alice.RTPCounts()
 		return rx >= 50
@@ -46,33 +46,33 @@ func TestREADMEWalkthrough(t *testing.T) {
 	// Step 4: bob dials the orbit; they hear each other.
 	bob.Do("dial", "sip:701@127.0.0.1")
 	bi := bob.WaitEvent(0, "CALL_ESTABLISHED", "701", 10*time.Second)
-	srv.waitLine("msg=retrieved", 10*time.Second, "orbit=701", "retriever=sip:bob@127.0.0.1:5073")
+	srv.WaitLine("msg=retrieved", 10*time.Second, "orbit=701", "retriever=sip:bob@127.0.0.1:5073")
 	bothWays(t, alice, bob)
 
 	// Step 5: bob transfers alice to the park extension: 702 (701, freed
 	// just now, is reused last); bob is the parker.
 	bob.Do("transfer", "sip:700@127.0.0.1")
-	srv.waitLine("msg=re-parked", 10*time.Second, "orbit=702", "parker=sip:bob@127.0.0.1:5073")
+	srv.WaitLine("msg=re-parked", 10*time.Second, "orbit=702", "parker=sip:bob@127.0.0.1:5073")
 	bob.WaitEvent(bi, "CALL_CLOSED", "701", 10*time.Second)
 
 	// After the timeout the server rings bob back, his phone answers, and
 	// alice and bob talk again.
-	srv.waitLine("msg=recall", 15*time.Second, "orbit=702")
+	srv.WaitLine("msg=recall", 15*time.Second, "orbit=702")
 	bob.WaitEvent(bi, "CALL_ESTABLISHED", "702", 10*time.Second)
-	srv.waitLine("msg=recalled", 10*time.Second, "orbit=702")
+	srv.WaitLine("msg=recalled", 10*time.Second, "orbit=702")
 	bothWays(t, alice, bob)
 
 	// Step 6: a hang-up ends both sides; Ctrl-C ends the server, exit 0.
 	bob.Do("hangup", "")
 	alice.WaitEvent(ai, "CALL_CLOSED", "", 10*time.Second)
-	srv.waitLine(`msg="hung up"`, 5*time.Second)
-	require.NoError(t, srv.cmd.Process.Signal(os.Interrupt))
+	srv.WaitLine(`msg="hung up"`, 5*time.Second)
+	require.NoError(t, srv.Cmd.Process.Signal(os.Interrupt))
 	select {
-	case <-srv.exited:
+	case <-srv.Exited:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server did not exit on Ctrl-C")
 	}
-	require.NoError(t, srv.err)
+	require.NoError(t, srv.Err)
 }
 
 // bothWays waits until each phone's received count has risen by a second

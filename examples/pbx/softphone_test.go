@@ -39,8 +39,8 @@ func registeredBaresip(t *testing.T, p *PBX, ext, password string, slot int) *so
 	t.Helper()
 	ph := softphone.StartBaresip(t, softphone.BaresipOptions{
 		Name:      ext,
-		SIPPort:   36071 + 2*slot,
-		CtrlPort:  36171 + 2*slot,
+		SIPPort:   31271 + 2*slot,
+		CtrlPort:  30271 + 2*slot,
 		RTPLow:    18000 + 200*slot,
 		Registrar: p.Addr().String(),
 		Password:  password,
@@ -140,7 +140,7 @@ func TestLinphoneTransfersToPark(t *testing.T) {
 	alice := registeredBaresip(t, p, "101", "alice-secret", 0)
 	carol := registeredBaresip(t, p, "103", "carol-secret", 2)
 	bob := softphone.StartLinphone(t, softphone.LinphoneOptions{
-		User: "102", SIPPort: 36091, RTPPort: 36900,
+		User: "102", SIPPort: 31291, RTPPort: 31900,
 		Registrar: p.Addr().String(), Password: "bob-secret", Realm: pbxRealm,
 	})
 	softphone.WaitFor(t, 15*time.Second, "linphone registers", func() bool { return len(p.Registrar().Contacts("102")) == 1 })

@@ -249,6 +249,14 @@ func (p *Baresip) WaitEvent(from int, typ, peer string, timeout time.Duration) i
 	}
 }
 
+// Events returns how many events the phone has sent so far: the from of a
+// later WaitEvent that must not match an earlier call's.
+func (p *Baresip) Events() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.events)
+}
+
 // RTPCounts reads the current call's packet counters from audio_debug:
 // received (over every remote SSRC) and sent.
 func (p *Baresip) RTPCounts() (rx, tx int) {
