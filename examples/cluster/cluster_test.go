@@ -24,10 +24,15 @@ import (
 // node starts one park server of the cluster.
 func node(t *testing.T, bin string, redisSrv *redistest.Server, i int) *proctest.Process {
 	t.Helper()
+	return nodeWithLease(t, bin, redisSrv, i, 3*time.Second)
+}
+
+func nodeWithLease(t *testing.T, bin string, redisSrv *redistest.Server, i int, lease time.Duration) *proctest.Process {
+	t.Helper()
 	p := proctest.Start(t, bin,
 		"-listen", "127.0.0.1:0",
 		"-rtp-ports", fmt.Sprintf("%d-%d", 13000+i*300, 13299+i*300),
-		"-redis", redisSrv.URL(), "-node", fmt.Sprintf("park%d", i+1), "-lease", "3s", "-drain", "2s")
+		"-redis", redisSrv.URL(), "-node", fmt.Sprintf("park%d", i+1), "-lease", lease.String(), "-drain", "2s")
 	line := p.WaitLine(`msg="park server listening"`, 10*time.Second)
 	p.Addr = regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
 	return p

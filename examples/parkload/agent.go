@@ -320,18 +320,26 @@ func (a *agent) userURI(user string) string {
 }
 
 // uri is the server's URI for a user part (the park extension, an orbit).
-func (a *agent) uri(user string) sip.Uri {
-	return sip.Uri{Scheme: "sip", User: user, Host: a.cfg.target.Addr().String(), Port: int(a.cfg.target.Port()), UriParams: a.params}
+func (a *agent) uri(user string) sip.Uri { return a.uriAt(a.cfg.target, user) }
+
+// uriAt is a user part's URI at one node of a cluster.
+func (a *agent) uriAt(at netip.AddrPort, user string) sip.Uri {
+	return sip.Uri{Scheme: "sip", User: user, Host: at.Addr().String(), Port: int(at.Port()), UriParams: a.params}
 }
 
 // invite places a call to user with an SDP offer and waits for its final
 // answer, at most -timeout. A non-2xx answer is a *sipgo.ErrDialogResponse.
 func (a *agent) invite(ctx context.Context, user string, offer []byte, headers ...sip.Header) (*sipgo.DialogClientSession, *sip.Response, error) {
+	return a.inviteAt(ctx, a.cfg.target, user, offer, headers...)
+}
+
+// inviteAt is invite to a given node of a cluster.
+func (a *agent) inviteAt(ctx context.Context, at netip.AddrPort, user string, offer []byte, headers ...sip.Header) (*sipgo.DialogClientSession, *sip.Response, error) {
 	// The cause tells WaitAnswer to give up at once instead of sending a
 	// CANCEL and waiting out Timer B for a server that does not answer.
 	ctx, cancel := context.WithTimeoutCause(ctx, a.cfg.timeout, sipgo.WaitAnswerForceCancelErr)
 	defer cancel()
-	d, err := a.dialogs.Invite(ctx, a.uri(user), offer, append([]sip.Header{sip.NewHeader("Content-Type", "application/sdp")}, headers...)...)
+	d, err := a.dialogs.Invite(ctx, a.uriAt(at, user), offer, append([]sip.Header{sip.NewHeader("Content-Type", "application/sdp")}, headers...)...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -16,6 +16,11 @@ import (
 // config is the checked command line.
 type config struct {
 	target    netip.AddrPort
+	// retrieveAt are the nodes of a cluster the cycle mode parks and
+	// retrieves at in turn (-cluster-targets): a call parked at the k-th is
+	// retrieved at the next, so every retrieve crosses nodes. Empty: all
+	// at target.
+	retrieveAt []netip.AddrPort
 	transport string // "udp" or "tcp"
 	mode      string // "cycle", "hold" or "soak"
 
@@ -77,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	// one line instead, and -h the usage.
 	fs.SetOutput(io.Discard)
 	target := fs.String("target", "127.0.0.1:5060", "park server `host:port` (an IP address)")
+	clusterTargets := fs.String("cluster-targets", "", "cycle mode: park servers of one cluster, comma separated `host:port`s: each cycle parks at one and retrieves at the next, so every retrieve is on another node than its park (-target is ignored)")
 	transport := fs.String("transport", "udp", "SIP transport: udp or tcp")
 	mode := fs.String("mode", "cycle", "cycle: park → retrieve → BYE loops; hold: park -calls calls and hold them; soak: a random mix of parks, hang-ups, re-parks and timeouts")
 	workers := fs.Int("workers", 50, "cycle and soak modes: concurrent workers, each one call at a time")
@@ -137,6 +143,22 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, flagErr("-target %q: want IP:port of the park server, such as 127.0.0.1:5060", *target)
 	}
 	c.target = netip.AddrPortFrom(c.target.Addr().Unmap(), c.target.Port())
+	if *clusterTargets != "" {
+		if c.mode != "cycle" {
+			return nil, flagErr("-cluster-targets applies to -mode cycle only")
+		}
+		for _, s := range strings.Split(*clusterTargets, ",") {
+			ap, err := netip.ParseAddrPort(strings.TrimSpace(s))
+			if err != nil || ap.Port() == 0 {
+				return nil, flagErr("-cluster-targets %q: want IP:port of each park server, comma separated", *clusterTargets)
+			}
+			c.retrieveAt = append(c.retrieveAt, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		}
+		if len(c.retrieveAt) < 2 {
+			return nil, flagErr("-cluster-targets %q: want at least two park servers", *clusterTargets)
+		}
+		c.target = c.retrieveAt[0]
+	}
 	switch c.transport {
 	case "udp", "tcp":
 	default:

@@ -28,6 +28,11 @@ func TestParseFlagsDefaults(t *testing.T) {
 	require.Equal(t, [2]int{50000, 59999}, [2]int{c.rtpMin, c.rtpMax})
 	require.False(t, c.json)
 
+	c, err = parseFlags([]string{"-cluster-targets", "127.0.0.1:5071, 127.0.0.1:5072,127.0.0.1:5073"}, io.Discard)
+	require.NoError(t, err)
+	require.Len(t, c.retrieveAt, 3)
+	require.Equal(t, netip.MustParseAddrPort("127.0.0.1:5071"), c.target)
+
 	c, err = parseFlags([]string{"-mode", "hold", "-calls", "2000", "-checkpoints", "0, 500,1000", "-server-debug", "http://127.0.0.1:6060/debug/pprof/"}, io.Discard)
 	require.NoError(t, err)
 	require.Equal(t, []int{0, 500, 1000, 2000}, c.checkpoints)
@@ -58,6 +63,9 @@ func TestParseFlagsRefusals(t *testing.T) {
 		{[]string{"-target", "127.0.0.1"}, "-target"},
 		{[]string{"-target", "127.0.0.1:0"}, "-target"},
 		{[]string{"-transport", "tls"}, "-transport"},
+		{[]string{"-cluster-targets", "127.0.0.1:5071"}, "-cluster-targets"},
+		{[]string{"-cluster-targets", "127.0.0.1:5071,node2:5072"}, "-cluster-targets"},
+		{[]string{"-mode", "hold", "-cluster-targets", "127.0.0.1:5071,127.0.0.1:5072"}, "-cluster-targets"},
 		{[]string{"-mode", "storm"}, "-mode"},
 		{[]string{"-workers", "0"}, "-workers"},
 		{[]string{"-duration", "0s"}, "-duration"},

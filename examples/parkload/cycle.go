@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -25,10 +26,12 @@ type cycleWorker struct {
 	pkts   atomic.Uint64
 
 	park, retrieve, bye, serverBye Histogram
+	turn                           int // cycles started: which node of -cluster-targets parks
 }
 
 func newCycleWorker(a *agent, ports *rtpPorts, fails *failures, done *atomic.Uint64) (*cycleWorker, error) {
-	w := &cycleWorker{a: a, fails: fails, done: done}
+	// Workers start at random nodes of -cluster-targets, not all at the first.
+	w := &cycleWorker{a: a, fails: fails, done: done, turn: rand.IntN(1 << 16)}
 	if err := openLegMedia(ports, a.cfg.local, w.rtp[:], w.offers[:]); err != nil {
 		return nil, err
 	}
@@ -92,8 +95,13 @@ func (w *cycleWorker) cycle() {
 	ctx := context.Background()
 	a := w.a
 
+	parkAt, retrieveAt := a.cfg.target, a.cfg.target
+	if n := len(a.cfg.retrieveAt); n > 0 {
+		parkAt, retrieveAt = a.cfg.retrieveAt[w.turn%n], a.cfg.retrieveAt[(w.turn+1)%n]
+		w.turn++
+	}
 	t0 := time.Now()
-	parked, res, err := a.invite(ctx, a.cfg.parkExt, w.offers[0])
+	parked, res, err := a.inviteAt(ctx, parkAt, a.cfg.parkExt, w.offers[0])
 	if err != nil {
 		w.fails.add("park", failureKind(err))
 		return
@@ -115,7 +123,7 @@ func (w *cycleWorker) cycle() {
 	}
 
 	t1 := time.Now()
-	retriever, _, err := a.invite(ctx, orbit, w.offers[1])
+	retriever, _, err := a.inviteAt(ctx, retrieveAt, orbit, w.offers[1])
 	if err != nil {
 		w.fails.add("retrieve", failureKind(err))
 		w.hangup(ctx, parked)

@@ -194,6 +194,9 @@ func TestClusterNodePausedPastItsLease(t *testing.T) {
 	// carol's call, parked by bob (Referred-By): a recall rings bob.
 	parked2, err := carol.Call(ctx, parkURI(nodes[0]), parktest.CallOptions{Mute: true, Headers: referredByHeaders(bob.URI())})
 	require.NoError(t, err)
+	// Parked once the ACK is in, not at the 200: stopped before, the node
+	// would find on waking that carol never acknowledged.
+	nodes[0].WaitLine("msg=parked", 5*time.Second, "orbit="+parked2.Orbit())
 
 	require.NoError(t, nodes[0].Cmd.Process.Signal(syscall.SIGSTOP))
 	time.Sleep(clusterLease + 500*time.Millisecond)
