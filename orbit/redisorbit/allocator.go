@@ -35,12 +35,13 @@ type Allocator struct {
 	epoch      string // this incarnation; "" until joined
 	generation string // the lot's generation in Redis when we joined
 	held       map[orbit.Orbit]struct{}
-	releasing  map[orbit.Orbit]struct{} // released while Redis was unreachable: retried after each renewal
+	releasing  map[orbit.Orbit]struct{} // released, not yet in Redis (releaseLoop)
 	closed     bool
 
-	recoverMu sync.Mutex // one recovery at a time
-	stop      chan struct{}
-	wg        sync.WaitGroup // the renewal loop and OnLost calls
+	recoverMu   sync.Mutex    // one recovery at a time
+	wakeRelease chan struct{} // a release is pending
+	stop        chan struct{}
+	wg          sync.WaitGroup // the renewal loop and OnLost calls
 }
 
 var (
@@ -66,13 +67,14 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		return nil, fmt.Errorf("redisorbit: %w", err)
 	}
 	a := &Allocator{
-		cfg:       cfg,
-		rdb:       cfg.Client,
-		keys:      []string{redislot.Prefix(cfg.Cluster)},
-		s:         loadScripts(),
-		held:      make(map[orbit.Orbit]struct{}),
-		releasing: make(map[orbit.Orbit]struct{}),
-		stop:      make(chan struct{}),
+		cfg:         cfg,
+		rdb:         cfg.Client,
+		keys:        []string{redislot.Prefix(cfg.Cluster)},
+		s:           loadScripts(),
+		held:        make(map[orbit.Orbit]struct{}),
+		releasing:   make(map[orbit.Orbit]struct{}),
+		wakeRelease: make(chan struct{}, 1),
+		stop:        make(chan struct{}),
 	}
 	for _, r := range cfg.Ranges {
 		for k := range r.Len() {
@@ -84,6 +86,7 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		return nil, err
 	}
 	a.wg.Go(a.renewLoop)
+	a.wg.Go(a.releaseLoop)
 	return a, nil
 }
 
@@ -166,6 +169,15 @@ func (a *Allocator) Reserve(ctx context.Context, o orbit.Orbit) error {
 	if !a.knows(o) {
 		return fmt.Errorf("orbit %q: %w", o, orbit.ErrUnknownOrbit)
 	}
+	a.mu.Lock()
+	if _, pending := a.releasing[o]; pending && !a.closed {
+		// Released here a moment ago and not yet in Redis: still ours.
+		delete(a.releasing, o)
+		a.held[o] = struct{}{}
+		a.mu.Unlock()
+		return nil
+	}
+	a.mu.Unlock()
 	_, err := a.claim(ctx, a.s.reserve, o)
 	return err
 }
@@ -181,6 +193,8 @@ func (a *Allocator) claim(ctx context.Context, script *redis.Script, o orbit.Orb
 		args := []any{a.cfg.Node, epoch, gen}
 		if o != "" {
 			args = append(args, string(o))
+		} else {
+			args = append(args, a.cfg.Policy.String())
 		}
 		res, err := script.Run(ctx, a.rdb, a.keys, args...).Text()
 		if err == nil {
@@ -215,43 +229,94 @@ func (a *Allocator) claim(ctx context.Context, script *redis.Script, o orbit.Orb
 	}
 }
 
-// Release frees o if this incarnation holds it. Errors wrap
-// orbit.ErrNotInUse when it does not (released twice, or taken from the
-// node after its lease ran out: OnLost said so), orbit.ErrUnknownOrbit for
-// an orbit in no range, orbit.ErrUnavailable when Redis cannot be reached:
-// the allocator then releases it again after each lease renewal until
-// Redis has it (or the lot is gone, or the node's lease ran out).
+// Release frees o if this incarnation holds it. It returns at once: the
+// release reaches Redis from a goroutine of the allocator's, batched with
+// the others pending, within moments (a lot releases on its retrieve
+// path, which should not wait for a round trip). Until then other nodes
+// still see o held here. Errors wrap orbit.ErrNotInUse when the node does
+// not hold o (released twice, or taken from the node after its lease ran
+// out: OnLost said so) and orbit.ErrUnknownOrbit for an orbit in no range.
+// While Redis cannot be reached the release is retried; it is dropped
+// when the node's lease runs out or Redis loses the lot, which free the
+// orbit anyway.
 func (a *Allocator) Release(ctx context.Context, o orbit.Orbit) error {
 	if !a.knows(o) {
 		return fmt.Errorf("orbit %q: %w", o, orbit.ErrUnknownOrbit)
 	}
 	a.mu.Lock()
 	_, mine := a.held[o]
-	delete(a.held, o)
-	epoch, gen, closed := a.epoch, a.generation, a.closed
-	a.mu.Unlock()
-	if !mine {
-		return fmt.Errorf("orbit %q: %w", o, orbit.ErrNotInUse)
+	closed := a.closed
+	if mine && !closed {
+		delete(a.held, o)
+		a.releasing[o] = struct{}{}
 	}
-	if closed {
+	a.mu.Unlock()
+	switch {
+	case !mine:
+		return fmt.Errorf("orbit %q: %w", o, orbit.ErrNotInUse)
+	case closed:
 		return ErrClosed
 	}
-	err := a.s.release.Run(context.WithoutCancel(ctx), a.rdb, a.keys, a.cfg.Node, epoch, gen, string(o)).Err()
-	switch code := redislot.ReplyCode(err); code {
-	case "":
-		if err != nil {
-			a.mu.Lock()
-			a.releasing[o] = struct{}{} // still ours in Redis: retried after renewals
-			a.mu.Unlock()
-			return a.unavailable(ctx, err)
-		}
-		return nil
-	case redislot.CodeNotInUse, redislot.CodeReset, redislot.CodeNoTable:
-		// Taken from us, or the lot is gone: either way no longer ours.
-		return fmt.Errorf("orbit %q: %w (%s)", o, orbit.ErrNotInUse, code)
+	select {
+	case a.wakeRelease <- struct{}{}:
 	default:
-		return fmt.Errorf("orbit %q: %w: %s", o, orbit.ErrUnavailable, code)
 	}
+	return nil
+}
+
+// releaseLoop sends the pending releases to Redis, all in one script, as
+// soon as there are any, and again every releaseRetry while Redis cannot
+// be reached.
+func (a *Allocator) releaseLoop() {
+	t := time.NewTicker(releaseRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-a.wakeRelease:
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), releaseRetry)
+		err := a.flushReleases(ctx)
+		cancel()
+		if err != nil {
+			a.cfg.Logger.Debug("releasing orbits failed; retrying", "cluster", a.cfg.Cluster, "err", err)
+		}
+	}
+}
+
+// releaseRetry is how often releases that found Redis unreachable are
+// tried again.
+const releaseRetry = 500 * time.Millisecond
+
+// flushReleases sends every pending release now.
+func (a *Allocator) flushReleases(ctx context.Context) error {
+	a.mu.Lock()
+	pending := slices.Sorted(maps.Keys(a.releasing))
+	epoch, gen := a.epoch, a.generation
+	a.mu.Unlock()
+	if len(pending) == 0 || epoch == "" {
+		return nil
+	}
+	args := []any{a.cfg.Node, epoch, gen}
+	for _, o := range pending {
+		args = append(args, string(o))
+	}
+	res, err := a.s.release.Run(ctx, a.rdb, a.keys, args...).StringSlice()
+	code := redislot.ReplyCode(err)
+	if err != nil && code == "" {
+		return a.unavailable(ctx, err) // kept: retried
+	}
+	a.mu.Lock()
+	for i, o := range pending {
+		delete(a.releasing, o)
+		if code == "" && i < len(res) && res[i] != "OK" {
+			a.cfg.Logger.Warn("releasing orbit found it not ours", "cluster", a.cfg.Cluster, "orbit", o, "status", res[i])
+		}
+	}
+	a.mu.Unlock()
+	return nil // a reset lot or a lost lease freed them anyway
 }
 
 // SetAdvertise changes the SIP address other nodes send this node's
@@ -304,10 +369,11 @@ func (a *Allocator) Close(ctx context.Context) error {
 		return nil
 	}
 	a.closed = true
-	epoch, gen := a.epoch, a.generation
 	a.mu.Unlock()
 	close(a.stop)
 	a.wg.Wait()
+	_ = a.flushReleases(ctx) // the leave would free them too; this one logs any not ours
+	epoch, gen := a.Incarnation()
 	if epoch == "" {
 		return nil
 	}

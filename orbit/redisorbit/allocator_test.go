@@ -102,7 +102,7 @@ func TestTwoNodesNeverShareAnOrbit(t *testing.T) {
 	_, err := a.Allocate(ctx(t))
 	require.ErrorIs(t, err, orbit.ErrFull)
 
-	require.NoError(t, b.Release(ctx(t), "702"))
+	released(t, b, "702")
 	o, err := a.Allocate(ctx(t))
 	require.NoError(t, err)
 	require.Equal(t, orbit.Orbit("702"), o)
@@ -118,9 +118,9 @@ func TestLeastRecentlyFreedAcrossNodes(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, o, "never-used orbits first, in order")
 	}
-	require.NoError(t, a.Release(ctx(t), "702"))
+	released(t, a, "702")
 	l.advance(time.Second)
-	require.NoError(t, a.Release(ctx(t), "701"))
+	released(t, a, "701")
 	for _, want := range []orbit.Orbit{"704", "705", "702", "701"} {
 		o, err := b.Allocate(ctx(t))
 		require.NoError(t, err)
@@ -224,9 +224,16 @@ func TestReserveAndRelease(t *testing.T) {
 	require.ErrorIs(t, b.Reserve(ctx(t), "801"), orbit.ErrUnknownOrbit)
 	require.ErrorIs(t, b.Release(ctx(t), "704"), orbit.ErrNotInUse, "a node frees only its own")
 	require.ErrorIs(t, a.Release(ctx(t), "801"), orbit.ErrUnknownOrbit)
-	require.NoError(t, a.Release(ctx(t), "704"))
+	released(t, a, "704")
 	require.ErrorIs(t, a.Release(ctx(t), "704"), orbit.ErrNotInUse, "released twice")
 	require.NoError(t, b.Reserve(ctx(t), "704"))
+
+	// A directed park here into an orbit released here a moment ago takes
+	// it back without waiting for Redis.
+	require.NoError(t, a.Reserve(ctx(t), "705"))
+	require.NoError(t, a.Release(ctx(t), "705"))
+	require.NoError(t, a.Reserve(ctx(t), "705"))
+	require.ErrorIs(t, b.Reserve(ctx(t), "705"), orbit.ErrInUse)
 }
 
 func TestHolder(t *testing.T) {
@@ -302,15 +309,15 @@ func TestDeadNodeOrbitsFreedAfterLease(t *testing.T) {
 	require.NoError(t, err)
 
 	// a falls silent (its clock stops, as under SIGSTOP): past its lease,
-	// b's next claim frees a's orbits and takes the lowest.
+	// b's reaper (every half second) frees a's orbits and says so.
 	l.advance(2*time.Second + time.Millisecond)
-	o, err := b.Allocate(ctx(t))
-	require.NoError(t, err)
-	require.Equal(t, orbit.Orbit("701"), o, "a's orbits are free again")
 	msg, err := sub.ReceiveMessage(ctx(t))
 	require.NoError(t, err)
 	require.Contains(t, msg.Payload, `"node-down"`)
 	require.Contains(t, msg.Payload, `"701"`)
+	o, err := b.Allocate(ctx(t))
+	require.NoError(t, err)
+	require.Equal(t, orbit.Orbit("701"), o, "a's orbits are free again")
 
 	// a wakes up: its next renewal finds it fenced; it is told what it
 	// lost and joins again with a new epoch.
@@ -418,7 +425,8 @@ func TestRedisUnreachable(t *testing.T) {
 	_, err := a.Allocate(ctx(t))
 	require.ErrorIs(t, err, orbit.ErrUnavailable)
 	require.ErrorIs(t, a.Reserve(ctx(t), "702"), orbit.ErrUnavailable)
-	require.ErrorIs(t, a.Release(ctx(t), "701"), orbit.ErrUnavailable)
+	require.NoError(t, a.Release(ctx(t), "701"), "queued: retried until Redis answers")
+	require.ErrorIs(t, a.flushReleases(ctx(t)), orbit.ErrUnavailable)
 
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer c.Close()
@@ -437,10 +445,11 @@ func TestReleaseWhileUnreachableIsRetried(t *testing.T) {
 	b := l.node("b", Config{Policy: orbit.Lowest, Lease: time.Minute})
 	require.NoError(t, a.Reserve(ctx(t), "701"))
 	l.m.SetError("LOADING") // every command fails, as while Redis is away
-	require.Error(t, a.Release(ctx(t), "701"))
+	require.NoError(t, a.Release(ctx(t), "701"))
+	require.Error(t, a.flushReleases(ctx(t)))
 	l.m.SetError("")
-	require.NoError(t, a.renew(ctx(t)))
-	require.NoError(t, b.Reserve(ctx(t), "701"), "the release went through after the renewal")
+	require.Eventually(t, func() bool { return b.Reserve(ctx(t), "701") == nil }, 5*time.Second, 20*time.Millisecond,
+		"the release goes through once Redis answers")
 }
 
 func TestCheckTable(t *testing.T) {
@@ -459,4 +468,11 @@ func TestCheckTable(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer c.Close()
 	require.ErrorIs(t, CheckTable(ctx(t), Config{Client: c, Ranges: ranges(t, "701-705")}), orbit.ErrUnavailable)
+}
+
+// released releases o and waits until Redis has it (Release returns before).
+func released(t *testing.T, a *Allocator, o orbit.Orbit) {
+	t.Helper()
+	require.NoError(t, a.Release(ctx(t), o))
+	require.NoError(t, a.flushReleases(ctx(t)))
 }

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -155,11 +153,19 @@ func (a *Allocator) renewLoop() {
 	every := a.cfg.Lease / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
+	// Between renewals, reap often enough that a dead node's orbits are
+	// free within about half a second of its lease (CLUSTER.md 6: lease +
+	// 1 s); a reap that finds nobody dead is one sorted-set read.
+	reaper := time.NewTicker(min(every, reapEvery))
+	defer reaper.Stop()
 	var failingSince time.Time
 	for {
 		select {
 		case <-a.stop:
 			return
+		case <-reaper.C:
+			a.reapNow()
+			continue
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), every)
@@ -196,7 +202,6 @@ func (a *Allocator) renew(ctx context.Context) error {
 		if len(reaped) > 0 {
 			a.cfg.Logger.Info("nodes reaped", "cluster", a.cfg.Cluster, "nodes", reaped)
 		}
-		a.retryReleases(ctx, epoch, gen)
 		return nil
 	case redislot.CodeFenced, redislot.CodeReset, redislot.CodeNoTable:
 		return a.recover(ctx, epoch, code)
@@ -205,20 +210,16 @@ func (a *Allocator) renew(ctx context.Context) error {
 	}
 }
 
-// retryReleases releases again the orbits whose release found Redis
-// unreachable.
-func (a *Allocator) retryReleases(ctx context.Context, epoch, gen string) {
-	a.mu.Lock()
-	pending := slices.Sorted(maps.Keys(a.releasing))
-	a.mu.Unlock()
-	for _, o := range pending {
-		err := a.s.release.Run(ctx, a.rdb, a.keys, a.cfg.Node, epoch, gen, string(o)).Err()
-		if err != nil && redislot.ReplyCode(err) == "" {
-			return // unreachable again: next renewal
-		}
-		a.mu.Lock()
-		delete(a.releasing, o)
-		a.mu.Unlock()
+// reapEvery bounds the time between two reaps by this node.
+const reapEvery = 500 * time.Millisecond
+
+// reapNow drops the nodes whose lease ran out.
+func (a *Allocator) reapNow() {
+	ctx, cancel := context.WithTimeout(context.Background(), reapEvery)
+	defer cancel()
+	reaped, err := a.s.reap.Run(ctx, a.rdb, a.keys).StringSlice()
+	if err == nil && len(reaped) > 0 {
+		a.cfg.Logger.Info("nodes reaped", "cluster", a.cfg.Cluster, "nodes", reaped)
 	}
 }
 

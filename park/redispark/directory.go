@@ -69,6 +69,7 @@ type Directory struct {
 	dirty   bool                          // a write failed: write every local call again
 	wake    chan struct{}
 	written string // the incarnation (epoch and generation) the records were written under
+	ownTag  []byte // `"node":"<us>"`, in every message this node publishes
 
 	fmu       sync.Mutex
 	remote    map[orbit.Orbit]park.CallInfo // the other nodes' calls, as last heard
@@ -105,6 +106,8 @@ func New(cfg Config) (*Directory, error) {
 	}
 	epoch, gen := d.orbits.Incarnation()
 	d.written = epoch + "/" + gen
+	d.ownTag, _ = json.Marshal(d.node)
+	d.ownTag = append([]byte(`"node":`), d.ownTag...)
 	d.sub = d.rdb.Subscribe(ctx, d.channel)
 	d.wg.Go(d.follow)
 	d.wg.Go(d.write)
@@ -179,26 +182,55 @@ func (d *Directory) write() {
 			d.wmu.Unlock()
 			continue
 		}
-		for _, e := range batch {
-			if err := d.writeEvent(e); err != nil {
-				d.log.Warn("sharing a park event failed; the node's calls will be written again", "event", e.String(), "err", err)
-				d.wmu.Lock()
-				d.dirty, d.pending = true, nil
-				d.wmu.Unlock()
-				break
-			}
+		if len(batch) == 0 {
+			continue
+		}
+		if err := d.writeEvents(batch); err != nil {
+			d.log.Warn("sharing park events failed; the node's calls will be written again", "events", len(batch), "err", err)
+			d.wmu.Lock()
+			d.dirty, d.pending = true, nil
+			d.wmu.Unlock()
 		}
 	}
 }
 
-// writeEvent stores the record an event leaves and publishes the event.
-func (d *Directory) writeEvent(e park.Event) error {
-	var rec []byte
-	if e.Kind != park.EventEnded {
-		rec, _ = json.Marshal(toRecord(e.Call, d.node))
+// writeEvents stores the records the events leave and publishes them, in
+// order, in one pipeline: under load one round trip carries many events.
+func (d *Directory) writeEvents(batch []park.Event) error {
+	epoch, gen := d.orbits.Incarnation()
+	if epoch == "" {
+		return fmt.Errorf("%w: node %s is not in the cluster", orbit.ErrUnavailable, d.node)
 	}
-	msg, _ := json.Marshal(message{Kind: "event", Node: d.node, Event: toWire(e, d.node)})
-	return d.put(e.Call.Orbit, string(rec), string(msg))
+	ctx, cancel := context.WithTimeout(d.ctx, writeTimeout)
+	defer cancel()
+	for loaded := false; ; loaded = true {
+		pipe := d.rdb.Pipeline()
+		for _, e := range batch {
+			var rec []byte
+			if e.Kind != park.EventEnded {
+				rec, _ = json.Marshal(toRecord(e.Call, d.node))
+			}
+			msg, _ := json.Marshal(message{Kind: "event", Node: d.node, Event: toWire(e, d.node)})
+			d.record.EvalSha(ctx, pipe, d.keys, d.node, epoch, gen, string(e.Call.Orbit), string(rec), string(msg))
+		}
+		cmds, err := pipe.Exec(ctx)
+		if err == nil {
+			return nil
+		}
+		noScript := false
+		for _, c := range cmds {
+			if c.Err() != nil && strings.HasPrefix(c.Err().Error(), "NOSCRIPT") {
+				noScript = true
+			}
+		}
+		if !noScript || loaded {
+			return err
+		}
+		// Redis restarted and forgot the script: load it, send again.
+		if err := d.record.Load(ctx, d.rdb).Err(); err != nil {
+			return err
+		}
+	}
 }
 
 // rewrite writes every call of this node again, then tells the other nodes

@@ -146,15 +146,15 @@ func TestDeadNodesCallsEndLost(t *testing.T) {
 	require.NoError(t, err)
 	eventually(t, "b hears the park", func() bool { _, ok := b.lot.Lookup(call.Orbit()); return ok })
 
-	// a falls silent past its lease; b's next claim reaps it.
+	// a falls silent past its lease; b's reaper drops it.
 	m.SetTime(now.Add(3 * time.Second))
-	o, err := b.alloc.Allocate(ctx)
-	require.NoError(t, err)
-	require.Equal(t, call.Orbit(), o, "a's orbit is free again")
 	eventually(t, "b hears a's call end, lost", func() bool {
 		e, ok := b.heard.last(call.Orbit())
 		return ok && e.Kind == park.EventEnded && e.Outcome == park.Lost
 	})
+	o, err := b.alloc.Allocate(ctx)
+	require.NoError(t, err)
+	require.Equal(t, call.Orbit(), o, "a's orbit is free again")
 	require.NoError(t, b.alloc.Release(ctx, o))
 
 	// a wakes: its orbit was taken, so its lot rings the parker back at

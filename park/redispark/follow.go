@@ -1,6 +1,7 @@
 package redispark
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"slices"
@@ -43,13 +44,13 @@ func (d *Directory) follow() {
 
 // apply takes in one message of another node.
 func (d *Directory) apply(payload []byte) {
+	if bytes.Contains(payload, d.ownTag) {
+		return // our own: every message names its node, and ours we know
+	}
 	m, downOrbits, err := parseMessage(payload)
 	if err != nil {
 		d.log.Warn("lot events: message skipped", "err", err)
 		return
-	}
-	if m.Node == d.node && m.Kind != "node-down" {
-		return // our own
 	}
 	switch m.Kind {
 	case "sync":
@@ -74,9 +75,6 @@ func (d *Directory) apply(payload []byte) {
 // nodeDown ends, for the observers, the calls of a node the scripts
 // dropped: its lease ran out, it rejoined, or it left.
 func (d *Directory) nodeDown(node string, orbits []string) {
-	if node == d.node {
-		return // the allocator tells the lot what this node lost
-	}
 	d.fmu.Lock()
 	var gone []park.CallInfo
 	for o, c := range d.remote {

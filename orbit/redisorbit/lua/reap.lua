@@ -1,0 +1,2 @@
+-- reap: drops every node whose lease ran out; returns their names.
+return reap(now_ms())
