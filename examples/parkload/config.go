@@ -15,14 +15,14 @@ import (
 
 // config is the checked command line.
 type config struct {
-	target    netip.AddrPort
+	target netip.AddrPort
 	// retrieveAt are the nodes of a cluster the cycle mode parks and
 	// retrieves at in turn (-cluster-targets): a call parked at the k-th is
 	// retrieved at the next, so every retrieve crosses nodes. Empty: all
 	// at target.
 	retrieveAt []netip.AddrPort
-	transport string // "udp" or "tcp"
-	mode      string // "cycle", "hold" or "soak"
+	transport  string // "udp" or "tcp"
+	mode       string // "cycle", "hold" or "soak"
 
 	workers  int
 	duration time.Duration
