@@ -206,11 +206,15 @@ func (d *Directory) writeEvents(batch []park.Event) error {
 	for loaded := false; ; loaded = true {
 		pipe := d.rdb.Pipeline()
 		for _, e := range batch {
-			var rec []byte
-			if e.Kind != park.EventEnded {
-				rec, _ = json.Marshal(toRecord(e.Call, d.node))
-			}
 			msg, _ := json.Marshal(message{Kind: "event", Node: d.node, Event: toWire(e, d.node)})
+			if e.Kind == park.EventEnded {
+				// The orbit's release deletes the record (in the same script
+				// that frees it); an end is told whoever holds the orbit now,
+				// since watchers match it by park ID. So a plain PUBLISH.
+				pipe.Publish(ctx, d.channel, msg)
+				continue
+			}
+			rec, _ := json.Marshal(toRecord(e.Call, d.node))
 			d.record.EvalSha(ctx, pipe, d.keys, d.node, epoch, gen, string(e.Call.Orbit), string(rec), string(msg))
 		}
 		cmds, err := pipe.Exec(ctx)
