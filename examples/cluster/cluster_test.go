@@ -5,7 +5,6 @@ package cluster_test
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -38,14 +37,6 @@ func nodeWithLease(t *testing.T, bin string, redisSrv *redistest.Server, i int, 
 	return p
 }
 
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 func TestKamailioInFrontOfThreeParkServers(t *testing.T) {
 	kamailio := interop.RequireTool(t, "kamailio", "kamailio")
 	interop.RequireTool(t, "baresip", "baresip")
@@ -60,7 +51,7 @@ func TestKamailioInFrontOfThreeParkServers(t *testing.T) {
 		entries += "1 sip:" + n.Addr + "\n"
 	}
 	require.NoError(t, os.WriteFile(list, []byte(entries), 0o644))
-	proxy := fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
+	proxy := fmt.Sprintf("127.0.0.1:%d", proctest.FreeUDPPort(t))
 	kam := proctest.Start(t, kamailio, "-f", "kamailio.cfg", "-DD", "-E", "-Y", dir,
 		"-A", "LISTEN=udp:"+proxy, "-A", `DISPATCHER_LIST="`+list+`"`)
 	kam.WaitLine("udp: 127.0.0.1", 10*time.Second)
@@ -100,13 +91,7 @@ func TestKamailioInFrontOfThreeParkServers(t *testing.T) {
 		bob.Do("dial", "sip:"+orbit+"@"+proxy)
 		bob.WaitEvent(bi, "CALL_ESTABLISHED", orbit, 15*time.Second)
 		parkedOn.WaitLine("msg=retrieved", 10*time.Second, "orbit="+orbit)
-		aBefore, _ := alice.RTPCounts()
-		bBefore, _ := bob.RTPCounts()
-		softphone.WaitFor(t, 10*time.Second, "they hear each other", func() bool {
-			aRx, _ := alice.RTPCounts()
-			bRx, _ := bob.RTPCounts()
-			return aRx >= aBefore+50 && bRx >= bBefore+50
-		})
+		softphone.BothWays(t, alice, bob)
 		bob.Do("hangup", "")
 		alice.WaitEvent(ai, "CALL_CLOSED", "", 10*time.Second)
 		return parkedOn

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,16 +37,6 @@ func runParkServer(t *testing.T, args ...string) *parkServerProcess {
 	return p
 }
 
-// freeUDPPort returns a loopback UDP port nobody uses right now (SIPp needs
-// its ports named).
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // sipp runs one SIPp scenario from testdata/sipp to completion and returns
 // what it logged with <log>.
 type sippRun struct {
@@ -59,7 +48,7 @@ type sippRun struct {
 
 func startSIPp(t *testing.T, server, scenario, service string, extra ...string) *sippRun {
 	t.Helper()
-	return startSIPpAt(t, server, scenario, service, freeUDPPort(t), extra...)
+	return startSIPpAt(t, server, scenario, service, proctest.FreeUDPPort(t), extra...)
 }
 
 // startSIPpAt runs a scenario with SIPp's SIP port fixed (a UAS that the
@@ -72,7 +61,7 @@ func startSIPpAt(t *testing.T, server, scenario, service string, port int, extra
 	args := []string{server,
 		"-sf", filepath.Join("testdata", "sipp", scenario),
 		"-s", service,
-		"-i", "127.0.0.1", "-p", fmt.Sprint(port), "-mp", fmt.Sprint(freeUDPPort(t)),
+		"-i", "127.0.0.1", "-p", fmt.Sprint(port), "-mp", fmt.Sprint(proctest.FreeUDPPort(t)),
 		"-nostdin", "-timeout", "40s", "-timeout_error",
 		"-trace_err", "-error_file", filepath.Join(dir, "errors"),
 		"-trace_logs", "-log_file", logFile,
@@ -170,7 +159,7 @@ func TestSIPpRecallToParker(t *testing.T) {
 		t.Skip("waits out Lync Server 2013's 10 s minimum pickup timeout")
 	}
 	srv := startParkServer(t, "-timeout", "10s", "-recall-ring", "5s")
-	parkerPort := freeUDPPort(t)
+	parkerPort := proctest.FreeUDPPort(t)
 	parkerURI := fmt.Sprintf("sip:parker@127.0.0.1:%d", parkerPort)
 	parker := startSIPpAt(t, srv.Addr, "parker.xml", "parker", parkerPort, "-m", "2")
 	parked := startSIPp(t, srv.Addr, "park-referred.xml", "700", "-key", "parker", parkerURI)

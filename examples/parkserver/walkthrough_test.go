@@ -47,7 +47,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	bob.Do("dial", "sip:701@127.0.0.1")
 	bi := bob.WaitEvent(0, "CALL_ESTABLISHED", "701", 10*time.Second)
 	srv.WaitLine("msg=retrieved", 10*time.Second, "orbit=701", "retriever=sip:bob@127.0.0.1:5073")
-	bothWays(t, alice, bob)
+	softphone.BothWays(t, alice, bob)
 
 	// Step 5: bob transfers alice to the park extension: 702 (701, freed
 	// just now, is reused last); bob is the parker.
@@ -60,7 +60,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	srv.WaitLine("msg=recall", 15*time.Second, "orbit=702")
 	bob.WaitEvent(bi, "CALL_ESTABLISHED", "702", 10*time.Second)
 	srv.WaitLine("msg=recalled", 10*time.Second, "orbit=702")
-	bothWays(t, alice, bob)
+	softphone.BothWays(t, alice, bob)
 
 	// Step 6: a hang-up ends both sides; Ctrl-C ends the server, exit 0.
 	bob.Do("hangup", "")
@@ -73,17 +73,4 @@ func TestREADMEWalkthrough(t *testing.T) {
 		t.Fatal("the server did not exit on Ctrl-C")
 	}
 	require.NoError(t, srv.Err)
-}
-
-// bothWays waits until each phone's received count has risen by a second
-// of audio.
-func bothWays(t *testing.T, a, b *softphone.Baresip) {
-	t.Helper()
-	aBefore, _ := a.RTPCounts()
-	bBefore, _ := b.RTPCounts()
-	softphone.WaitFor(t, 10*time.Second, "they hear each other", func() bool {
-		aRx, _ := a.RTPCounts()
-		bRx, _ := b.RTPCounts()
-		return aRx >= aBefore+50 && bRx >= bBefore+50
-	})
 }

@@ -7,6 +7,7 @@ package proctest
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,4 +178,16 @@ func (p *Process) WaitLogged(timeout time.Duration, what string, cond func(lines
 			p.t.Fatalf("%s never logged %s", p.Name, what)
 		}
 	}
+}
+
+// FreeUDPPort returns a loopback UDP port nobody uses right now, for a
+// program that must be told its port (SIPp, Kamailio).
+func FreeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
 }

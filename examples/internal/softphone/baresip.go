@@ -276,3 +276,16 @@ var (
 	rcvdCount = regexp.MustCompile(`rcvd=(\d+)`)
 	txCount   = regexp.MustCompile(`TX: packets=(\d+)`)
 )
+
+// BothWays waits until each phone's received count has risen by a second
+// of audio: the two hear each other.
+func BothWays(t testing.TB, a, b *Baresip) {
+	t.Helper()
+	aBefore, _ := a.RTPCounts()
+	bBefore, _ := b.RTPCounts()
+	WaitFor(t, 10*time.Second, "they hear each other", func() bool {
+		aRx, _ := a.RTPCounts()
+		bRx, _ := b.RTPCounts()
+		return aRx >= aBefore+50 && bRx >= bBefore+50
+	})
+}
