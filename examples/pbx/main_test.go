@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/callpark/callpark/internal/redistest"
+	"github.com/callpark/callpark/orbit"
+	"github.com/callpark/callpark/orbit/redisorbit"
 	"github.com/stretchr/testify/require"
 )
 
@@ -60,4 +64,25 @@ func TestBadFlagsExit2WithOneLineNamingTheFlag(t *testing.T) {
 			require.Contains(t, msg, tt.flag)
 		})
 	}
+}
+
+// The PBX takes the cluster flags as the park server does: -check reaches
+// Redis and compares the cluster's orbit table with -orbits.
+func TestCheckComparesTheClusterTable(t *testing.T) {
+	srv := redistest.Start(t)
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, run([]string{"-check", "-redis", srv.URL()}, &out, &errOut), errOut.String())
+	require.Contains(t, out.String(), "redis       "+srv.URL())
+	require.Contains(t, out.String(), "not stored yet")
+
+	r, err := orbit.ParseRange("801-899")
+	require.NoError(t, err)
+	a, err := redisorbit.New(context.Background(), redisorbit.Config{Client: srv.Client(), Node: "other", Ranges: []orbit.Range{r}})
+	require.NoError(t, err)
+	defer a.Close(context.Background())
+	out.Reset()
+	errOut.Reset()
+	require.Equal(t, 2, run([]string{"-check", "-redis", srv.URL()}, &out, &errOut))
+	require.Contains(t, errOut.String(), `"801-899"`)
+	require.Contains(t, errOut.String(), `"701-799"`)
 }

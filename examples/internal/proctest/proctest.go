@@ -7,6 +7,7 @@ package proctest
 import (
 	"bufio"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -180,14 +181,28 @@ func (p *Process) WaitLogged(timeout time.Duration, what string, cond func(lines
 	}
 }
 
-// FreeUDPPort returns a loopback UDP port nobody uses right now, for a
-// program that must be told its port (SIPp, Kamailio).
+// FreeUDPPort returns a loopback UDP port, with the one above it, that
+// nobody uses right now, for a program that must be told its port (SIPp,
+// Kamailio). It is taken from 9000-9999, below Linux's ephemeral ports
+// (32768-60999) where other tests' sockets land at random, and apart from
+// the RTP ranges the tests give servers and phones.
 func FreeUDPPort(t testing.TB) int {
 	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
+	start := rand.IntN(500)
+	for k := range 500 {
+		port := 9000 + 2*((start+k)%500)
+		a, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err != nil {
+			continue
+		}
+		b, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		return port
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	t.Fatal("no free UDP port pair in 9000-9999")
+	return 0
 }
