@@ -43,10 +43,16 @@
 //   - Shutdown drains: new parks get 503, parked calls are recalled at
 //     once, and relayed calls go on until their parties hang up or the
 //     context ends.
+//   - In a cluster (a lot with park.Config.Cluster, several nodes on one
+//     Redis), a retrieve for a call parked on another node is forwarded
+//     to that node as a stateful proxy without Record-Route, or answered
+//     302 (EngineConfig.CrossNode); a node that does not answer is 480,
+//     and a shared lot that cannot be reached is 503 with Retry-After.
 //
 // Lot errors become status codes here and nowhere else: a full lot or an
-// occupied orbit is 486, an unknown or empty orbit 404, a shutting-down lot
-// or no free RTP port 503, an offer without G.711 488.
+// occupied orbit is 486, an unknown or empty orbit 404, a shutting-down lot,
+// an unreachable shared lot or no free RTP port 503, an offer without G.711
+// 488.
 //
 // Under load, sipgo's transaction timers decide much of the memory: a
 // program serving a thousand calls a second should shorten Timers L and M
