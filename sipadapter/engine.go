@@ -68,6 +68,13 @@ type EngineConfig struct {
 	// the lot's cluster (park.Config.Cluster) reaches it: forwarded
 	// (CrossNodeProxy, the default) or redirected (CrossNodeRedirect).
 	CrossNode CrossNode
+	// TrustForwarded says whether a retrieve another node forwarded here
+	// (CrossNodeProxy) comes from a node of the cluster, whose Admit has
+	// already named the caller: such an INVITE is not handed to Admit
+	// again (a PBX's digest challenge could not be answered: the phone's
+	// credentials were for the node it called), and its From names the
+	// party. Nil hands every INVITE to Admit.
+	TrustForwarded func(src netip.AddrPort) bool
 
 	// What a host adds to the engine, each optional: a park server needs
 	// none, a PBX all three.

@@ -29,8 +29,11 @@ func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 		e.reply(req, tx, sip.StatusLoopDetected, "Loop Detected")
 		return
 	}
-	party, ok := e.admit(req, tx)
-	if !ok {
+	party, ok := "", false
+	if req.GetHeader(forwardedHeader) != nil && e.isOrbit(orbit.Orbit(URIUser(req.Recipient))) &&
+		e.cfg.TrustForwarded != nil && e.cfg.TrustForwarded(requestSource(req)) {
+		party, ok = fromURI(req), true // admitted by the node that forwarded it
+	} else if party, ok = e.admit(req, tx); !ok {
 		return
 	}
 	user := URIUser(req.Recipient)

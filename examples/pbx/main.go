@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"time"
 
@@ -105,6 +106,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		RTPPortMax:    set.RTPPortMax,
 		Logger:        logger,
 		CrossNode:     cs.CrossNode,
+		TrustForwarded: func(src netip.AddrPort) bool {
+			return cluster != nil && cluster.TrustForwarded(src)
+		},
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "pbx:", err)

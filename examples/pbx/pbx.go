@@ -48,6 +48,10 @@ type Config struct {
 	// CrossNode is how a retrieve of a call parked on another node of the
 	// lot's cluster (Park.Cluster, -redis) reaches it.
 	CrossNode sipadapter.CrossNode
+	// TrustForwarded tells a retrieve forwarded by another node of the
+	// cluster, which authenticated the caller, from one a phone sent: see
+	// sipadapter.EngineConfig.TrustForwarded.
+	TrustForwarded func(src netip.AddrPort) bool
 }
 
 // pbxRealm is the digest realm phones are challenged in.
@@ -84,8 +88,8 @@ type PBX struct {
 
 // NewPBX validates cfg and builds the PBX and its lot; Listen starts it.
 func NewPBX(cfg Config) (*PBX, error) {
-	if cfg.Park.Dialer != nil || cfg.Park.Orbits != nil {
-		return nil, errors.New("pbx: Config.Park.Dialer and Config.Park.Orbits must be nil: the PBX supplies them")
+	if cfg.Park.Dialer != nil {
+		return nil, errors.New("pbx: Config.Park.Dialer must be nil: the PBX rings recalls itself")
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:5060"
@@ -212,18 +216,19 @@ func (p *PBX) Listen(ctx context.Context) error {
 		Addr:   p.addr,
 		// Delayed offer stays off: a call between extensions offers the
 		// caller's codec to the callee.
-		Ports:         p.ports,
-		MediaIP:       p.mediaIP,
-		ContactUser:   "pbx",
-		ParkExtension: p.cfg.ParkExtension,
-		Orbits:        p.table,
-		RingTime:      p.cfg.RingTimeout,
-		Logger:        p.log,
-		Admit:         p.admit,
-		Calls:         p.call,
-		Locate:        p.locate,
-		Allow:         []string{"REGISTER", "NOTIFY"},
-		CrossNode:     p.cfg.CrossNode,
+		Ports:          p.ports,
+		MediaIP:        p.mediaIP,
+		ContactUser:    "pbx",
+		ParkExtension:  p.cfg.ParkExtension,
+		Orbits:         p.table,
+		RingTime:       p.cfg.RingTimeout,
+		Logger:         p.log,
+		Admit:          p.admit,
+		Calls:          p.call,
+		Locate:         p.locate,
+		Allow:          []string{"REGISTER", "NOTIFY"},
+		CrossNode:      p.cfg.CrossNode,
+		TrustForwarded: p.cfg.TrustForwarded,
 	})
 	if err != nil {
 		stack.Close()

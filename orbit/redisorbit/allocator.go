@@ -340,6 +340,25 @@ func (a *Allocator) SetAdvertise(ctx context.Context, addr string) error {
 	return nil // fenced: the next join writes it
 }
 
+// Peer is a live node of the cluster and the SIP address it advertises.
+type Peer struct {
+	Node      string
+	Advertise string
+}
+
+// Peers returns the live nodes of the cluster, this one included.
+func (a *Allocator) Peers(ctx context.Context) ([]Peer, error) {
+	flat, err := a.s.peers.Run(ctx, a.rdb, a.keys).StringSlice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, a.unavailable(ctx, err)
+	}
+	peers := make([]Peer, 0, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		peers = append(peers, Peer{Node: flat[i], Advertise: flat[i+1]})
+	}
+	return peers, nil
+}
+
 // Holder says which live node holds o and the SIP address it advertised;
 // ok is false when o is free or its holder's lease has run out.
 func (a *Allocator) Holder(ctx context.Context, o orbit.Orbit) (node, advertise string, ok bool, err error) {

@@ -476,3 +476,12 @@ func released(t *testing.T, a *Allocator, o orbit.Orbit) {
 	require.NoError(t, a.Release(ctx(t), o))
 	require.NoError(t, a.flushReleases(ctx(t)))
 }
+
+func TestPeers(t *testing.T) {
+	l := newLot(t)
+	a := l.node("a", Config{Advertise: "10.0.0.1:5060"})
+	l.node("b", Config{Advertise: "10.0.0.2:5060"})
+	peers, err := a.Peers(ctx(t))
+	require.NoError(t, err)
+	require.ElementsMatch(t, []Peer{{"a", "10.0.0.1:5060"}, {"b", "10.0.0.2:5060"}}, peers)
+}

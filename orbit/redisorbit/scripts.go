@@ -17,7 +17,7 @@ var luaFiles embed.FS
 // them). Every claim, release and lease change happens inside one script,
 // never as a read followed by a write.
 type scripts struct {
-	init, join, renew, allocate, reserve, release, reassert, leave, holder, advertise, reap *redis.Script
+	init, join, renew, allocate, reserve, release, reassert, leave, holder, advertise, reap, peers *redis.Script
 }
 
 func loadScripts() scripts {
@@ -40,5 +40,6 @@ func loadScripts() scripts {
 		holder:    s("holder"),
 		advertise: s("advertise"),
 		reap:      s("reap"),
+		peers:     s("peers"),
 	}
 }

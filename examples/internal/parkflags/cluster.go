@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -131,6 +132,10 @@ type Cluster struct {
 	client     *redis.Client
 	lot        atomic.Pointer[park.Lot]
 	advertised bool // -advertise, or -listen with a port: known before listening
+
+	peersMu sync.Mutex
+	peersAt time.Time
+	peerIPs map[netip.Addr]bool
 }
 
 // Join connects to Redis and joins the lot. A node given other orbits or
@@ -171,6 +176,30 @@ func (c *Cluster) Listening(addr netip.AddrPort) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return c.Orbits.SetAdvertise(ctx, addr.String())
+}
+
+// TrustForwarded reports whether src's IP is one a live node of the cluster
+// advertises (refreshed from Redis at most once a second), for
+// sipadapter.EngineConfig.TrustForwarded. An -advertise given as a host
+// name is not trusted: name nodes by IP address.
+func (c *Cluster) TrustForwarded(src netip.AddrPort) bool {
+	c.peersMu.Lock()
+	defer c.peersMu.Unlock()
+	if time.Since(c.peersAt) > time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		peers, err := c.Orbits.Peers(ctx)
+		cancel()
+		if err == nil {
+			c.peerIPs = make(map[netip.Addr]bool, len(peers))
+			for _, p := range peers {
+				if ap, err := netip.ParseAddrPort(p.Advertise); err == nil {
+					c.peerIPs[ap.Addr().Unmap()] = true
+				}
+			}
+			c.peersAt = time.Now()
+		}
+	}
+	return c.peerIPs[src.Addr().Unmap()]
 }
 
 // Apply puts the cluster into a lot's configuration.
