@@ -71,6 +71,10 @@ type Directory struct {
 	written string // the incarnation (epoch and generation) the records were written under
 	ownTag  []byte // `"node":"<us>"`, in every message this node publishes
 
+	pmu     sync.Mutex
+	peers   map[string]string // node -> advertised address (peerAddr)
+	peersAt time.Time
+
 	fmu       sync.Mutex
 	remote    map[orbit.Orbit]park.CallInfo // the other nodes' calls, as last heard
 	followers []*park.Observer
@@ -269,8 +273,21 @@ func (d *Directory) put(o orbit.Orbit, rec, msg string) error {
 }
 
 // Locate says which other node holds o now and its advertised address.
+//
+// A call this node has heard of is answered from what it heard and the
+// nodes' addresses it read at most a second ago, without a round trip: if
+// that call has just left, its node answers the forwarded retrieve 404 as
+// the holder would. Any other orbit is asked of Redis.
 func (d *Directory) Locate(ctx context.Context, o orbit.Orbit) (node, addr string, err error) {
-	node, addr, ok, err := d.orbits.Holder(ctx, o)
+	d.fmu.Lock()
+	heard, ok := d.remote[o]
+	d.fmu.Unlock()
+	if ok {
+		if addr := d.peerAddr(ctx, heard.Node); addr != "" {
+			return heard.Node, addr, nil
+		}
+	}
+	node, addr, ok, err = d.orbits.Holder(ctx, o)
 	if err != nil {
 		return "", "", err
 	}
@@ -278,6 +295,23 @@ func (d *Directory) Locate(ctx context.Context, o orbit.Orbit) (node, addr strin
 		return "", "", fmt.Errorf("orbit %s: %w", o, park.ErrNotParked)
 	}
 	return node, addr, nil
+}
+
+// peerAddr returns the address a live node advertises, from the list of
+// nodes read from Redis at most a second ago; "" when unknown.
+func (d *Directory) peerAddr(ctx context.Context, node string) string {
+	d.pmu.Lock()
+	defer d.pmu.Unlock()
+	if time.Since(d.peersAt) > time.Second {
+		if peers, err := d.orbits.Peers(ctx); err == nil {
+			d.peers = make(map[string]string, len(peers))
+			for _, p := range peers {
+				d.peers[p.Node] = p.Advertise
+			}
+			d.peersAt = time.Now()
+		}
+	}
+	return d.peers[node]
 }
 
 // Calls returns the other nodes' calls as last heard, oldest first.
