@@ -30,6 +30,10 @@ type Cluster interface {
 	// with CallInfo.Node set. It does not wait for the network.
 	Calls() []CallInfo
 
+	// Lookup returns the call parked in o on another node as last heard,
+	// as Calls would list it; it does not wait for the network either.
+	Lookup(o orbit.Orbit) (CallInfo, bool)
+
 	// Locate asks the cluster which other node holds orbit o now and the
 	// address that node takes requests on (a SIP host:port): the answer
 	// a retrieve at this node needs to reach the call. It returns an
@@ -64,21 +68,25 @@ func (e *ElsewhereError) Unwrap() error { return ErrElsewhere }
 // ErrUnknownOrbit, ErrNotAuthorized, orbit.ErrUnavailable). A SIP host asks
 // before it answers the retriever, so that a retrieve for another node is
 // sent there instead.
+//
+// Config.AuthorizeRetrieve is asked here only when the answer is not nil,
+// before the orbit says anything, as Retrieve asks it: a call waiting in
+// this lot is left to the Retrieve that follows, so the hook runs once.
 func (l *Lot) Locate(ctx context.Context, req RetrieveRequest) error {
-	if err := l.authorizeRetrieve(ctx, req); err != nil {
-		return err
-	}
-	if !l.knows(req.Orbit) {
-		return fmt.Errorf("orbit %q: %w", req.Orbit, ErrUnknownOrbit)
-	}
 	l.mu.Lock()
 	c := l.byOrbit[req.Orbit]
 	l.mu.Unlock()
-	if c != nil {
-		if req.ParkID != "" && req.ParkID != c.id {
-			return fmt.Errorf("orbit %s holds park ID %s, not %s: %w", req.Orbit, c.id, req.ParkID, ErrStale)
-		}
+	if c != nil && (req.ParkID == "" || req.ParkID == c.id) {
 		return nil
+	}
+	if err := l.authorizeRetrieve(ctx, req); err != nil {
+		return err
+	}
+	if c != nil {
+		return fmt.Errorf("orbit %s holds park ID %s, not %s: %w", req.Orbit, c.id, req.ParkID, ErrStale)
+	}
+	if !l.knows(req.Orbit) {
+		return fmt.Errorf("orbit %q: %w", req.Orbit, ErrUnknownOrbit)
 	}
 	return l.locate(ctx, req.Orbit)
 }
@@ -100,10 +108,5 @@ func (l *Lot) remoteLookup(o orbit.Orbit) (CallInfo, bool) {
 	if l.cfg.Cluster == nil {
 		return CallInfo{}, false
 	}
-	for _, c := range l.cfg.Cluster.Calls() {
-		if c.Orbit == o {
-			return c, true
-		}
-	}
-	return CallInfo{}, false
+	return l.cfg.Cluster.Lookup(o)
 }

@@ -57,6 +57,13 @@ func (c *testCluster) Calls() []CallInfo {
 	return out
 }
 
+func (c *testCluster) Lookup(o orbit.Orbit) (CallInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ci, ok := c.remote[o]
+	return ci, ok
+}
+
 func (c *testCluster) Locate(_ context.Context, o orbit.Orbit) (string, string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -38,6 +38,10 @@ type Allocator struct {
 	releasing  map[orbit.Orbit]struct{} // released, not yet in Redis (releaseLoop)
 	closed     bool
 
+	peersMu sync.Mutex // RecentPeers' list and when it was read
+	peers   []Peer
+	peersAt time.Time
+
 	recoverMu   sync.Mutex    // one recovery at a time
 	wakeRelease chan struct{} // a release is pending
 	stop        chan struct{}
@@ -58,9 +62,6 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
-	}
-	if len(cfg.Ranges) == 0 {
-		return nil, &ConfigError{"Ranges", "[]", "at least one range is required"}
 	}
 	// The in-memory allocator applies every rule about ranges and policy.
 	if _, err := orbit.NewMemoryAllocator(cfg.Ranges, orbit.MemoryOptions{Policy: cfg.Policy}); err != nil {
@@ -101,9 +102,6 @@ func CheckTable(ctx context.Context, cfg Config) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return err
-	}
-	if len(cfg.Ranges) == 0 {
-		return &ConfigError{"Ranges", "[]", "at least one range is required"}
 	}
 	spec := specOf(cfg.Ranges)
 	have, err := cfg.Client.HMGet(ctx, redislot.Prefix(cfg.Cluster)+":config", "orbits", "policy").Result()
@@ -359,6 +357,24 @@ func (a *Allocator) Peers(ctx context.Context) ([]Peer, error) {
 	return peers, nil
 }
 
+// recentPeersAge is how old a list of peers RecentPeers hands out may be.
+const recentPeersAge = time.Second
+
+// RecentPeers returns the live nodes as read from Redis at most a second
+// ago, for callers on a request's path (where a retrieve goes, whom to
+// trust): one read a second however many ask. While Redis cannot be
+// reached it returns the last list read.
+func (a *Allocator) RecentPeers(ctx context.Context) []Peer {
+	a.peersMu.Lock()
+	defer a.peersMu.Unlock()
+	if time.Since(a.peersAt) > recentPeersAge {
+		if peers, err := a.Peers(ctx); err == nil {
+			a.peers, a.peersAt = peers, time.Now()
+		}
+	}
+	return a.peers
+}
+
 // Holder says which live node holds o and the SIP address it advertised;
 // ok is false when o is free or its holder's lease has run out.
 func (a *Allocator) Holder(ctx context.Context, o orbit.Orbit) (node, advertise string, ok bool, err error) {
@@ -439,6 +455,3 @@ func (a *Allocator) heldOrbits() []orbit.Orbit {
 	defer a.mu.Unlock()
 	return slices.Sorted(maps.Keys(a.held))
 }
-
-// since is time.Since, kept apart for the renewal loop's log lines.
-func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }

@@ -118,6 +118,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Lease < MinLease || c.Lease > MaxLease {
 		return c, &ConfigError{"Lease", c.Lease, fmt.Sprintf("must be between %v and %v", MinLease, MaxLease)}
 	}
+	if len(c.Ranges) == 0 {
+		return c, &ConfigError{"Ranges", "[]", "at least one range is required"}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

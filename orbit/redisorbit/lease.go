@@ -146,16 +146,16 @@ func (a *Allocator) lose(lost []orbit.Orbit, code string) {
 	}
 }
 
-// renewLoop renews the lease every third of it; each renewal also reaps
-// the nodes whose lease ran out. A failed renewal is retried at the next
+// renewLoop renews the lease every third of it, and reaps the nodes whose
+// lease ran out every reapEvery. A failed renewal is retried at the next
 // tick: the lease outlives two missed ones.
 func (a *Allocator) renewLoop() {
 	every := a.cfg.Lease / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
-	// Between renewals, reap often enough that a dead node's orbits are
-	// free within about half a second of its lease (CLUSTER.md 6: lease +
-	// 1 s); a reap that finds nobody dead is one sorted-set read.
+	// Reap often enough that a dead node's orbits are free within about
+	// half a second of its lease (CLUSTER.md 6: lease + 1 s); a reap that
+	// finds nobody dead is one sorted-set read.
 	reaper := time.NewTicker(min(every, reapEvery))
 	defer reaper.Stop()
 	var failingSince time.Time
@@ -173,7 +173,7 @@ func (a *Allocator) renewLoop() {
 		cancel()
 		switch {
 		case err == nil && !failingSince.IsZero():
-			a.cfg.Logger.Info("Redis reachable again", "cluster", a.cfg.Cluster, "after", since(failingSince))
+			a.cfg.Logger.Info("Redis reachable again", "cluster", a.cfg.Cluster, "after", time.Since(failingSince).Round(time.Millisecond))
 			failingSince = time.Time{}
 		case err != nil && failingSince.IsZero():
 			failingSince = time.Now()
@@ -193,14 +193,11 @@ func (a *Allocator) renew(ctx context.Context) error {
 		// Never joined, or a recovery failed: try again from the start.
 		return a.recover(ctx, "", redislot.CodeReset)
 	}
-	reaped, err := a.s.renew.Run(ctx, a.rdb, a.keys, a.cfg.Node, epoch, gen, a.cfg.Lease.Milliseconds()).StringSlice()
+	err := a.s.renew.Run(ctx, a.rdb, a.keys, a.cfg.Node, epoch, gen, a.cfg.Lease.Milliseconds()).Err()
 	switch code := redislot.ReplyCode(err); code {
 	case "":
-		if err != nil && !errors.Is(err, redis.Nil) {
+		if err != nil {
 			return a.unavailable(ctx, err)
-		}
-		if len(reaped) > 0 {
-			a.cfg.Logger.Info("nodes reaped", "cluster", a.cfg.Cluster, "nodes", reaped)
 		}
 		return nil
 	case redislot.CodeFenced, redislot.CodeReset, redislot.CodeNoTable:

@@ -71,10 +71,6 @@ type Directory struct {
 	written string // the incarnation (epoch and generation) the records were written under
 	ownTag  []byte // `"node":"<us>"`, in every message this node publishes
 
-	pmu     sync.Mutex
-	peers   map[string]string // node -> advertised address (peerAddr)
-	peersAt time.Time
-
 	fmu       sync.Mutex
 	remote    map[orbit.Orbit]park.CallInfo // the other nodes' calls, as last heard
 	followers []*park.Observer
@@ -201,6 +197,47 @@ func (d *Directory) write() {
 // writeEvents stores the records the events leave and publishes them, in
 // order, in one pipeline: under load one round trip carries many events.
 func (d *Directory) writeEvents(batch []park.Event) error {
+	writes := make([]write, 0, len(batch))
+	for _, e := range batch {
+		msg, _ := json.Marshal(message{Kind: "event", Node: d.node, Event: toWire(e, d.node)})
+		if e.Kind == park.EventEnded {
+			// The orbit's release deletes the record (in the same script
+			// that frees it); an end is told whoever holds the orbit now,
+			// since watchers match it by park ID. So a plain PUBLISH.
+			writes = append(writes, write{msg: string(msg)})
+			continue
+		}
+		rec, _ := json.Marshal(toRecord(e.Call, d.node))
+		writes = append(writes, write{orbit: e.Call.Orbit, rec: string(rec), msg: string(msg)})
+	}
+	return d.send(writes)
+}
+
+// rewrite writes every call of this node again, then tells the other nodes
+// to read the lot afresh.
+func (d *Directory) rewrite() error {
+	d.wmu.Lock()
+	writes := make([]write, 0, len(d.local)+1)
+	for _, c := range d.local {
+		rec, _ := json.Marshal(toRecord(c, d.node))
+		writes = append(writes, write{orbit: c.Orbit, rec: string(rec)})
+	}
+	d.wmu.Unlock()
+	sync, _ := json.Marshal(message{Kind: "sync", Node: d.node})
+	return d.send(append(writes, write{msg: string(sync)}))
+}
+
+// write is one step of send: the record script for orbit (storing rec,
+// fenced, and publishing msg if any), or with no orbit a plain PUBLISH of
+// msg.
+type write struct {
+	orbit    orbit.Orbit
+	rec, msg string
+}
+
+// send makes the writes, in order, in one pipeline under this node's
+// incarnation.
+func (d *Directory) send(writes []write) error {
 	epoch, gen := d.orbits.Incarnation()
 	if epoch == "" {
 		return fmt.Errorf("%w: node %s is not in the cluster", orbit.ErrUnavailable, d.node)
@@ -209,17 +246,12 @@ func (d *Directory) writeEvents(batch []park.Event) error {
 	defer cancel()
 	for loaded := false; ; loaded = true {
 		pipe := d.rdb.Pipeline()
-		for _, e := range batch {
-			msg, _ := json.Marshal(message{Kind: "event", Node: d.node, Event: toWire(e, d.node)})
-			if e.Kind == park.EventEnded {
-				// The orbit's release deletes the record (in the same script
-				// that frees it); an end is told whoever holds the orbit now,
-				// since watchers match it by park ID. So a plain PUBLISH.
-				pipe.Publish(ctx, d.channel, msg)
+		for _, w := range writes {
+			if w.orbit == "" {
+				pipe.Publish(ctx, d.channel, w.msg)
 				continue
 			}
-			rec, _ := json.Marshal(toRecord(e.Call, d.node))
-			d.record.EvalSha(ctx, pipe, d.keys, d.node, epoch, gen, string(e.Call.Orbit), string(rec), string(msg))
+			d.record.EvalSha(ctx, pipe, d.keys, d.node, epoch, gen, string(w.orbit), w.rec, w.msg)
 		}
 		cmds, err := pipe.Exec(ctx)
 		if err == nil {
@@ -241,53 +273,21 @@ func (d *Directory) writeEvents(batch []park.Event) error {
 	}
 }
 
-// rewrite writes every call of this node again, then tells the other nodes
-// to read the lot afresh.
-func (d *Directory) rewrite() error {
-	d.wmu.Lock()
-	calls := make([]park.CallInfo, 0, len(d.local))
-	for _, c := range d.local {
-		calls = append(calls, c)
-	}
-	d.wmu.Unlock()
-	for _, c := range calls {
-		rec, _ := json.Marshal(toRecord(c, d.node))
-		if err := d.put(c.Orbit, string(rec), ""); err != nil {
-			return err
-		}
-	}
-	msg, _ := json.Marshal(message{Kind: "sync", Node: d.node})
-	ctx, cancel := context.WithTimeout(d.ctx, writeTimeout)
-	defer cancel()
-	return d.rdb.Publish(ctx, d.channel, msg).Err()
-}
-
-func (d *Directory) put(o orbit.Orbit, rec, msg string) error {
-	epoch, gen := d.orbits.Incarnation()
-	if epoch == "" {
-		return fmt.Errorf("%w: node %s is not in the cluster", orbit.ErrUnavailable, d.node)
-	}
-	ctx, cancel := context.WithTimeout(d.ctx, writeTimeout)
-	defer cancel()
-	return d.record.Run(ctx, d.rdb, d.keys, d.node, epoch, gen, string(o), rec, msg).Err()
-}
-
 // Locate says which other node holds o now and its advertised address.
 //
 // A call this node has heard of is answered from what it heard and the
 // nodes' addresses it read at most a second ago, without a round trip: if
 // that call has just left, its node answers the forwarded retrieve 404 as
 // the holder would. Any other orbit is asked of Redis.
-func (d *Directory) Locate(ctx context.Context, o orbit.Orbit) (node, addr string, err error) {
-	d.fmu.Lock()
-	heard, ok := d.remote[o]
-	d.fmu.Unlock()
-	if ok {
-		if addr := d.peerAddr(ctx, heard.Node); addr != "" {
-			return heard.Node, addr, nil
+func (d *Directory) Locate(ctx context.Context, o orbit.Orbit) (string, string, error) {
+	if heard, ok := d.Lookup(o); ok {
+		for _, p := range d.orbits.RecentPeers(ctx) {
+			if p.Node == heard.Node && p.Advertise != "" {
+				return p.Node, p.Advertise, nil
+			}
 		}
 	}
-	node, addr, ok, err = d.orbits.Holder(ctx, o)
+	node, addr, ok, err := d.orbits.Holder(ctx, o)
 	if err != nil {
 		return "", "", err
 	}
@@ -295,23 +295,6 @@ func (d *Directory) Locate(ctx context.Context, o orbit.Orbit) (node, addr strin
 		return "", "", fmt.Errorf("orbit %s: %w", o, park.ErrNotParked)
 	}
 	return node, addr, nil
-}
-
-// peerAddr returns the address a live node advertises, from the list of
-// nodes read from Redis at most a second ago; "" when unknown.
-func (d *Directory) peerAddr(ctx context.Context, node string) string {
-	d.pmu.Lock()
-	defer d.pmu.Unlock()
-	if time.Since(d.peersAt) > time.Second {
-		if peers, err := d.orbits.Peers(ctx); err == nil {
-			d.peers = make(map[string]string, len(peers))
-			for _, p := range peers {
-				d.peers[p.Node] = p.Advertise
-			}
-			d.peersAt = time.Now()
-		}
-	}
-	return d.peers[node]
 }
 
 // Calls returns the other nodes' calls as last heard, oldest first.
@@ -324,6 +307,14 @@ func (d *Directory) Calls() []park.CallInfo {
 	d.fmu.Unlock()
 	slices.SortFunc(out, func(a, b park.CallInfo) int { return a.Since.Compare(b.Since) })
 	return out
+}
+
+// Lookup returns the call another node holds in o, as last heard.
+func (d *Directory) Lookup(o orbit.Orbit) (park.CallInfo, bool) {
+	d.fmu.Lock()
+	defer d.fmu.Unlock()
+	c, ok := d.remote[o]
+	return c, ok
 }
 
 // Follow delivers the other nodes' events to o until stop.

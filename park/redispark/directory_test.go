@@ -173,13 +173,12 @@ func TestDeadNodesCallsEndLost(t *testing.T) {
 
 func TestBadMessagesAreSkipped(t *testing.T) {
 	for _, payload := range []string{``, `{`, `{"kind":"event","node":"x"}`, `{"kind":"what"}`, `{"kind":"node-down"}`, `{"kind":"node-down","node":"x","orbits":[1]}`} {
-		_, _, err := parseMessage([]byte(payload))
+		_, err := parseMessage([]byte(payload))
 		require.ErrorIs(t, err, errBadMessage, payload)
 	}
-	m, orbits, err := parseMessage([]byte(`{"kind":"node-down","node":"x","orbits":{}}`))
-	require.NoError(t, err)
+	m, err := parseMessage([]byte(`{"kind":"node-down","node":"x","orbits":{}}`))
+	require.NoError(t, err, "cjson writes an empty list as {}")
 	require.Equal(t, "x", m.Node)
-	require.Empty(t, orbits, "cjson writes an empty list as {}")
 }
 
 func errorAs(err error, target any) bool { return errors.As(err, target) }

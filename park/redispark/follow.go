@@ -47,7 +47,7 @@ func (d *Directory) apply(payload []byte) {
 	if bytes.Contains(payload, d.ownTag) {
 		return // our own: every message names its node, and ours we know
 	}
-	m, downOrbits, err := parseMessage(payload)
+	m, err := parseMessage(payload)
 	if err != nil {
 		d.log.Warn("lot events: message skipped", "err", err)
 		return
@@ -56,7 +56,7 @@ func (d *Directory) apply(payload []byte) {
 	case "sync":
 		d.resync()
 	case "node-down":
-		d.nodeDown(m.Node, downOrbits)
+		d.nodeDown(m.Node)
 	case "event":
 		e := m.Event.event()
 		d.fmu.Lock()
@@ -74,7 +74,7 @@ func (d *Directory) apply(payload []byte) {
 
 // nodeDown ends, for the observers, the calls of a node the scripts
 // dropped: its lease ran out, it rejoined, or it left.
-func (d *Directory) nodeDown(node string, orbits []string) {
+func (d *Directory) nodeDown(node string) {
 	d.fmu.Lock()
 	var gone []park.CallInfo
 	for o, c := range d.remote {
@@ -84,7 +84,6 @@ func (d *Directory) nodeDown(node string, orbits []string) {
 		}
 	}
 	d.fmu.Unlock()
-	_ = orbits // the cache knows the node's calls; the list is for other readers
 	slices.SortFunc(gone, func(a, b park.CallInfo) int { return a.Since.Compare(b.Since) })
 	now := time.Now()
 	for _, c := range gone {

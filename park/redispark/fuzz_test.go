@@ -14,7 +14,7 @@ func FuzzParseMessage(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		m, _, err := parseMessage(payload)
+		m, err := parseMessage(payload)
 		if err == nil && m.Kind == "event" {
 			_ = m.Event.event()
 		}

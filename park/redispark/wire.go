@@ -91,33 +91,35 @@ func (w *wireEvent) event() park.Event {
 var errBadMessage = errors.New("redispark: bad message")
 
 // parseMessage reads one publication of the events channel.
-func parseMessage(payload []byte) (message, []string, error) {
+func parseMessage(payload []byte) (message, error) {
 	var m message
 	if err := json.Unmarshal(payload, &m); err != nil {
-		return m, nil, fmt.Errorf("%w: %w", errBadMessage, err)
+		return m, fmt.Errorf("%w: %w", errBadMessage, err)
 	}
 	switch m.Kind {
 	case "event":
 		if m.Event == nil || m.Node == "" || m.Event.Call.Orbit == "" {
-			return m, nil, fmt.Errorf("%w: event without call or node", errBadMessage)
+			return m, fmt.Errorf("%w: event without call or node", errBadMessage)
 		}
-		return m, nil, nil
+		return m, nil
 	case "sync":
 		if m.Node == "" {
-			return m, nil, fmt.Errorf("%w: sync without node", errBadMessage)
+			return m, fmt.Errorf("%w: sync without node", errBadMessage)
 		}
-		return m, nil, nil
+		return m, nil
 	case "node-down":
-		var orbits []string
+		// The node's orbits, for other readers (a node knows the calls it
+		// heard of); checked all the same.
 		if len(m.Orbits) > 0 && m.Orbits[0] == '[' {
+			var orbits []string
 			if err := json.Unmarshal(m.Orbits, &orbits); err != nil {
-				return m, nil, fmt.Errorf("%w: node-down orbits: %w", errBadMessage, err)
+				return m, fmt.Errorf("%w: node-down orbits: %w", errBadMessage, err)
 			}
 		}
 		if m.Node == "" {
-			return m, nil, fmt.Errorf("%w: node-down without node", errBadMessage)
+			return m, fmt.Errorf("%w: node-down without node", errBadMessage)
 		}
-		return m, orbits, nil
+		return m, nil
 	}
-	return m, nil, fmt.Errorf("%w: kind %q", errBadMessage, m.Kind)
+	return m, fmt.Errorf("%w: kind %q", errBadMessage, m.Kind)
 }

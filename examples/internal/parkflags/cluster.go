@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -133,9 +132,6 @@ type Cluster struct {
 	lot        atomic.Pointer[park.Lot]
 	advertised bool // -advertise, or -listen with a port: known before listening
 
-	peersMu sync.Mutex
-	peersAt time.Time
-	peerIPs map[netip.Addr]bool
 }
 
 // Join connects to Redis and joins the lot. A node given other orbits or
@@ -179,27 +175,18 @@ func (c *Cluster) Listening(addr netip.AddrPort) error {
 }
 
 // TrustForwarded reports whether src's IP is one a live node of the cluster
-// advertises (refreshed from Redis at most once a second), for
+// advertises (redisorbit.Allocator.RecentPeers), for
 // sipadapter.EngineConfig.TrustForwarded. An -advertise given as a host
 // name is not trusted: name nodes by IP address.
 func (c *Cluster) TrustForwarded(src netip.AddrPort) bool {
-	c.peersMu.Lock()
-	defer c.peersMu.Unlock()
-	if time.Since(c.peersAt) > time.Second {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		peers, err := c.Orbits.Peers(ctx)
-		cancel()
-		if err == nil {
-			c.peerIPs = make(map[netip.Addr]bool, len(peers))
-			for _, p := range peers {
-				if ap, err := netip.ParseAddrPort(p.Advertise); err == nil {
-					c.peerIPs[ap.Addr().Unmap()] = true
-				}
-			}
-			c.peersAt = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, p := range c.Orbits.RecentPeers(ctx) {
+		if ap, err := netip.ParseAddrPort(p.Advertise); err == nil && ap.Addr().Unmap() == src.Addr().Unmap() {
+			return true
 		}
 	}
-	return c.peerIPs[src.Addr().Unmap()]
+	return false
 }
 
 // Apply puts the cluster into a lot's configuration.
