@@ -118,8 +118,7 @@ func (e *Engine) forward(req *sip.Request, tx sip.ServerTransaction, party strin
 	defer stop()
 	client, err := e.client.TransactionRequest(ctx, fwd, sipgo.ClientRequestAddVia, sipgo.ClientRequestDecreaseMaxForward)
 	if err != nil {
-		e.log.Info("retrieve refused", "orbit", where.Orbit, "from", party, "status", 480, "why", "cannot reach node "+where.Node, "err", err)
-		e.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", warning("cannot reach node "+where.Node))
+		e.unreachableNode(req, tx, party, where, "cannot reach node "+where.Node, err)
 		return
 	}
 	defer client.Terminate()
@@ -142,22 +141,26 @@ func (e *Engine) forward(req *sip.Request, tx sip.ServerTransaction, party strin
 			}
 		case <-silence.C:
 			if !heard {
-				e.log.Info("retrieve refused", "orbit", where.Orbit, "from", party, "status", 480, "why", "node "+where.Node+" does not answer")
-				e.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", warning("node "+where.Node+" does not answer"))
+				e.unreachableNode(req, tx, party, where, "node "+where.Node+" does not answer", nil)
 				return
 			}
 		case <-cancelled:
 			cancelled = nil
 			e.cancelForwarded(fwd)
 		case <-client.Done():
-			err := client.Err()
-			e.log.Info("retrieve refused", "orbit", where.Orbit, "from", party, "status", 480, "why", "node "+where.Node+" did not answer", "err", err)
-			e.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", warning("node "+where.Node+" did not answer"))
+			e.unreachableNode(req, tx, party, where, "node "+where.Node+" did not answer", client.Err())
 			return
 		case <-tx.Done():
 			return
 		}
 	}
+}
+
+// unreachableNode answers a retrieve whose node could not be reached 480,
+// saying why.
+func (e *Engine) unreachableNode(req *sip.Request, tx sip.ServerTransaction, party string, where *park.ElsewhereError, why string, err error) {
+	e.log.Info("retrieve refused", "orbit", where.Orbit, "from", party, "status", 480, "why", why, "err", err)
+	e.reply(req, tx, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", warning(why))
 }
 
 // cancelForwarded sends on a caller's CANCEL (RFC 3261 §16.10): same

@@ -84,11 +84,7 @@ func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 				return
 			}
 			// Nothing here: refused before any media or dialog is set up.
-			code, reason, headers := statusFor(err)
-			e.log.Info("retrieve refused", "orbit", user, "from", party, "source", source.Addr(), "status", code, "why", err)
-			if code == sip.StatusNotFound {
-				e.countFailure(source.Addr()) // before the answer, which the next guess may follow at once
-			}
+			code, reason, headers := e.retrieveRefused(orbit.Orbit(user), party, source, err)
 			e.reply(req, tx, code, reason, headers...)
 			return
 		}
@@ -266,15 +262,23 @@ func (e *Engine) refuse(l *callLeg, code int, reason string, headers ...sip.Head
 	l.Close()
 }
 
+// retrieveRefused logs a retrieve the lot refused, counts a 404 against
+// its source (before the answer, which the next guess may follow at once)
+// and returns the answer to give.
+func (e *Engine) retrieveRefused(o orbit.Orbit, party string, source netip.AddrPort, err error) (int, string, []sip.Header) {
+	code, reason, headers := statusFor(err)
+	e.log.Info("retrieve refused", "orbit", o, "from", party, "source", source.Addr(), "status", code, "why", err)
+	if code == sip.StatusNotFound {
+		e.countFailure(source.Addr())
+	}
+	return code, reason, headers
+}
+
 // retrieve hands the call parked in o to the caller of l and bridges them.
 func (e *Engine) retrieve(l *callLeg, o orbit.Orbit, answer []byte, source netip.AddrPort) {
 	got, err := e.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.Party(), Source: source})
 	if err != nil {
-		code, reason, headers := statusFor(err)
-		e.log.Info("retrieve refused", "orbit", o, "from", l.Party(), "source", source.Addr(), "status", code, "why", err)
-		if code == sip.StatusNotFound {
-			e.countFailure(source.Addr()) // before the answer, which the next guess may follow at once
-		}
+		code, reason, headers := e.retrieveRefused(o, l.Party(), source, err)
 		e.refuse(l, code, reason, headers...)
 		return
 	}
