@@ -49,8 +49,33 @@ local function drop_node(name, now, why)
     kind = 'node-down', node = name, epoch = tostring(epoch), why = why, orbits = freed }))
 end
 
+-- grace keeps an outage of Redis itself from counting against the nodes.
+-- Every script notes when it ran (the heartbeat); while any node is up
+-- its reaper runs every half second. A gap longer than two renewals of
+-- the slowest node means nobody could reach Redis (it was down, paused or
+-- cut off), not that the nodes died: every deadline moves by the gap, so
+-- the nodes renew and keep their orbits instead of being reaped at once.
+-- A node that really died is reaped one lease later.
+local function grace(now)
+  local last = tonumber(redis.call('HGET', K_CONFIG, 'heartbeat'))
+  redis.call('HSET', K_CONFIG, 'heartbeat', now)
+  if not last then return end
+  local gap = now - last
+  local nodes = redis.call('ZRANGE', K_NODES, 0, -1, 'WITHSCORES')
+  local slowest = 0
+  for i = 1, #nodes, 2 do
+    local lease = tonumber(redis.call('HGET', node_key(nodes[i]), 'lease')) or 0
+    if lease > slowest then slowest = lease end
+  end
+  if slowest == 0 or gap <= slowest * 2 / 3 then return end
+  for i = 1, #nodes, 2 do
+    redis.call('ZADD', K_NODES, tonumber(nodes[i + 1]) + gap, nodes[i])
+  end
+end
+
 -- reap drops every node whose lease ran out.
 local function reap(now)
+  grace(now)
   local dead = redis.call('ZRANGEBYSCORE', K_NODES, '-inf', '(' .. now)
   for _, name in ipairs(dead) do
     drop_node(name, now, 'lease expired')
@@ -63,6 +88,7 @@ end
 local function check(node, epoch, generation, now)
   local g = redis.call('HGET', K_CONFIG, 'generation')
   if not g then return 'CALLPARK_NOTABLE' end
+  grace(now)
   if g ~= generation then return 'CALLPARK_RESET' end
   if redis.call('HGET', node_key(node), 'epoch') ~= epoch then return 'CALLPARK_FENCED' end
   local deadline = redis.call('ZSCORE', K_NODES, node)

@@ -7,13 +7,13 @@
 //
 // Every key of a lot is under the hash tag {callpark:<cluster>}:
 //
-//	:config   hash   orbits, policy, generation, created, settle_until
+//	:config   hash   orbits, policy, generation, created, settle_until, heartbeat
 //	:ordinal  hash   orbit -> its place in the table
 //	:free     zset   free orbits, scored for the policy
 //	:held     hash   orbit -> "node|epoch" of the incarnation holding it
 //	:calls    hash   orbit -> the JSON record of the call parked there
 //	:nodes    zset   node -> lease deadline (ms, Redis TIME)
-//	:node:N   hash   epoch, advertise, joined
+//	:node:N   hash   epoch, advertise, joined, lease
 //	:orbits:N set    the orbits node N holds
 //	:epoch    string the last epoch handed out
 //	:events   channel the lot's events and node-down notices, as JSON

@@ -485,3 +485,22 @@ func TestPeers(t *testing.T) {
 	require.NoError(t, err)
 	require.ElementsMatch(t, []Peer{{"a", "10.0.0.1:5060"}, {"b", "10.0.0.2:5060"}}, peers)
 }
+
+// Redis away longer than every lease (its clock jumps with no script run
+// meanwhile): that is nobody's death, so nobody is reaped or fenced.
+func TestRedisAwayIsNoNodesDeath(t *testing.T) {
+	l := newLot(t)
+	lost := make(chan []orbit.Orbit, 1)
+	a := l.node("a", Config{Policy: orbit.Lowest, Lease: 2 * time.Second, OnLost: func(o []orbit.Orbit) { lost <- o }})
+	b := l.node("b", Config{Policy: orbit.Lowest, Lease: 2 * time.Second})
+	require.NoError(t, a.Reserve(ctx(t), "701"))
+	l.advance(10 * time.Second)
+	require.NoError(t, b.renew(ctx(t)))
+	require.NoError(t, a.renew(ctx(t)))
+	require.ErrorIs(t, b.Reserve(ctx(t), "701"), orbit.ErrInUse, "still a's")
+	select {
+	case o := <-lost:
+		t.Fatalf("a lost %v", o)
+	default:
+	}
+}

@@ -22,6 +22,11 @@
 // the orbits it held: it is told which ones it lost (Config.OnLost, where
 // the lot recalls their calls) and joins again as a new incarnation.
 //
+// Redis being away is nobody's death: a gap in the lot's heartbeat (every
+// script notes it) longer than two renewals of the slowest node moves every
+// deadline by the gap, so nodes keep their orbits when Redis comes back with
+// its data after longer than a lease.
+//
 // When Redis restarts empty, the first node to notice stores the table
 // again and refuses new claims for one lease, while every node claims back
 // the orbits its calls still sit in; an orbit another node took first is

@@ -11,6 +11,6 @@ if redis.call('EXISTS', node_key(node)) == 1 then
   drop_node(node, now, 'rejoined')
 end
 local epoch = tostring(redis.call('INCR', K_EPOCH))
-redis.call('HSET', node_key(node), 'epoch', epoch, 'advertise', advertise, 'joined', now)
+redis.call('HSET', node_key(node), 'epoch', epoch, 'advertise', advertise, 'joined', now, 'lease', lease)
 redis.call('ZADD', K_NODES, now + lease, node)
 return { epoch, generation }
