@@ -52,6 +52,10 @@ type agent struct {
 	// after the tool gave up waiting (hangupLate), in flight.
 	held        sync.Map // string -> *sipgo.DialogClientSession
 	lateAnswers sync.WaitGroup
+	// lateMu orders lateAnswers' Go and Wait: a 2xx retransmitted while
+	// hangupHeld waits would otherwise Add to a WaitGroup being waited on
+	// (a race the detector reports).
+	lateMu sync.Mutex
 	lateHungUp  atomic.Uint64
 
 	// What the server sent us, for the report.
@@ -384,7 +388,9 @@ func (a *agent) hangupHeld(ctx context.Context) uint64 {
 		return true
 	})
 	wg.Wait()
+	a.lateMu.Lock()
 	a.lateAnswers.Wait()
+	a.lateMu.Unlock()
 	return n.Load() + a.lateHungUp.Swap(0)
 }
 
@@ -403,6 +409,8 @@ func (a *agent) onStrayResponse(res *sip.Response) {
 	if _, ok := a.held.Load(callID.Value()); ok {
 		return
 	}
+	a.lateMu.Lock()
+	defer a.lateMu.Unlock()
 	a.lateAnswers.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.timeout)
 		defer cancel()
