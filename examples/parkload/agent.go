@@ -55,8 +55,8 @@ type agent struct {
 	// lateMu orders lateAnswers' Go and Wait: a 2xx retransmitted while
 	// hangupHeld waits would otherwise Add to a WaitGroup being waited on
 	// (a race the detector reports).
-	lateMu sync.Mutex
-	lateHungUp  atomic.Uint64
+	lateMu     sync.Mutex
+	lateHungUp atomic.Uint64
 
 	// What the server sent us, for the report.
 	inBye, inByeUnknown, inOptions, inNotify, inMessage, inInvite, inOther atomic.Uint64
