@@ -181,28 +181,41 @@ func (p *Process) WaitLogged(timeout time.Duration, what string, cond func(lines
 	}
 }
 
-// FreeUDPPort returns a loopback UDP port, with the one above it, that
-// nobody uses right now, for a program that must be told its port (SIPp,
-// Kamailio). It is taken from 9000-9999, below Linux's ephemeral ports
-// (32768-60999) where other tests' sockets land at random, and apart from
-// the RTP ranges the tests give servers and phones.
+// FreeUDPPort returns a loopback UDP port, first of four in a row that
+// nobody uses right now, for a program that must be told its port (SIPp
+// binds its media port and the three above it for RTCP and video;
+// Kamailio). Ports are handed out in blocks of four, so one program's
+// block never reaches into another's. They come from 9000-9999, below
+// Linux's ephemeral ports (32768-60999) where other tests' sockets land at
+// random, and apart from the RTP ranges the tests give servers and phones.
 func FreeUDPPort(t testing.TB) int {
 	t.Helper()
-	start := rand.IntN(500)
-	for k := range 500 {
-		port := 9000 + 2*((start+k)%500)
-		a, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
-		if err != nil {
-			continue
+	const blocks = 250
+	start := rand.IntN(blocks)
+	for k := range blocks {
+		port := 9000 + 4*((start+k)%blocks)
+		if udpFree(port, 4) {
+			return port
 		}
-		b, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1})
-		a.Close()
-		if err != nil {
-			continue
-		}
-		b.Close()
-		return port
 	}
-	t.Fatal("no free UDP port pair in 9000-9999")
+	t.Fatal("no four free UDP ports in a row in 9000-9999")
 	return 0
+}
+
+// udpFree reports whether n loopback UDP ports from port on can be bound.
+func udpFree(port, n int) bool {
+	var held []*net.UDPConn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for p := port; p < port+n; p++ {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+		if err != nil {
+			return false
+		}
+		held = append(held, c)
+	}
+	return true
 }
