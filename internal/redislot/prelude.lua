@@ -5,6 +5,9 @@ local P = KEYS[1]
 local K_CONFIG, K_FREE, K_HELD = P .. ':config', P .. ':free', P .. ':held'
 local K_ORDINAL, K_NODES, K_EPOCH = P .. ':ordinal', P .. ':nodes', P .. ':epoch'
 local K_EVENTS, K_CALLS = P .. ':events', P .. ':calls'
+-- Orbits claimed ahead (held by a node, no call in them yet), and those of
+-- them a directed park on another node asked for.
+local K_AHEAD, K_WANTED = P .. ':ahead', P .. ':wanted'
 
 -- Deadlines are compared with Redis' own clock, never the nodes'.
 local function now_ms()
@@ -21,6 +24,7 @@ local function orbits_key(name) return P .. ':orbits:' .. name end
 -- of the call that sat there goes with it.
 local function free(o, now)
   redis.call('HDEL', K_CALLS, o)
+  redis.call('SREM', K_AHEAD, o)
   local score
   if redis.call('HGET', K_CONFIG, 'policy') == 'lru' then
     score = now
@@ -97,6 +101,7 @@ local function check(node, epoch, generation, now)
 end
 
 local function claim(o, node, epoch)
+  redis.call('SREM', K_WANTED, o)
   redis.call('ZREM', K_FREE, o)
   redis.call('HSET', K_HELD, o, node .. '|' .. epoch)
   redis.call('SADD', orbits_key(node), o)

@@ -48,6 +48,7 @@ const (
 	CodeSettling = "CALLPARK_SETTLING" // the lot was re-created and refuses claims for one lease
 	CodeFull     = "CALLPARK_FULL"
 	CodeInUse    = "CALLPARK_INUSE"
+	CodeAhead    = "CALLPARK_AHEAD" // another node claimed the orbit ahead, for its next park: asked to give it back
 	CodeUnknown  = "CALLPARK_UNKNOWN"
 	CodeNotInUse = "CALLPARK_NOTINUSE"
 )

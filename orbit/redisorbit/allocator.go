@@ -35,17 +35,29 @@ type Allocator struct {
 	epoch      string // this incarnation; "" until joined
 	generation string // the lot's generation in Redis when we joined
 	held       map[orbit.Orbit]struct{}
-	releasing  map[orbit.Orbit]struct{} // released, not yet in Redis (releaseLoop)
+	releasing  map[orbit.Orbit]struct{} // released, not yet in Redis (syncLoop)
 	closed     bool
+	renewedAt  time.Time // when the last renewal that succeeded was sent
+	heardAt    time.Time // when the last script Redis answered was sent; zero after a failure
+
+	// Claiming ahead (ahead.go).
+	place     map[orbit.Orbit]int // each orbit's place in the table
+	floor     int                 // claim ahead only while more than this many orbits are free
+	ahead     []orbit.Orbit       // claimed, no call yet, in the order Allocate hands them out
+	aheadUsed []orbit.Orbit       // taken from ahead since the last sync
+	aheadKept []orbit.Orbit       // released and kept ahead since the last sync
+	lowFree   bool                // the lot is nearly full: hold nothing ahead
+	claiming  chan struct{}       // closed when the next sync is done; nil if nobody waits for one
 
 	peersMu sync.Mutex // RecentPeers' list and when it was read
 	peers   []Peer
 	peersAt time.Time
 
-	recoverMu   sync.Mutex    // one recovery at a time
-	wakeRelease chan struct{} // a release is pending
-	stop        chan struct{}
-	wg          sync.WaitGroup // the renewal loop and OnLost calls
+	recoverMu sync.Mutex    // one recovery at a time
+	wake      chan struct{} // a release is pending, or an orbit held ahead was used
+	urgent    chan struct{} // a park waits for the sync loop (takeAhead)
+	stop      chan struct{}
+	wg        sync.WaitGroup // the loops and OnLost calls
 }
 
 var (
@@ -68,26 +80,33 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		return nil, fmt.Errorf("redisorbit: %w", err)
 	}
 	a := &Allocator{
-		cfg:         cfg,
-		rdb:         cfg.Client,
-		keys:        []string{redislot.Prefix(cfg.Cluster)},
-		s:           loadScripts(),
-		held:        make(map[orbit.Orbit]struct{}),
-		releasing:   make(map[orbit.Orbit]struct{}),
-		wakeRelease: make(chan struct{}, 1),
-		stop:        make(chan struct{}),
+		cfg:       cfg,
+		rdb:       cfg.Client,
+		keys:      []string{redislot.Prefix(cfg.Cluster)},
+		s:         loadScripts(),
+		held:      make(map[orbit.Orbit]struct{}),
+		releasing: make(map[orbit.Orbit]struct{}),
+		place:     make(map[orbit.Orbit]int),
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
 	}
 	for _, r := range cfg.Ranges {
 		for k := range r.Len() {
+			a.place[r.At(k)] = len(a.orbits)
 			a.orbits = append(a.orbits, string(r.At(k)))
 		}
+	}
+	a.floor = aheadFloor(len(a.orbits))
+	if len(a.orbits) <= a.floor+a.cfg.ClaimAhead {
+		a.cfg.ClaimAhead = 0 // a small lot: every orbit for whichever node parks first
 	}
 	a.spec = specOf(cfg.Ranges)
 	if err := a.join(ctx, false); err != nil {
 		return nil, err
 	}
+	a.wake <- struct{}{} // claim ahead at once
 	a.wg.Go(a.renewLoop)
-	a.wg.Go(a.releaseLoop)
+	a.wg.Go(a.syncLoop)
 	return a, nil
 }
 
@@ -157,7 +176,31 @@ func (a *Allocator) Incarnation() (epoch, generation string) {
 // orbit.ErrFull when every orbit of the cluster is taken, and
 // orbit.ErrUnavailable when Redis cannot be reached or is settling.
 func (a *Allocator) Allocate(ctx context.Context) (orbit.Orbit, error) {
-	return a.claim(ctx, a.s.allocate, "")
+	ctx, cancel := context.WithTimeoutCause(ctx, requestWait, errSilent)
+	defer cancel()
+	for range 2 {
+		o, ok, wait := a.takeAhead()
+		if ok {
+			return o, nil
+		}
+		if wait == nil {
+			break
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return "", a.unavailable(ctx, ctx.Err())
+		}
+	}
+	o, err := a.claim(ctx, a.s.allocate, "")
+	if err == nil {
+		a.mu.Lock()
+		if len(a.ahead) < a.cfg.ClaimAhead {
+			a.wakeLocked() // claim ahead for the next park
+		}
+		a.mu.Unlock()
+	}
+	return o, err
 }
 
 // Reserve takes exactly o, for a directed park. Errors wrap orbit.ErrInUse
@@ -175,14 +218,50 @@ func (a *Allocator) Reserve(ctx context.Context, o orbit.Orbit) error {
 		a.mu.Unlock()
 		return nil
 	}
+	if !a.closed && a.takeOwnAheadLocked(o) {
+		a.wakeLocked()
+		a.mu.Unlock()
+		return nil
+	}
 	a.mu.Unlock()
-	_, err := a.claim(ctx, a.s.reserve, o)
-	return err
+	// Another node may hold o ahead, with no call in it: it gives o back
+	// at its next sync, unless it puts a call there first.
+	deadline := time.Now().Add(aheadWait)
+	for {
+		_, err := a.claim(ctx, a.s.reserve, o)
+		if !errors.Is(err, errHeldAhead) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("orbit %q: %w (claimed ahead by another node, not given back)", o, orbit.ErrInUse)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(aheadRetry):
+		}
+	}
 }
+
+// requestWait bounds how long a request on a park's or a retrieve's path
+// (a claim, Holder, Peers) waits for Redis: a silent Redis (paused, cut
+// off) gets the caller a 503 within it rather than a hung call. It holds
+// only with a client whose Options.ContextTimeoutEnabled is set (see
+// Config.Client).
+const requestWait = time.Second
+
+// errSilent is why a request gave up after requestWait.
+var errSilent = errors.New("Redis did not answer within " + requestWait.String())
+
+// errHeldAhead: the orbit a reserve asked for is held ahead by another
+// node, which has been asked for it.
+var errHeldAhead = errors.New("redisorbit: orbit held ahead by another node")
 
 // claim runs allocate (o empty) or reserve for this incarnation,
 // recovering once from a lost lease or a reset lot before giving up.
 func (a *Allocator) claim(ctx context.Context, script *redis.Script, o orbit.Orbit) (orbit.Orbit, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, requestWait, errSilent)
+	defer cancel()
 	for attempt := 0; ; attempt++ {
 		epoch, gen, err := a.incarnation()
 		if err != nil {
@@ -194,6 +273,7 @@ func (a *Allocator) claim(ctx context.Context, script *redis.Script, o orbit.Orb
 		} else {
 			args = append(args, a.cfg.Policy.String())
 		}
+		sent := time.Now()
 		res, err := script.Run(ctx, a.rdb, a.keys, args...).Text()
 		if err == nil {
 			got := o
@@ -202,10 +282,18 @@ func (a *Allocator) claim(ctx context.Context, script *redis.Script, o orbit.Orb
 			}
 			a.mu.Lock()
 			a.held[got] = struct{}{}
+			if i := slices.Index(a.ahead, got); i >= 0 {
+				// Reserved while held ahead (here, but not handed out as
+				// such while Redis seemed away): it holds a call now.
+				a.ahead = slices.Delete(a.ahead, i, i+1)
+			}
+			a.heardAt = sent
 			a.mu.Unlock()
 			return got, nil
 		}
 		switch code := redislot.ReplyCode(err); code {
+		case redislot.CodeAhead:
+			return "", errHeldAhead
 		case redislot.CodeFull:
 			return "", fmt.Errorf("%w: every orbit of cluster %q is in use", orbit.ErrFull, a.cfg.Cluster)
 		case redislot.CodeInUse:
@@ -242,51 +330,75 @@ func (a *Allocator) Release(ctx context.Context, o orbit.Orbit) error {
 		return fmt.Errorf("orbit %q: %w", o, orbit.ErrUnknownOrbit)
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	_, mine := a.held[o]
-	closed := a.closed
-	if mine && !closed {
-		delete(a.held, o)
-		a.releasing[o] = struct{}{}
-	}
-	a.mu.Unlock()
 	switch {
 	case !mine:
 		return fmt.Errorf("orbit %q: %w", o, orbit.ErrNotInUse)
-	case closed:
+	case a.closed:
 		return ErrClosed
 	}
-	select {
-	case a.wakeRelease <- struct{}{}:
-	default:
+	delete(a.held, o)
+	if !a.keepAheadLocked(o) {
+		a.releasing[o] = struct{}{}
 	}
+	a.wakeLocked()
 	return nil
 }
 
-// releaseLoop sends the pending releases to Redis, all in one script, as
-// soon as there are any, and again every releaseRetry while Redis cannot
-// be reached.
-func (a *Allocator) releaseLoop() {
+// syncLoop sends the pending releases to Redis, all in one script, and
+// claims ahead (ahead.go), as soon as there is anything to do, and again
+// every releaseRetry: while Redis cannot be reached, and to hear what the
+// lot asks of the orbits held ahead.
+func (a *Allocator) syncLoop() {
 	t := time.NewTicker(releaseRetry)
 	defer t.Stop()
+	linger := time.NewTimer(0)
+	<-linger.C
 	for {
+		tick := false
 		select {
 		case <-a.stop:
+			a.claimed()
 			return
-		case <-a.wakeRelease:
+		case <-a.wake:
+			// Wait a moment, so that one script carries what a burst of
+			// parks and retrieves asks, unless a park waits for it.
+			linger.Reset(syncLinger)
+			select {
+			case <-a.stop:
+				a.claimed()
+				return
+			case <-a.urgent:
+				linger.Stop()
+			case <-linger.C:
+			}
+		case <-a.urgent:
 		case <-t.C:
+			tick = true
 		}
+		// Releases first: under "lowest" an orbit given back may be the
+		// next one to claim ahead.
 		ctx, cancel := context.WithTimeout(context.Background(), releaseRetry)
-		err := a.flushReleases(ctx)
-		cancel()
-		if err != nil {
+		if err := a.flushReleases(ctx); err != nil {
 			a.cfg.Logger.Debug("releasing orbits failed; retrying", "cluster", a.cfg.Cluster, "err", err)
 		}
+		if err := a.syncAhead(ctx, tick); err != nil {
+			a.cfg.Logger.Debug("claiming ahead failed", "cluster", a.cfg.Cluster, "err", err)
+		}
+		a.claimed()
+		cancel()
 	}
 }
 
+// syncLinger is how long the sync loop gathers releases and claims before
+// it sends them.
+const syncLinger = 10 * time.Millisecond
+
 // releaseRetry is how often releases that found Redis unreachable are
-// tried again.
-const releaseRetry = 500 * time.Millisecond
+// tried again (and aheadSync, how often a node holding orbits ahead
+// syncs).
+const releaseRetry = aheadSync
 
 // flushReleases sends every pending release now.
 func (a *Allocator) flushReleases(ctx context.Context) error {
@@ -346,6 +458,8 @@ type Peer struct {
 
 // Peers returns the live nodes of the cluster, this one included.
 func (a *Allocator) Peers(ctx context.Context) ([]Peer, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, requestWait, errSilent)
+	defer cancel()
 	flat, err := a.s.peers.Run(ctx, a.rdb, a.keys).StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, a.unavailable(ctx, err)
@@ -378,6 +492,8 @@ func (a *Allocator) RecentPeers(ctx context.Context) []Peer {
 // Holder says which live node holds o and the SIP address it advertised;
 // ok is false when o is free or its holder's lease has run out.
 func (a *Allocator) Holder(ctx context.Context, o orbit.Orbit) (node, advertise string, ok bool, err error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, requestWait, errSilent)
+	defer cancel()
 	res, err := a.s.holder.Run(ctx, a.rdb, a.keys, string(o)).Slice()
 	if errors.Is(err, redis.Nil) {
 		return "", "", false, nil
@@ -404,6 +520,10 @@ func (a *Allocator) Close(ctx context.Context) error {
 		return nil
 	}
 	a.closed = true
+	for _, o := range a.ahead {
+		a.releasing[o] = struct{}{}
+	}
+	a.ahead = nil
 	a.mu.Unlock()
 	close(a.stop)
 	a.wg.Wait()
@@ -443,8 +563,14 @@ func (a *Allocator) knows(o orbit.Orbit) bool {
 // unavailable wraps a failure to talk to Redis; the caller's own
 // cancellation stays what it is.
 func (a *Allocator) unavailable(ctx context.Context, err error) error {
+	a.mu.Lock()
+	a.heardAt = time.Time{} // nothing held ahead is handed out until Redis answers again
+	a.mu.Unlock()
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return err
+		if !errors.Is(context.Cause(ctx), errSilent) {
+			return err // the caller's own cancellation
+		}
+		err = errSilent
 	}
 	return fmt.Errorf("%w: cluster %q: %w", orbit.ErrUnavailable, a.cfg.Cluster, err)
 }

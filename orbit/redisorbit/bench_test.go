@@ -32,20 +32,26 @@ func BenchmarkAllocateRelease(b *testing.B) {
 		}
 		benchPairs(b, []orbit.Allocator{a})
 	})
-	for _, nodes := range []int{1, 3} {
-		b.Run(fmt.Sprintf("redis-nodes=%d", nodes), func(b *testing.B) {
-			srv := redistest.Start(b)
-			var as []orbit.Allocator
-			for i := range nodes {
-				a, err := New(context.Background(), Config{Client: srv.Client(), Node: fmt.Sprintf("n%d", i), Ranges: []orbit.Range{r}})
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { _ = a.Close(context.Background()) })
-				as = append(as, a)
+	for _, ahead := range []int{0, -1} {
+		for _, nodes := range []int{1, 3} {
+			name := fmt.Sprintf("redis-nodes=%d", nodes)
+			if ahead < 0 {
+				name += "-no-claim-ahead"
 			}
-			benchPairs(b, as)
-		})
+			b.Run(name, func(b *testing.B) {
+				srv := redistest.Start(b)
+				var as []orbit.Allocator
+				for i := range nodes {
+					a, err := New(context.Background(), Config{Client: srv.Client(), Node: fmt.Sprintf("n%d", i), Ranges: []orbit.Range{r}, ClaimAhead: ahead})
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.Cleanup(func() { _ = a.Close(context.Background()) })
+					as = append(as, a)
+				}
+				benchPairs(b, as)
+			})
+		}
 	}
 }
 

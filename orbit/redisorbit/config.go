@@ -26,7 +26,10 @@ const (
 // Config describes one node's share of a lot kept in Redis.
 type Config struct {
 	// Client reaches Redis (6.2 or later). Required. The allocator never
-	// closes it: close it after Allocator.Close.
+	// closes it: close it after Allocator.Close. Give it
+	// Options.ContextTimeoutEnabled, so that a park's claim gives up on a
+	// silent Redis within a second (else it waits for the client's
+	// ReadTimeout and retries).
 	Client redis.UniversalClient
 	// Cluster names the lot in Redis: every key is under the hash tag
 	// {callpark:<Cluster>}. Empty means DefaultCluster.
@@ -47,6 +50,11 @@ type Config struct {
 	Ranges []orbit.Range
 	// Policy chooses the orbit Allocate takes, across the whole cluster.
 	Policy orbit.Policy
+	// ClaimAhead is how many orbits the node claims before any park asks
+	// for them, so that Allocate answers without a round trip to Redis
+	// (see ahead.go for what that costs). 0 means DefaultClaimAhead; a
+	// negative value claims every orbit when Allocate is called.
+	ClaimAhead int
 	// OnLost is told which orbits this node no longer holds although it
 	// never released them: its lease ran out while it was paused or cut
 	// off, or Redis lost the lot and another node claimed them first. The
@@ -120,6 +128,14 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if len(c.Ranges) == 0 {
 		return c, &ConfigError{"Ranges", "[]", "at least one range is required"}
+	}
+	switch {
+	case c.ClaimAhead == 0:
+		c.ClaimAhead = DefaultClaimAhead
+	case c.ClaimAhead < 0:
+		c.ClaimAhead = 0
+	case c.ClaimAhead > 64:
+		return c, &ConfigError{"ClaimAhead", c.ClaimAhead, "must be at most 64"}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

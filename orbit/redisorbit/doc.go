@@ -30,9 +30,14 @@
 // When Redis restarts empty, the first node to notice stores the table
 // again and refuses new claims for one lease, while every node claims back
 // the orbits its calls still sit in; an orbit another node took first is
-// lost to its old holder. While Redis cannot be reached, claims fail with
-// orbit.ErrUnavailable (a park server answers 503) and nothing is taken
-// from local memory.
+// lost to its old holder. Once the node finds Redis unreachable, claims
+// fail with orbit.ErrUnavailable (a park server answers 503) and nothing
+// is taken from local memory.
+//
+// A park should not wait for Redis: each node claims a few orbits ahead
+// (Config.ClaimAhead) and Allocate hands them out without a round trip
+// while the node's lease is certainly alive; ahead.go says what that
+// costs a directed park and a nearly full lot, and how both are bounded.
 //
 // It needs Redis 6.2 or later (ZRANDMEMBER, scripts that write after TIME).
 package redisorbit

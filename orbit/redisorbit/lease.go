@@ -51,6 +51,7 @@ func (a *Allocator) join(ctx context.Context, recovering bool) error {
 	a.mu.Lock()
 	advertise := a.cfg.Advertise
 	a.mu.Unlock()
+	sent := time.Now()
 	got, err := a.s.join.Run(ctx, a.rdb, a.keys, a.cfg.Node, advertise, a.cfg.Lease.Milliseconds()).StringSlice()
 	if err != nil {
 		return a.unavailable(ctx, err)
@@ -60,6 +61,7 @@ func (a *Allocator) join(ctx context.Context, recovering bool) error {
 	}
 	a.mu.Lock()
 	a.epoch, a.generation = got[0], got[1]
+	a.renewedAt, a.heardAt = sent, sent
 	a.mu.Unlock()
 	a.cfg.Logger.Info("joined cluster", "cluster", a.cfg.Cluster, "node", a.cfg.Node, "epoch", got[0])
 	return nil
@@ -91,6 +93,7 @@ func (a *Allocator) recover(ctx context.Context, seen, code string) error {
 		clear(a.held)
 	}
 	clear(a.releasing) // freed with the lease, or with the lot Redis lost
+	a.ahead, a.aheadUsed, a.aheadKept, a.lowFree = nil, nil, nil, false
 	a.epoch = ""
 	a.mu.Unlock()
 	a.cfg.Logger.Warn("cluster incarnation ended", "cluster", a.cfg.Cluster, "node", a.cfg.Node, "epoch", seen, "reason", reasonOf(code))
@@ -193,12 +196,18 @@ func (a *Allocator) renew(ctx context.Context) error {
 		// Never joined, or a recovery failed: try again from the start.
 		return a.recover(ctx, "", redislot.CodeReset)
 	}
+	sent := time.Now()
 	err := a.s.renew.Run(ctx, a.rdb, a.keys, a.cfg.Node, epoch, gen, a.cfg.Lease.Milliseconds()).Err()
 	switch code := redislot.ReplyCode(err); code {
 	case "":
 		if err != nil {
 			return a.unavailable(ctx, err)
 		}
+		a.mu.Lock()
+		if a.epoch == epoch {
+			a.renewedAt, a.heardAt = sent, sent
+		}
+		a.mu.Unlock()
 		return nil
 	case redislot.CodeFenced, redislot.CodeReset, redislot.CodeNoTable:
 		return a.recover(ctx, epoch, code)

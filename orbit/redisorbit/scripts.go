@@ -17,7 +17,7 @@ var luaFiles embed.FS
 // them). Every claim, release and lease change happens inside one script,
 // never as a read followed by a write.
 type scripts struct {
-	init, join, renew, allocate, reserve, release, reassert, leave, holder, advertise, reap, peers *redis.Script
+	init, join, renew, allocate, ahead, reserve, release, reassert, leave, holder, advertise, reap, peers *redis.Script
 }
 
 func loadScripts() scripts {
@@ -33,6 +33,7 @@ func loadScripts() scripts {
 		join:      s("join"),
 		renew:     s("renew"),
 		allocate:  s("allocate"),
+		ahead:     s("ahead"),
 		reserve:   s("reserve"),
 		release:   s("release"),
 		reassert:  s("reassert"),

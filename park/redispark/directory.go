@@ -28,6 +28,9 @@ var luaFiles embed.FS
 // bounds how long after Redis comes back the lot is whole again.
 const resyncEvery = time.Second
 
+// writeLinger is how long the writer gathers events before it sends them.
+const writeLinger = 10 * time.Millisecond
+
 // writeTimeout bounds one write of a record.
 const writeTimeout = 2 * time.Second
 
@@ -155,11 +158,22 @@ func (d *Directory) Observe(e park.Event) {
 func (d *Directory) write() {
 	t := time.NewTicker(resyncEvery)
 	defer t.Stop()
+	linger := time.NewTimer(0)
+	<-linger.C
 	for {
 		select {
 		case <-d.ctx.Done():
 			return
 		case <-d.wake:
+			// Gather the events of a moment into one pipeline: under load
+			// that is one round trip for many (CLUSTER.md 4 gives watchers
+			// a second).
+			linger.Reset(writeLinger)
+			select {
+			case <-d.ctx.Done():
+				return
+			case <-linger.C:
+			}
 		case <-t.C:
 		}
 		d.wmu.Lock()
