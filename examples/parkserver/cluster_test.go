@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/callpark/callpark/internal/redistest"
+	"github.com/callpark/callpark/orbit/redisorbit"
 	"github.com/callpark/callpark/parktest"
 )
 
@@ -176,9 +177,9 @@ func TestClusterNodeKilled(t *testing.T) {
 	t.Logf("orbit free %v after SIGKILL (lease %v)", freed.Round(time.Millisecond), clusterLease)
 	require.Less(t, freed, clusterLease+time.Second, "CLUSTER.md 6: lease + 1 s")
 
-	again, err := bob.Call(ctx, parkURI(nodes[1]), parktest.CallOptions{Mute: true})
-	require.NoError(t, err)
-	require.Equal(t, "701", again.Orbit(), "the dead node's orbit is free again")
+	again, err := bob.Call(ctx, orbitURI(nodes[1], "701"), parktest.CallOptions{Mute: true, Headers: referredByHeaders(bob.URI())})
+	require.NoError(t, err, "the dead node's orbit is free again: a directed park gets it")
+	require.Equal(t, "701", again.Orbit())
 	require.NoError(t, again.Hangup(ctx))
 	require.NoError(t, sub.Unsubscribe(ctx))
 }
@@ -227,12 +228,24 @@ func TestClusterRedisStoppedAndStartedEmpty(t *testing.T) {
 	require.NoError(t, err)
 
 	redisSrv.Stop()
-	_, err = carol.Call(ctx, parkURI(nodes[1]), parktest.CallOptions{Mute: true})
-	code, _ := statusCode(t, err)
-	require.Equal(t, 503, code)
-	var se *parktest.StatusError
-	require.ErrorAs(t, err, &se)
-	require.NotNil(t, se.Response.GetHeader("Retry-After"))
+	// A node parks in the orbits it claimed ahead until a request to
+	// Redis fails (the first one it makes after a park used one): then
+	// it refuses every park.
+	for range redisorbit.DefaultClaimAhead {
+		c, err := carol.Call(ctx, parkURI(nodes[1]), parktest.CallOptions{Mute: true})
+		if err != nil {
+			break
+		}
+		require.NoError(t, c.Hangup(ctx))
+	}
+	for range 2 {
+		_, err = carol.Call(ctx, parkURI(nodes[1]), parktest.CallOptions{Mute: true})
+		code, _ := statusCode(t, err)
+		require.Equal(t, 503, code)
+		var se *parktest.StatusError
+		require.ErrorAs(t, err, &se)
+		require.NotNil(t, se.Response.GetHeader("Retry-After"))
+	}
 	require.NoError(t, first.WaitReceived(ctx, first.Received()+10), "music goes on")
 
 	redisSrv.Restart()
@@ -295,4 +308,47 @@ func waitDialogState(t *testing.T, sub *parktest.Subscription, state string) {
 			t.Fatalf("no NOTIFY with a dialog %s", state)
 		}
 	}
+}
+
+// Redis paused (SIGSTOP: a partition, a stuck Redis): a park is answered
+// within a second and a half, with 503 once the node found Redis silent,
+// and parks work again soon after Redis resumes.
+func TestClusterRedisPaused(t *testing.T) {
+	redisSrv, nodes := startCluster(t, 1)
+	ctx := clusterCtx(t)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	first, err := alice.Call(ctx, parkURI(nodes[0]), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+
+	redisSrv.Pause()
+	refused := false
+	for range redisorbit.DefaultClaimAhead + 2 {
+		start := time.Now()
+		c, err := alice.Call(ctx, parkURI(nodes[0]), parktest.CallOptions{Mute: true})
+		took := time.Since(start)
+		require.Less(t, took, 1500*time.Millisecond, "a park waits for a silent Redis at most a second")
+		if err == nil {
+			require.NoError(t, c.Hangup(ctx))
+			continue
+		}
+		code, _ := statusCode(t, err)
+		require.Equal(t, 503, code)
+		refused = true
+		break
+	}
+	require.True(t, refused, "parks are refused once the node found Redis silent")
+	require.NoError(t, first.WaitReceived(ctx, first.Received()+10), "music goes on")
+
+	redisSrv.Resume()
+	resumed := time.Now()
+	require.Eventually(t, func() bool {
+		c, err := alice.Call(ctx, parkURI(nodes[0]), parktest.CallOptions{Mute: true})
+		if err != nil {
+			return false
+		}
+		require.NoError(t, c.Hangup(ctx))
+		return true
+	}, 10*time.Second, 100*time.Millisecond, "parks work again")
+	t.Logf("parks work again %v after Redis resumed", time.Since(resumed).Round(time.Millisecond))
+	require.NoError(t, first.Hangup(ctx))
 }

@@ -70,6 +70,15 @@ func (c *ClusterFlags) Resolve(listen netip.AddrPort) (ClusterSettings, error) {
 	if s.Redis, err = redis.ParseURL(c.Redis); err != nil {
 		return s, fmt.Errorf("-redis %q: want redis://host:port/db or unix:///path: %v", c.Redis, err)
 	}
+	// A silent Redis (paused, cut off) must cost a park a 503 within a
+	// second, not the client's 3 s read timeout times its retries: every
+	// request honours its context, and the timeouts the URL does not set
+	// are a second.
+	s.Redis.ContextTimeoutEnabled = true
+	s.Redis.DialTimeout = cmp.Or(s.Redis.DialTimeout, time.Second)
+	s.Redis.ReadTimeout = cmp.Or(s.Redis.ReadTimeout, time.Second)
+	s.Redis.WriteTimeout = cmp.Or(s.Redis.WriteTimeout, time.Second)
+	s.Redis.PoolTimeout = cmp.Or(s.Redis.PoolTimeout, time.Second)
 	if c.Lease < redisorbit.MinLease || c.Lease > redisorbit.MaxLease {
 		return s, fmt.Errorf("-lease %v: must be between %v and %v", c.Lease, redisorbit.MinLease, redisorbit.MaxLease)
 	}
