@@ -2,6 +2,7 @@ package redisorbit
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -157,4 +158,20 @@ func TestStaleLeaseHandsOutNothingAhead(t *testing.T) {
 	o, err := a.Allocate(context.Background())
 	require.NoError(t, err, "a rejoins and claims")
 	require.NotEqual(t, orbit.Orbit("701"), o)
+}
+
+// A park that finds nothing held ahead has the sync loop claim at once,
+// without gathering for syncLinger first.
+func TestEmptyAheadWakesTheSyncAtOnce(t *testing.T) {
+	l := newLot(t)
+	a := l.node("a", Config{Ranges: ranges(t, "701-799"), Policy: orbit.Lowest})
+	aheadOf(t, a, DefaultClaimAhead)
+	a.mu.Lock()
+	a.linger = time.Hour // a park waiting out the linger would fail the test
+	a.mu.Unlock()
+	for i := range 3 * DefaultClaimAhead {
+		o, err := a.Allocate(ctx(t))
+		require.NoError(t, err)
+		require.Equal(t, orbit.Orbit(fmt.Sprint(701+i)), o)
+	}
 }

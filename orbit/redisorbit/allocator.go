@@ -56,6 +56,7 @@ type Allocator struct {
 	recoverMu sync.Mutex    // one recovery at a time
 	wake      chan struct{} // a release is pending, or an orbit held ahead was used
 	urgent    chan struct{} // a park waits for the sync loop (takeAhead)
+	linger    time.Duration // syncLinger (guarded by mu; tests lengthen it)
 	stop      chan struct{}
 	wg        sync.WaitGroup // the loops and OnLost calls
 }
@@ -88,6 +89,8 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		releasing: make(map[orbit.Orbit]struct{}),
 		place:     make(map[orbit.Orbit]int),
 		wake:      make(chan struct{}, 1),
+		urgent:    make(chan struct{}, 1),
+		linger:    syncLinger,
 		stop:      make(chan struct{}),
 	}
 	for _, r := range cfg.Ranges {
@@ -364,7 +367,9 @@ func (a *Allocator) syncLoop() {
 		case <-a.wake:
 			// Wait a moment, so that one script carries what a burst of
 			// parks and retrieves asks, unless a park waits for it.
-			linger.Reset(syncLinger)
+			a.mu.Lock()
+			linger.Reset(a.linger)
+			a.mu.Unlock()
 			select {
 			case <-a.stop:
 				a.claimed()
