@@ -76,6 +76,16 @@ func (s *Session) Offer(dir Direction, codecs ...Codec) (*Offer, error) {
 	return o, nil
 }
 
+// Origin returns the o= line's session id and the version of the last
+// description sent: what another node continuing the leg's call needs, so
+// that its first offer keeps the id and raises the version (a session
+// started with SessionVersion set to version+1).
+func (s *Session) Origin() (id, version uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.local.SessionID, s.local.SessionVersion
+}
+
 // Last returns the last description sent, nil before the first.
 func (s *Session) Last() []byte {
 	s.mu.Lock()

@@ -64,3 +64,21 @@ func TestSessionFirstOfferKeepsItsVersion(t *testing.T) {
 	require.Equal(t, fields[1], fields[2], "id from the clock, version = id")
 	require.NotEqual(t, "0", fields[1])
 }
+
+// Another node continues a leg from its Origin: same id, the next version,
+// its own address.
+func TestSessionOriginContinuesElsewhere(t *testing.T) {
+	s := NewSession(LocalMedia{Addr: netip.MustParseAddrPort("127.0.0.1:5000"), SessionID: 100})
+	_, _, err := s.Answer(sessionOffer(t, SendRecv), SendRecv)
+	require.NoError(t, err)
+	_, _, err = s.Answer(sessionOffer(t, SendOnly), SendRecv)
+	require.NoError(t, err)
+	id, version := s.Origin()
+	require.Equal(t, uint64(100), id)
+	require.Equal(t, uint64(101), version)
+
+	next := NewSession(LocalMedia{Addr: netip.MustParseAddrPort("127.0.0.2:6000"), SessionID: id, SessionVersion: version + 1})
+	o, err := next.Offer(SendOnly)
+	require.NoError(t, err)
+	require.Equal(t, "o=callpark 100 102 IN IP4 127.0.0.2", originLine(t, o.SDP()))
+}

@@ -21,6 +21,10 @@ type sipDialog struct {
 	// client sends what the sessions cannot build right: the ACK of a
 	// re-INVITE answered after a later request (AckInvite).
 	client *sipgo.Client
+	// adopted marks a dialog continued from another node's handoff: its
+	// client session never sent the INVITE, so it has no transaction for
+	// sipgo's Bye and ReadBye to end.
+	adopted bool
 }
 
 // serverDialog is the dialog of an INVITE the host answered with client's
@@ -180,16 +184,30 @@ func (d sipDialog) WriteRequest(req *sip.Request) error {
 
 // Bye ends the dialog from our side.
 func (d sipDialog) Bye(ctx context.Context) error {
-	if d.uas != nil {
+	switch {
+	case d.uas != nil:
 		return d.uas.Bye(ctx)
+	case d.adopted:
+		res, err := d.Do(ctx, d.NewRequest(sip.BYE))
+		if err != nil {
+			return err
+		}
+		if !res.IsSuccess() {
+			return &RejectedError{Code: res.StatusCode, Reason: res.Reason}
+		}
+		return nil
 	}
 	return d.uac.Bye(ctx)
 }
 
 // ReadBye answers the peer's BYE and ends the dialog.
 func (d sipDialog) ReadBye(req *sip.Request, tx sip.ServerTransaction) error {
-	if d.uas != nil {
+	switch {
+	case d.uas != nil:
 		return d.uas.ReadBye(req, tx)
+	case d.adopted:
+		// sipgo's would end the INVITE transaction this session never had.
+		return tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
 	}
 	return d.uac.ReadBye(req, tx)
 }
