@@ -14,8 +14,9 @@ import (
 // Claiming ahead. A park that asks Redis for its orbit waits a round trip,
 // and on a busy box that wait has a long tail (Redis and the park server
 // share the cores). So a node holds a few orbits claimed before any park
-// asks (Config.ClaimAhead): Allocate hands one out without a round trip
-// and the allocator claims the next one in the background. They are the
+// asks (Config.ClaimAhead, more while parks come faster than a sync
+// brings them, up to aheadMaxOf): Allocate hands one out without a round
+// trip and the allocator claims more in the background. They are the
 // orbits the policy would have chosen; under "lowest" a released orbit
 // below one held ahead is kept instead of it, so a lone node hands out
 // exactly what it would without them.
@@ -52,6 +53,11 @@ const (
 	aheadWait  = 2 * aheadSync
 )
 
+// aheadMaxOf is the most orbits a node may come to hold ahead, in a lot
+// of n orbits: an eighth of those above the floor, between
+// Config.ClaimAhead and 64.
+func aheadMaxOf(n, floor, claimAhead int) int { return max(claimAhead, min(64, (n-floor)/8)) }
+
 // aheadFloor is how many orbits a lot of size n keeps free of claims
 // ahead: a quarter of it, and never fewer than 32.
 func aheadFloor(n int) int { return max(32, n/4) }
@@ -71,12 +77,12 @@ func (a *Allocator) takeAhead() (orbit.Orbit, bool, <-chan struct{}) {
 		if a.cfg.ClaimAhead == 0 || a.lowFree {
 			return "", false, nil
 		}
+		// Parks come faster than one sync brings: hold more (aheadMax).
+		a.target = min(2*a.target, a.aheadMax)
+		a.starved = true
 		if a.claiming == nil {
 			a.claiming = make(chan struct{})
-			select {
-			case a.urgent <- struct{}{}:
-			default:
-			}
+			a.urgentLocked()
 		}
 		return "", false, a.claiming
 	}
@@ -84,7 +90,9 @@ func (a *Allocator) takeAhead() (orbit.Orbit, bool, <-chan struct{}) {
 	a.ahead = a.ahead[1:]
 	a.held[o] = struct{}{}
 	a.aheadUsed = append(a.aheadUsed, o)
-	a.wakeLocked()
+	if len(a.ahead) <= a.target/2 {
+		a.urgentLocked() // claim more now: at a high park rate the rest go in milliseconds
+	}
 	return o, true, nil
 }
 
@@ -136,8 +144,15 @@ func (a *Allocator) syncAhead(ctx context.Context, tick bool) error {
 	// Claim when half of what is held ahead is used (or a park waits),
 	// not after every park: one script brings several.
 	want := 0
-	if !a.lowFree && (len(a.ahead) <= a.cfg.ClaimAhead/2 || a.claiming != nil) {
-		want = a.cfg.ClaimAhead - len(a.ahead)
+	if tick {
+		// Quiet for a tick: hold one fewer, down to Config.ClaimAhead.
+		if !a.starved && a.target > a.cfg.ClaimAhead {
+			a.target--
+		}
+		a.starved = false
+	}
+	if !a.lowFree && (len(a.ahead) <= a.target/2 || a.claiming != nil) {
+		want = max(0, a.target-len(a.ahead))
 	}
 	used, kept := slices.Clone(a.aheadUsed), slices.Clone(a.aheadKept)
 	holding := len(a.ahead) > 0
@@ -245,7 +260,16 @@ func (a *Allocator) claimed() {
 	}
 }
 
-// wakeLocked asks the sync loop to run now.
+// urgentLocked asks the sync loop to claim ahead at once, without its
+// linger.
+func (a *Allocator) urgentLocked() {
+	select {
+	case a.urgent <- struct{}{}:
+	default:
+	}
+}
+
+// wakeLocked asks the sync loop to run soon (after its linger).
 func (a *Allocator) wakeLocked() {
 	select {
 	case a.wake <- struct{}{}:

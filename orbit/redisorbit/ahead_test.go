@@ -57,7 +57,8 @@ func TestAllocateTakesWhatWasClaimedAhead(t *testing.T) {
 // claiming ahead: a released orbit below those held ahead is used first.
 func TestClaimAheadKeepsTheLowestPolicy(t *testing.T) {
 	l := newLot(t)
-	a := l.node("a", Config{Ranges: ranges(t, "701-799"), Policy: orbit.Lowest})
+	// 60 orbits: a node never holds more than DefaultClaimAhead ahead.
+	a := l.node("a", Config{Ranges: ranges(t, "701-760"), Policy: orbit.Lowest})
 	aheadOf(t, a, DefaultClaimAhead)
 	var got []orbit.Orbit
 	for range 6 {
@@ -174,4 +175,27 @@ func TestEmptyAheadWakesTheSyncAtOnce(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, orbit.Orbit(fmt.Sprint(701+i)), o)
 	}
+}
+
+// Parks that come faster than a sync brings orbits make the node hold
+// more ahead, up to aheadMaxOf; quiet ticks bring it back down.
+func TestClaimAheadGrowsUnderLoad(t *testing.T) {
+	l := newLot(t)
+	a := l.node("a", Config{Ranges: ranges(t, "1000-1999"), Policy: orbit.Lowest})
+	aheadOf(t, a, DefaultClaimAhead)
+	for range 40 {
+		_, err := a.Allocate(ctx(t))
+		require.NoError(t, err)
+	}
+	a.mu.Lock()
+	grown, most := a.target, a.aheadMax
+	a.mu.Unlock()
+	require.Greater(t, grown, DefaultClaimAhead, "it held more once parks waited")
+	require.LessOrEqual(t, grown, most)
+	require.Equal(t, 64, most, "a thousand orbits: at most 64 ahead")
+	require.Eventually(t, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.target < grown
+	}, 5*time.Second, 50*time.Millisecond, "quiet ticks bring it down")
 }

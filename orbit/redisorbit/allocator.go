@@ -47,6 +47,9 @@ type Allocator struct {
 	aheadUsed []orbit.Orbit       // taken from ahead since the last sync
 	aheadKept []orbit.Orbit       // released and kept ahead since the last sync
 	lowFree   bool                // the lot is nearly full: hold nothing ahead
+	target    int                 // how many to hold ahead now: Config.ClaimAhead, more under load
+	aheadMax  int                 // the most target may grow to
+	starved   bool                // a park found nothing held ahead since the last tick
 	claiming  chan struct{}       // closed when the next sync is done; nil if nobody waits for one
 
 	peersMu sync.Mutex // RecentPeers' list and when it was read
@@ -103,6 +106,7 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	if len(a.orbits) <= a.floor+a.cfg.ClaimAhead {
 		a.cfg.ClaimAhead = 0 // a small lot: every orbit for whichever node parks first
 	}
+	a.target, a.aheadMax = a.cfg.ClaimAhead, aheadMaxOf(len(a.orbits), a.floor, a.cfg.ClaimAhead)
 	a.spec = specOf(cfg.Ranges)
 	if err := a.join(ctx, false); err != nil {
 		return nil, err
@@ -198,8 +202,8 @@ func (a *Allocator) Allocate(ctx context.Context) (orbit.Orbit, error) {
 	o, err := a.claim(ctx, a.s.allocate, "")
 	if err == nil {
 		a.mu.Lock()
-		if len(a.ahead) < a.cfg.ClaimAhead {
-			a.wakeLocked() // claim ahead for the next park
+		if len(a.ahead) < a.target {
+			a.urgentLocked() // claim ahead for the next park
 		}
 		a.mu.Unlock()
 	}
@@ -359,7 +363,7 @@ func (a *Allocator) syncLoop() {
 	linger := time.NewTimer(0)
 	<-linger.C
 	for {
-		tick := false
+		tick, urgent := false, false
 		select {
 		case <-a.stop:
 			a.claimed()
@@ -376,24 +380,36 @@ func (a *Allocator) syncLoop() {
 				return
 			case <-a.urgent:
 				linger.Stop()
+				urgent = true
 			case <-linger.C:
 			}
 		case <-a.urgent:
+			urgent = true
 		case <-t.C:
 			tick = true
 		}
-		// Releases first: under "lowest" an orbit given back may be the
-		// next one to claim ahead.
+		// Releases first, so that under "lowest" an orbit given back may be
+		// the next one claimed ahead; but not while parks wait for claims.
 		ctx, cancel := context.WithTimeout(context.Background(), releaseRetry)
+		if urgent {
+			a.syncAndLog(ctx, tick)
+		}
 		if err := a.flushReleases(ctx); err != nil {
 			a.cfg.Logger.Debug("releasing orbits failed; retrying", "cluster", a.cfg.Cluster, "err", err)
 		}
-		if err := a.syncAhead(ctx, tick); err != nil {
-			a.cfg.Logger.Debug("claiming ahead failed", "cluster", a.cfg.Cluster, "err", err)
+		if !urgent {
+			a.syncAndLog(ctx, tick)
 		}
-		a.claimed()
 		cancel()
 	}
+}
+
+// syncAndLog claims ahead (syncAhead) and tells those waiting for it.
+func (a *Allocator) syncAndLog(ctx context.Context, tick bool) {
+	if err := a.syncAhead(ctx, tick); err != nil {
+		a.cfg.Logger.Debug("claiming ahead failed", "cluster", a.cfg.Cluster, "err", err)
+	}
+	a.claimed()
 }
 
 // syncLinger is how long the sync loop gathers releases and claims before
