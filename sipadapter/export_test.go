@@ -1,6 +1,10 @@
 package sipadapter
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/callpark/callpark/media"
+)
 
 // Counters for the tests' leak checks.
 
@@ -57,3 +61,18 @@ var (
 	ParkedSipfrag = parkedSipfrag
 	ReferredBy    = referredBy
 )
+
+// SharedRTPStats returns the shared RTP port's counters, false if none.
+func (s *Server) SharedRTPStats() (media.SharedPortStats, bool) {
+	if s.engine == nil {
+		return media.SharedPortStats{}, false
+	}
+	return s.engine.SharedRTPStats()
+}
+
+// PortsFree returns the number of RTP ports in the pool's free queue.
+func (s *Server) PortsFree() int {
+	s.ports.mu.Lock()
+	defer s.ports.mu.Unlock()
+	return len(s.ports.free)
+}
