@@ -202,33 +202,45 @@ func TestSharedPortLegRelays(t *testing.T) {
 		ea := newSharedEndpoint(t, port, EndpointOptions{Remote: a.addr(), Codec: PCMU})
 		eb := newTestEndpoint(t, EndpointOptions{Remote: b.addr(), Codec: PCMU, Scheduler: s})
 		require.NoError(t, ea.PlayMusic(testFrames(PCMU, 3)))
-		_, ssrc := a.readFrom()
-		require.Equal(t, ea.SSRC(), ssrc)
-		r, err := Bridge(ea, eb)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = r.Close() })
-
-		// b -> a leaves from the shared port, after the music in flight.
-		b.sendTo(eb.LocalAddr(), b.packet(0, false, make([]byte, 160)))
-		waitFor(t, "the relayed packet", func() bool { return r.Stats().BToA.Packets == 1 })
 		buf := make([]byte, 1500)
-		got := 0
-		for {
-			require.NoError(t, a.conn.SetReadDeadline(time.Now().Add(200*time.Millisecond)))
+		// next reads a's next packet, checks that it left the shared port
+		// under the leg's SSRC and returns its sequence number.
+		next := func(wait time.Duration) (uint16, bool) {
+			require.NoError(t, a.conn.SetReadDeadline(time.Now().Add(wait)))
 			n, src, err := a.conn.ReadFromUDPAddrPort(buf)
 			if err != nil {
-				break
+				return 0, false
 			}
 			v, ok := parseRTP(buf[:n])
 			require.True(t, ok)
 			require.Equal(t, port.LocalAddr(), unmapAddrPort(src))
 			require.Equal(t, ea.SSRC(), v.ssrc)
+			return v.seq, true
+		}
+		seq, ok := next(5 * time.Second)
+		require.True(t, ok, "music")
+		r, err := Bridge(ea, eb)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = r.Close() })
+
+		// b -> a leaves from the shared port, and continues the music's
+		// sequence: a batched music packet never follows Bridge.
+		b.sendTo(eb.LocalAddr(), b.packet(0, false, make([]byte, 160)))
+		waitFor(t, "the relayed packet", func() bool { return r.Stats().BToA.Packets == 1 })
+		got := 0
+		for {
+			s, ok := next(200 * time.Millisecond)
+			if !ok {
+				break
+			}
+			require.Equal(t, seq+1, s, "sequence numbers in order, none repeated")
+			seq = s
 			got++
 		}
 		require.Positive(t, got)
 		// a -> b is read from the shared port.
 		a.sendTo(port.LocalAddr(), a.packet(0, false, make([]byte, 160)))
-		_, ssrc = b.readFrom()
+		_, ssrc := b.readFrom()
 		require.Equal(t, eb.SSRC(), ssrc)
 	})
 }
