@@ -1,10 +1,6 @@
 package sipadapter
 
-import (
-	"net/netip"
-
-	"github.com/callpark/callpark/media"
-)
+import "net/netip"
 
 // Counters for the tests' leak checks.
 
@@ -61,14 +57,6 @@ var (
 	ParkedSipfrag = parkedSipfrag
 	ReferredBy    = referredBy
 )
-
-// SharedRTPStats returns the shared RTP port's counters, false if none.
-func (s *Server) SharedRTPStats() (media.SharedPortStats, bool) {
-	if s.engine == nil {
-		return media.SharedPortStats{}, false
-	}
-	return s.engine.SharedRTPStats()
-}
 
 // PortsFree returns the number of RTP ports in the pool's free queue.
 func (s *Server) PortsFree() int {

@@ -42,3 +42,31 @@ func (e *Engine) SharedRTPStats() (media.SharedPortStats, bool) {
 	}
 	return e.media.Shared.Stats(), true
 }
+
+// RTPStats returns what the engine's music scheduler has sent, and how
+// late against its deadlines.
+func (e *Engine) RTPStats() media.SchedulerStats { return e.sched.Stats() }
+
+// RTPStats returns what the server's music scheduler has sent and how
+// late (zero before Listen).
+func (s *Server) RTPStats() media.SchedulerStats {
+	if e := s.listeningEngine(); e != nil {
+		return e.RTPStats()
+	}
+	return media.SchedulerStats{}
+}
+
+// SharedRTPStats returns the counters of the server's shared RTP port
+// (Config.SharedRTPPort), and false when there is none.
+func (s *Server) SharedRTPStats() (media.SharedPortStats, bool) {
+	if e := s.listeningEngine(); e != nil {
+		return e.SharedRTPStats()
+	}
+	return media.SharedPortStats{}, false
+}
+
+func (s *Server) listeningEngine() *Engine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.engine
+}

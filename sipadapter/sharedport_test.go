@@ -58,6 +58,7 @@ func TestSharedRTPPort(t *testing.T) {
 	require.Equal(t, 2, st.Legs)
 	require.Positive(t, st.Received)
 	require.Zero(t, st.Unknown+st.Ambiguous+st.Stale, "every packet was its leg's")
+	require.Positive(t, srv.RTPStats().Packets, "the music scheduler's counters")
 
 	require.NoError(t, talk.Hangup(ctx))
 	<-a.Done()

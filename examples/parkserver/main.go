@@ -12,6 +12,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	_ "expvar" // memstats at /debug/vars with -pprof
 	"flag"
@@ -138,8 +139,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		logger.Info("profiling on", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
 		// The default mux holds the pprof and expvar handlers, registered by
-		// their imports; nothing else is served there.
-		go func() { _ = http.Serve(ln, http.DefaultServeMux) }()
+		// their imports; /debug/rtp (the music scheduler's counters and
+		// lateness, the shared RTP port's) is this run's own.
+		mux := http.NewServeMux()
+		mux.Handle("/", http.DefaultServeMux)
+		mux.HandleFunc("/debug/rtp", func(w http.ResponseWriter, _ *http.Request) {
+			shared, _ := srv.SharedRTPStats()
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"scheduler": srv.RTPStats(), "shared_port": shared})
+		})
+		go func() { _ = http.Serve(ln, mux) }()
 		defer ln.Close()
 	}
 	if err := signals.Drain(logger, set.Drain, srv.Lot().Len, srv.Shutdown); err != nil {
