@@ -60,15 +60,15 @@ func BenchmarkSchedulerPerPacketRaw(b *testing.B) {
 // process's (user + system) over the packets the scheduler sent.
 func BenchmarkEndpointMusic(b *testing.B) {
 	for _, n := range []int{2000, 5000} {
-		for _, path := range []string{"netpoll", "epoll"} {
+		for _, path := range []string{"netpoll", "epoll", "shared"} {
 			b.Run(fmt.Sprintf("%s/%d", path, n), func(b *testing.B) {
-				benchEndpointMusic(b, n, path == "netpoll")
+				benchEndpointMusic(b, n, path)
 			})
 		}
 	}
 }
 
-func benchEndpointMusic(b *testing.B, n int, netpoll bool) {
+func benchEndpointMusic(b *testing.B, n int, path string) {
 	const (
 		warmUp = 300 * time.Millisecond
 		window = 2 * time.Second
@@ -87,10 +87,24 @@ func benchEndpointMusic(b *testing.B, n int, netpoll bool) {
 	b.ResetTimer()
 	for range b.N {
 		s := NewScheduler(SchedulerOptions{})
-		s.portableIO = netpoll
+		s.portableIO = path == "netpoll"
+		var port *SharedPort
+		if path == "shared" {
+			var err error
+			if port, err = NewSharedPort(benchSocket(b), SharedPortOptions{Scheduler: s}); err != nil {
+				b.Fatal(err)
+			}
+		}
 		eps := make([]*Endpoint, n)
 		for i := range eps {
-			e, err := NewEndpoint(benchSocket(b), EndpointOptions{Remote: sinks[i%len(sinks)], Codec: PCMU, Scheduler: s})
+			opts := EndpointOptions{Remote: sinks[i%len(sinks)], Codec: PCMU, Scheduler: s}
+			var e *Endpoint
+			var err error
+			if port != nil {
+				e, err = port.NewEndpoint(opts)
+			} else {
+				e, err = NewEndpoint(benchSocket(b), opts)
+			}
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -113,6 +127,9 @@ func benchEndpointMusic(b *testing.B, n int, netpoll bool) {
 		runtime.ReadMemStats(&m1)
 		for _, e := range eps {
 			_ = e.Close()
+		}
+		if port != nil {
+			_ = port.Close()
 		}
 		_ = s.Close()
 

@@ -23,6 +23,10 @@
 //     out of Go's netpoller: a few goroutines per scheduler read every leg
 //     from epoll sets watching for input only, and packets leave with a
 //     plain sendto, so no packet sent wakes the runtime.
+//   - A [SharedPort] is one UDP port for many legs, told apart by the
+//     peer's address (latching to a NAT's address once, dropping strays
+//     of unknown and finished calls); on Linux the scheduler sends its
+//     legs' music in sendmmsg batches, a system call per 64 packets.
 //   - [ParseOffer], [Answer], [NewOffer] and [ParkedDirection] do the RFC
 //     3264 offer/answer for a G.711 audio stream with pion/sdp/v3, including
 //     hold detection; an offer without G.711 is [ErrNoCommonCodec].

@@ -30,6 +30,11 @@ type EndpointOptions struct {
 	// Logger receives symmetric RTP address changes (Info) and unexpected
 	// read errors (Warn). Nil keeps the endpoint silent.
 	Logger *slog.Logger
+	// SignalingAddr is where the peer's signalling came from. Only an
+	// endpoint on a SharedPort uses it: a peer behind NAT, whose SDP names
+	// its private address, sends RTP from the NAT's public one, and the
+	// leg latches to the first packet from either host (see SharedPort).
+	SignalingAddr netip.Addr
 }
 
 // Endpoint is one call leg's RTP port. It owns the UDP socket, learns where
@@ -51,6 +56,11 @@ type Endpoint struct {
 	logger *slog.Logger
 	done   chan struct{} // closed when the leg's socket is no longer read
 
+	// shared is the port the leg is on, nil if it has a socket of its own;
+	// signal is EndpointOptions.SignalingAddr.
+	shared *SharedPort
+	signal netip.Addr
+
 	// relay is the Relay this leg is part of. relayMu is held by the read
 	// goroutine while it handles a packet, so Relay.Close can wait for an
 	// in-flight forward; it is taken before any mu.
@@ -66,6 +76,13 @@ type Endpoint struct {
 	music  *Stream
 	held   bool
 	closed bool
+
+	// On a shared port: whether the leg has latched to its peer's source,
+	// and the SSRC of the peer's last packet (quarantined with its address
+	// when the leg ends).
+	latched     bool
+	peerSSRC    uint32
+	hasPeerSSRC bool
 
 	received      atomic.Uint64
 	sent          atomic.Uint64 // relayed packets, and packets of music streams that ended
@@ -126,6 +143,20 @@ func NewEndpoint(conn *net.UDPConn, opts EndpointOptions) (*Endpoint, error) {
 	if conn == nil {
 		return nil, fmt.Errorf("%w: NewEndpoint: conn is nil", ErrInvalidArgument)
 	}
+	laddr, ok := conn.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		return nil, fmt.Errorf("%w: NewEndpoint: conn is not bound", ErrInvalidArgument)
+	}
+	e, err := newEndpoint(conn, laddr.AddrPort(), opts)
+	if err != nil {
+		return nil, err
+	}
+	e.startIO()
+	return e, nil
+}
+
+// newEndpoint checks opts and builds an endpoint on local, without I/O.
+func newEndpoint(conn *net.UDPConn, local netip.AddrPort, opts EndpointOptions) (*Endpoint, error) {
 	if opts.Scheduler == nil {
 		return nil, fmt.Errorf("%w: EndpointOptions.Scheduler is nil", ErrInvalidArgument)
 	}
@@ -133,17 +164,14 @@ func NewEndpoint(conn *net.UDPConn, opts EndpointOptions) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("EndpointOptions: %w", err)
 	}
-	laddr, ok := conn.LocalAddr().(*net.UDPAddr)
-	if !ok {
-		return nil, fmt.Errorf("%w: NewEndpoint: conn is not bound", ErrInvalidArgument)
-	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Endpoint{
 		conn:   conn,
-		local:  laddr.AddrPort(),
+		local:  local,
+		signal: opts.SignalingAddr,
 		sched:  opts.Scheduler,
 		logger: logger,
 		done:   make(chan struct{}),
@@ -153,7 +181,6 @@ func NewEndpoint(conn *net.UDPConn, opts EndpointOptions) (*Endpoint, error) {
 		tePT:   opts.TelephoneEvent,
 		tx:     newTxState(time.Now()),
 	}
-	e.startIO()
 	return e, nil
 }
 
@@ -167,8 +194,13 @@ func unmapAddrPort(a netip.AddrPort) netip.AddrPort {
 	return a
 }
 
-// LocalAddr returns the address the leg's socket is bound to.
+// LocalAddr returns the address the leg's socket is bound to (its shared
+// port's, for a leg on one).
 func (e *Endpoint) LocalAddr() netip.AddrPort { return e.local }
+
+// SharedPort returns the port the leg is on, nil if it has a socket of its
+// own.
+func (e *Endpoint) SharedPort() *SharedPort { return e.shared }
 
 // Remote returns where the leg sends: the SDP address until symmetric RTP
 // learns the peer's real one.
@@ -302,6 +334,10 @@ func (e *Endpoint) SetRemote(addr netip.AddrPort) {
 	if e.music != nil {
 		e.music.SetDestination(addr)
 	}
+	if e.shared != nil && !e.closed {
+		e.latched = false // the peer moved: wait for its first packet again
+		e.shared.set(e, addr, true)
+	}
 }
 
 // SetCodec applies a re-INVITE that changed the leg's codec or payload types
@@ -341,6 +377,13 @@ func (e *Endpoint) Close() error {
 	e.mu.Unlock()
 	if r := e.relay.Load(); r != nil {
 		_ = r.Close() // Relay.Close always returns nil.
+	}
+	if p := e.shared; p != nil {
+		e.mu.Lock()
+		remote, ssrc, has := e.remote, e.peerSSRC, e.hasPeerSSRC
+		e.mu.Unlock()
+		p.unregister(e, remote, ssrc, has)
+		return nil
 	}
 	err := e.stopIO()
 	<-e.done
@@ -412,7 +455,12 @@ func (e *Endpoint) handle(pkt []byte, src netip.AddrPort) {
 		return
 	}
 	e.received.Add(1)
-	if src != e.remote && !e.closed {
+	if e.shared != nil {
+		e.peerSSRC, e.hasPeerSSRC = v.ssrc, true
+	}
+	// On a shared port a latched leg only hears its peer's address, so
+	// only a leg waiting for its peer moves here.
+	if src != e.remote && !e.closed && (e.shared == nil || !e.latched) {
 		old := e.remote
 		e.remote = src
 		e.remoteChanges.Add(1)
@@ -420,6 +468,10 @@ func (e *Endpoint) handle(pkt []byte, src netip.AddrPort) {
 			e.music.SetDestination(src)
 		}
 		e.logger.Info("rtp peer address changed (symmetric RTP)", "local", e.local, "from", old, "to", src)
+	}
+	if e.shared != nil && !e.latched && !e.closed {
+		e.latched = true
+		e.shared.set(e, src, false)
 	}
 	codec := e.codec
 	e.mu.Unlock()

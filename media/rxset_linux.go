@@ -32,7 +32,14 @@ type rxRun struct {
 	done   chan struct{}
 
 	mu   sync.RWMutex
-	byFD map[int32]*Endpoint
+	byFD map[int32]rxReader
+}
+
+// rxReader is what a set reads: a leg's own socket (Endpoint) or a port
+// several legs share (SharedPort). readRaw reads what is ready without
+// waiting.
+type rxReader interface {
+	readRaw(buf []byte)
 }
 
 // endpointIO is the Linux read path of one endpoint: nil raw means the
@@ -65,7 +72,7 @@ func (e *Endpoint) startIO() {
 	// Set before the socket is registered: the set's goroutine may read it
 	// at once.
 	e.io.raw, e.out = raw, raw
-	if err := e.sched.rx.add(e, len(e.sched.shards)); err != nil {
+	if err := e.sched.rx.add(&e.io, e, len(e.sched.shards), e.sched); err != nil {
 		e.io.raw, e.out = nil, nil
 		_ = raw.close()
 		e.logger.Debug("rtp socket stays in Go's netpoller", "local", e.local, "err", err)
@@ -84,16 +91,16 @@ func (e *Endpoint) stopIO() error {
 	if e.io.raw == nil {
 		return e.stopNetpoll()
 	}
-	e.sched.rx.remove(e)
+	e.sched.rx.remove(&e.io)
 	err := e.io.raw.close()
 	close(e.done)
 	return err
 }
 
-// add registers e's socket with the least loaded slot, starting its
-// goroutine if the slot is idle.
-func (s *rxSet) add(e *Endpoint, slots int) error {
-	raw := e.io.raw
+// add registers the socket of io (read by rd) with the least loaded slot,
+// starting its goroutine if the slot is idle.
+func (s *rxSet) add(io *endpointIO, rd rxReader, slots int, sched *Scheduler) error {
+	raw := io.raw
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.runs == nil {
@@ -117,9 +124,9 @@ func (s *rxSet) add(e *Endpoint, slots int) error {
 		}
 		started = true
 	}
-	e.io.run = r
+	io.run = r
 	r.mu.Lock()
-	r.byFD[int32(raw.fd)] = e
+	r.byFD[int32(raw.fd)] = rd
 	r.mu.Unlock()
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(raw.fd)}
 	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, raw.fd, &ev); err != nil {
@@ -129,29 +136,29 @@ func (s *rxSet) add(e *Endpoint, slots int) error {
 		if started {
 			r.closeFDs()
 		}
-		e.io.run = nil
+		io.run = nil
 		return err
 	}
 	r.n++
 	if started {
 		s.runs[slot] = r
-		go r.loop(e.sched)
+		go r.loop(sched)
 	}
 	return nil
 }
 
-// remove deregisters e's socket and returns once the set's goroutine is no
-// longer handling a packet of it; if e was the set's last socket, once the
-// goroutine has returned.
-func (s *rxSet) remove(e *Endpoint) {
-	r, fd := e.io.run, int32(e.io.raw.fd)
+// remove deregisters the socket of io and returns once the set's goroutine
+// is no longer handling a packet of it; if it was the set's last socket,
+// once the goroutine has returned.
+func (s *rxSet) remove(io *endpointIO) {
+	r, fd := io.run, int32(io.raw.fd)
 	// Deleting first: after this no new event of the socket is reported.
 	// One may already be in the goroutine's batch; the closed flag below
 	// makes it skip the socket.
 	_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
-	e.io.mu.Lock()
-	e.io.closed = true
-	e.io.mu.Unlock()
+	io.mu.Lock()
+	io.closed = true
+	io.mu.Unlock()
 
 	s.mu.Lock()
 	r.mu.Lock()
@@ -181,7 +188,7 @@ func newRxRun(s *rxSet, slot int) (*rxRun, error) {
 		_ = unix.Close(epfd)
 		return nil, err
 	}
-	r := &rxRun{set: s, slot: slot, epfd: epfd, wakefd: wakefd, done: make(chan struct{}), byFD: make(map[int32]*Endpoint)}
+	r := &rxRun{set: s, slot: slot, epfd: epfd, wakefd: wakefd, done: make(chan struct{}), byFD: make(map[int32]rxReader)}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
 		r.closeFDs()
@@ -232,10 +239,10 @@ func (r *rxRun) loop(s *Scheduler) {
 				continue
 			}
 			r.mu.RLock()
-			e := r.byFD[ev.Fd]
+			rd := r.byFD[ev.Fd]
 			r.mu.RUnlock()
-			if e != nil {
-				e.readRaw(buf)
+			if rd != nil {
+				rd.readRaw(buf)
 			}
 		}
 	}

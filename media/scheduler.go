@@ -250,6 +250,10 @@ func (s *Scheduler) Stats() SchedulerStats {
 	return st
 }
 
+// packetBufferSize holds the largest packet a stream builds: an RTP header
+// and a frame of 8-bit G.711, with room to spare.
+const packetBufferSize = rtpHeaderSize + 2*SamplesPerFrame
+
 // maxDuration stands for "no deadline".
 const maxDuration = time.Duration(1<<63 - 1)
 
@@ -270,8 +274,14 @@ type shard struct {
 	slotLoad [phaseSlots]int
 
 	// Owned by the goroutine running sendDue.
-	due []*Stream
-	buf [rtpHeaderSize + 2*SamplesPerFrame]byte
+	due   []*Stream
+	buf   [packetBufferSize]byte
+	batch *sendBatch // packets for shared ports, built on first use
+
+	// flushMu is held by the shard's goroutine from the first packet of a
+	// round to the batch's flush, so that Stream.Stop can wait until a
+	// packet of its stream in the batch has left.
+	flushMu sync.Mutex
 
 	streams     atomic.Int64
 	packets     atomic.Uint64
@@ -397,9 +407,12 @@ func (sh *shard) sendDue(ctx context.Context) (time.Duration, bool) {
 		}
 		sh.mu.Unlock()
 
+		sh.flushMu.Lock()
 		for _, st := range due {
 			st.tick(sh)
 		}
+		sh.flushBatch()
+		sh.flushMu.Unlock()
 
 		sh.mu.Lock()
 		for i, st := range due {

@@ -35,24 +35,30 @@ type Stream struct {
 	// without it by the shard when it puts the stream back in its heap.
 	stopped atomic.Bool
 
-	mu      sync.Mutex
-	w       PacketWriter
-	dst     netip.AddrPort
-	frames  *Frames
-	codec   Codec // what the leg expects; frames are transcoded if they differ
-	pt      uint8 // payload type the leg numbered codec with
-	frame   int   // next frame of the loop
-	ssrc    uint32
-	seq     uint16 // next sequence number
-	ts0     uint32 // timestamp of slot 0
-	marker  bool   // next packet carries the marker bit
-	paused  bool
-	failing bool // the last write failed (for logging transitions only)
-	lastTS  uint32
-	sent    bool // a packet was sent, so lastTS is meaningful
-	packets uint64
-	octets  uint64
-	errors  uint64
+	mu     sync.Mutex
+	w      PacketWriter
+	dst    netip.AddrPort
+	frames *Frames
+	codec  Codec // what the leg expects; frames are transcoded if they differ
+	pt     uint8 // payload type the leg numbered codec with
+	frame  int   // next frame of the loop
+	ssrc   uint32
+	seq    uint16 // next sequence number
+	ts0    uint32 // timestamp of slot 0
+	marker bool   // next packet carries the marker bit
+	paused bool
+	lastTS uint32
+	sent   bool // a packet was sent, so lastTS is meaningful
+
+	// Counters, atomic so that a shard's batch can record its results
+	// without taking the streams' locks (batch_linux.go).
+	failing atomic.Bool // the last write failed (for logging transitions only)
+	packets atomic.Uint64
+	octets  atomic.Uint64
+	errors  atomic.Uint64
+	// inBatch is set while a packet of the stream waits in its shard's
+	// batch, so that Stop waits for it to leave.
+	inBatch atomic.Bool
 }
 
 // StreamStats counts what a stream has sent.
@@ -67,9 +73,7 @@ func (st *Stream) SSRC() uint32 { return st.ssrc }
 
 // Stats returns the stream's counters.
 func (st *Stream) Stats() StreamStats {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return StreamStats{Packets: st.packets, Octets: st.octets, WriteErrors: st.errors}
+	return StreamStats{Packets: st.packets.Load(), Octets: st.octets.Load(), WriteErrors: st.errors.Load()}
 }
 
 // Pause stops sending, for instance while the peer holds the call. The
@@ -136,6 +140,13 @@ func (st *Stream) Stop() {
 	st.mu.Lock()
 	already := st.stopped.Swap(true)
 	st.mu.Unlock()
+	if st.inBatch.Load() {
+		// Its last packet is in the shard's batch: the shard holds
+		// flushMu until the batch has left.
+		st.shard.flushMu.Lock()
+		//lint:ignore SA2001 an empty critical section: waits for the flush
+		st.shard.flushMu.Unlock()
+	}
 	if !already {
 		st.shard.remove(st)
 	}
@@ -185,8 +196,16 @@ func (st *Stream) tick(sh *shard) {
 
 // send writes the packet of the current slot through the shard's buffer: a
 // pion header marshalled in place and the shared frame copied after it, so
-// nothing is allocated per packet.
+// nothing is allocated per packet. A stream on a SharedPort whose sends the
+// platform batches (batch_linux.go) builds its packet in the shard's batch
+// instead, which leaves with the shard's other due packets in one system
+// call at the end of the round.
 func (st *Stream) send(sh *shard, late time.Duration) {
+	buf := sh.batchBuffer(st.w)
+	batched := buf != nil
+	if !batched {
+		buf = sh.buf[:]
+	}
 	ts := st.ts0 + uint32(st.slot)*SamplesPerFrame
 	hdr := rtp.Header{
 		Version:        rtpVersion,
@@ -196,42 +215,55 @@ func (st *Stream) send(sh *shard, late time.Duration) {
 		Timestamp:      ts,
 		SSRC:           st.ssrc,
 	}
-	n, err := hdr.MarshalTo(sh.buf[:])
+	n, err := hdr.MarshalTo(buf)
 	if err != nil {
 		// Unreachable with a fixed header and this buffer; counted rather
 		// than ignored should pion's encoding ever change.
-		st.errors++
+		st.errors.Add(1)
 		sh.writeErrors.Add(1)
 		return
 	}
-	payload := sh.buf[n:]
+	payload := buf[n:]
 	m := copy(payload, st.frames.Payload(st.frame))
 	if fc := st.frames.Codec(); fc != st.codec {
 		Transcode(payload[:m], fc, st.codec)
 	}
 	sh.recordLateness(late)
-	_, err = st.w.WriteToUDPAddrPort(sh.buf[:n+m], st.dst)
-	// The packet counts as sent even if the write failed: the receiver sees
+	// The packet counts as sent even if the write fails: the receiver sees
 	// a lost packet, and the sequence stays in step with the clock.
 	st.seq++
 	st.frame = (st.frame + 1) % st.frames.Len()
 	st.lastTS = ts
 	st.sent = true
+	if batched {
+		if err := sh.batchPush(st, n+m, m, st.dst); err != nil {
+			st.result(sh, err, m)
+			return
+		}
+		st.marker = false // a failed batched write loses the marker with the packet
+		return
+	}
+	_, err = st.w.WriteToUDPAddrPort(buf[:n+m], st.dst)
+	if err == nil {
+		st.marker = false
+	}
+	st.result(sh, err, m)
+}
+
+// result counts one packet's write, of octets payload octets.
+func (st *Stream) result(sh *shard, err error, octets int) {
 	if err != nil {
-		st.errors++
+		st.errors.Add(1)
 		sh.writeErrors.Add(1)
-		if !st.failing {
-			st.failing = true
-			sh.sched.logger.Debug("rtp stream write failing", "ssrc", st.ssrc, "dst", st.dst, "err", err)
+		if !st.failing.Swap(true) {
+			sh.sched.logger.Debug("rtp stream write failing", "ssrc", st.ssrc, "err", err)
 		}
 		return
 	}
-	if st.failing {
-		st.failing = false
-		sh.sched.logger.Debug("rtp stream write recovered", "ssrc", st.ssrc, "dst", st.dst)
+	if st.failing.Swap(false) {
+		sh.sched.logger.Debug("rtp stream write recovered", "ssrc", st.ssrc)
 	}
-	st.marker = false
-	st.packets++
-	st.octets += uint64(m)
+	st.packets.Add(1)
+	st.octets.Add(uint64(octets))
 	sh.packets.Add(1)
 }

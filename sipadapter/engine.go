@@ -34,6 +34,15 @@ type EngineConfig struct {
 	Addr netip.AddrPort
 	// Ports hands out the RTP port of each call leg.
 	Ports *PortPool
+	// SharedRTPPort, when set, answers every parked leg with one RTP port,
+	// taken from Ports for the engine's life, instead of a port per leg:
+	// the legs are told apart by their peers' addresses (media.SharedPort),
+	// and on Linux their music leaves in batches of packets per system
+	// call, which is what lets a 2-core server play music to 5,000 parked
+	// calls. A parked leg keeps the port once retrieved; retrievers,
+	// recalls and other calls have ports of their own. What it changes
+	// for NAT and firewalls is in docs/SIP-CONTRACT.md.
+	SharedRTPPort bool
 	// MediaIP is the address written into SDP c= lines: Addr's IP when
 	// zero, which must then be an address phones reach.
 	MediaIP netip.Addr
@@ -125,19 +134,21 @@ type Target struct {
 // retrieve and bridge, Replaces take-over, recall and fallback, holds,
 // hang-ups and BLF, live here once.
 type Engine struct {
-	cfg      EngineConfig
-	lot      *park.Lot
-	table    *orbit.Table
-	log      *slog.Logger
-	ports    *PortPool
-	media    legMedia
-	music    *musicClips      // the lot's music as legs play it, built once
-	sched    *media.Scheduler // paces every leg's RTP; the engine's own
-	client   *sipgo.Client
-	dialogUA *sipgo.DialogUA
-	addr     netip.AddrPort
-	blf      *blfService
-	guard    *sourceGuard // Limits: failed retrieves and dialogs per source
+	cfg   EngineConfig
+	lot   *park.Lot
+	table *orbit.Table
+	log   *slog.Logger
+	ports *PortPool
+	media legMedia
+	music *musicClips      // the lot's music as legs play it, built once
+	sched *media.Scheduler // paces every leg's RTP; the engine's own
+	// sharedOnce closes media.Shared once (closeShared).
+	sharedOnce sync.Once
+	client     *sipgo.Client
+	dialogUA   *sipgo.DialogUA
+	addr       netip.AddrPort
+	blf        *blfService
+	guard      *sourceGuard // Limits: failed retrieves and dialogs per source
 
 	mu      sync.Mutex
 	legs    map[string]*callLeg // by dialog key: Call-ID, our tag, their tag
@@ -225,6 +236,12 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	e.sched = media.NewScheduler(media.SchedulerOptions{Logger: e.log.With("component", "rtp")})
 	e.media = legMedia{Ports: cfg.Ports, IP: cfg.MediaIP, Username: cfg.ContactUser, Scheduler: e.sched, Logger: e.log,
 		AcceptLateOffer: cfg.AcceptLateOffer, LateOfferSwitch: cfg.LateOfferSwitch}
+	if cfg.SharedRTPPort {
+		if e.media.Shared, err = newSharedPort(cfg.Ports, e.sched, e.log); err != nil {
+			e.sched.Close()
+			return nil, err
+		}
+	}
 	e.tasksCtx, e.cancelTasks = context.WithCancel(context.Background())
 	e.callsCtx, e.stopCalls = context.WithCancel(context.Background())
 	e.dialogUA = &sipgo.DialogUA{
@@ -242,6 +259,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		SubscriptionsPerSource: cfg.Limits.SubscriptionsPerSource,
 		Trusted:                cfg.Limits.Trusted,
 	}); err != nil {
+		e.closeShared()
 		e.sched.Close()
 		return nil, err
 	}
@@ -378,6 +396,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.hangupAll(byeCtx)
 	e.cancelTasks()
 	e.tasks.Wait()
+	e.closeShared()
 	e.sched.Close() // every leg has ended: nothing is paced any more
 	e.stopObserving()
 	return err

@@ -57,3 +57,10 @@ var (
 	ParkedSipfrag = parkedSipfrag
 	ReferredBy    = referredBy
 )
+
+// PortsFree returns the number of RTP ports in the pool's free queue.
+func (s *Server) PortsFree() int {
+	s.ports.mu.Lock()
+	defer s.ports.mu.Unlock()
+	return len(s.ports.free)
+}

@@ -22,6 +22,9 @@ type legMedia struct {
 	IP        netip.Addr // written into SDP c= lines
 	Username  string     // the SDP o= user
 	Scheduler *media.Scheduler
+	// Shared, when set, is the one RTP port every parked leg answers with
+	// (EngineConfig.SharedRTPPort); nil gives each leg a port of its own.
+	Shared *media.SharedPort
 	// Logger gets the endpoints' diagnostics; nil is silent.
 	Logger *slog.Logger
 	// AcceptLateOffer answers an INVITE without SDP with an offer of ours,
@@ -134,6 +137,9 @@ func (m legMedia) Answer(req *sip.Request, parked, reserved bool) (legConfig, []
 			stance = media.ParkedDirection(offer.Direction)
 		}
 	}
+	if parked && m.Shared != nil {
+		return m.answerShared(req, offer, stance)
+	}
 	acquire := m.Ports.acquire
 	if reserved {
 		acquire = m.Ports.acquireReserved
@@ -159,6 +165,49 @@ func (m legMedia) Answer(req *sip.Request, parked, reserved bool) (legConfig, []
 		return legConfig{}, nil, &mediaRefusal{Code: sip.StatusNotAcceptableHere, Reason: "Not Acceptable Here", Headers: []sip.Header{warning(err.Error())}, Err: err}
 	}
 	ep, err := m.endpoint(conn, n)
+	if err != nil {
+		return legConfig{}, nil, &mediaRefusal{Code: sip.StatusInternalServerError, Reason: "Server Internal Error", Err: err}
+	}
+	if n.RemoteHold {
+		ep.Hold()
+	}
+	return legConfig{Endpoint: ep, SDP: sdp, Direction: n.Direction, LateOffer: lateOffer}, body, nil
+}
+
+// answerShared is Answer for a parked leg on the shared port: no port of
+// its own is taken, the SDP names the shared one, and the leg may latch to
+// RTP from the host its INVITE came from (a phone behind NAT whose SDP
+// names its private address).
+func (m legMedia) answerShared(req *sip.Request, offer *media.RemoteMedia, stance media.Direction) (legConfig, []byte, error) {
+	sdp := m.session(m.Shared.LocalAddr().Port())
+	var (
+		body      []byte
+		lateOffer *media.Offer
+		err       error
+	)
+	n := media.Negotiated{Codec: media.PCMU, Direction: stance}
+	if offer == nil {
+		if lateOffer, err = sdp.Offer(stance); err == nil {
+			body = lateOffer.SDP()
+		}
+	} else {
+		body, n, err = sdp.Answer(offer, stance)
+	}
+	if err != nil {
+		return legConfig{}, nil, &mediaRefusal{Code: sip.StatusNotAcceptableHere, Reason: "Not Acceptable Here", Headers: []sip.Header{warning(err.Error())}, Err: err}
+	}
+	logger := m.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ep, err := m.Shared.NewEndpoint(media.EndpointOptions{
+		Remote:         n.Remote,
+		Codec:          n.Codec,
+		PayloadType:    n.PayloadType,
+		TelephoneEvent: n.TelephoneEvent,
+		Logger:         logger.With("component", "rtp"),
+		SignalingAddr:  requestSource(req).Addr(),
+	})
 	if err != nil {
 		return legConfig{}, nil, &mediaRefusal{Code: sip.StatusInternalServerError, Reason: "Server Internal Error", Err: err}
 	}

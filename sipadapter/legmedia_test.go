@@ -1,8 +1,11 @@
 package sipadapter
 
 import (
+	"log/slog"
+	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/require"
@@ -76,5 +79,53 @@ func TestLegMediaAnswer(t *testing.T) {
 
 	pool.freeEndpoint(parked.Endpoint)
 	pool.freeEndpoint(late.Endpoint)
+	require.Zero(t, pool.InUse())
+}
+
+// A parked leg on the shared port takes no port of its own, answers with
+// the shared one, and latches to RTP from the host its INVITE came from
+// when its SDP names an address the server cannot reach (a phone behind
+// NAT).
+func TestLegMediaAnswerShared(t *testing.T) {
+	pool, err := NewPortPool(netip.MustParseAddr("127.0.0.1"), 10260, 10263)
+	require.NoError(t, err)
+	sched := media.NewScheduler(media.SchedulerOptions{})
+	t.Cleanup(func() { sched.Close() })
+	shared, err := newSharedPort(pool, sched, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(func() { shared.Close() })
+	lm := legMedia{Ports: pool, IP: netip.MustParseAddr("127.0.0.1"), Username: "test", Scheduler: sched, Shared: shared}
+
+	phone, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	t.Cleanup(func() { phone.Close() })
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "700", Host: "127.0.0.1"})
+	req.SetSource("127.0.0.1:5062") // the NAT's public address
+	req.SetBody([]byte("v=0\r\no=- 1 1 IN IP4 10.1.2.3\r\ns=-\r\nc=IN IP4 10.1.2.3\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"))
+
+	parked, body, err := lm.Answer(req, true, false)
+	require.NoError(t, err)
+	require.Contains(t, string(body), "m=audio 10260 ")
+	require.Same(t, shared, parked.Endpoint.SharedPort())
+	require.Zero(t, pool.InUse())
+
+	pkt := make([]byte, 12+160)
+	pkt[0] = 0x80
+	_, err = phone.WriteToUDPAddrPort(pkt, shared.LocalAddr())
+	require.NoError(t, err)
+	want := phone.LocalAddr().(*net.UDPAddr).AddrPort()
+	deadline := time.Now().Add(5 * time.Second)
+	for parked.Endpoint.Remote() != want {
+		require.True(t, time.Now().Before(deadline), "the leg did not latch to the NAT's address")
+		time.Sleep(time.Millisecond)
+	}
+
+	// A retriever's leg has its own port.
+	other, _, err := lm.Answer(req, false, false)
+	require.NoError(t, err)
+	require.Nil(t, other.Endpoint.SharedPort())
+	require.Equal(t, 1, pool.InUse())
+	pool.freeEndpoint(other.Endpoint)
+	pool.freeEndpoint(parked.Endpoint)
 	require.Zero(t, pool.InUse())
 }

@@ -121,6 +121,37 @@ func (p *PortPool) release(port uint16) {
 	p.inUse--
 }
 
+// takeShared binds the least recently released free port for a shared RTP
+// port and keeps it out of the pool (and of InUse) until returnShared.
+func (p *PortPool) takeShared() (*net.UDPConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.free) <= p.reserved {
+		return nil, ErrNoRTPPort
+	}
+	conn, err := p.bindLocked()
+	if err == nil {
+		p.inUse--
+	}
+	return conn, err
+}
+
+// returnShared gives back the port takeShared took, once its socket is
+// closed.
+func (p *PortPool) returnShared(port uint16) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.free = append(p.free, port)
+}
+
+// freeShared closes a socket takeShared bound that serves nothing, and
+// gives its port back.
+func (p *PortPool) freeShared(conn *net.UDPConn) {
+	port := conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	conn.Close()
+	p.returnShared(port)
+}
+
 // InUse returns the number of ports handed out and not yet released: zero
 // once every call has ended, which makes it a leak check for tests.
 func (p *PortPool) InUse() int {
@@ -149,8 +180,13 @@ func (p *PortPool) freeConn(conn *net.UDPConn) {
 }
 
 // FreeEndpoint closes an endpoint built by Endpoint, and its socket, and
-// returns its port.
+// returns its port. An endpoint on a shared port only closes: the port is
+// not the leg's.
 func (p *PortPool) freeEndpoint(ep *media.Endpoint) {
+	if ep.SharedPort() != nil {
+		ep.Close()
+		return
+	}
 	port := ep.LocalAddr().Port()
 	ep.Close()
 	p.release(port)

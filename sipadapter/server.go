@@ -64,6 +64,14 @@ type Config struct {
 	// RTPPortMin and RTPPortMax bound the RTP ports, one per call leg; zero
 	// means 20000-29999.
 	RTPPortMin, RTPPortMax int
+	// SharedRTPPort answers every parked call with one RTP port, the first
+	// free one of the range, instead of a port per leg (see
+	// EngineConfig.SharedRTPPort): on Linux it is what lets the server play
+	// music to thousands of parked calls on a couple of cores. Off by
+	// default in the library, since it changes what a phone behind NAT
+	// must do (docs/SIP-CONTRACT.md); examples/parkserver turns it on on
+	// Linux.
+	SharedRTPPort bool
 	// Logger receives one line per park, retrieve, recall, fallback,
 	// hang-up and refusal at Info, and SIP diagnostics at Debug; nil is
 	// silent.
@@ -292,6 +300,7 @@ func (s *Server) listen(ctx context.Context) error {
 		Client:          stack.Client,
 		Addr:            stack.Addr,
 		Ports:           s.ports,
+		SharedRTPPort:   s.cfg.SharedRTPPort,
 		MediaIP:         s.mediaIP,
 		AcceptLateOffer: s.cfg.AcceptLateOffer,
 		LateOfferSwitch: "Config.AcceptLateOffer, -late-offer",

@@ -12,6 +12,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	_ "expvar" // memstats at /debug/vars with -pprof
 	"flag"
@@ -21,6 +22,7 @@ import (
 	"net/http"
 	_ "net/http/pprof" // served only with -pprof
 	"os"
+	"runtime"
 
 	"github.com/callpark/callpark/examples/internal/parkflags"
 	"github.com/callpark/callpark/examples/internal/siptune"
@@ -40,6 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cf := parkflags.RegisterCluster(fs)
 	abuse := registerAbuseFlags(fs)
 	outboundProxy := fs.String("outbound-proxy", "", "sip: `URI` of the proxy recalls, the fallback and parker notices go through (the PBX that knows where phones are); empty: to the parker's URI")
+	sharedRTP := fs.Bool("shared-rtp", runtime.GOOS == "linux", "answer parked calls with one shared RTP port, the first free one of -rtp-ports, told apart by the phones' addresses; their music then leaves in batches (Linux: sendmmsg). Phones behind NAT must send RTP from the address they signal from or name in SDP (see docs/SIP-CONTRACT.md); false gives each parked call a port of its own")
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
 	logging := siptune.RegisterLogging(fs)
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof and expvar on this `address` (e.g. 127.0.0.1:6060), for profiling under load; off by default")
@@ -78,6 +81,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		MediaIP:       set.MediaIP,
 		RTPPortMin:    set.RTPPortMin,
 		RTPPortMax:    set.RTPPortMax,
+		SharedRTPPort: *sharedRTP,
 		Logger:        logger,
 		OutboundProxy: *outboundProxy,
 		CrossNode:     cs.CrossNode,
@@ -94,6 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "listen      %s (udp, tcp)\n", set.Listen)
 		pf.Print(stdout, set, srv.Lot().Config())
+		fmt.Fprintf(stdout, "shared-rtp  %t\n", *sharedRTP)
 		fmt.Fprintf(stdout, "outbound-proxy %s\n", cmp.Or(*outboundProxy, "(none: recalls go to the parker's URI)"))
 		abuse.print(stdout)
 		cs.Print(stdout)
@@ -134,8 +139,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		logger.Info("profiling on", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
 		// The default mux holds the pprof and expvar handlers, registered by
-		// their imports; nothing else is served there.
-		go func() { _ = http.Serve(ln, http.DefaultServeMux) }()
+		// their imports; /debug/rtp (the music scheduler's counters and
+		// lateness, the shared RTP port's) is this run's own.
+		mux := http.NewServeMux()
+		mux.Handle("/", http.DefaultServeMux)
+		mux.HandleFunc("/debug/rtp", func(w http.ResponseWriter, _ *http.Request) {
+			shared, _ := srv.SharedRTPStats()
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"scheduler": srv.RTPStats(), "shared_port": shared})
+		})
+		go func() { _ = http.Serve(ln, mux) }()
 		defer ln.Close()
 	}
 	if err := signals.Drain(logger, set.Drain, srv.Lot().Len, srv.Shutdown); err != nil {
