@@ -224,12 +224,15 @@ func TestRedisUnreachableRefusesParks(t *testing.T) {
 	m.SetError("LOADING Redis is loading the dataset in memory")
 	// Until a request of the node's to Redis fails, a park may still get
 	// an orbit the node claimed ahead.
-	for range redisorbit.DefaultClaimAhead {
+	failing := time.Now()
+	for {
 		c, err := carol.Call(ctx, a.ParkURI(), parktest.CallOptions{Mute: true})
 		if err != nil {
 			break
 		}
 		require.NoError(t, c.Hangup(ctx))
+		require.Less(t, time.Since(failing), 3*time.Second, "parks are refused once the node found Redis failing")
+		time.Sleep(50 * time.Millisecond)
 	}
 	_, err = carol.Call(ctx, a.ParkURI(), parktest.CallOptions{Mute: true})
 	var se *parktest.StatusError
