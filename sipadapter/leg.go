@@ -546,21 +546,26 @@ func (l *callLeg) ServeBye(req *sip.Request, tx sip.ServerTransaction) (abandone
 }
 
 // confirmAnswer turns an INVITE the host placed, answered 2xx (sess after
-// waitAnswer), into a Leg: file builds and files it (the host's map, with
-// its OnClose), then the 2xx is acknowledged and the SDP answer to offer is
-// applied to cfg.Endpoint. The leg is filed before the ACK goes out because
-// the far end may hang up the moment it has the ACK, and its BYE must find
-// the dialog. On failure the leg is freed, hung up if it was acknowledged.
+// waitAnswer), into a Leg: the SDP answer to offer is applied to
+// cfg.Endpoint, file builds and files the leg (the host's map, with its
+// OnClose), then the 2xx is acknowledged. All of it before the ACK goes
+// out, because the far end may hang up the moment it has the ACK: its BYE
+// must find the dialog, and closes the endpoint (an answer applied after
+// it failed, and a recall answered and hung up at once counted as not
+// answered). On failure the leg is freed, hung up if it was acknowledged.
+// A leg that comes back may already be closed by such a BYE.
 func confirmAnswer(ctx context.Context, sess *sipgo.DialogClientSession, offer *media.Offer, cfg legConfig, file func(legConfig) *callLeg) (*callLeg, error) {
 	n, err := offer.ParseAnswer(sess.InviteResponse.Body())
+	if err == nil {
+		// Before the ACK: once it is out the party may hang up at once, and
+		// its BYE closes the leg and its endpoint.
+		err = cfg.Endpoint.Apply(n)
+	}
 	cfg.Dialog, cfg.Direction, cfg.Confirmed = clientDialog(sess), n.Direction, true
 	l := file(cfg)
 	if ackErr := sess.Ack(context.WithoutCancel(ctx)); ackErr != nil {
 		l.Close()
 		return nil, ackErr
-	}
-	if err == nil {
-		err = cfg.Endpoint.Apply(n)
 	}
 	if err != nil {
 		l.Hangup(context.WithoutCancel(ctx))
