@@ -405,26 +405,33 @@ func (e *Endpoint) stopNetpoll() error {
 }
 
 // readLoop reads the socket until it is closed. Every datagram goes through
-// handle; the buffer is reused, so reading allocates nothing per packet.
+// handle.
 func (e *Endpoint) readLoop() {
 	defer close(e.done)
+	readUDP(e.conn, e.logger, e.local, &e.notRTP, e.handle)
+}
+
+// readUDP reads conn until it is closed, through Go's netpoller, handing
+// every datagram to handle with its source; one that fills the buffer is
+// no G.711 packet of ours and only counted in truncated. A transient error
+// (an ICMP error queued on the socket, say) is logged, not the end. The
+// buffer is reused: reading allocates nothing per packet.
+func readUDP(conn *net.UDPConn, logger *slog.Logger, local netip.AddrPort, truncated *atomic.Uint64, handle func([]byte, netip.AddrPort)) {
 	buf := make([]byte, readBufferSize)
 	for {
-		n, src, err := e.conn.ReadFromUDPAddrPort(buf)
+		n, src, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// A transient error (an ICMP error queued on the socket, say)
-			// does not end the leg.
-			e.logger.Warn("rtp read failed", "local", e.local, "err", err)
+			logger.Warn("rtp read failed", "local", local, "err", err)
 			continue
 		}
 		if n == len(buf) {
-			e.notRTP.Add(1) // truncated: not a G.711 packet
+			truncated.Add(1)
 			continue
 		}
-		e.handle(buf[:n], unmapAddrPort(src))
+		handle(buf[:n], unmapAddrPort(src))
 	}
 }
 

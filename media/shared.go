@@ -2,7 +2,6 @@ package media
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -382,22 +381,7 @@ func (p *SharedPort) lookup(pkt []byte, src netip.AddrPort) (*Endpoint, *atomic.
 // Go's netpoller until it is closed.
 func (p *SharedPort) readLoop() {
 	defer close(p.done)
-	buf := make([]byte, readBufferSize)
-	for {
-		n, src, err := p.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			p.logger.Warn("rtp read failed", "local", p.local, "err", err)
-			continue
-		}
-		if n == len(buf) {
-			p.unknown.Add(1) // truncated: no G.711 packet of any leg
-			continue
-		}
-		p.dispatch(buf[:n], unmapAddrPort(src))
-	}
+	readUDP(p.conn, p.logger, p.local, &p.unknown, p.dispatch)
 }
 
 // startNetpoll is the portable path: a goroutine reads conn, packets leave
