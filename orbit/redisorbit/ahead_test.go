@@ -71,16 +71,12 @@ func TestClaimAheadKeepsTheLowestPolicy(t *testing.T) {
 	require.NoError(t, a.Release(ctx(t), "702"))
 	require.NoError(t, a.Release(ctx(t), "704"))
 	require.Equal(t, []orbit.Orbit{"702", "704", "707", "708"}, aheadOf(t, a, DefaultClaimAhead))
-	for _, want := range []orbit.Orbit{"702", "704", "707"} {
+	// 709 and 710, freed for 702 and 704, are claimed again in their turn.
+	for _, want := range []orbit.Orbit{"702", "704", "707", "708", "709", "710", "711"} {
 		o, err := a.Allocate(ctx(t))
 		require.NoError(t, err)
 		require.Equal(t, want, o)
 	}
-	require.Equal(t, []orbit.Orbit{"708", "709", "710", "711"}, aheadOf(t, a, DefaultClaimAhead))
-	require.Eventually(t, func() bool {
-		_, _, ok, err := a.Holder(ctx(t), "712")
-		return err == nil && !ok
-	}, 5*time.Second, 10*time.Millisecond, "what was kept instead is free")
 }
 
 // The lru policy holds ahead the orbits freed longest ago, in that order.

@@ -388,8 +388,10 @@ func (a *Allocator) syncLoop() {
 		case <-t.C:
 			tick = true
 		}
-		// Releases first, so that under "lowest" an orbit given back may be
-		// the next one claimed ahead; but not while parks wait for claims.
+		// Releases first, so that under "lowest" an orbit given back is the
+		// next one claimed ahead; under the other policies, not while parks
+		// wait for claims.
+		urgent = urgent && a.cfg.Policy != orbit.Lowest
 		ctx, cancel := context.WithTimeout(context.Background(), releaseRetry)
 		if urgent {
 			a.syncAndLog(ctx, tick)
