@@ -51,6 +51,7 @@ type agent struct {
 	// hangupHeld. lateAnswers are the ACK and BYE of 2xx answers that came
 	// after the tool gave up waiting (hangupLate), in flight.
 	held        sync.Map // string -> *sipgo.DialogClientSession
+	ended       sync.Map // Call-ID -> time.Time: calls of held that ended less than 64×T1 ago
 	lateAnswers sync.WaitGroup
 	// lateMu orders lateAnswers' Go and Wait: a 2xx retransmitted while
 	// hangupHeld waits would otherwise Add to a WaitGroup being waited on
@@ -360,7 +361,14 @@ func (a *agent) inviteAt(ctx context.Context, at netip.AddrPort, user string, of
 func (a *agent) hold(d *sipgo.DialogClientSession) {
 	id := d.InviteRequest.CallID().Value()
 	a.held.Store(id, d)
-	context.AfterFunc(d.Context(), func() { a.held.CompareAndDelete(id, d) })
+	context.AfterFunc(d.Context(), func() {
+		a.held.CompareAndDelete(id, d)
+		// Its 2xx may still be resent while the server waits for an ACK
+		// that crossed the BYE: a retransmission, not a late answer.
+		at := time.Now()
+		a.ended.Store(id, at)
+		time.AfterFunc(64*sip.T1, func() { a.ended.CompareAndDelete(id, at) })
+	})
 }
 
 // hangupHeld ends every call the server still holds for the tool, once a
@@ -380,7 +388,7 @@ func (a *agent) hangupHeld(ctx context.Context) uint64 {
 				// run ended between the two): the ACK first, as §15 asks.
 				_ = d.Ack(ctx)
 			}
-			if a.bye(ctx, d) == nil {
+			if err := a.bye(ctx, d); err == nil || crossedBye(err) {
 				n.Add(1)
 			}
 			d.Close()
@@ -392,6 +400,15 @@ func (a *agent) hangupHeld(ctx context.Context) uint64 {
 	a.lateAnswers.Wait()
 	a.lateMu.Unlock()
 	return n.Load() + a.lateHungUp.Swap(0)
+}
+
+// crossedBye reports whether a BYE was answered 481 because the server
+// had ended the call itself: hanging up both calls of a bridge at once,
+// the server ends the second when the first BYE reaches it, and its BYE
+// crosses ours. The call is over either way.
+func crossedBye(err error) bool {
+	var res sipgo.ErrDialogResponse
+	return errors.As(err, &res) && res.Res.StatusCode == sip.StatusCallTransactionDoesNotExists
 }
 
 // onStrayResponse counts responses no transaction of ours waits for. A 2xx
@@ -409,6 +426,10 @@ func (a *agent) onStrayResponse(res *sip.Response) {
 	if _, ok := a.held.Load(callID.Value()); ok {
 		return
 	}
+	if _, ok := a.ended.Load(callID.Value()); ok {
+		_ = a.client.WriteRequest(a.inDialog(res, sip.ACK, res.CSeq().SeqNo)) // the call is over; only the ACK it waits for
+		return
+	}
 	a.lateMu.Lock()
 	defer a.lateMu.Unlock()
 	a.lateAnswers.Go(func() {
@@ -423,23 +444,11 @@ func (a *agent) onStrayResponse(res *sip.Response) {
 // ackAndBye acknowledges res, a 2xx to an INVITE of ours no dialog holds,
 // and ends the call it set up with a BYE.
 func (a *agent) ackAndBye(ctx context.Context, res *sip.Response) error {
-	inDialog := func(method sip.RequestMethod, seq uint32) *sip.Request {
-		req := sip.NewRequest(method, *res.Contact().Address.Clone())
-		req.AppendHeader(sip.HeaderClone(res.From()))
-		req.AppendHeader(sip.HeaderClone(res.To()))
-		req.AppendHeader(sip.HeaderClone(res.CallID()))
-		req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: method})
-		req.AppendHeader(sip.HeaderClone(&a.contact))
-		if a.cfg.transport == "tcp" {
-			req.SetTransport("TCP")
-		}
-		return req
-	}
 	seq := res.CSeq().SeqNo
-	if err := a.client.WriteRequest(inDialog(sip.ACK, seq)); err != nil {
+	if err := a.client.WriteRequest(a.inDialog(res, sip.ACK, seq)); err != nil {
 		return err
 	}
-	bye, err := a.client.Do(ctx, inDialog(sip.BYE, seq+1))
+	bye, err := a.client.Do(ctx, a.inDialog(res, sip.BYE, seq+1))
 	if err != nil {
 		return err
 	}
@@ -447,6 +456,21 @@ func (a *agent) ackAndBye(ctx context.Context, res *sip.Response) error {
 		return fmt.Errorf("BYE answered %d %s", bye.StatusCode, bye.Reason)
 	}
 	return nil
+}
+
+// inDialog is a request in the dialog res, a 2xx to an INVITE of ours,
+// set up.
+func (a *agent) inDialog(res *sip.Response, method sip.RequestMethod, seq uint32) *sip.Request {
+	req := sip.NewRequest(method, *res.Contact().Address.Clone())
+	req.AppendHeader(sip.HeaderClone(res.From()))
+	req.AppendHeader(sip.HeaderClone(res.To()))
+	req.AppendHeader(sip.HeaderClone(res.CallID()))
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: method})
+	req.AppendHeader(sip.HeaderClone(&a.contact))
+	if a.cfg.transport == "tcp" {
+		req.SetTransport("TCP")
+	}
+	return req
 }
 
 // bye ends a call from our side, at most -timeout.
