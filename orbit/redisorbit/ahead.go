@@ -137,7 +137,8 @@ func (a *Allocator) takeOwnAheadLocked(o orbit.Orbit) bool {
 }
 
 // syncAhead tells Redis which orbits held ahead now hold calls, claims
-// more up to Config.ClaimAhead, and gives back those the lot asks for.
+// more up to the node's target (Config.ClaimAhead, more under load), and
+// gives back those the lot asks for.
 func (a *Allocator) syncAhead(ctx context.Context, tick bool) error {
 	a.mu.Lock()
 	epoch, gen := a.epoch, a.generation

@@ -183,13 +183,13 @@ func (a *Allocator) Incarnation() (epoch, generation string) {
 // orbit.ErrFull when every orbit of the cluster is taken, and
 // orbit.ErrUnavailable when Redis cannot be reached or is settling.
 func (a *Allocator) Allocate(ctx context.Context) (orbit.Orbit, error) {
+	o, ok, wait := a.takeAhead()
+	if ok {
+		return o, nil // the usual park: no timer, no round trip
+	}
 	ctx, cancel := context.WithTimeoutCause(ctx, requestWait, errSilent)
 	defer cancel()
 	for range 2 {
-		o, ok, wait := a.takeAhead()
-		if ok {
-			return o, nil
-		}
 		if wait == nil {
 			break
 		}
@@ -197,6 +197,9 @@ func (a *Allocator) Allocate(ctx context.Context) (orbit.Orbit, error) {
 		case <-wait:
 		case <-ctx.Done():
 			return "", a.unavailable(ctx, ctx.Err())
+		}
+		if o, ok, wait = a.takeAhead(); ok {
+			return o, nil
 		}
 	}
 	o, err := a.claim(ctx, a.s.allocate, "")
