@@ -20,7 +20,8 @@ const hangupTimeout = 10 * time.Second
 const dropHangupTimeout = 2 * time.Second
 
 // Call is the handle of one parked call. Its identity (orbit, park ID, party,
-// since) never changes; its state moves forward only, to Ended.
+// since) never changes; its state moves forward only, to Ended (or, in a
+// cluster, to Moved: another node holds it now).
 type Call struct {
 	lot   *Lot
 	id    string
@@ -36,8 +37,16 @@ type Call struct {
 	outcome    Outcome
 	attempts   int
 	timer      *time.Timer
+	recallAt   time.Time // when timer fires; zero once ringing
 	cancelRing context.CancelFunc
+	handoff    []byte // the leg's Portable.Handoff, in a cluster
+	handing    bool   // being offered to other nodes (Shutdown)
+	ringFrom   int    // the recall attempt to ring first: a call taken over while ringing
 }
+
+// gone reports whether the call has left the lot: ended, or moved to
+// another node. The caller holds lot.mu.
+func (c *Call) gone() bool { return c.state == Ended || c.state == Moved }
 
 // Orbit returns the orbit the call was parked in.
 func (c *Call) Orbit() orbit.Orbit { return c.orbit }
@@ -79,6 +88,8 @@ func (c *Call) infoLocked() CallInfo {
 		State:    c.state,
 		Attempts: c.attempts,
 		Outcome:  c.outcome,
+		RecallAt: c.recallAt,
+		Handoff:  c.handoff,
 	}
 }
 
@@ -88,7 +99,7 @@ func (c *Call) infoLocked() CallInfo {
 func (c *Call) Abandon() bool {
 	l := c.lot
 	l.mu.Lock()
-	if c.state == Ended {
+	if c.gone() {
 		l.mu.Unlock()
 		return false
 	}
@@ -135,8 +146,9 @@ func (c *Call) Replace(ctx context.Context, req ReplaceRequest) error {
 		l.forgetLeg(leg)
 		return fmt.Errorf("park: holding the replacing leg in orbit %s: %w", c.orbit, err)
 	}
+	handoff := l.handoffOf(leg)
 	l.mu.Lock()
-	if c.state == Ended {
+	if c.gone() {
 		l.forgetLegLocked(leg)
 		l.mu.Unlock()
 		return fmt.Errorf("orbit %s, park ID %s: %w", c.orbit, c.id, ErrNotParked)
@@ -147,6 +159,7 @@ func (c *Call) Replace(ctx context.Context, req ReplaceRequest) error {
 		l.byLeg[k] = c
 	}
 	c.leg = leg
+	c.handoff = handoff
 	if req.Parker != "" {
 		c.parker = req.Parker
 	}
@@ -164,21 +177,33 @@ func (c *Call) Replace(ctx context.Context, req ReplaceRequest) error {
 // endLocked moves the call to Ended with its one outcome, takes it out of its
 // orbit, stops its timer and cancels any ringing. The caller holds lot.mu,
 // has checked state != Ended, and releases the orbit after unlocking.
-func (c *Call) endLocked(o Outcome) {
-	l := c.lot
+func (c *Call) endLocked(o Outcome) { c.endWhyLocked(o, nil) }
+
+// endWhyLocked is endLocked with the reason a call was Lost.
+func (c *Call) endWhyLocked(o Outcome, why error) {
 	c.state = Ended
 	c.outcome = o
+	c.leaveLocked()
+	c.lot.publish(Event{Kind: EventEnded, Call: c.infoLocked(), Outcome: o, Err: why})
+	c.lot.checkDrainedLocked()
+}
+
+// leaveLocked takes the call out of the lot: its orbit, its leg, its timer
+// and ringing. The caller holds lot.mu and has set the final state.
+func (c *Call) leaveLocked() {
+	l := c.lot
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	c.recallAt = time.Time{}
 	if c.cancelRing != nil {
 		c.cancelRing()
 	}
-	delete(l.byOrbit, c.orbit)
+	if l.byOrbit[c.orbit] == c {
+		delete(l.byOrbit, c.orbit)
+	}
 	l.forgetLegLocked(c.leg)
 	close(c.done)
-	l.publish(Event{Kind: EventEnded, Call: c.infoLocked(), Outcome: o})
-	l.checkDrainedLocked()
 }
 
 // pickupTimedOut runs on the pickup timer's goroutine.
@@ -194,6 +219,7 @@ func (c *Call) pickupTimedOut() {
 // call is Recalling from this moment, so no second sequence can start.
 func (c *Call) startRingingLocked() {
 	c.state = Recalling
+	c.recallAt = time.Time{}
 	c.lot.ringers.Add(1)
 	go c.ring()
 }
@@ -206,10 +232,10 @@ func (c *Call) ring() {
 	defer l.ringers.Done()
 	cfg := l.cfg
 	c.lot.mu.Lock()
-	parker := c.parker
+	parker, first := c.parker, max(1, c.ringFrom)
 	c.lot.mu.Unlock()
 	if parker != "" && cfg.Dialer != nil {
-		for attempt := 1; attempt <= cfg.MaxPickupAttempts; attempt++ {
+		for attempt := first; attempt <= cfg.MaxPickupAttempts; attempt++ {
 			if c.ringOnce(Recall, parker, attempt, cfg.RecallRingTime) {
 				return
 			}
@@ -224,7 +250,7 @@ func (c *Call) ring() {
 		}
 	}
 	l.mu.Lock()
-	if c.state == Ended {
+	if c.gone() {
 		l.mu.Unlock()
 		return
 	}
@@ -243,7 +269,7 @@ func (c *Call) ringOnce(purpose DialPurpose, target string, attempt int, ringTim
 	defer cancel()
 
 	l.mu.Lock()
-	if c.state == Ended {
+	if c.gone() {
 		l.mu.Unlock()
 		return true
 	}
@@ -264,9 +290,9 @@ func (c *Call) ringOnce(purpose DialPurpose, target string, attempt int, ringTim
 
 	l.mu.Lock()
 	c.cancelRing = nil
-	if c.state == Ended {
-		// Taken meanwhile (retrieved, hung up, shut down): the answered call,
-		// if any, has nothing to connect to.
+	if c.gone() {
+		// Taken meanwhile (retrieved, hung up, shut down, moved to another
+		// node): the answered call, if any, has nothing to connect to.
 		l.mu.Unlock()
 		if answer != nil {
 			hangupAnswer(answer, l, c)
@@ -315,9 +341,13 @@ func (c *Call) hangupLeg() { c.hangupLegWithin(hangupTimeout) }
 
 // hangupLegWithin hangs up a dropped call's leg, waiting at most d.
 func (c *Call) hangupLegWithin(d time.Duration) {
+	c.hangup(c.Leg(), d)
+}
+
+// hangup hangs up leg, one of the call's, waiting at most d.
+func (c *Call) hangup(leg Leg, d time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	leg := c.Leg()
 	if err := leg.Hangup(ctx); err != nil {
 		c.lot.log.Warn("hanging up a dropped call failed", "orbit", c.orbit, "park_id", c.id, "err", err)
 	}

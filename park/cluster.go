@@ -40,6 +40,24 @@ type Cluster interface {
 	// error wrapping ErrNotParked when no other node holds o, and one
 	// wrapping orbit.ErrUnavailable when the cluster cannot be asked.
 	Locate(ctx context.Context, o orbit.Orbit) (node, addr string, err error)
+
+	// TakeOver has this lot continue calls of other nodes that died or
+	// stopped (CLUSTER.md 10-11), until stop is called. For each call the
+	// cluster claims for this node (fenced: one node per call; its orbit
+	// is then held by this node), it calls take with the call as its old
+	// node last wrote it, Handoff set. take returns once the call is
+	// parked here or has ended as Lost; ErrClosed when the lot took
+	// nothing (it is shutting down), and the cluster then offers the call
+	// to another node. NewLot calls it when Config.Adopter is set.
+	TakeOver(take func(ctx context.Context, c CallInfo) error) (stop func())
+
+	// HandOver offers calls of this node to the other nodes when it stops
+	// (Shutdown, CLUSTER.md 11), as if it had died: each goes to one of
+	// them. It returns, within ctx, the park IDs another node took, each
+	// with that node's name; the lot forgets those (their dialogs belong
+	// to the new node) and recalls the others. With no other node alive
+	// it takes none at once.
+	HandOver(ctx context.Context, calls []CallInfo) (taken map[string]string, err error)
 }
 
 // ErrElsewhere: the orbit's call is parked on another node of the cluster.
@@ -77,6 +95,12 @@ func (l *Lot) Locate(ctx context.Context, req RetrieveRequest) error {
 	c := l.byOrbit[req.Orbit]
 	l.mu.Unlock()
 	if c != nil && (req.ParkID == "" || req.ParkID == c.id) {
+		l.mu.Lock()
+		handing := c.handing
+		l.mu.Unlock()
+		if handing {
+			return errHanding(c.orbit)
+		}
 		return nil
 	}
 	if err := l.authorizeRetrieve(ctx, req); err != nil {

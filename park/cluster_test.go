@@ -23,6 +23,26 @@ type testCluster struct {
 	addr      map[string]string
 	followers []*Observer
 	locateErr error
+	take      func(context.Context, CallInfo) error                        // the lot's, from TakeOver
+	handOver  func(context.Context, []CallInfo) (map[string]string, error) // nil: nobody takes anything
+}
+
+func (c *testCluster) TakeOver(take func(context.Context, CallInfo) error) (stop func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.take = take
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.take = nil
+	}
+}
+
+func (c *testCluster) HandOver(ctx context.Context, calls []CallInfo) (map[string]string, error) {
+	if c.handOver == nil {
+		return nil, nil
+	}
+	return c.handOver(ctx, calls)
 }
 
 func newTestCluster() *testCluster {

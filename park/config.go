@@ -78,6 +78,12 @@ type Config struct {
 	// be rung: a call that times out is disconnected.
 	Dialer Dialer
 
+	// Adopter continues here the calls of other nodes of the Cluster that
+	// died or stopped (takeover): with one, this node takes its share of
+	// them. Nil: this node takes over no call (its own calls can still be
+	// taken over by other nodes when their legs are Portable).
+	Adopter Adopter
+
 	// AuthorizeRetrieve, when set, decides who may retrieve which orbit:
 	// Retrieve calls it first, before looking at the orbit, so a refused
 	// retriever cannot tell an empty orbit from an occupied one. A non-nil

@@ -19,6 +19,11 @@ const (
 	Forwarding
 	// Ended: the call has left the lot; Outcome says how.
 	Ended
+	// Moved: the call went on at another node of the cluster (it died,
+	// stopped or was fenced, and another node took its calls over). It
+	// has left this lot without an Outcome: the node that holds it now
+	// reports how it ends.
+	Moved
 )
 
 func (s State) String() string {
@@ -31,6 +36,8 @@ func (s State) String() string {
 		return "forwarding"
 	case Ended:
 		return "ended"
+	case Moved:
+		return "moved"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
 }
@@ -52,8 +59,9 @@ const (
 	// Dropped: the lot hung up the call: no recall or fallback answered, or
 	// the lot was shut down with nowhere to send it.
 	Dropped
-	// Lost: the node holding the call died or lost its lease, and the call
-	// went with it (a cluster's other nodes see this).
+	// Lost: the call could not be kept: the node holding it died or lost
+	// its lease and no other node could take it over, or the party
+	// refused or ignored the takeover (Event.Err says why).
 	Lost
 )
 
@@ -87,9 +95,19 @@ type CallInfo struct {
 	State    State
 	Attempts int     // recall attempts started so far
 	Outcome  Outcome // NoOutcome until State is Ended
+	// RecallAt is when the pickup timeout runs out and the parker is rung;
+	// zero once the call rings (State Recalling or Forwarding) or ends. A
+	// node that takes the call over keeps it.
+	RecallAt time.Time
 	// Node is the cluster node holding the call; empty for this lot's own
-	// calls and when the lot is alone (Config.Cluster).
+	// calls and when the lot is alone (Config.Cluster). On EventMoved of a
+	// call that left this lot, the node it went to, when known.
 	Node string
+	// Handoff is what another node needs to continue the parked leg, as
+	// its host wrote it (Portable.Handoff): set in a cluster on the calls
+	// of this lot whose legs are Portable, and on the call an Adopter is
+	// given. Opaque to the lot; never changed in place.
+	Handoff []byte
 }
 
 // EventKind is the kind of change an Event reports.
@@ -106,8 +124,19 @@ const (
 	// EventRingFailed: that ringing ended without the call being taken: Err
 	// says why (refused, no answer, cancelled).
 	EventRingFailed
-	// EventEnded: the call left the lot with Outcome. Exactly one per call.
+	// EventEnded: the call left the lot with Outcome. Exactly one per call,
+	// across a cluster too.
 	EventEnded
+	// EventMoved: the call went from one node of the cluster to another
+	// (takeover, CLUSTER.md 10-11). On the node that took it, Call.Node is
+	// empty and the call is parked there as before: same orbit, park ID,
+	// parker and recall time. On the node it left, State is Moved and
+	// Call.Node names the node it went to, when known. Not an end.
+	EventMoved
+	// EventUpdated: the parked leg's Handoff changed (a re-INVITE, a new
+	// CSeq), in a cluster: the other nodes must know it to take the call
+	// over. Nothing a watcher sees has changed.
+	EventUpdated
 )
 
 func (k EventKind) String() string {
@@ -122,6 +151,10 @@ func (k EventKind) String() string {
 		return "ring-failed"
 	case EventEnded:
 		return "ended"
+	case EventMoved:
+		return "moved"
+	case EventUpdated:
+		return "updated"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
@@ -136,7 +169,8 @@ type Event struct {
 	Target  string      // EventRinging, EventRingFailed: who was rung
 	Attempt int         // EventRinging, EventRingFailed: the attempt number
 	Outcome Outcome     // EventEnded: how the call left
-	// Err is why a ring failed (EventRingFailed); nil on other events.
+	// Err is why a ring failed (EventRingFailed), or why a call was
+	// Lost (EventEnded); nil on other events.
 	Err error
 }
 
@@ -147,6 +181,10 @@ func (e Event) String() string {
 		s += fmt.Sprintf(" %s=%s attempt=%d", e.Purpose, e.Target, e.Attempt)
 	case EventEnded:
 		s += " outcome=" + e.Outcome.String()
+	case EventMoved:
+		if e.Call.Node != "" {
+			s += " to=" + e.Call.Node
+		}
 	}
 	if e.Err != nil {
 		s += " err=" + e.Err.Error()

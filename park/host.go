@@ -96,3 +96,37 @@ type Answered interface {
 	// someone else (retrieved, or the parked party hung up) while it rang.
 	Hangup(ctx context.Context) error
 }
+
+// Portable is a Leg another node of a cluster can continue when this one
+// dies, stops or is fenced (CLUSTER.md 9-11); sipadapter's legs are. In a
+// cluster the lot reads Handoff when the call is parked, replaced or
+// updated (Call.Update) and shares it with the other nodes.
+type Portable interface {
+	Leg
+
+	// Handoff returns what another node's Adopter needs to continue the
+	// leg (its dialog and media, as the host writes them), opaque to the
+	// lot. It is read outside the lot's lock.
+	Handoff() ([]byte, error)
+
+	// Forget lets the leg go without a word to its party: another node
+	// continues the call now. Its music stops and it sends nothing more,
+	// no BYE either.
+	Forget()
+}
+
+// Adopter continues, on this node, a call another node of the cluster
+// parked: the host rebuilds the leg from c.Info().Handoff (a SIP host
+// sends the party a re-INVITE from here) and returns it; the lot then puts
+// it on hold (Leg.Hold) in the call's orbit. The Call is the lot's handle
+// for the call from now on (a host links its leg to it, as after Park).
+// An error ends the call as Lost, with the error as the reason.
+type Adopter interface {
+	Adopt(ctx context.Context, c *Call) (Leg, error)
+}
+
+// AdopterFunc adapts a function to the Adopter interface.
+type AdopterFunc func(ctx context.Context, c *Call) (Leg, error)
+
+// Adopt calls f(ctx, c).
+func (f AdopterFunc) Adopt(ctx context.Context, c *Call) (Leg, error) { return f(ctx, c) }

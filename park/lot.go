@@ -62,6 +62,9 @@ type Lot struct {
 	closing bool
 	drained chan struct{} // closed when closing and the lot is empty
 	ringers sync.WaitGroup
+	takers  sync.WaitGroup // takeovers under way (takeover.go)
+
+	stopTakeOver func() // Cluster.TakeOver's, until Shutdown
 
 	events eventQueue
 }
@@ -97,6 +100,9 @@ func NewLot(cfg Config) (*Lot, error) {
 	}
 	if cfg.Cluster != nil {
 		l.events.add(cfg.Cluster) // for the lot's life: no stop
+		if cfg.Adopter != nil {
+			l.stopTakeOver = cfg.Cluster.TakeOver(l.takeOver)
+		}
 	}
 	if !cfg.DisableMusicOnHold {
 		l.music = cfg.MusicOnHold
@@ -133,7 +139,7 @@ func (l *Lot) knows(o orbit.Orbit) bool {
 // it is a pointer, as every real leg is. Two equal values of another kind
 // (a struct) need not be one call, so those are not tracked.
 func legKey(leg Leg) (any, bool) {
-	if reflect.TypeOf(leg).Kind() != reflect.Pointer {
+	if leg == nil || reflect.TypeOf(leg).Kind() != reflect.Pointer {
 		return nil, false
 	}
 	return leg, true
@@ -221,15 +227,16 @@ func (l *Lot) Park(ctx context.Context, req ParkRequest) (*Call, error) {
 		return nil, fmt.Errorf("park: holding the call in orbit %s: %w", o, err)
 	}
 	c := &Call{
-		lot:    l,
-		id:     newParkID(),
-		orbit:  o,
-		party:  req.Party,
-		since:  time.Now(),
-		leg:    req.Leg,
-		parker: req.Parker,
-		state:  Parked,
-		done:   make(chan struct{}),
+		lot:     l,
+		id:      newParkID(),
+		orbit:   o,
+		party:   req.Party,
+		since:   time.Now(),
+		leg:     req.Leg,
+		parker:  req.Parker,
+		state:   Parked,
+		done:    make(chan struct{}),
+		handoff: l.handoffOf(req.Leg),
 	}
 	l.mu.Lock()
 	if l.closing {
@@ -249,6 +256,7 @@ func (l *Lot) Park(ctx context.Context, req ParkRequest) (*Call, error) {
 	if k, ok := legKey(req.Leg); ok {
 		l.byLeg[k] = c
 	}
+	c.recallAt = c.since.Add(l.cfg.PickupTimeout)
 	c.timer = time.AfterFunc(l.cfg.PickupTimeout, c.pickupTimedOut)
 	l.publish(Event{Kind: EventParked, Call: c.infoLocked()})
 	l.mu.Unlock()
@@ -295,6 +303,10 @@ func (l *Lot) Retrieve(ctx context.Context, req RetrieveRequest) (*Call, error) 
 	if req.ParkID != "" && req.ParkID != c.id {
 		l.mu.Unlock()
 		return nil, fmt.Errorf("orbit %s holds park ID %s, not %s: %w", req.Orbit, c.id, req.ParkID, ErrStale)
+	}
+	if c.handing {
+		l.mu.Unlock()
+		return nil, errHanding(c.orbit)
 	}
 	c.endLocked(Retrieved)
 	l.mu.Unlock()
@@ -398,23 +410,37 @@ func (l *Lot) Recall(o orbit.Orbit) error {
 
 // Shutdown stops taking calls (Park returns ErrClosed) and recalls every
 // parked call at once: one ring of the parker, then the fallback, else the
-// call is dropped. It returns when every call has ended and every event has
-// been delivered. If ctx ends first, the calls still in the lot are dropped
-// (their legs hung up) and Shutdown returns ctx's error once that is done;
-// ringing recalls are cancelled, and Shutdown waits for the Dialer to return,
-// so a Dialer must honour its context. Calling it again waits again.
+// call is dropped. In a cluster it first hands the calls with Portable legs
+// to the other nodes (Cluster.HandOver), which continue them as if this
+// node had died, and recalls only those none took: restarting the nodes one
+// by one rings nobody. It returns when every call has ended or moved and
+// every event has been delivered. If ctx ends first, the calls still in the
+// lot are dropped (their legs hung up) and Shutdown returns ctx's error
+// once that is done; ringing recalls are cancelled, and Shutdown waits for
+// the Dialer to return, so a Dialer must honour its context. Calling it
+// again waits again.
 func (l *Lot) Shutdown(ctx context.Context) error {
 	l.mu.Lock()
-	if !l.closing {
-		l.closing = true
+	first := !l.closing
+	l.closing = true
+	stopTakeOver := l.stopTakeOver
+	l.stopTakeOver = nil
+	l.mu.Unlock()
+	if first {
+		if stopTakeOver != nil {
+			stopTakeOver()
+		}
+		l.takers.Wait() // a call taken over now is in byOrbit, handed on below
+		l.handOver(ctx)
+		l.mu.Lock()
 		for _, c := range l.byOrbit {
 			if c.state == Parked && c.timer.Stop() {
 				c.startRingingLocked()
 			}
 		}
 		l.checkDrainedLocked()
+		l.mu.Unlock()
 	}
-	l.mu.Unlock()
 
 	var err error
 	select {

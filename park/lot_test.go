@@ -599,7 +599,7 @@ func TestSnapshot(t *testing.T) {
 		calls := lot.Calls()
 		require.Equal(t, []CallInfo{
 			{Orbit: "701", ParkID: a.ID(), Parker: "sip:bob@example.com", Party: "sip:alice@example.com", Since: t0, State: Recalling, Attempts: 2},
-			{Orbit: "705", ParkID: b.ID(), Since: t0.Add(80 * time.Second), State: Parked},
+			{Orbit: "705", ParkID: b.ID(), Since: t0.Add(80 * time.Second), State: Parked, RecallAt: t0.Add(170 * time.Second)},
 		}, calls)
 		info, ok := lot.Lookup("705")
 		require.True(t, ok)

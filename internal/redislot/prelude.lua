@@ -8,6 +8,12 @@ local K_EVENTS, K_CALLS = P .. ':events', P .. ':calls'
 -- Orbits claimed ahead (held by a node, no call in them yet), and those of
 -- them a directed park on another node asked for.
 local K_AHEAD, K_WANTED = P .. ':ahead', P .. ':wanted'
+-- Orbits whose node died or stopped with a call in them that another node
+-- can take over (its record carries a handoff): orbit -> "node|ms", the
+-- node it came from and when. Held by nobody until a node claims it.
+local K_ORPHANS = P .. ':orphans'
+-- An orphan no node claimed within this long is freed, its call lost.
+local ORPHAN_TTL = 15000
 
 -- Deadlines are compared with Redis' own clock, never the nodes'.
 local function now_ms()
@@ -34,23 +40,65 @@ local function free(o, now)
   redis.call('ZADD', K_FREE, score, o)
 end
 
--- drop_node frees every orbit the node's current incarnation holds, forgets
+-- portable reports whether the call parked in o can be taken over by
+-- another node: its record carries the leg's handoff.
+local function portable(o)
+  local rec = redis.call('HGET', K_CALLS, o)
+  return rec ~= false and string.find(rec, '"handoff":', 1, true) ~= nil
+end
+
+-- orphan leaves o, and the record of its call, for another node to take
+-- over (takeover.lua); the caller has checked that name held it.
+local function orphan(o, name, now)
+  redis.call('HDEL', K_HELD, o)
+  redis.call('SREM', orbits_key(name), o)
+  redis.call('HSET', K_ORPHANS, o, name .. '|' .. now)
+end
+
+-- drop_node frees every orbit the node's current incarnation holds, but
+-- leaves those whose call another node can take over as orphans; forgets
 -- the node and tells the other nodes.
 local function drop_node(name, now, why)
   local epoch = redis.call('HGET', node_key(name), 'epoch')
   local tag = name .. '|' .. tostring(epoch)
-  local freed = {}
+  local freed, orphans = {}, {}
   for _, o in ipairs(redis.call('SMEMBERS', orbits_key(name))) do
     if redis.call('HGET', K_HELD, o) == tag then
-      redis.call('HDEL', K_HELD, o)
-      free(o, now)
-      freed[#freed + 1] = o
+      if portable(o) then
+        orphan(o, name, now)
+        orphans[#orphans + 1] = o
+      else
+        redis.call('HDEL', K_HELD, o)
+        free(o, now)
+        freed[#freed + 1] = o
+      end
     end
   end
   redis.call('DEL', orbits_key(name), node_key(name))
   redis.call('ZREM', K_NODES, name)
   redis.call('PUBLISH', K_EVENTS, cjson.encode({
-    kind = 'node-down', node = name, epoch = tostring(epoch), why = why, orbits = freed }))
+    kind = 'node-down', node = name, epoch = tostring(epoch), why = why, orbits = freed, orphans = orphans }))
+end
+
+-- expire_orphans frees the orphans no node claimed in ORPHAN_TTL: their
+-- calls are lost.
+local function expire_orphans(now)
+  if redis.call('HLEN', K_ORPHANS) == 0 then return end
+  local all = redis.call('HGETALL', K_ORPHANS)
+  local lost = {}
+  for i = 1, #all, 2 do
+    local o, v = all[i], all[i + 1]
+    local sep = string.find(v, '|', 1, true)
+    if now - tonumber(string.sub(v, sep + 1)) > ORPHAN_TTL then
+      redis.call('HDEL', K_ORPHANS, o)
+      free(o, now)
+      lost[#lost + 1] = o
+    end
+  end
+  if #lost > 0 then
+    redis.call('PUBLISH', K_EVENTS, cjson.encode({
+      kind = 'lost', node = '', why = 'no node took the call over', orbits = lost }))
+  end
 end
 
 -- grace keeps an outage of Redis itself from counting against the nodes.
@@ -77,13 +125,15 @@ local function grace(now)
   end
 end
 
--- reap drops every node whose lease ran out.
+-- reap drops every node whose lease ran out, and frees the orphans
+-- nobody took.
 local function reap(now)
   grace(now)
   local dead = redis.call('ZRANGEBYSCORE', K_NODES, '-inf', '(' .. now)
   for _, name in ipairs(dead) do
     drop_node(name, now, 'lease expired')
   end
+  expire_orphans(now)
   return dead
 end
 

@@ -12,6 +12,7 @@
 //	:free     zset   free orbits, scored for the policy
 //	:held     hash   orbit -> "node|epoch" of the incarnation holding it
 //	:calls    hash   orbit -> the JSON record of the call parked there
+//	:orphans  hash   orbit -> "node|ms": a call whose node died or stopped, for another to take over
 //	:nodes    zset   node -> lease deadline (ms, Redis TIME)
 //	:node:N   hash   epoch, advertise, joined, lease
 //	:orbits:N set    the orbits node N holds
@@ -51,6 +52,7 @@ const (
 	CodeAhead    = "CALLPARK_AHEAD" // another node claimed the orbit ahead, for its next park: asked to give it back
 	CodeUnknown  = "CALLPARK_UNKNOWN"
 	CodeNotInUse = "CALLPARK_NOTINUSE"
+	CodeMoving   = "CALLPARK_MOVING" // the orbit's call is being taken over by another node
 )
 
 // ReplyCode returns the CALLPARK_ code of a script's error reply, "" for

@@ -516,13 +516,18 @@ func (a *Allocator) RecentPeers(ctx context.Context) []Peer {
 }
 
 // Holder says which live node holds o and the SIP address it advertised;
-// ok is false when o is free or its holder's lease has run out.
+// ok is false when o is free or its holder's lease has run out. While the
+// call in o waits for another node to take it over (its node died or
+// stopped), the error wraps orbit.ErrUnavailable: ask again in a moment.
 func (a *Allocator) Holder(ctx context.Context, o orbit.Orbit) (node, advertise string, ok bool, err error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, requestWait, errSilent)
 	defer cancel()
 	res, err := a.s.holder.Run(ctx, a.rdb, a.keys, string(o)).Slice()
 	if errors.Is(err, redis.Nil) {
 		return "", "", false, nil
+	}
+	if redislot.ReplyCode(err) == redislot.CodeMoving {
+		return "", "", false, fmt.Errorf("%w: orbit %s: its call is being taken over by another node", orbit.ErrUnavailable, o)
 	}
 	if err != nil {
 		return "", "", false, a.unavailable(ctx, err)

@@ -18,6 +18,8 @@ var luaFiles embed.FS
 // never as a read followed by a write.
 type scripts struct {
 	init, join, renew, allocate, ahead, reserve, release, reassert, leave, holder, advertise, reap, peers *redis.Script
+
+	takeover, handover, orphans *redis.Script // takeover.go
 }
 
 func loadScripts() scripts {
@@ -42,5 +44,8 @@ func loadScripts() scripts {
 		advertise: s("advertise"),
 		reap:      s("reap"),
 		peers:     s("peers"),
+		takeover:  s("takeover"),
+		handover:  s("handover"),
+		orphans:   s("orphans"),
 	}
 }

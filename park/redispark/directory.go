@@ -77,6 +77,12 @@ type Directory struct {
 	fmu       sync.Mutex
 	remote    map[orbit.Orbit]park.CallInfo // the other nodes' calls, as last heard
 	followers []*park.Observer
+
+	tmu      sync.Mutex // takeover.go
+	take     func(context.Context, park.CallInfo) error
+	claiming map[orbit.Orbit]bool
+	handing  chan message // "taken" messages, while HandOver waits for them
+	claims   chan struct{}
 }
 
 var _ park.Cluster = (*Directory)(nil)
@@ -106,6 +112,9 @@ func New(cfg Config) (*Directory, error) {
 		local:   make(map[orbit.Orbit]park.CallInfo),
 		remote:  make(map[orbit.Orbit]park.CallInfo),
 		wake:    make(chan struct{}, 1),
+
+		claiming: make(map[orbit.Orbit]bool),
+		claims:   make(chan struct{}, claimsAtOnce),
 	}
 	epoch, gen := d.orbits.Incarnation()
 	d.written = epoch + "/" + gen
@@ -138,9 +147,16 @@ func (d *Directory) Close() error {
 // from a goroutine of the directory's.
 func (d *Directory) Observe(e park.Event) {
 	d.wmu.Lock()
-	if e.Kind == park.EventEnded {
+	switch {
+	case e.Kind == park.EventEnded:
 		delete(d.local, e.Call.Orbit)
-	} else {
+	case e.Call.State == park.Moved:
+		// Gone to another node, which writes and tells of it (or, fenced,
+		// no longer this node's to write): nothing to send.
+		delete(d.local, e.Call.Orbit)
+		d.wmu.Unlock()
+		return
+	default:
 		d.local[e.Call.Orbit] = e.Call
 	}
 	if !d.dirty {
@@ -214,11 +230,17 @@ func (d *Directory) writeEvents(batch []park.Event) error {
 	writes := make([]write, 0, len(batch))
 	for _, e := range batch {
 		msg, _ := json.Marshal(message{Kind: "event", Node: d.node, Event: toWire(e, d.node)})
-		if e.Kind == park.EventEnded {
+		switch e.Kind {
+		case park.EventEnded:
 			// The orbit's release deletes the record (in the same script
 			// that frees it); an end is told whoever holds the orbit now,
 			// since watchers match it by park ID. So a plain PUBLISH.
 			writes = append(writes, write{msg: string(msg)})
+			continue
+		case park.EventUpdated:
+			// Only the handoff changed: the record, told to nobody.
+			rec, _ := json.Marshal(toRecord(e.Call, d.node))
+			writes = append(writes, write{orbit: e.Call.Orbit, rec: string(rec)})
 			continue
 		}
 		rec, _ := json.Marshal(toRecord(e.Call, d.node))

@@ -54,7 +54,7 @@ type leg struct{}
 func (*leg) Hold(context.Context, park.Music) error { return nil }
 func (*leg) Hangup(context.Context) error           { return nil }
 
-func startNode(t *testing.T, addr, name string, lease time.Duration) *node {
+func startNode(t *testing.T, addr, name string, lease time.Duration, opts ...func(*park.Config)) *node {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 	r, err := orbit.ParseRange("701-709")
@@ -65,14 +65,18 @@ func startNode(t *testing.T, addr, name string, lease time.Duration) *node {
 		Lease: lease, Ranges: []orbit.Range{r}, Policy: orbit.Lowest,
 		OnLost: func(lost []orbit.Orbit) {
 			for _, o := range lost {
-				_ = n.lot.Recall(o)
+				_ = n.lot.Disown(o)
 			}
 		},
 	})
 	require.NoError(t, err)
 	n.dir, err = New(Config{Orbits: n.alloc})
 	require.NoError(t, err)
-	n.lot, err = park.NewLot(park.Config{Orbits: n.alloc, Cluster: n.dir})
+	cfg := park.Config{Orbits: n.alloc, Cluster: n.dir}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	n.lot, err = park.NewLot(cfg)
 	require.NoError(t, err)
 	stop := n.lot.Observe(n.heard)
 	t.Cleanup(func() {

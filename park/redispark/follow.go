@@ -56,7 +56,17 @@ func (d *Directory) apply(payload []byte) {
 	case "sync":
 		d.resync()
 	case "node-down":
-		d.nodeDown(m.Node)
+		orphans, _ := orbitList(m.Orphans) // checked by parseMessage
+		d.nodeDown(m.Node, orphans)
+		d.claimShare(orphans, m.Node)
+	case "handover":
+		orphans, _ := orbitList(m.Orphans)
+		d.claimShare(orphans, m.Node)
+	case "taken":
+		d.taken(m)
+	case "lost":
+		orbits, _ := orbitList(m.Orbits)
+		d.lost(orbits)
 	case "event":
 		e := m.Event.event()
 		d.fmu.Lock()
@@ -73,22 +83,41 @@ func (d *Directory) apply(payload []byte) {
 }
 
 // nodeDown ends, for the observers, the calls of a node the scripts
-// dropped: its lease ran out, it rejoined, or it left.
-func (d *Directory) nodeDown(node string) {
+// dropped (its lease ran out, it rejoined, or it left), but those left as
+// orphans: another node takes them over, and they wait on meanwhile.
+func (d *Directory) nodeDown(node string, orphans []orbit.Orbit) {
 	d.fmu.Lock()
 	var gone []park.CallInfo
 	for o, c := range d.remote {
-		if c.Node == node {
+		if c.Node == node && !slices.Contains(orphans, o) {
 			gone = append(gone, c)
 			delete(d.remote, o)
 		}
 	}
 	d.fmu.Unlock()
+	d.endLost(gone, nil)
+}
+
+// lost ends, for the observers, the calls of orphans nobody took over.
+func (d *Directory) lost(orbits []orbit.Orbit) {
+	d.fmu.Lock()
+	var gone []park.CallInfo
+	for _, o := range orbits {
+		if c, ok := d.remote[o]; ok {
+			gone = append(gone, c)
+			delete(d.remote, o)
+		}
+	}
+	d.fmu.Unlock()
+	d.endLost(gone, errNotTaken)
+}
+
+func (d *Directory) endLost(gone []park.CallInfo, why error) {
 	slices.SortFunc(gone, func(a, b park.CallInfo) int { return a.Since.Compare(b.Since) })
 	now := time.Now()
 	for _, c := range gone {
 		c.State, c.Outcome = park.Ended, park.Lost
-		d.deliver(park.Event{Kind: park.EventEnded, Time: now, Call: c, Outcome: park.Lost})
+		d.deliver(park.Event{Kind: park.EventEnded, Time: now, Call: c, Outcome: park.Lost, Err: why})
 	}
 }
 

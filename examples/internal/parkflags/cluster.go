@@ -156,7 +156,9 @@ func (s ClusterSettings) Join(ctx context.Context, orbits *orbit.Table, policy o
 			return
 		}
 		for _, o := range lost {
-			_ = lot.Recall(o) // its orbit may be another call's now: back to the parker
+			// Taken over by another node (forgotten here), or back to
+			// the parker: its orbit may be another call's now.
+			_ = lot.Disown(o)
 		}
 	}
 	var err error
