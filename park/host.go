@@ -120,7 +120,9 @@ type Portable interface {
 // sends the party a re-INVITE from here) and returns it; the lot then puts
 // it on hold (Leg.Hold) in the call's orbit. The Call is the lot's handle
 // for the call from now on (a host links its leg to it, as after Park).
-// An error ends the call as Lost, with the error as the reason.
+// An error ends the call as Lost, with the error as the reason; one
+// wrapping ErrClosed (the host cannot take calls now: not started yet, or
+// stopping) leaves it for another node.
 type Adopter interface {
 	Adopt(ctx context.Context, c *Call) (Leg, error)
 }

@@ -86,6 +86,14 @@ func (l *Lot) takeOver(ctx context.Context, info CallInfo) error {
 	defer l.takers.Done()
 
 	leg, err := l.cfg.Adopter.Adopt(ctx, c)
+	if errors.Is(err, ErrClosed) { // the host takes nothing now: another node will
+		l.mu.Lock()
+		if !c.gone() {
+			c.state = Ended // never in the lot, never told of
+		}
+		l.mu.Unlock()
+		return err
+	}
 	if err == nil && leg == nil {
 		err = errors.New("park: adopter returned no leg")
 	}

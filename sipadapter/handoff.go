@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/park"
 )
 
 // A parked call outlives its node (issue 13, CLUSTER.md 9-12): another
@@ -241,7 +242,7 @@ func (e *Engine) adoptDialog(h handoff) (sipDialog, error) {
 // one-way audio from here. The leg is filed under the dialog's key, so
 // the party's BYE and re-INVITEs reach it. On error nothing is kept: the
 // party refused or did not answer (the caller ends the call as lost).
-func (e *Engine) adopt(ctx context.Context, h handoff) (*callLeg, error) {
+func (e *Engine) adopt(ctx context.Context, h handoff, party string) (*callLeg, error) {
 	codec, _ := codecNamed(h.Codec)
 	dlg, err := e.adoptDialog(h)
 	if err != nil {
@@ -259,10 +260,59 @@ func (e *Engine) adopt(ctx context.Context, h handoff) (*callLeg, error) {
 		Addr: netip.AddrPortFrom(e.media.IP, ep.LocalAddr().Port()), Username: e.media.Username,
 		SessionID: h.SDPID, SessionVersion: h.SDPVersion + 1,
 	})
-	l := e.newLeg(legConfig{Dialog: dlg, Endpoint: ep, SDP: sess, Direction: media.SendOnly, Confirmed: true})
+	l := e.newLeg(legConfig{Dialog: dlg, Endpoint: ep, SDP: sess, Direction: media.SendOnly, Confirmed: true, Party: party})
 	if err := l.Reoffer(ctx, media.SendOnly); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("sipadapter: takeover re-INVITE: %w", err)
 	}
+	return l, nil
+}
+
+// Handoff implements park.Portable: what another node needs to continue
+// the leg (handoff), as the lot keeps it in the call's record.
+func (l *callLeg) Handoff() ([]byte, error) {
+	h, err := l.handoff()
+	if err != nil {
+		return nil, err
+	}
+	return h.marshal(), nil
+}
+
+// Forget implements park.Portable: another node continues the call, so the
+// leg stops its music and closes without a BYE; the dialog is that node's.
+func (l *callLeg) Forget() {
+	l.log.Debug("parked leg forgotten: another node continues its call", "party", l.party)
+	l.Close()
+}
+
+// Adopt continues here a call another node of the cluster parked, for
+// park.Config.Adopter (a host sets it as it sets the Dialer): from the
+// call's handoff it rebuilds the party's dialog and sends the party a
+// re-INVITE from this node, so that its music comes from here (adopt). The
+// lot then holds the leg in the call's old orbit. An unusable handoff, or
+// a party that refuses or does not answer, is the error: the lot ends the
+// call as lost.
+func (e *Engine) Adopt(ctx context.Context, c *park.Call) (park.Leg, error) {
+	info := c.Info()
+	h, err := parseHandoff(info.Handoff)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.ports.reserve(); err != nil { // for its recall, as parkLeg keeps
+		return nil, err
+	}
+	l, err := e.adopt(ctx, h, info.Party)
+	if err != nil {
+		e.ports.unreserve()
+		return nil, err
+	}
+	e.mu.Lock()
+	e.parked[c.ID()] = &parkedCall{}
+	e.mu.Unlock()
+	if !l.SetParked(c) {
+		// The party hung up right after answering: that is the call's end.
+		c.Abandon()
+	}
+	e.log.Info("call taken over", "orbit", c.Orbit(), "park_id", c.ID(), "party", info.Party, "from", info.Node)
 	return l, nil
 }

@@ -64,7 +64,7 @@ func TestAnotherNodeContinuesAParkedCall(t *testing.T) {
 			firstSDP := parked.RemoteSDP()
 			old.ep.StopMusic() // node A is gone: nothing more from it
 
-			l, err := b.engine.adopt(ctx, h)
+			l, err := b.engine.adopt(ctx, h, "")
 			require.NoError(t, err, "the party accepts the takeover re-INVITE")
 			require.NoError(t, l.Hold(ctx, park.BuiltinMusic()))
 			sdp := parked.RemoteSDP()

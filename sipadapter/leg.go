@@ -459,7 +459,11 @@ func (l *callLeg) Reoffer(ctx context.Context, dir media.Direction) error {
 	}
 	l.mu.Lock()
 	l.dir = n.Direction
+	call := l.call
 	l.mu.Unlock()
+	if call != nil {
+		call.Update() // a new CSeq and SDP version, for a node taking it over
+	}
 	return nil
 }
 
@@ -516,6 +520,9 @@ func (l *callLeg) ServeReInvite(req *sip.Request, tx sip.ServerTransaction) {
 		l.log.Warn("codec change refused", "party", l.party, "err", err)
 	}
 	respond(l.log, tx, sip.NewSDPResponseFromRequest(req, answer))
+	if call := l.Parked(); call != nil {
+		call.Update() // our SDP version moved on
+	}
 }
 
 // ServeBye answers the party's BYE and closes the leg. A call it held in

@@ -73,9 +73,10 @@ func (e *Engine) releaseRecallPort(parkID string) {
 	}
 }
 
-// observeEnds forgets the calls that leave the lot.
+// observeEnds forgets the calls that leave the lot: ended, or moved to
+// another node.
 func (e *Engine) observeEnds(ev park.Event) {
-	if ev.Kind == park.EventEnded {
+	if ev.Kind == park.EventEnded || ev.Call.State == park.Moved {
 		e.releaseRecallPort(ev.Call.ParkID)
 	}
 }

@@ -204,6 +204,9 @@ func New(cfg Config) (*Server, error) {
 	if s.lot == nil {
 		pc := cfg.Park
 		pc.Dialer = park.DialerFunc(s.Dial)
+		if pc.Adopter == nil {
+			pc.Adopter = park.AdopterFunc(s.Adopt)
+		}
 		if pc.Logger == nil {
 			pc.Logger = cfg.Logger
 		}
@@ -361,3 +364,17 @@ func (s *Server) Dial(ctx context.Context, req park.DialRequest) (park.Answered,
 
 // ErrNotListening is what Dial returns before Listen.
 var ErrNotListening = errors.New("sipadapter: the server is not listening")
+
+// Adopt continues here a call another node of the lot's cluster parked, as
+// a park.Adopter (see Engine.Adopt); the server wires it into the lot it
+// builds. Before Listen it takes nothing (an error wrapping
+// park.ErrClosed), and the call goes to another node.
+func (s *Server) Adopt(ctx context.Context, c *park.Call) (park.Leg, error) {
+	s.mu.Lock()
+	engine := s.engine
+	s.mu.Unlock()
+	if engine == nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotListening, park.ErrClosed)
+	}
+	return engine.Adopt(ctx, c)
+}

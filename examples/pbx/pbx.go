@@ -153,6 +153,12 @@ func NewPBX(cfg Config) (*PBX, error) {
 		}
 		return p.engine.Dial(ctx, req)
 	})
+	pc.Adopter = park.AdopterFunc(func(ctx context.Context, c *park.Call) (park.Leg, error) {
+		if p.engine == nil {
+			return nil, fmt.Errorf("pbx: not listening: %w", park.ErrClosed)
+		}
+		return p.engine.Adopt(ctx, c)
+	})
 	if pc.Logger == nil {
 		pc.Logger = p.log
 	}

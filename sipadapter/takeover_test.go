@@ -1,0 +1,118 @@
+package sipadapter_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/orbit"
+	"github.com/callpark/callpark/orbit/redisorbit"
+	"github.com/callpark/callpark/park"
+	"github.com/callpark/callpark/park/redispark"
+	"github.com/callpark/callpark/parktest"
+	"github.com/callpark/callpark/sipadapter"
+)
+
+// takeoverNode starts a park server sharing the lot in m as node name,
+// with the lease given, taking over the calls of nodes that die, and
+// forgetting its own calls another node took (as the programs do).
+func takeoverNode(t *testing.T, m *miniredis.Miniredis, name string, lease time.Duration, rtp int) *sipadapter.Server {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
+	r, err := orbit.ParseRange("701-799")
+	require.NoError(t, err)
+	var srv atomic.Pointer[sipadapter.Server]
+	alloc, err := redisorbit.New(context.Background(), redisorbit.Config{
+		Client: c, Node: name, Ranges: []orbit.Range{r}, Lease: lease,
+		OnLost: func(lost []orbit.Orbit) {
+			for _, o := range lost {
+				_ = srv.Load().Lot().Disown(o)
+			}
+		},
+	})
+	require.NoError(t, err)
+	dir, err := redispark.New(redispark.Config{Orbits: alloc})
+	require.NoError(t, err)
+	music, err := media.Tone("test music", 440, time.Second)
+	require.NoError(t, err)
+	lot, err := park.NewLot(park.Config{Orbits: alloc, Cluster: dir, MusicOnHold: music,
+		Adopter: park.AdopterFunc(func(ctx context.Context, c *park.Call) (park.Leg, error) {
+			return srv.Load().Adopt(ctx, c)
+		})})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = dir.Close()
+		_ = alloc.Close(context.Background())
+		_ = c.Close()
+	})
+	s := testServer(t, sipadapter.Config{Lot: lot, RTPPortMin: rtp, RTPPortMax: rtp + 499})
+	srv.Store(s)
+	require.NoError(t, alloc.SetAdvertise(context.Background(), s.Addr().String()))
+	return s
+}
+
+// CLUSTER.md 10: node A falls silent past its lease; B takes its parked
+// call over with a re-INVITE in the same dialog, the party hears B's
+// music, A (waking) forgets the call without a BYE, and the call is
+// retrieved at B with audio both ways, its park ID unchanged.
+func TestTakeoverAfterANodeFallsSilent(t *testing.T) {
+	for _, transport := range []string{"udp", "tcp"} {
+		t.Run(transport, func(t *testing.T) {
+			m := miniredis.RunT(t)
+			now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+			m.SetTime(now)
+			a := takeoverNode(t, m, "a", 2*time.Second, 12000)
+			b := takeoverNode(t, m, "b", time.Minute, 12500)
+			alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice", Transport: transport})
+			bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob", Transport: transport})
+			ctx := ctxFor(t, 30*time.Second)
+
+			parked, err := alice.Call(ctx, a.ParkURI(), parktest.CallOptions{})
+			require.NoError(t, err)
+			o := orbit.Orbit(parked.Orbit())
+			require.NoError(t, parked.WaitReceived(ctx, 10))
+			info, ok := a.Lot().Lookup(o)
+			require.True(t, ok)
+			require.NotEmpty(t, info.Handoff, "a portable leg's handoff is kept")
+			first := parked.RemoteSDP()
+			waitUntil(t, 10*time.Second, "b hears of the call", func() bool { _, ok := b.Lot().Lookup(o); return ok })
+
+			m.SetTime(now.Add(3 * time.Second)) // a's lease runs out
+			waitUntil(t, 10*time.Second, "b holds the call", func() bool { got, ok := b.Lot().Lookup(o); return ok && got.Node == "" })
+			got, _ := b.Lot().Lookup(o)
+			require.Equal(t, info.ParkID, got.ParkID)
+			require.Equal(t, info.RecallAt.UnixMilli(), got.RecallAt.UnixMilli())
+			sdp := parked.RemoteSDP()
+			require.Equal(t, first.SessionID, sdp.SessionID, "same o= session id")
+			require.Greater(t, sdp.SessionVersion, first.SessionVersion)
+			require.NotEqual(t, first.Addr, sdp.Addr, "music from b's port")
+			waitUntil(t, 10*time.Second, "a forgets the call", func() bool { return a.Lot().Len() == 0 && a.OpenLegs() == 0 })
+			before := parked.Received()
+			require.NoError(t, parked.WaitReceived(ctx, before+10), "music again, from b")
+			select {
+			case <-parked.Done():
+				t.Fatal("the parked call ended")
+			default:
+			}
+
+			talk, err := bob.Call(ctx, b.OrbitURI(o), parktest.CallOptions{})
+			require.NoError(t, err, "retrieved at b")
+			before = parked.Received()
+			require.NoError(t, talk.WaitReceived(ctx, 25))
+			require.NoError(t, parked.WaitReceived(ctx, before+25))
+			require.NoError(t, talk.Hangup(ctx))
+			select {
+			case <-parked.Done():
+				require.True(t, parked.EndedByRemote(), "b sends the BYE, in the dialog a began")
+			case <-ctx.Done():
+				t.Fatal("the BYE did not reach alice")
+			}
+		})
+	}
+}
