@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -45,6 +46,12 @@ type handoff struct {
 	// Codec is the codec in use ("PCMU", "PCMA"), offered first again.
 	Codec string `json:"codec"`
 }
+
+// takeoverAnswerWait bounds the party's answer to a takeover re-INVITE. A
+// phone answers a re-INVITE at once, without asking anyone; one that has
+// not in this long is gone, and its call is lost rather than left silent
+// until Timer B.
+const takeoverAnswerWait = 8 * time.Second
 
 // cseqMargin is how far above the last CSeq written a new node starts: the
 // old node may have sent requests after its last write (a NOTIFY, a BYE
@@ -261,8 +268,19 @@ func (e *Engine) adopt(ctx context.Context, h handoff, party string) (*callLeg, 
 		SessionID: h.SDPID, SessionVersion: h.SDPVersion + 1,
 	})
 	l := e.newLeg(legConfig{Dialog: dlg, Endpoint: ep, SDP: sess, Direction: media.SendOnly, Confirmed: true, Party: party})
-	if err := l.Reoffer(ctx, media.SendOnly); err != nil {
-		l.Close()
+	wait, cancel := context.WithTimeout(ctx, takeoverAnswerWait)
+	defer cancel()
+	if err := l.Reoffer(wait, media.SendOnly); err != nil {
+		var refused *refusedError
+		if errors.As(err, &refused) && refused.Code == sip.StatusCallTransactionDoesNotExists {
+			l.Close() // the party has no such call any more: nothing to end
+		} else {
+			// Refused otherwise, or not answered: the party may still be
+			// there, in silence. The call is lost: say so.
+			bye, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = l.Hangup(bye)
+			cancel()
+		}
 		return nil, fmt.Errorf("sipadapter: takeover re-INVITE: %w", err)
 	}
 	return l, nil

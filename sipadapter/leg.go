@@ -19,6 +19,14 @@ import (
 // parked: the host hangs up the other side.
 var errLegGone = errors.New("sipadapter: the party hung up")
 
+// refusedError is a re-INVITE the party answered with a failure.
+type refusedError struct {
+	Code   int
+	Reason string
+}
+
+func (e *refusedError) Error() string { return fmt.Sprintf("re-INVITE answered %d %s", e.Code, e.Reason) }
+
 // callLeg is one SIP call leg with its media: an INVITE dialog, answered or
 // placed, and the RTP endpoint bound for it. The park server builds its calls
 // from Legs, and so can a host's back-to-back user agent (examples/pbx does):
@@ -439,7 +447,7 @@ func (l *callLeg) Reoffer(ctx context.Context, dir media.Direction) error {
 		if l.Closed() {
 			return errLegGone
 		}
-		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
+		return &refusedError{res.StatusCode, res.Reason}
 	}
 	// A 2xx is acknowledged whatever happened since: unacknowledged, the
 	// party would resend it for 32 s and then end a dialog that may be
