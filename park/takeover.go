@@ -144,7 +144,7 @@ func (l *Lot) takeOver(ctx context.Context, info CallInfo) error {
 		c.timer = time.AfterFunc(max(0, wait), c.pickupTimedOut)
 	}
 	l.mu.Unlock()
-	l.log.Info("call taken over", "orbit", c.orbit, "park_id", c.id, "state", info.State)
+	l.log.Debug("call taken over", "orbit", c.orbit, "park_id", c.id, "state", info.State)
 	return nil
 }
 

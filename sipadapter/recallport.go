@@ -2,7 +2,6 @@ package sipadapter
 
 import (
 	"context"
-	"log/slog"
 
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
@@ -77,15 +76,6 @@ func (e *Engine) releaseRecallPort(parkID string) {
 // observeEnds forgets the calls that leave the lot: ended, or moved to
 // another node.
 func (e *Engine) observeEnds(ev park.Event) {
-	if ev.Kind == park.EventEnded && ev.Call.Node == "" && e.log.Enabled(context.Background(), slog.LevelInfo) {
-		// One line per end of a call of this node: across a cluster, every
-		// park ID ends in exactly one such line.
-		if ev.Err != nil {
-			e.log.Info("call ended", "orbit", ev.Call.Orbit, "park_id", ev.Call.ParkID, "outcome", ev.Outcome, "why", ev.Err)
-		} else {
-			e.log.Info("call ended", "orbit", ev.Call.Orbit, "park_id", ev.Call.ParkID, "outcome", ev.Outcome)
-		}
-	}
 	if ev.Kind == park.EventEnded || ev.Call.State == park.Moved {
 		e.releaseRecallPort(ev.Call.ParkID)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -24,6 +25,7 @@ var parkIDField = regexp.MustCompile(`park_id=(\S+)`)
 // Redis (it gathers writes for 10 ms): a node killed before that loses
 // the call, as docs/SIP-CONTRACT.md says.
 const recordsWritten = 100 * time.Millisecond
+
 var outcomeField = regexp.MustCompile(`outcome=(\S+)`)
 
 // parkIDOf returns the park ID node p logged for its park into orbit o.
@@ -36,18 +38,29 @@ func parkIDOf(t *testing.T, p *parkServerProcess, o string) string {
 }
 
 // ends returns, over every node's log (dead ones too), the outcomes each
-// park ID ended with: CLUSTER.md's one-outcome rule says one each.
+// park ID ended with: CLUSTER.md's one-outcome rule says one each. A
+// program logs each end once, at the node where it happened: retrieves
+// and hang-ups where the request was served, the others with outcome=.
 func ends(nodes ...*parkServerProcess) map[string][]string {
 	out := map[string][]string{}
 	for _, n := range nodes {
 		for _, line := range n.Lines() {
-			if !regexp.MustCompile(`msg="call ended"`).MatchString(line) {
+			id := parkIDField.FindStringSubmatch(line)
+			if id == nil {
 				continue
 			}
-			id, oc := parkIDField.FindStringSubmatch(line), outcomeField.FindStringSubmatch(line)
-			if id != nil && oc != nil {
-				out[id[1]] = append(out[id[1]], oc[1])
+			var outcome string
+			switch oc := outcomeField.FindStringSubmatch(line); {
+			case oc != nil:
+				outcome = oc[1]
+			case strings.Contains(line, "msg=retrieved "):
+				outcome = "retrieved"
+			case strings.Contains(line, `msg="hung up while parked"`):
+				outcome = "abandoned"
+			default:
+				continue
 			}
+			out[id[1]] = append(out[id[1]], outcome)
 		}
 	}
 	return out
@@ -210,7 +223,7 @@ func TestClusterTakeoverRefused(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the party that never answered was left on the line")
 	}
-	nodes[1].WaitLine(`msg="call ended"`, time.Second, "park_id="+id2, "why=")
+	nodes[1].WaitLine(`msg="call lost"`, time.Second, "park_id="+id2, "why=")
 }
 
 // requireEndedOnceWithin waits up to d for each park ID to end, then

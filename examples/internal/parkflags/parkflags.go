@@ -177,10 +177,14 @@ func (f *Flags) Print(w io.Writer, s Settings, pc park.Config) {
 }
 
 // LogEvent logs what the SIP side cannot see: recalls and the fallback
-// ringing, failing, being answered, and calls dropped. Parks, retrieves,
-// hang-ups and refusals are logged where the SIP request is served, so each
-// happening has one line.
+// ringing, failing, being answered, and calls dropped or lost. Parks,
+// retrieves, hang-ups, takeovers and refusals are logged where the SIP
+// request is served, so each happening has one line; in a cluster, at the
+// node where it happened (other nodes' events are not logged again).
 func LogEvent(l *slog.Logger, e park.Event) {
+	if e.Call.Node != "" {
+		return
+	}
 	attrs := []any{"orbit", e.Call.Orbit, "park_id", e.Call.ParkID, "parker", e.Call.Parker}
 	switch e.Kind {
 	case park.EventRinging:
@@ -191,6 +195,8 @@ func LogEvent(l *slog.Logger, e park.Event) {
 		switch e.Outcome {
 		case park.Recalled, park.Forwarded, park.Dropped:
 			l.Info(e.Outcome.String(), append(attrs, "outcome", e.Outcome)...)
+		case park.Lost:
+			l.Warn("call lost", append(attrs, "outcome", e.Outcome, "why", e.Err)...)
 		}
 	}
 }
