@@ -25,7 +25,9 @@ type refusedError struct {
 	Reason string
 }
 
-func (e *refusedError) Error() string { return fmt.Sprintf("re-INVITE answered %d %s", e.Code, e.Reason) }
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("re-INVITE answered %d %s", e.Code, e.Reason)
+}
 
 // callLeg is one SIP call leg with its media: an INVITE dialog, answered or
 // placed, and the RTP endpoint bound for it. The park server builds its calls

@@ -58,9 +58,11 @@ type Config struct {
 	// OnLost is told which orbits this node no longer holds although it
 	// never released them: its lease ran out while it was paused or cut
 	// off, or Redis lost the lot and another node claimed them first. The
-	// calls parked there must leave those orbits at once (recall them),
-	// since the orbits may hold other calls now. It runs on a goroutine of
-	// the allocator's; Close waits for it. Nil: the loss is only logged.
+	// calls parked there must leave those orbits at once, since the
+	// orbits may hold other calls now, or another node has taken the calls
+	// over: park.Lot.Disown does what is right for each. It runs on a
+	// goroutine of the allocator's; Close waits for it. Nil: the loss is
+	// only logged.
 	OnLost func(lost []orbit.Orbit)
 	// Logger receives the allocator's diagnostics; nil discards them.
 	Logger *slog.Logger

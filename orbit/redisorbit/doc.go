@@ -16,11 +16,14 @@
 // (TIME, inside the scripts; never key-expiry events, which fire late),
 // renewed every third of it. A node that falls silent past its lease
 // (killed, paused, cut off) loses its orbits: the next script any node
-// runs frees them and publishes a "node-down" message. Each incarnation of
+// runs frees them and publishes a "node-down" message; an orbit whose call
+// another node can continue is left as an orphan for a node to take over
+// instead (takeover.go). Each incarnation of
 // a node gets a fencing epoch when it joins; every claim and release names
 // it, so a node that wakes up after its lease ran out can no longer touch
 // the orbits it held: it is told which ones it lost (Config.OnLost, where
-// the lot recalls their calls) and joins again as a new incarnation.
+// the lot forgets the calls taken over and recalls the others:
+// park.Lot.Disown) and joins again as a new incarnation.
 //
 // Redis being away is nobody's death: a gap in the lot's heartbeat (every
 // script notes it) longer than two renewals of the slowest node moves every

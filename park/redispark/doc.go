@@ -16,6 +16,14 @@
 // answers. It follows the other nodes on the lot's pub/sub channel, and
 // after every (re)subscription, since pub/sub drops what was said in
 // between, it reads the whole lot again and tells its observers what
-// changed. When a node is dropped (its lease ran out), its calls end for
-// the observers with outcome park.Lost.
+// changed.
+//
+// A parked call outlives its node (CLUSTER.md 9-12, takeover.go). Each
+// record carries the leg's handoff (park.Portable) beside the lot's view of
+// the call. When a node is dropped (its lease ran out) or hands its calls
+// over (it stops), its calls that can be continued wait as orphans; the
+// live nodes whose lots take calls over (park.Config.Adopter) claim their
+// share, one fenced claim per call, and the lot continues each one. The
+// calls that cannot be continued end for the observers with outcome
+// park.Lost, as do orphans nobody takes.
 package redispark
