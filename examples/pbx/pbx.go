@@ -145,19 +145,23 @@ func NewPBX(cfg Config) (*PBX, error) {
 	p.reg = NewRegistrar(p.users, p.auth, RegistrarOptions{Logger: p.log})
 
 	pc := cfg.Park
-	// Recalls ring through the engine, which Listen builds once the PBX
-	// has an address; before that there is nothing to ring with.
+	// Recalls ring, and calls of other nodes are taken over, through the
+	// engine, which Listen builds once the PBX has an address; before that
+	// there is nothing to ring with, and a call to take over is left to
+	// another node.
 	pc.Dialer = park.DialerFunc(func(ctx context.Context, req park.DialRequest) (park.Answered, error) {
-		if p.engine == nil {
+		engine := p.listening()
+		if engine == nil {
 			return nil, errors.New("pbx: not listening")
 		}
-		return p.engine.Dial(ctx, req)
+		return engine.Dial(ctx, req)
 	})
 	pc.Adopter = park.AdopterFunc(func(ctx context.Context, c *park.Call) (park.Leg, error) {
-		if p.engine == nil {
+		engine := p.listening()
+		if engine == nil {
 			return nil, fmt.Errorf("pbx: not listening: %w", park.ErrClosed)
 		}
-		return p.engine.Adopt(ctx, c)
+		return engine.Adopt(ctx, c)
 	})
 	if pc.Logger == nil {
 		pc.Logger = p.log
@@ -194,6 +198,13 @@ func (p *PBX) isOrbit(user string) bool {
 	}
 	pool, ok := p.table.Owner(orbit.Orbit(user))
 	return ok && pool == ""
+}
+
+// listening returns the engine once Listen has built it, nil before.
+func (p *PBX) listening() *sipadapter.Engine {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.engine
 }
 
 // Listen binds UDP and TCP and serves until Shutdown; ctx bounds the
