@@ -36,6 +36,12 @@ type SchedulerOptions struct {
 	// means 1 ms; a negative value means none (send on the deadline exactly,
 	// as tests on a fake clock want).
 	SendAhead time.Duration
+	// Hold, when set, is asked before each round of sending: while it
+	// reports true nothing is sent, and the streams fall behind (skipping,
+	// once it reports false, what is more than maxCatchUp late). A park
+	// server holds its music while it may no longer own its calls
+	// (park.Lot.Stalled).
+	Hold func() bool
 }
 
 // defaultSendAhead: see SchedulerOptions.SendAhead.
@@ -66,6 +72,7 @@ type Scheduler struct {
 	epoch     time.Time
 	now       func() time.Duration // time since epoch; replaced in benchmarks
 	sendAhead time.Duration
+	hold      func() bool // SchedulerOptions.Hold
 	logger    *slog.Logger
 	shards    []*shard
 	ctx       context.Context
@@ -102,7 +109,7 @@ func newScheduler(opts SchedulerOptions) *Scheduler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Scheduler{epoch: time.Now(), logger: logger, sendAhead: max(opts.SendAhead, 0)}
+	s := &Scheduler{epoch: time.Now(), logger: logger, sendAhead: max(opts.SendAhead, 0), hold: opts.Hold}
 	if opts.SendAhead == 0 {
 		s.sendAhead = defaultSendAhead
 	}
@@ -388,6 +395,9 @@ func (sh *shard) run(ctx context.Context) {
 // Close must not wait for the load to drop.
 func (sh *shard) sendDue(ctx context.Context) (time.Duration, bool) {
 	for ctx.Err() == nil {
+		if hold := sh.sched.hold; hold != nil && hold() {
+			return sh.sched.now() + FrameDuration, true
+		}
 		sh.mu.Lock()
 		now := sh.sched.now()
 		due := sh.due[:0]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -427,5 +428,34 @@ func TestSchedulerSendsAheadByDefault(t *testing.T) {
 		stats := s.Stats()
 		require.Equal(t, uint64(50), stats.Lateness.Within1ms, "early is on time")
 		require.Equal(t, uint64(50), stats.Lateness.Total())
+	})
+}
+
+// While Hold says so nothing is sent; afterwards the stream goes on from
+// the present, without a burst of what was held.
+func TestSchedulerHoldSendsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var held atomic.Bool
+		s := NewScheduler(SchedulerOptions{Shards: 1, SendAhead: exactDeadlines, Hold: held.Load})
+		defer s.Close()
+		w := &memWriter{}
+		_, err := s.Play(w, testDst, testFrames(PCMU, 3))
+		require.NoError(t, err)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		before := len(w.snapshot())
+		require.Positive(t, before)
+
+		held.Store(true)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		require.LessOrEqual(t, len(w.snapshot()), before+1, "nothing while held (a round under way may end)")
+		during := len(w.snapshot())
+
+		held.Store(false)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		after := len(w.snapshot()) - during
+		require.InDelta(t, 50, after, 6, "a second of packets, no burst of the two held seconds")
 	})
 }

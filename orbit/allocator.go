@@ -29,6 +29,18 @@ type Ranger interface {
 
 var _ Ranger = (*MemoryAllocator)(nil)
 
+// Leased is implemented by a shared allocator whose node holds its orbits
+// under a lease that other nodes can take over when it runs out
+// (orbit/redisorbit). A park lot asks it before it acts on a parked call on
+// its own (a recall, hold music), since another node may have taken the
+// call over while this one was paused.
+type Leased interface {
+	// Stalled reports whether the node went silent for about its lease (its
+	// process was paused: SIGSTOP, a long stall) and has not yet heard
+	// whether it kept its orbits. It must act on no parked call meanwhile.
+	Stalled() bool
+}
+
 // Policy decides which free orbit [Allocator.Allocate] takes. Orbits are
 // ordered as the ranges are given, ascending within a range.
 type Policy int

@@ -206,13 +206,20 @@ func (c *Call) leaveLocked() {
 	close(c.done)
 }
 
-// pickupTimedOut runs on the pickup timer's goroutine.
+// pickupTimedOut runs on the pickup timer's goroutine. A node just resumed
+// from a pause (Lot.Stalled) may no longer own the call: the recall waits
+// until it knows.
 func (c *Call) pickupTimedOut() {
 	c.lot.mu.Lock()
 	defer c.lot.mu.Unlock()
-	if c.state == Parked {
-		c.startRingingLocked()
+	if c.state != Parked {
+		return
 	}
+	if c.lot.Stalled() {
+		c.timer.Reset(stallRecheck)
+		return
+	}
+	c.startRingingLocked()
 }
 
 // startRingingLocked starts the recall sequence on its own goroutine: the
@@ -268,6 +275,9 @@ func (c *Call) ringOnce(purpose DialPurpose, target string, attempt int, ringTim
 	ctx, cancel := context.WithTimeout(context.Background(), ringTime)
 	defer cancel()
 
+	if !l.waitUnstalled(c) {
+		return true
+	}
 	l.mu.Lock()
 	if c.gone() {
 		l.mu.Unlock()

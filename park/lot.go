@@ -49,6 +49,7 @@ var (
 type Lot struct {
 	cfg    Config
 	orbits orbit.Allocator
+	leased orbit.Leased // orbits, when it is one: Stalled
 	music  Music
 	log    *slog.Logger
 
@@ -98,6 +99,7 @@ func NewLot(cfg Config) (*Lot, error) {
 	if r, ok := l.orbits.(orbit.Ranger); ok {
 		l.ranges = r.Ranges()
 	}
+	l.leased, _ = l.orbits.(orbit.Leased)
 	if cfg.Cluster != nil {
 		l.events.add(cfg.Cluster) // for the lot's life: no stop
 		if cfg.Adopter != nil {

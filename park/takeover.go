@@ -209,6 +209,27 @@ func (c *Call) moveLocked(node string) {
 	c.lot.checkDrainedLocked()
 }
 
+// stallRecheck is how often a lot that is Stalled looks again before it
+// acts on a call.
+const stallRecheck = 20 * time.Millisecond
+
+// Stalled reports whether this node must not act on its parked calls now:
+// it was paused for about its lease, and another node of the cluster may
+// have taken them over (orbit.Leased; false for an allocator that is not).
+// Recalls wait until it is false; a SIP host plays no hold music meanwhile.
+func (l *Lot) Stalled() bool { return l.leased != nil && l.leased.Stalled() }
+
+// waitUnstalled waits until the lot is not Stalled; it reports false if
+// the call left meanwhile (moved to another node: Disown).
+func (l *Lot) waitUnstalled(c *Call) bool {
+	for l.Stalled() {
+		time.Sleep(stallRecheck)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !c.gone()
+}
+
 // Disown is told that this node no longer holds orbit o: its lease ran out
 // while it was paused or cut off from the cluster (orbit/redisorbit's
 // Config.OnLost). A call there whose leg is Portable, and was shared, has

@@ -261,3 +261,59 @@ func TestUpdateSharesTheNewHandoff(t *testing.T) {
 		require.Equal(t, []EventKind{EventParked}, log.kinds())
 	})
 }
+
+// stallingAllocator is an in-memory allocator whose node can be made to
+// look paused past its lease (orbit.Leased).
+type stallingAllocator struct {
+	*orbit.MemoryAllocator
+	mu      sync.Mutex
+	stalled bool
+}
+
+func (a *stallingAllocator) Stalled() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stalled
+}
+
+func (a *stallingAllocator) set(v bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stalled = v
+}
+
+// A node resumed from a pause rings no parker until it knows whether it
+// still owns its calls: one taken over meanwhile is never recalled from
+// here, one it kept is recalled once the doubt is gone.
+func TestStalledLotRingsNobody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, err := orbit.ParseRange("701-709")
+		require.NoError(t, err)
+		mem, err := orbit.NewMemoryAllocator([]orbit.Range{r}, orbit.MemoryOptions{})
+		require.NoError(t, err)
+		alloc := &stallingAllocator{MemoryAllocator: mem}
+		dialer := &testDialer{}
+		lot, err := NewLot(Config{Orbits: alloc, Cluster: newTestCluster(), Dialer: dialer, MusicOnHold: testMusic(t)})
+		require.NoError(t, err)
+		taken, err := lot.Park(t.Context(), ParkRequest{Leg: &portableLeg{handoff: "h"}, Parker: "sip:bob@example.com"})
+		require.NoError(t, err)
+		kept, err := lot.Park(t.Context(), ParkRequest{Leg: &testLeg{}, Parker: "sip:bob@example.com"})
+		require.NoError(t, err)
+
+		alloc.set(true) // paused past the pickup timeout
+		require.True(t, lot.Stalled())
+		time.Sleep(DefaultPickupTimeout + time.Second)
+		synctest.Wait()
+		reqs, _, _ := dialer.log()
+		require.Empty(t, reqs, "no recall while stalled")
+
+		require.NoError(t, lot.Disown(taken.Orbit())) // its renewal found it fenced
+		alloc.set(false)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		reqs, _, _ = dialer.log()
+		require.Len(t, reqs, 1, "the call it kept is recalled, the one taken over never")
+		require.Equal(t, kept.ID(), reqs[0].Call.ParkID)
+		require.NoError(t, lot.Shutdown(t.Context()))
+	})
+}

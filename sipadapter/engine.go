@@ -233,7 +233,13 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	e.sched = media.NewScheduler(media.SchedulerOptions{Logger: e.log.With("component", "rtp")})
+	so := media.SchedulerOptions{Logger: e.log.With("component", "rtp")}
+	if cfg.Lot.Config().Cluster != nil {
+		// Music stops while this node may have lost its calls to another
+		// (paused past its lease): it must send nothing for them.
+		so.Hold = cfg.Lot.Stalled
+	}
+	e.sched = media.NewScheduler(so)
 	e.media = legMedia{Ports: cfg.Ports, IP: cfg.MediaIP, Username: cfg.ContactUser, Scheduler: e.sched, Logger: e.log,
 		AcceptLateOffer: cfg.AcceptLateOffer, LateOfferSwitch: cfg.LateOfferSwitch}
 	if cfg.SharedRTPPort {

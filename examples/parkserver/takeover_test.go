@@ -298,16 +298,19 @@ func TestClusterTakeoverOfAHundredCalls(t *testing.T) {
 	requireEndedOnce(t, nodes, "abandoned", ids...)
 }
 
-// A node paused past its lease (SIGSTOP): another node takes its call
-// over; resumed (SIGCONT), it finds the call taken and forgets it without
-// a BYE and without ringing the parker.
+// A node paused past its lease (SIGSTOP), and past its call's pickup
+// timeout: another node takes the call over and recalls the parker on
+// time, once. Resumed (SIGCONT), the paused node finds the call taken and
+// forgets it: no BYE, no recall of its own, though its pickup timer had
+// run out while it slept.
 func TestClusterNodePausedPastItsLease(t *testing.T) {
-	_, nodes := startCluster(t, 2, "-policy", "lowest", "-timeout", "5m")
-	ctx := clusterCtx(t)
+	_, nodes := startCluster(t, 2, "-policy", "lowest", "-timeout", "10s")
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
 	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
 	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
 	require.NoError(t, bob.SetAnswer(parktest.AnswerPolicy{Mode: parktest.NoAnswer}))
-	// carol's call, parked by bob (Referred-By): a recall would ring bob.
+	// carol's call, parked by bob (Referred-By): a recall rings bob.
 	parked, err := carol.Call(ctx, parkURI(nodes[0]), parktest.CallOptions{Mute: true, Headers: referredByHeaders(bob.URI())})
 	require.NoError(t, err)
 	id := parkIDOf(t, nodes[0], parked.Orbit())
@@ -315,22 +318,56 @@ func TestClusterNodePausedPastItsLease(t *testing.T) {
 
 	first := parked.RemoteSDP().Addr
 	require.NoError(t, nodes[0].Cmd.Process.Signal(syscall.SIGSTOP))
+	paused := time.Now()
 	waitTakenOver(ctx, t, parked, first)
 	nodes[1].WaitLine(`msg="call taken over"`, 5*time.Second, "park_id="+id)
+	require.NoError(t, bob.Inbox().WaitInvites(ctx, 1), "the new node recalls bob at the old deadline")
+	time.Sleep(10*time.Second + 500*time.Millisecond - time.Since(paused))
 
 	require.NoError(t, nodes[0].Cmd.Process.Signal(syscall.SIGCONT))
 	nodes[0].WaitLine("call forgotten", 5*time.Second, "orbit="+parked.Orbit())
 	time.Sleep(time.Second)
-	require.Zero(t, bob.Inbox().Invites(), "the parker is not rung")
+	require.Equal(t, 1, bob.Inbox().Invites(), "bob rung once, by the new node only")
+	require.True(t, containsLine(nodes[1], "msg=recall ", "park_id="+id), "the new node's recall, logged")
+	require.False(t, containsLine(nodes[0], "msg=recall ", "park_id="+id), "the resumed node rings nobody")
 	select {
 	case <-parked.Done():
 		t.Fatal("the resumed node hung up a call that is no longer its own")
 	default:
 	}
-	require.NoError(t, parked.WaitReceived(ctx, parked.Received()+10), "music goes on, from the new node")
 	require.Empty(t, ends(nodes...)[id], "moving is not an end")
 	require.NoError(t, parked.Hangup(ctx))
 	requireEndedOnce(t, nodes, "abandoned", id)
+}
+
+// SIGKILL while a recall rings: the node that takes the call over rings the
+// parker again, once, and the call ends once.
+func TestClusterKilledWhileRecallRings(t *testing.T) {
+	_, nodes := startCluster(t, 2, "-policy", "lowest", "-timeout", "10s", "-recall-ring", "4s")
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
+	require.NoError(t, bob.SetAnswer(parktest.AnswerPolicy{Mode: parktest.NoAnswer}))
+	parked, err := carol.Call(ctx, parkURI(nodes[0]), parktest.CallOptions{Mute: true, Headers: referredByHeaders(bob.URI())})
+	require.NoError(t, err)
+	id := parkIDOf(t, nodes[0], parked.Orbit())
+	first := parked.RemoteSDP().Addr
+
+	require.NoError(t, bob.Inbox().WaitInvites(ctx, 1), "the recall rings")
+	time.Sleep(recordsWritten) // the record says it rings
+	require.NoError(t, nodes[0].Cmd.Process.Signal(syscall.SIGKILL))
+	<-nodes[0].Exited
+	waitTakenOver(ctx, t, parked, first)
+	require.NoError(t, bob.Inbox().WaitInvites(ctx, 2), "the new node rings bob again")
+	select {
+	case <-parked.Done():
+		require.True(t, parked.EndedByRemote(), "nobody answered: the call is dropped")
+	case <-ctx.Done():
+		t.Fatal("the call was never dropped")
+	}
+	require.Equal(t, 2, bob.Inbox().Invites(), "recalled again at most once")
+	requireEndedOnce(t, nodes, "dropped", id)
 }
 
 // Restarting every node in turn (SIGTERM, start again) with 30 calls

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -62,11 +63,18 @@ type Allocator struct {
 	linger    time.Duration // syncLinger (guarded by mu; tests lengthen it)
 	stop      chan struct{}
 	wg        sync.WaitGroup // the loops and OnLost calls
+
+	// The stall guard (Stalled): when the last renewal attempt ended, in
+	// nanoseconds since born (monotonic), and OnLost calls under way.
+	born    time.Time
+	triedAt atomic.Int64
+	losing  atomic.Int32
 }
 
 var (
 	_ orbit.Allocator = (*Allocator)(nil)
 	_ orbit.Ranger    = (*Allocator)(nil)
+	_ orbit.Leased    = (*Allocator)(nil)
 )
 
 // New joins the cluster's lot in Redis: it stores the orbit table if the
@@ -84,6 +92,7 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		return nil, fmt.Errorf("redisorbit: %w", err)
 	}
 	a := &Allocator{
+		born:      time.Now(),
 		cfg:       cfg,
 		rdb:       cfg.Client,
 		keys:      []string{redislot.Prefix(cfg.Cluster)},
@@ -112,6 +121,7 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		return nil, err
 	}
 	a.wake <- struct{}{} // claim ahead at once
+	a.tried()            // joined: as good as a renewal
 	a.wg.Go(a.renewLoop)
 	a.wg.Go(a.syncLoop)
 	return a, nil

@@ -145,7 +145,11 @@ func (a *Allocator) lose(lost []orbit.Orbit, code string) {
 	}
 	a.cfg.Logger.Warn("orbits lost", "cluster", a.cfg.Cluster, "node", a.cfg.Node, "orbits", lost, "reason", reasonOf(code))
 	if a.cfg.OnLost != nil {
-		a.wg.Go(func() { a.cfg.OnLost(lost) })
+		a.losing.Add(1) // Stalled until the lot has let the calls go
+		a.wg.Go(func() {
+			defer a.losing.Add(-1)
+			a.cfg.OnLost(lost)
+		})
 	}
 }
 
@@ -174,6 +178,7 @@ func (a *Allocator) renewLoop() {
 		ctx, cancel := context.WithTimeout(context.Background(), every)
 		err := a.renew(ctx)
 		cancel()
+		a.tried()
 		switch {
 		case err == nil && !failingSince.IsZero():
 			a.cfg.Logger.Info("Redis reachable again", "cluster", a.cfg.Cluster, "after", time.Since(failingSince).Round(time.Millisecond))
@@ -214,6 +219,23 @@ func (a *Allocator) renew(ctx context.Context) error {
 	default:
 		return fmt.Errorf("redisorbit: renew: %w", err)
 	}
+}
+
+// tried notes that a renewal attempt has ended, whatever its result.
+func (a *Allocator) tried() { a.triedAt.Store(int64(time.Since(a.born))) }
+
+// Stalled reports whether this node may have lost its orbits without
+// knowing it yet: no renewal attempt has ended for five sixths of a lease
+// (attempts end at most two thirds of a lease apart while the node runs,
+// Redis reachable or not, so only a paused process goes that long), or the
+// lot is still being told which orbits it lost (Config.OnLost). A node
+// resumed after a pause past its lease is thus Stalled from its first
+// instant until its renewal has found it fenced and OnLost has returned.
+func (a *Allocator) Stalled() bool {
+	if a.losing.Load() > 0 {
+		return true
+	}
+	return time.Duration(int64(time.Since(a.born))-a.triedAt.Load()) > a.cfg.Lease*5/6
 }
 
 // reapEvery bounds the time between two reaps by this node.

@@ -122,3 +122,23 @@ func TestOrphanNobodyTakesIsFreed(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, n, "its record gone")
 }
+
+// Stalled: true while no renewal attempt has ended for most of a lease (a
+// paused process), false again once one has; true while OnLost runs.
+func TestStalledAfterASilence(t *testing.T) {
+	l := newLot(t)
+	release := make(chan struct{})
+	a := l.node("a", Config{Lease: 2 * time.Second, OnLost: func([]orbit.Orbit) { <-release }})
+	l.node("b", Config{Lease: time.Minute}) // the heartbeat's grace then does not cover a 3 s gap
+	require.False(t, a.Stalled())
+	a.triedAt.Store(int64(time.Since(a.born)) - int64(2*time.Second)) // as after a 2 s pause
+	require.True(t, a.Stalled(), "no attempt for a lease")
+	require.Eventually(t, func() bool { return !a.Stalled() }, 2*time.Second, 10*time.Millisecond, "the next renewal ends the doubt")
+
+	_, err := a.Allocate(ctx(t))
+	require.NoError(t, err)
+	l.advance(3 * time.Second) // the lease runs out: the renewal finds a fenced
+	require.Eventually(t, a.Stalled, 3*time.Second, 10*time.Millisecond, "stalled while the lot is told what it lost")
+	close(release)
+	require.Eventually(t, func() bool { return !a.Stalled() }, 3*time.Second, 10*time.Millisecond)
+}
