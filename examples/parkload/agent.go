@@ -51,6 +51,10 @@ type agent struct {
 	// hangupHeld. lateAnswers are the ACK and BYE of 2xx answers that came
 	// after the tool gave up waiting (hangupLate), in flight.
 	held        sync.Map // string -> *sipgo.DialogClientSession
+	// targets are the remote targets the server's re-INVITEs refreshed
+	// (RFC 3261 §12.2.2), by Call-ID: after a takeover the call's BYE goes
+	// to the node that holds it now. sipgo's dialog keeps the first one.
+	targets sync.Map // string -> sip.Uri
 	ended       sync.Map // Call-ID -> time.Time: calls of held that ended less than 64×T1 ago
 	lateAnswers sync.WaitGroup
 	// lateMu orders lateAnswers' Go and Wait: a 2xx retransmitted while
@@ -233,6 +237,9 @@ func (a *agent) ok(n *atomic.Uint64) sipgo.RequestHandler {
 // only under overload.
 func (a *agent) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	a.inBye.Add(1)
+	if id := req.CallID(); id != nil {
+		a.targets.Delete(id.Value())
+	}
 	if err := a.dialogs.ReadBye(req, tx); err != nil && a.answered.ReadBye(req, tx) != nil {
 		a.inByeUnknown.Add(1)
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog, nil))
@@ -265,6 +272,9 @@ func (a *agent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	)
 	if d, err := a.dialogs.MatchRequestDialog(req); err == nil {
 		sdp, seen, ended = d.InviteRequest.Body(), d.ReadRequest, d.Context().Done()
+		if c := req.Contact(); c != nil {
+			a.targets.Store(req.CallID().Value(), *c.Address.Clone())
+		}
 	} else if d, err := a.answered.MatchDialogRequest(req); err == nil && d.InviteResponse != nil {
 		sdp, seen, ended = d.InviteResponse.Body(), d.ReadRequest, d.Context().Done()
 	} else {
@@ -477,6 +487,10 @@ func (a *agent) inDialog(res *sip.Response, method sip.RequestMethod, seq uint32
 func (a *agent) bye(ctx context.Context, d *sipgo.DialogClientSession) error {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.timeout)
 	defer cancel()
+	if t, ok := a.targets.LoadAndDelete(d.InviteRequest.CallID().Value()); ok {
+		// Route, From, To, Call-ID and CSeq come from the dialog.
+		return d.WriteBye(ctx, sip.NewRequest(sip.BYE, t.(sip.Uri)))
+	}
 	return d.Bye(ctx)
 }
 
