@@ -43,6 +43,11 @@
 //     on Redis), no two nodes hold one orbit, [Lot.Lookup], [Lot.Calls]
 //     and [Lot.Observe] span every node, and a retrieve of a call parked
 //     elsewhere is an [ElsewhereError] that names the node to send it to.
+//   - A parked call outlives its node: in a cluster a [Portable] leg's
+//     handoff is shared, and when its node dies, is fenced or shuts down,
+//     another node's lot continues it through its [Adopter] in the same
+//     orbit, with the same park ID, parker and recall time ([EventMoved]);
+//     takeover.go tells how.
 //
 // Time comes from the runtime clock, so tests run the lot inside
 // testing/synctest and a 90 s timeout passes in microseconds.

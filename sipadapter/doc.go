@@ -48,6 +48,9 @@
 //     to that node as a stateful proxy without Record-Route, or answered
 //     302 (EngineConfig.CrossNode); a node that does not answer is 480,
 //     and a shared lot that cannot be reached is 503 with Retry-After.
+//   - Parked legs are park.Portable: another node continues a parked call
+//     with an in-dialog re-INVITE from its own address (Engine.Adopt,
+//     handoff.go) when the node holding it dies or stops.
 //
 // Lot errors become status codes here and nowhere else: a full lot or an
 // occupied orbit is 486, an unknown or empty orbit 404, a shutting-down lot,
