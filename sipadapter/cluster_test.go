@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,18 +25,35 @@ import (
 
 // clusterNode starts a park server sharing the lot in m as node name.
 func clusterNode(t *testing.T, m *miniredis.Miniredis, name string, cfg sipadapter.Config, rtp int) *sipadapter.Server {
+	return clusterNodeLease(t, m, name, cfg, rtp, 2*time.Second)
+}
+
+// clusterNodeLease is clusterNode with the node's lease. Wired as the
+// programs are: it takes over the calls of nodes that die, and forgets
+// its own calls another node took.
+func clusterNodeLease(t *testing.T, m *miniredis.Miniredis, name string, cfg sipadapter.Config, rtp int, lease time.Duration) *sipadapter.Server {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
 	r, err := orbit.ParseRange("701-799")
 	require.NoError(t, err)
-	alloc, err := redisorbit.New(context.Background(), redisorbit.Config{Client: c, Node: name, Ranges: []orbit.Range{r}, Lease: 2 * time.Second})
+	var srv atomic.Pointer[sipadapter.Server]
+	alloc, err := redisorbit.New(context.Background(), redisorbit.Config{
+		Client: c, Node: name, Ranges: []orbit.Range{r}, Lease: lease,
+		OnLost: func(lost []orbit.Orbit) {
+			for _, o := range lost {
+				_ = srv.Load().Lot().Disown(o)
+			}
+		},
+	})
 	require.NoError(t, err)
 	dir, err := redispark.New(redispark.Config{Orbits: alloc})
 	require.NoError(t, err)
 	music, err := media.Tone("test music", 440, time.Second)
 	require.NoError(t, err)
-	lotCfg := park.Config{Orbits: alloc, Cluster: dir, MusicOnHold: music}
-	lot, err := park.NewLot(lotCfg)
+	lot, err := park.NewLot(park.Config{Orbits: alloc, Cluster: dir, MusicOnHold: music,
+		Adopter: park.AdopterFunc(func(ctx context.Context, c *park.Call) (park.Leg, error) {
+			return srv.Load().Adopt(ctx, c)
+		})})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		// After the server's own cleanup (registered below, run first).
@@ -45,9 +63,10 @@ func clusterNode(t *testing.T, m *miniredis.Miniredis, name string, cfg sipadapt
 	})
 	cfg.Lot = lot
 	cfg.RTPPortMin, cfg.RTPPortMax = rtp, rtp+499
-	srv := testServer(t, cfg)
-	require.NoError(t, alloc.SetAdvertise(context.Background(), srv.Addr().String()))
-	return srv
+	s := testServer(t, cfg)
+	srv.Store(s)
+	require.NoError(t, alloc.SetAdvertise(context.Background(), s.Addr().String()))
+	return s
 }
 
 // CLUSTER.md 2: a call parked on A is retrieved at B; the dialog, and the

@@ -1,61 +1,16 @@
 package sipadapter_test
 
 import (
-	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
-	"github.com/callpark/callpark/orbit/redisorbit"
-	"github.com/callpark/callpark/park"
-	"github.com/callpark/callpark/park/redispark"
 	"github.com/callpark/callpark/parktest"
 	"github.com/callpark/callpark/sipadapter"
 )
-
-// takeoverNode starts a park server sharing the lot in m as node name,
-// with the lease given, taking over the calls of nodes that die, and
-// forgetting its own calls another node took (as the programs do).
-func takeoverNode(t *testing.T, m *miniredis.Miniredis, name string, lease time.Duration, rtp int) *sipadapter.Server {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
-	r, err := orbit.ParseRange("701-799")
-	require.NoError(t, err)
-	var srv atomic.Pointer[sipadapter.Server]
-	alloc, err := redisorbit.New(context.Background(), redisorbit.Config{
-		Client: c, Node: name, Ranges: []orbit.Range{r}, Lease: lease,
-		OnLost: func(lost []orbit.Orbit) {
-			for _, o := range lost {
-				_ = srv.Load().Lot().Disown(o)
-			}
-		},
-	})
-	require.NoError(t, err)
-	dir, err := redispark.New(redispark.Config{Orbits: alloc})
-	require.NoError(t, err)
-	music, err := media.Tone("test music", 440, time.Second)
-	require.NoError(t, err)
-	lot, err := park.NewLot(park.Config{Orbits: alloc, Cluster: dir, MusicOnHold: music,
-		Adopter: park.AdopterFunc(func(ctx context.Context, c *park.Call) (park.Leg, error) {
-			return srv.Load().Adopt(ctx, c)
-		})})
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = dir.Close()
-		_ = alloc.Close(context.Background())
-		_ = c.Close()
-	})
-	s := testServer(t, sipadapter.Config{Lot: lot, RTPPortMin: rtp, RTPPortMax: rtp + 499})
-	srv.Store(s)
-	require.NoError(t, alloc.SetAdvertise(context.Background(), s.Addr().String()))
-	return s
-}
 
 // CLUSTER.md 10: node A falls silent past its lease; B takes its parked
 // call over with a re-INVITE in the same dialog, the party hears B's
@@ -67,8 +22,8 @@ func TestTakeoverAfterANodeFallsSilent(t *testing.T) {
 			m := miniredis.RunT(t)
 			now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 			m.SetTime(now)
-			a := takeoverNode(t, m, "a", 2*time.Second, 12000)
-			b := takeoverNode(t, m, "b", time.Minute, 12500)
+			a := clusterNodeLease(t, m, "a", sipadapter.Config{}, 12000, 2*time.Second)
+			b := clusterNodeLease(t, m, "b", sipadapter.Config{}, 12500, time.Minute)
 			alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice", Transport: transport})
 			bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob", Transport: transport})
 			ctx := ctxFor(t, 30*time.Second)

@@ -307,13 +307,7 @@ func TestClusterNodePausedPastItsLease(t *testing.T) {
 	_, nodes := startCluster(t, 2, "-policy", "lowest", "-timeout", "10s")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
-	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
-	require.NoError(t, bob.SetAnswer(parktest.AnswerPolicy{Mode: parktest.NoAnswer}))
-	// carol's call, parked by bob (Referred-By): a recall rings bob.
-	parked, err := carol.Call(ctx, parkURI(nodes[0]), parktest.CallOptions{Mute: true, Headers: referredByHeaders(bob.URI())})
-	require.NoError(t, err)
-	id := parkIDOf(t, nodes[0], parked.Orbit())
+	bob, parked, id := parkedByBob(ctx, t, nodes[0])
 	time.Sleep(recordsWritten)
 
 	first := parked.RemoteSDP().Addr
@@ -340,18 +334,25 @@ func TestClusterNodePausedPastItsLease(t *testing.T) {
 	requireEndedOnce(t, nodes, "abandoned", id)
 }
 
+// parkedByBob parks carol's call at n, parked by bob (Referred-By), whose
+// phone lets recalls ring; it returns bob, the parked call and its park ID.
+func parkedByBob(ctx context.Context, t *testing.T, n *parkServerProcess) (*parktest.Phone, *parktest.Call, string) {
+	t.Helper()
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
+	require.NoError(t, bob.SetAnswer(parktest.AnswerPolicy{Mode: parktest.NoAnswer}))
+	parked, err := carol.Call(ctx, parkURI(n), parktest.CallOptions{Mute: true, Headers: referredByHeaders(bob.URI())})
+	require.NoError(t, err)
+	return bob, parked, parkIDOf(t, n, parked.Orbit())
+}
+
 // SIGKILL while a recall rings: the node that takes the call over rings the
 // parker again, once, and the call ends once.
 func TestClusterKilledWhileRecallRings(t *testing.T) {
 	_, nodes := startCluster(t, 2, "-policy", "lowest", "-timeout", "10s", "-recall-ring", "4s")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
-	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
-	require.NoError(t, bob.SetAnswer(parktest.AnswerPolicy{Mode: parktest.NoAnswer}))
-	parked, err := carol.Call(ctx, parkURI(nodes[0]), parktest.CallOptions{Mute: true, Headers: referredByHeaders(bob.URI())})
-	require.NoError(t, err)
-	id := parkIDOf(t, nodes[0], parked.Orbit())
+	bob, parked, id := parkedByBob(ctx, t, nodes[0])
 	first := parked.RemoteSDP().Addr
 
 	require.NoError(t, bob.Inbox().WaitInvites(ctx, 1), "the recall rings")
