@@ -369,7 +369,8 @@ func (e *Engine) Handle(srv *sipgo.Server) {
 
 // Shutdown drains the engine, as http.Server.Shutdown does a web server:
 // new parks get 503 and every parked call is recalled at once (then the
-// fallback, else BYE); once the lot is empty, BLF watchers hear their last
+// fallback, else BYE), or in a cluster first handed to the other nodes
+// (park.Lot.Shutdown); once the lot is empty, BLF watchers hear their last
 // NOTIFY, and the calls still relayed (retrieved, recalled, connected) go on
 // until their parties hang up. Shutdown returns when nothing is parked,
 // ringing or relayed. If ctx ends first, the calls still parked are dropped

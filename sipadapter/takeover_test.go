@@ -32,6 +32,12 @@ func TestTakeoverAfterANodeFallsSilent(t *testing.T) {
 			require.NoError(t, err)
 			o := orbit.Orbit(parked.Orbit())
 			require.NoError(t, parked.WaitReceived(ctx, 10))
+			// The party puts the call on hold and back: the record follows
+			// each re-INVITE, so the takeover's SDP version is above the last
+			// one the party saw (else it would take the new address for no
+			// change, RFC 3264 §8).
+			require.NoError(t, parked.Hold(ctx))
+			require.NoError(t, parked.Resume(ctx))
 			info, ok := a.Lot().Lookup(o)
 			require.True(t, ok)
 			require.NotEmpty(t, info.Handoff, "a portable leg's handoff is kept")
