@@ -38,6 +38,7 @@ func TestTakeoverAfterANodeFallsSilent(t *testing.T) {
 			// change, RFC 3264 §8).
 			require.NoError(t, parked.Hold(ctx))
 			require.NoError(t, parked.Resume(ctx))
+			time.Sleep(100 * time.Millisecond) // the record is rewritten within about 10 ms
 			info, ok := a.Lot().Lookup(o)
 			require.True(t, ok)
 			require.NotEmpty(t, info.Handoff, "a portable leg's handoff is kept")
@@ -67,6 +68,18 @@ func TestTakeoverAfterANodeFallsSilent(t *testing.T) {
 			before = parked.Received()
 			require.NoError(t, talk.WaitReceived(ctx, 25))
 			require.NoError(t, parked.WaitReceived(ctx, before+25))
+
+			// Re-parked from b (REFER), and retrieved again there.
+			res, err := talk.Refer(ctx, b.ParkURI())
+			require.NoError(t, err)
+			require.Equal(t, 200, res.FinalStatus, "re-parked at b")
+			again, ok := b.Lot().Lookup(orbit.Orbit(res.Orbit))
+			require.True(t, ok)
+			require.NotEqual(t, info.ParkID, again.ParkID, "a re-park is a new park")
+			require.NoError(t, talk.Hangup(ctx))
+			require.NoError(t, parked.WaitReceived(ctx, parked.Received()+10), "music again, re-parked")
+			talk, err = bob.Call(ctx, b.OrbitURI(orbit.Orbit(res.Orbit)), parktest.CallOptions{Mute: true})
+			require.NoError(t, err, "and retrieved again")
 			require.NoError(t, talk.Hangup(ctx))
 			select {
 			case <-parked.Done():
