@@ -50,11 +50,11 @@ type agent struct {
 	// Call-ID: what a run that stops leaves the server holding, hung up by
 	// hangupHeld. lateAnswers are the ACK and BYE of 2xx answers that came
 	// after the tool gave up waiting (hangupLate), in flight.
-	held        sync.Map // string -> *sipgo.DialogClientSession
+	held sync.Map // string -> *sipgo.DialogClientSession
 	// targets are the remote targets the server's re-INVITEs refreshed
 	// (RFC 3261 §12.2.2), by Call-ID: after a takeover the call's BYE goes
 	// to the node that holds it now. sipgo's dialog keeps the first one.
-	targets sync.Map // string -> sip.Uri
+	targets     sync.Map // string -> sip.Uri
 	ended       sync.Map // Call-ID -> time.Time: calls of held that ended less than 64×T1 ago
 	lateAnswers sync.WaitGroup
 	// lateMu orders lateAnswers' Go and Wait: a 2xx retransmitted while
