@@ -263,16 +263,16 @@ func (d *Directory) rewrite() error {
 	return d.send(append(writes, write{msg: string(sync)}))
 }
 
-// write is one step of send: the record script for orbit (storing rec,
-// fenced, and publishing msg if any), or with no orbit a plain PUBLISH of
+// write is one step of send: the record of the call in orbit (stored,
+// fenced, with msg published if any), or with no orbit a plain PUBLISH of
 // msg.
 type write struct {
 	orbit    orbit.Orbit
 	rec, msg string
 }
 
-// send makes the writes, in order, in one pipeline under this node's
-// incarnation.
+// send makes the writes, in order, in one run of the record script under
+// this node's incarnation: under load one call carries many events.
 func (d *Directory) send(writes []write) error {
 	epoch, gen := d.orbits.Incarnation()
 	if epoch == "" {
@@ -280,33 +280,13 @@ func (d *Directory) send(writes []write) error {
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, writeTimeout)
 	defer cancel()
-	for loaded := false; ; loaded = true {
-		pipe := d.rdb.Pipeline()
-		for _, w := range writes {
-			if w.orbit == "" {
-				pipe.Publish(ctx, d.channel, w.msg)
-				continue
-			}
-			d.record.EvalSha(ctx, pipe, d.keys, d.node, epoch, gen, string(w.orbit), w.rec, w.msg)
-		}
-		cmds, err := pipe.Exec(ctx)
-		if err == nil {
-			return nil
-		}
-		noScript := false
-		for _, c := range cmds {
-			if c.Err() != nil && strings.HasPrefix(c.Err().Error(), "NOSCRIPT") {
-				noScript = true
-			}
-		}
-		if !noScript || loaded {
-			return err
-		}
-		// Redis restarted and forgot the script: load it, send again.
-		if err := d.record.Load(ctx, d.rdb).Err(); err != nil {
-			return err
-		}
+	args := make([]any, 0, 3+3*len(writes))
+	args = append(args, d.node, epoch, gen)
+	for _, w := range writes {
+		args = append(args, string(w.orbit), w.rec, w.msg)
 	}
+	// Run: EVALSHA, and EVAL once if Redis restarted and forgot the script.
+	return d.record.Run(ctx, d.rdb, d.keys, args...).Err()
 }
 
 // Locate says which other node holds o now and its advertised address.

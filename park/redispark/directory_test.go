@@ -190,3 +190,37 @@ func TestBadMessagesAreSkipped(t *testing.T) {
 }
 
 func errorAs(err error, target any) bool { return errors.As(err, target) }
+
+// One run of the record script writes a whole batch, in order, fenced per
+// orbit: a record for an orbit the node does not hold is neither stored
+// nor told; an end (no orbit) is told whatever holds it.
+func TestRecordScriptWritesABatchFenced(t *testing.T) {
+	m := miniredis.RunT(t)
+	a := startNode(t, m.Addr(), "a", 10*time.Second)
+	ctx := context.Background()
+	held, err := a.alloc.Allocate(ctx)
+	require.NoError(t, err)
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer c.Close()
+	sub := c.Subscribe(ctx, a.dir.channel)
+	defer sub.Close()
+	_, err = sub.Receive(ctx)
+	require.NoError(t, err)
+
+	require.NoError(t, a.dir.send([]write{
+		{orbit: held, rec: `{"r":1}`, msg: "one"},
+		{orbit: "709", rec: `{"r":2}`, msg: "not ours"},
+		{msg: "an end"},
+		{orbit: held, rec: `{"r":3}`},
+	}))
+	for _, want := range []string{"one", "an end"} {
+		msg, err := sub.ReceiveMessage(ctx)
+		require.NoError(t, err)
+		require.Equal(t, want, msg.Payload)
+	}
+	calls := a.dir.keys[0] + ":calls"
+	got, err := c.HGet(ctx, calls, string(held)).Result()
+	require.NoError(t, err)
+	require.Equal(t, `{"r":3}`, got, "in order: the last write wins")
+	require.False(t, c.HExists(ctx, calls, "709").Val())
+}
