@@ -317,3 +317,24 @@ func TestStalledLotRingsNobody(t *testing.T) {
 		require.NoError(t, lot.Shutdown(t.Context()))
 	})
 }
+
+func TestTakeOverWhileForwardingRingsTheFallback(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cl := newTestCluster()
+		dialer := &testDialer{}
+		_, alloc, log := newTestLot(t, "701-709", Config{Cluster: cl, Adopter: &adopted{}, Dialer: dialer, FallbackURI: "sip:operator@example.com"})
+		info := deadCall("706", time.Time{})
+		info.State, info.Attempts = Forwarding, 1 // the recall had failed; the fallback rang
+		require.NoError(t, alloc.Reserve(t.Context(), "706"))
+		require.NoError(t, cl.take(t.Context(), info))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		reqs, _, _ := dialer.log()
+		require.Len(t, reqs, 1, "the fallback again, not the parker")
+		require.Equal(t, Fallback, reqs[0].Purpose)
+		require.Equal(t, "sip:operator@example.com", reqs[0].Target)
+		ends := log.ended("b-706")
+		require.Len(t, ends, 1)
+		require.Equal(t, Dropped, ends[0].Outcome, "nobody answered")
+	})
+}
