@@ -27,6 +27,12 @@
 //     peer's address (latching to a NAT's address once, dropping strays
 //     of unknown and finished calls); on Linux the scheduler sends its
 //     legs' music in sendmmsg batches, a system call per 64 packets.
+//   - [Prompts] are spoken clips (digits, star, pound, a few phrases),
+//     embedded ([DefaultPrompts], made by espeak-ng at go generate time)
+//     or replaced from WAV files ([LoadPrompts]); [SpokenOrbit] is the one
+//     place an orbit becomes the prompts that say it, and [Sequence] joins
+//     their shared frames for [Endpoint.Announce], which says them once
+//     and goes back to the music.
 //   - [ParseOffer], [Answer], [NewOffer] and [ParkedDirection] do the RFC
 //     3264 offer/answer for a G.711 audio stream with pion/sdp/v3, including
 //     hold detection; an offer without G.711 is [ErrNoCommonCodec].

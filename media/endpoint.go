@@ -276,6 +276,37 @@ func (e *Endpoint) PlayMusic(f *Frames) error {
 	return nil
 }
 
+// Announce plays a (a Sequence of prompts) to the peer once, from its
+// start, then goes back to the music PlayMusic set, from the start of its
+// loop, or to silence if none plays. done is closed when the last frame of
+// a has gone, or the announcement was cut short (StopMusic, Bridge, Close,
+// another Announce). The SSRC, sequence and timestamp continue as for
+// music. Errors: ErrClosed, ErrBridged, ErrInvalidArgument (nil or empty).
+func (e *Endpoint) Announce(a *Frames) (done <-chan struct{}, err error) {
+	if a == nil || a.Len() == 0 {
+		return nil, fmt.Errorf("%w: Announce: frames are nil or empty", ErrInvalidArgument)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	if e.relay.Load() != nil {
+		return nil, ErrBridged
+	}
+	if e.music == nil {
+		silence := NewFrames(e.codec, make([]int16, SamplesPerFrame))
+		st, err := e.sched.play(e.out, e.remote, silence, e.codec, e.pt, e.tx, e.held)
+		if err != nil {
+			return nil, err
+		}
+		e.music = st
+	}
+	ch := make(chan struct{})
+	e.music.announce(a, ch)
+	return ch, nil
+}
+
 // StopMusic stops the hold music, if any. It is idempotent.
 func (e *Endpoint) StopMusic() {
 	e.mu.Lock()

@@ -324,3 +324,44 @@ func constantFrame(sample int16) []int16 {
 	}
 	return pcm
 }
+
+// Announce on a leg without music: the prompts, then silence; with
+// music: the prompts, then the music again. done closes after the last
+// prompt frame; StopMusic cuts an announcement short and closes it too.
+func TestEndpointAnnounce(t *testing.T) {
+	verifyNoLeaks(t)
+	s := newTestScheduler(t)
+	peer := newPhone(t)
+	e := newTestEndpoint(t, EndpointOptions{Remote: peer.addr(), Codec: PCMU, Scheduler: s})
+	seq, err := Sequence(PCMU, testClip(t, 1000), testClip(t, 2000))
+	require.NoError(t, err)
+	done, err := e.Announce(seq)
+	require.NoError(t, err)
+	pkts := peer.readN(seq.Len() + 2)
+	for i := range seq.Len() {
+		require.Equal(t, seq.Payload(i), pkts[i].Payload, "frame %d", i)
+	}
+	silence := NewFrames(PCMU, make([]int16, SamplesPerFrame)).Payload(0)
+	require.Equal(t, silence, pkts[seq.Len()].Payload, "then silence: no music was set")
+	<-done
+
+	music := testFrames(PCMU, 3)
+	require.NoError(t, e.PlayMusic(music))
+	done, err = e.Announce(seq)
+	require.NoError(t, err)
+	e.StopMusic()
+	<-done // cut short
+	_, err = e.Announce(nil)
+	require.ErrorIs(t, err, ErrInvalidArgument)
+	require.NoError(t, e.Close())
+	_, err = e.Announce(seq)
+	require.ErrorIs(t, err, ErrClosed)
+}
+
+// testClip is one 20 ms frame of a constant sample.
+func testClip(t *testing.T, v int16) *Clip {
+	t.Helper()
+	c, err := NewClip("test", constantFrame(v))
+	require.NoError(t, err)
+	return c
+}

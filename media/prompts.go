@@ -161,3 +161,27 @@ func SpokenOrbit(o string) ([]string, error) {
 	}
 	return names, nil
 }
+
+// Sequence returns clips one after another, encoded with codec, to be said
+// once (Endpoint.Announce). Each clip contributes its own shared frames
+// (Clip.Frames: encoded once per codec for every call that says it),
+// padded with silence to a whole frame as in its loop, so a listener
+// receives exactly the prompts' frames, in order. Errors: ErrEmptyClip for
+// no clips, ErrInvalidArgument for a codec other than PCMU and PCMA.
+func Sequence(codec Codec, clips ...*Clip) (*Frames, error) {
+	if !codec.Valid() {
+		return nil, fmt.Errorf("%w: Sequence: codec %v", ErrInvalidArgument, codec)
+	}
+	if len(clips) == 0 {
+		return nil, fmt.Errorf("media: Sequence: %w", ErrEmptyClip)
+	}
+	n := 0
+	for _, c := range clips {
+		n += c.Frames(codec).Len()
+	}
+	f := &Frames{codec: codec, payloads: make([][]byte, 0, n)}
+	for _, c := range clips {
+		f.payloads = append(f.payloads, c.Frames(codec).payloads...)
+	}
+	return f, nil
+}

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -97,4 +98,66 @@ func TestPromptsAreWhatGenerateMakes(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, bytes.Equal(made, committed), "%s.wav differs from what go generate makes: run go generate ./media", pt.Name)
 	}
+}
+
+// An announcement's packets are exactly the prompts' shared frames, in
+// order, then the music from the start of its loop; the sequence number
+// runs on, and done is closed when the last prompt frame has gone.
+func TestAnnouncementSaysThePromptsFramesThenMusic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := DefaultPrompts()
+		names, err := SpokenOrbit("*7012")
+		require.NoError(t, err)
+		clips, err := p.Say(append([]string{PromptParkedAt}, names...)...)
+		require.NoError(t, err)
+		seq, err := Sequence(PCMU, clips...)
+		require.NoError(t, err)
+
+		s := NewScheduler(SchedulerOptions{Shards: 1, SendAhead: exactDeadlines})
+		defer s.Close()
+		w := &memWriter{}
+		music := testFrames(PCMU, 3)
+		st, err := s.Play(w, testDst, music)
+		require.NoError(t, err)
+		time.Sleep(30 * time.Millisecond)
+		synctest.Wait()
+		before := len(w.snapshot())
+		done := make(chan struct{})
+		st.announce(seq, done)
+		time.Sleep(time.Duration(seq.Len()-2) * FrameDuration)
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("done before the last frame")
+		default:
+		}
+		time.Sleep(4 * FrameDuration)
+		synctest.Wait()
+		<-done
+
+		pkts := w.snapshot()[before:]
+		var want [][]byte
+		for _, c := range clips {
+			f := c.Frames(PCMU)
+			for i := range f.Len() {
+				want = append(want, f.Payload(i))
+			}
+		}
+		require.Greater(t, len(pkts), len(want))
+		for i, fr := range want {
+			require.Equal(t, fr, pkts[i].payload, "frame %d: the prompt's own frame", i)
+		}
+		require.Equal(t, music.Payload(0), pkts[len(want)].payload, "then the music, from its start")
+		for i := 1; i < len(pkts); i++ {
+			require.Equal(t, pkts[i-1].hdr.SequenceNumber+1, pkts[i].hdr.SequenceNumber)
+		}
+	})
+}
+
+func TestSequenceRules(t *testing.T) {
+	_, err := Sequence(PCMU)
+	require.ErrorIs(t, err, ErrEmptyClip)
+	c, _ := DefaultPrompts().Clip("7")
+	_, err = Sequence(Codec(99), c)
+	require.ErrorIs(t, err, ErrInvalidArgument)
 }

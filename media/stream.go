@@ -39,16 +39,20 @@ type Stream struct {
 	w      PacketWriter
 	dst    netip.AddrPort
 	frames *Frames
-	codec  Codec // what the leg expects; frames are transcoded if they differ
-	pt     uint8 // payload type the leg numbered codec with
-	frame  int   // next frame of the loop
-	ssrc   uint32
-	seq    uint16 // next sequence number
-	ts0    uint32 // timestamp of slot 0
-	marker bool   // next packet carries the marker bit
-	paused bool
-	lastTS uint32
-	sent   bool // a packet was sent, so lastTS is meaningful
+	// once, when set, is played before frames, a single time (an
+	// announcement); onceDone is closed when its last frame has gone.
+	once     *Frames
+	onceDone chan struct{}
+	codec    Codec // what the leg expects; frames are transcoded if they differ
+	pt       uint8 // payload type the leg numbered codec with
+	frame    int   // next frame of the loop
+	ssrc     uint32
+	seq      uint16 // next sequence number
+	ts0      uint32 // timestamp of slot 0
+	marker   bool   // next packet carries the marker bit
+	paused   bool
+	lastTS   uint32
+	sent     bool // a packet was sent, so lastTS is meaningful
 
 	// Counters, atomic so that a shard's batch can record its results
 	// without taking the streams' locks (batch_linux.go).
@@ -123,7 +127,21 @@ func (st *Stream) setAudio(f *Frames, codec Codec, pt uint8) {
 	st.frames = f
 	st.codec = codec
 	st.pt = pt
-	st.frame %= f.Len()
+	if st.once == nil { // else frame counts the announcement's
+		st.frame %= f.Len()
+	}
+}
+
+// announce plays a once, from its first frame, then the stream's frames in
+// their loop; done is closed when a's last frame has gone (or the stream
+// stopped: Stop closes it). An announcement under way is cut short.
+func (st *Stream) announce(a *Frames, done chan struct{}) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.onceDone != nil && st.once != nil {
+		close(st.onceDone)
+	}
+	st.once, st.onceDone, st.frame = a, done, 0
 }
 
 // setFormat changes what the leg expects and keeps the frames.
@@ -139,6 +157,10 @@ func (st *Stream) setFormat(codec Codec, pt uint8) {
 func (st *Stream) Stop() {
 	st.mu.Lock()
 	already := st.stopped.Swap(true)
+	if st.once != nil {
+		st.once = nil
+		close(st.onceDone)
+	}
 	st.mu.Unlock()
 	if st.inBatch.Load() {
 		// Its last packet is in the shard's batch: the shard holds
@@ -224,15 +246,26 @@ func (st *Stream) send(sh *shard, late time.Duration) {
 		return
 	}
 	payload := buf[n:]
-	m := copy(payload, st.frames.Payload(st.frame))
-	if fc := st.frames.Codec(); fc != st.codec {
+	playing := st.frames
+	if st.once != nil {
+		playing = st.once
+	}
+	m := copy(payload, playing.Payload(st.frame))
+	if fc := playing.Codec(); fc != st.codec {
 		Transcode(payload[:m], fc, st.codec)
 	}
 	sh.recordLateness(late)
 	// The packet counts as sent even if the write fails: the receiver sees
 	// a lost packet, and the sequence stays in step with the clock.
 	st.seq++
-	st.frame = (st.frame + 1) % st.frames.Len()
+	if st.once != nil {
+		if st.frame++; st.frame == st.once.Len() {
+			st.once, st.frame = nil, 0
+			close(st.onceDone)
+		}
+	} else {
+		st.frame = (st.frame + 1) % st.frames.Len()
+	}
 	st.lastTS = ts
 	st.sent = true
 	if batched {
