@@ -35,6 +35,11 @@ type EndpointOptions struct {
 	// its private address, sends RTP from the NAT's public one, and the
 	// leg latches to the first packet from either host (see SharedPort).
 	SignalingAddr netip.Addr
+	// OnAudio, when set, is handed the payload of each audio packet read
+	// from the peer (the negotiated codec's; not telephone-events), from
+	// the read loop, before any relay: for a recorder or a test that checks
+	// what a phone heard. The slice is valid only during the call.
+	OnAudio func(payload []byte)
 }
 
 // Endpoint is one call leg's RTP port. It owns the UDP socket, learns where
@@ -48,13 +53,14 @@ type EndpointOptions struct {
 //
 // An Endpoint is safe for concurrent use.
 type Endpoint struct {
-	conn   *net.UDPConn // as handed in; see startIO for who closes it
-	out    PacketWriter // where music and relayed packets leave from
-	io     endpointIO   // the platform's read path (rxset_linux.go)
-	local  netip.AddrPort
-	sched  *Scheduler
-	logger *slog.Logger
-	done   chan struct{} // closed when the leg's socket is no longer read
+	conn    *net.UDPConn // as handed in; see startIO for who closes it
+	out     PacketWriter // where music and relayed packets leave from
+	io      endpointIO   // the platform's read path (rxset_linux.go)
+	local   netip.AddrPort
+	sched   *Scheduler
+	logger  *slog.Logger
+	onAudio func([]byte)  // EndpointOptions.OnAudio
+	done    chan struct{} // closed when the leg's socket is no longer read
 
 	// shared is the port the leg is on, nil if it has a socket of its own;
 	// signal is EndpointOptions.SignalingAddr.
@@ -169,17 +175,18 @@ func newEndpoint(conn *net.UDPConn, local netip.AddrPort, opts EndpointOptions) 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Endpoint{
-		conn:   conn,
-		local:  local,
-		signal: opts.SignalingAddr,
-		sched:  opts.Scheduler,
-		logger: logger,
-		done:   make(chan struct{}),
-		remote: unmapAddrPort(opts.Remote),
-		codec:  opts.Codec,
-		pt:     pt,
-		tePT:   opts.TelephoneEvent,
-		tx:     newTxState(time.Now()),
+		conn:    conn,
+		local:   local,
+		signal:  opts.SignalingAddr,
+		sched:   opts.Scheduler,
+		logger:  logger,
+		onAudio: opts.OnAudio,
+		done:    make(chan struct{}),
+		remote:  unmapAddrPort(opts.Remote),
+		codec:   opts.Codec,
+		pt:      pt,
+		tePT:    opts.TelephoneEvent,
+		tx:      newTxState(time.Now()),
 	}
 	return e, nil
 }
@@ -514,6 +521,9 @@ func (e *Endpoint) handle(pkt []byte, src netip.AddrPort) {
 	codec := e.codec
 	e.mu.Unlock()
 
+	if e.onAudio != nil && !event {
+		e.onAudio(pkt[v.payloadStart:v.payloadEnd])
+	}
 	if r != nil {
 		r.forward(e, pkt, v, event, codec)
 	}

@@ -27,6 +27,10 @@ type CallOptions struct {
 	// LateOffer sends the INVITE without SDP, as some PBXs do: the callee
 	// offers in its 200 OK and the phone answers in the ACK.
 	LateOffer bool
+	// KeepAudio keeps the payload of each audio packet the call receives
+	// (the first 100 s of them), for Heard: a test that checks what was
+	// said, not only that packets came.
+	KeepAudio bool
 }
 
 // Call is one established call of a phone, outgoing or incoming: its dialog,
@@ -39,6 +43,7 @@ type Call struct {
 	ep       *media.Endpoint
 	done     chan struct{}
 	reinvite sync.Mutex // our re-INVITEs go one at a time
+	heard    *audioLog  // CallOptions.KeepAudio
 
 	mu            sync.Mutex
 	local         media.LocalMedia
@@ -52,6 +57,35 @@ type Call struct {
 	acks          map[uint32]*sip.Request // ACKs of our INVITEs by CSeq, resent on a stray 2xx
 	pendingAck    *ackWait                // our 2xx waiting for its ACK
 	refers        []*referWaiter
+}
+
+// maxHeard is how many payloads KeepAudio keeps: 100 s of 20 ms frames.
+const maxHeard = 5000
+
+// audioLog keeps what a call heard (CallOptions.KeepAudio).
+type audioLog struct {
+	mu       sync.Mutex
+	payloads [][]byte
+}
+
+func (a *audioLog) add(payload []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.payloads) < maxHeard {
+		a.payloads = append(a.payloads, append([]byte(nil), payload...))
+	}
+}
+
+// Heard returns the payloads of the audio packets the call has received,
+// in the order they came, when it was placed with CallOptions.KeepAudio;
+// nil otherwise.
+func (c *Call) Heard() [][]byte {
+	if c.heard == nil {
+		return nil
+	}
+	c.heard.mu.Lock()
+	defer c.heard.mu.Unlock()
+	return append([][]byte(nil), c.heard.payloads...)
 }
 
 // ackWait is a 2xx of ours to an INVITE waiting for its ACK.

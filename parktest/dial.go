@@ -128,15 +128,21 @@ func (p *Phone) Call(ctx context.Context, target string, opts CallOptions) (*Cal
 	if err != nil {
 		return fail(fmt.Errorf("%w: 200 OK to INVITE %s: %w", ErrBadSDP, target, err))
 	}
-	ep, err := media.NewEndpoint(conn, media.EndpointOptions{
+	var heard *audioLog
+	epOpts := media.EndpointOptions{
 		Remote: neg.Remote, Codec: neg.Codec, PayloadType: neg.PayloadType,
 		TelephoneEvent: neg.TelephoneEvent, Scheduler: p.sched, Logger: p.log,
-	})
+	}
+	if opts.KeepAudio {
+		heard = &audioLog{}
+		epOpts.OnAudio = heard.add
+	}
+	ep, err := media.NewEndpoint(conn, epOpts)
 	if err != nil {
 		return fail(fmt.Errorf("%w: 200 OK to INVITE %s: %w", ErrBadSDP, target, err))
 	}
 	c := &Call{
-		phone: p, dlg: d, outgoing: true, setup: res.CloneHeaders(), ep: ep,
+		phone: p, dlg: d, outgoing: true, setup: res.CloneHeaders(), ep: ep, heard: heard,
 		done: make(chan struct{}), local: local, lastSDP: lastSDP, offer: offer,
 		neg: neg, remote: remote, acks: map[uint32]*sip.Request{seq: ack},
 	}

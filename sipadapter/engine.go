@@ -73,6 +73,9 @@ type EngineConfig struct {
 	// Logger receives a line per park, retrieve, recall, hang-up and
 	// refusal at Info; nil is silent.
 	Logger *slog.Logger
+	// Announcements are what the engine says to whom: the orbit spoken to
+	// the parked party. The zero value says nothing.
+	Announcements Announcements
 	// CrossNode is how a retrieve for a call parked on another node of
 	// the lot's cluster (park.Config.Cluster) reaches it: forwarded
 	// (CrossNodeProxy, the default) or redirected (CrossNodeRedirect).
@@ -206,6 +209,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.ContactUser == "" {
 		cfg.ContactUser = "callpark"
 	}
+	cfg.Announcements = cfg.Announcements.withDefaults()
 	var err error
 	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
 		return nil, err

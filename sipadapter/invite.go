@@ -251,6 +251,7 @@ func (e *Engine) answerParked(l *callLeg, call *park.Call, answer []byte) bool {
 		return false
 	}
 	l.Confirm()
+	e.announceParked(l, call.Orbit())
 	return true
 }
 

@@ -182,6 +182,8 @@ func (e *Engine) repark(party, referrer *callLeg, directed orbit.Orbit, parker s
 		// The party hung up between the unbridge and the park: its BYE
 		// found no call to abandon, so abandon it here.
 		call.Abandon()
+	} else {
+		e.announceParked(party, call.Orbit())
 	}
 	e.recordDevice(call, parker, referrer)
 	e.log.Info("re-parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", party.Party(), "parker", parker)

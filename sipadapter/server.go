@@ -95,6 +95,9 @@ type Config struct {
 	// what SIP scanners (svwar) send: turn it on for the trunks that need
 	// it, with Park.AuthorizeRetrieve or Limits.Trusted narrowed to them.
 	AcceptLateOffer bool
+	// Announcements: what the server says, and to whom (EngineConfig's
+	// fields of the same names).
+	Announcements Announcements
 	// OutboundProxy, when set, is the sip: URI of the proxy (the PBX that
 	// knows where the phones are) that recalls, the fallback and the
 	// parker's MESSAGE go through; see EngineConfig.OutboundProxy.
@@ -313,6 +316,7 @@ func (s *Server) listen(ctx context.Context) error {
 		Logger:          s.log,
 		OutboundProxy:   s.cfg.OutboundProxy,
 		CrossNode:       s.cfg.CrossNode,
+		Announcements:   s.cfg.Announcements,
 	})
 	if err != nil {
 		stack.Close()

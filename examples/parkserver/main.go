@@ -85,6 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Logger:        logger,
 		OutboundProxy: *outboundProxy,
 		CrossNode:     cs.CrossNode,
+		Announcements: set.Announcements,
 	}
 	if err := abuse.apply(&cfg); err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)

@@ -44,6 +44,11 @@ func TestCheckPrintsTheEffectiveConfiguration(t *testing.T) {
 	}
 
 	out.Reset()
+	require.Equal(t, 0, run([]string{"-check", "-announce-parked"}, &out, &errOut))
+	require.Contains(t, out.String(), "announce-parked true\n")
+	require.Contains(t, out.String(), "prompts     built-in (English, espeak-ng)\n")
+
+	out.Reset()
 	require.Equal(t, 0, run([]string{"-check", "-late-offer"}, &out, &errOut))
 	require.Contains(t, out.String(), "late-offer  on (offer in the 200, answer in the ACK)\n")
 
@@ -72,6 +77,8 @@ func TestBadFlagsExit2WithOneLineNamingTheFlag(t *testing.T) {
 		{[]string{"-fallback", "tel:+15551234"}, "-fallback", "sip: URI"},
 		{[]string{"-moh", filepath.Join(t.TempDir(), "missing.wav")}, "-moh", "no such file"},
 		{[]string{"-moh", notWAV}, "-moh", "not a WAV"},
+		{[]string{"-prompts", filepath.Join(t.TempDir(), "missing")}, "-prompts", "no such file"},
+		{[]string{"-prompts", filepath.Dir(notWAV)}, "-prompts", "no such prompt"},
 		{[]string{"-policy", "newest"}, "-policy", "lru, lowest or random"},
 		{[]string{"-listen", "localhost"}, "-listen", "IP:port"},
 		{[]string{"-media-ip", "not-an-ip"}, "-media-ip", "IP address"},

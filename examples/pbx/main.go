@@ -106,6 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		RTPPortMax:    set.RTPPortMax,
 		Logger:        logger,
 		CrossNode:     cs.CrossNode,
+		Announcements: set.Announcements,
 		TrustForwarded: func(src netip.AddrPort) bool {
 			return cluster != nil && cluster.TrustForwarded(src)
 		},

@@ -45,6 +45,9 @@ type Config struct {
 	RTPPortMin, RTPPortMax int
 	// Logger gets a line per registration, call, park and recall.
 	Logger *slog.Logger
+	// Announcements are what the PBX says to whom
+	// (sipadapter.EngineConfig.Announcements).
+	Announcements sipadapter.Announcements
 	// CrossNode is how a retrieve of a call parked on another node of the
 	// lot's cluster (Park.Cluster, -redis) reaches it.
 	CrossNode sipadapter.CrossNode
@@ -246,6 +249,7 @@ func (p *PBX) Listen(ctx context.Context) error {
 		Allow:          []string{"REGISTER", "NOTIFY"},
 		CrossNode:      p.cfg.CrossNode,
 		TrustForwarded: p.cfg.TrustForwarded,
+		Announcements:  p.cfg.Announcements,
 	})
 	if err != nil {
 		stack.Close()

@@ -26,6 +26,8 @@ type Flags struct {
 	Timeout, RecallRing, Drain                 time.Duration
 	Attempts                                   int
 	Fallback, MOH                              string
+	AnnounceParked                             bool
+	Prompts                                    string
 }
 
 // Register defines the flags on fs with the contract's defaults.
@@ -41,6 +43,8 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.DurationVar(&f.RecallRing, "recall-ring", park.DefaultRecallRingTime, "how long each recall rings the parker")
 	fs.StringVar(&f.Fallback, "fallback", "", "sip: `URI` to ring after the last recall; empty: disconnect")
 	fs.StringVar(&f.MOH, "moh", "default", "music on hold: default, none, or a WAV file `path`")
+	fs.BoolVar(&f.AnnounceParked, "announce-parked", false, "say \"you are parked at\" and the orbit to each parked party, once, before its music")
+	fs.StringVar(&f.Prompts, "prompts", "", "`directory` of WAV files replacing spoken prompts by name (0.wav-9.wav, star.wav, pound.wav, parked-at.wav, call-parked-at.wav, call-for-you-on.wav, you-are-parked-at.wav); empty: the built-in English voice")
 	fs.DurationVar(&f.Drain, "drain", DefaultDrain, "on SIGTERM or SIGINT, how long calls still connected through the program (retrieved, recalled) may go on before they get BYE: 0s to 1h; a second signal ends them at once")
 	return f
 }
@@ -65,6 +69,8 @@ type Settings struct {
 	Park park.Config
 	// Drain bounds the graceful shutdown (Drain).
 	Drain time.Duration
+	// Announcements are what the program says to whom.
+	Announcements sipadapter.Announcements
 }
 
 // Resolve checks the flags, with listen (the -listen flag's value) for the
@@ -130,6 +136,12 @@ func (f *Flags) Resolve(listen string, logger *slog.Logger) (Settings, error) {
 	if f.Fallback != "" && !park.IsSIPURI(f.Fallback) {
 		return s, fmt.Errorf("-fallback %q: must be a sip: URI such as sip:operator@10.0.0.5, or empty", f.Fallback)
 	}
+	s.Announcements.Parked = f.AnnounceParked
+	if f.Prompts != "" {
+		if s.Announcements.Prompts, err = media.LoadPrompts(f.Prompts); err != nil {
+			return s, fmt.Errorf("-prompts: %w", err)
+		}
+	}
 	switch f.MOH {
 	case "default":
 	case "none":
@@ -173,6 +185,12 @@ func (f *Flags) Print(w io.Writer, s Settings, pc park.Config) {
 	}
 	fmt.Fprintf(w, "moh         %s\n", moh)
 	fmt.Fprintf(w, "drain       %v\n", s.Drain)
+	prompts := "built-in (English, espeak-ng)"
+	if f.Prompts != "" {
+		prompts = f.Prompts + " (over the built-in ones)"
+	}
+	fmt.Fprintf(w, "announce-parked %t\n", s.Announcements.Parked)
+	fmt.Fprintf(w, "prompts     %s\n", prompts)
 	fmt.Fprintf(w, "total       %d orbits\n", total)
 }
 

@@ -1,0 +1,59 @@
+package sipadapter
+
+import (
+	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/orbit"
+)
+
+// Asterisk and FreeSWITCH users hear the slot they parked in spoken; a
+// desk phone seldom shows the X-Park-Orbit header or the MESSAGE. The
+// engine says the orbit, from media's prompts (media.SpokenOrbit is the
+// one place an orbit becomes words), to whom Announcements ask.
+
+// Announcements are what the engine says to whom.
+type Announcements struct {
+	// Prompts are the clips said; nil means media.DefaultPrompts().
+	Prompts *media.Prompts
+	// Parked says "you are parked at <orbit>" to the parked party once,
+	// when its call is parked, before its music (parkserver
+	// -announce-parked).
+	Parked bool
+}
+
+// withDefaults loads the default prompts when something is to be said.
+func (a Announcements) withDefaults() Announcements {
+	if a.Parked && a.Prompts == nil {
+		a.Prompts = media.DefaultPrompts()
+	}
+	return a
+}
+
+// announceParked says the orbit to the party of l, just parked in o, when
+// Announcements.Parked asks; the music goes on after it. A failure costs
+// the party the words, not the park: it is logged.
+func (e *Engine) announceParked(l *callLeg, o orbit.Orbit) {
+	if !e.cfg.Announcements.Parked {
+		return
+	}
+	if err := e.say(l, media.PromptYouAreParkedAt, o); err != nil {
+		e.log.Warn("parked-at announcement not played", "orbit", o, "party", l.Party(), "err", err)
+	}
+}
+
+// say plays lead, then o spoken digit by digit, on l, once.
+func (e *Engine) say(l *callLeg, lead string, o orbit.Orbit) error {
+	names, err := media.SpokenOrbit(string(o))
+	if err != nil {
+		return err
+	}
+	clips, err := e.cfg.Announcements.Prompts.Say(append([]string{lead}, names...)...)
+	if err != nil {
+		return err
+	}
+	seq, err := media.Sequence(l.Endpoint().Codec(), clips...)
+	if err != nil {
+		return err
+	}
+	_, err = l.Endpoint().Announce(seq)
+	return err
+}
