@@ -14,15 +14,22 @@ import (
 type Announcements struct {
 	// Prompts are the clips said; nil means media.DefaultPrompts().
 	Prompts *media.Prompts
-	// Parked says "you are parked at <orbit>" to the parked party once,
-	// when its call is parked, before its music (parkserver
-	// -announce-parked).
+	// Parker says "parked at <orbit>" to whoever parks by calling the
+	// park extension (or an orbit, a directed park) once the call is
+	// parked: the parker's consult call of an attended transfer into park
+	// (flow 5b) hears where the call will wait before the parker
+	// completes the transfer, as Asterisk's parkers do. The programs turn
+	// it on unless -announce none.
+	Parker bool
+	// Parked says "you are parked at <orbit>" to the party parked by a
+	// transfer (REFER, or the Replaces of an attended one), once, before
+	// its music (-announce-parked).
 	Parked bool
 }
 
 // withDefaults loads the default prompts when something is to be said.
 func (a Announcements) withDefaults() Announcements {
-	if a.Parked && a.Prompts == nil {
+	if (a.Parker || a.Parked) && a.Prompts == nil {
 		a.Prompts = media.DefaultPrompts()
 	}
 	return a
@@ -36,6 +43,18 @@ func (e *Engine) announceParked(l *callLeg, o orbit.Orbit) {
 		return
 	}
 	if err := e.say(l, media.PromptYouAreParkedAt, o); err != nil {
+		e.log.Warn("parked-at announcement not played", "orbit", o, "party", l.Party(), "err", err)
+	}
+}
+
+// announceToParker says "parked at <orbit>" on l, the call of whoever
+// parked by calling the park extension or an orbit, when
+// Announcements.Parker asks.
+func (e *Engine) announceToParker(l *callLeg, o orbit.Orbit) {
+	if !e.cfg.Announcements.Parker {
+		return
+	}
+	if err := e.say(l, media.PromptParkedAt, o); err != nil {
 		e.log.Warn("parked-at announcement not played", "orbit", o, "party", l.Party(), "err", err)
 	}
 }

@@ -2,12 +2,14 @@ package sipadapter_test
 
 import (
 	"bytes"
+	"context"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/callpark/callpark/media"
+	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/parktest"
 	"github.com/callpark/callpark/sipadapter"
 )
@@ -27,53 +29,80 @@ func said(heard [][]byte, seq *media.Frames) int {
 	return -1
 }
 
-// The parked party hears "you are parked at" and its orbit, exactly the
-// prompts' frames, once, then its music: for orbits with a star, a pound
-// and none.
-func TestParkedPartyHearsItsOrbit(t *testing.T) {
+// sequence is what a prompt and an orbit say, in codec.
+func sequence(t *testing.T, codec media.Codec, lead, o string) *media.Frames {
+	t.Helper()
+	names, err := media.SpokenOrbit(o)
+	require.NoError(t, err)
+	clips, err := media.DefaultPrompts().Say(append([]string{lead}, names...)...)
+	require.NoError(t, err)
+	seq, err := media.Sequence(codec, clips...)
+	require.NoError(t, err)
+	return seq
+}
+
+// requireSaidOnce checks that c heard seq, frame for frame, once, soon.
+func requireSaidOnce(ctx context.Context, t *testing.T, c *parktest.Call, seq *media.Frames) {
+	t.Helper()
+	require.NoError(t, c.WaitReceived(ctx, c.Received()+uint64(seq.Len()+25)))
+	heard := c.Heard()
+	at := said(heard, seq)
+	require.GreaterOrEqual(t, at, 0, "the announcement, frame for frame")
+	require.Equal(t, -1, said(heard[at+seq.Len():], seq), "once")
+}
+
+// Whoever parks by calling the park extension hears "parked at" and the
+// orbit, exactly the prompts' frames, once, then music: for orbits with a
+// star, a pound and none.
+func TestParkerHearsTheOrbit(t *testing.T) {
 	for _, o := range []string{"*7012", "#105", "701"} {
 		t.Run(o, func(t *testing.T) {
 			srv := testServer(t, sipadapter.Config{
 				Orbits:        orbitsTable(t, o+"-"+o),
-				ParkExtension: "7",
-				Announcements: sipadapter.Announcements{Parked: true},
+				Announcements: sipadapter.Announcements{Parker: true},
 			})
-			alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+			bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
 			ctx := ctxFor(t, 20*time.Second)
-			parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true, KeepAudio: true})
+			consult, err := bob.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true, KeepAudio: true})
 			require.NoError(t, err)
-			require.Equal(t, o, parked.Orbit())
-
-			p := media.DefaultPrompts()
-			names, err := media.SpokenOrbit(o)
-			require.NoError(t, err)
-			clips, err := p.Say(append([]string{media.PromptYouAreParkedAt}, names...)...)
-			require.NoError(t, err)
-			seq, err := media.Sequence(parked.Negotiated().Codec, clips...)
-			require.NoError(t, err)
-			require.NoError(t, parked.WaitReceived(ctx, uint64(seq.Len()+25)))
-			heard := parked.Heard()
-			at := said(heard, seq)
-			require.GreaterOrEqual(t, at, 0, "the announcement, frame for frame")
-			require.Less(t, at, 5, "at once")
-			require.Equal(t, -1, said(heard[at+seq.Len():], seq), "once")
-			require.NoError(t, parked.Hangup(ctx))
+			require.Equal(t, o, consult.Orbit())
+			seq := sequence(t, consult.Negotiated().Codec, media.PromptParkedAt, o)
+			requireSaidOnce(ctx, t, consult, seq)
+			require.Less(t, said(consult.Heard(), seq), 5, "at once")
+			require.NoError(t, consult.Hangup(ctx))
 		})
 	}
 }
 
-// Without Announcements.Parked nothing is said.
+// A party parked by a transfer (here a re-park by REFER) hears "you are
+// parked at" and its new orbit when Announcements.Parked asks.
+func TestTransferredPartyHearsItsOrbit(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{Announcements: sipadapter.Announcements{Parked: true}})
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	ctx := ctxFor(t, 20*time.Second)
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true, KeepAudio: true})
+	require.NoError(t, err)
+	codec := parked.Negotiated().Codec
+	require.Equal(t, -1, said(parked.Heard(), sequence(t, codec, media.PromptParkedAt, parked.Orbit())), "Parker is off")
+	talk, err := bob.Call(ctx, srv.OrbitURI(orbit.Orbit(parked.Orbit())), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	res, err := talk.Refer(ctx, srv.ParkURI())
+	require.NoError(t, err)
+	require.Equal(t, 200, res.FinalStatus)
+	require.NoError(t, talk.Hangup(ctx))
+	requireSaidOnce(ctx, t, parked, sequence(t, codec, media.PromptYouAreParkedAt, res.Orbit))
+	require.NoError(t, parked.Hangup(ctx))
+}
+
+// Without Announcements nothing is said.
 func TestNoAnnouncementByDefault(t *testing.T) {
 	srv := testServer(t, sipadapter.Config{})
 	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
 	ctx := ctxFor(t, 20*time.Second)
 	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true, KeepAudio: true})
 	require.NoError(t, err)
-	names, _ := media.SpokenOrbit(parked.Orbit())
-	clips, err := media.DefaultPrompts().Say(append([]string{media.PromptYouAreParkedAt}, names...)...)
-	require.NoError(t, err)
-	seq, err := media.Sequence(parked.Negotiated().Codec, clips...)
-	require.NoError(t, err)
+	seq := sequence(t, parked.Negotiated().Codec, media.PromptParkedAt, parked.Orbit())
 	require.NoError(t, parked.WaitReceived(ctx, uint64(seq.Len()+5)))
 	require.Equal(t, -1, said(parked.Heard(), seq))
 	require.NoError(t, parked.Hangup(ctx))

@@ -206,6 +206,7 @@ func (e *Engine) takeOver(l *callLeg, parker string, old *callLeg, answer []byte
 	if !e.answerParked(l, call, answer) {
 		return
 	}
+	e.announceParked(l, call.Orbit())
 	e.log.Info("parked by take-over (Replaces)", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party(), "parker", call.Info().Parker)
 }
 
@@ -222,6 +223,7 @@ func (e *Engine) park(l *callLeg, parker string, directed orbit.Orbit, answer []
 	if !e.answerParked(l, call, answer) {
 		return
 	}
+	e.announceToParker(l, call.Orbit())
 	e.log.Info("parked", "orbit", call.Orbit(), "park_id", call.ID(), "party", l.Party(), "parker", parker)
 	if parker != "" {
 		e.notifyParker(parker, call.Orbit())
@@ -251,7 +253,6 @@ func (e *Engine) answerParked(l *callLeg, call *park.Call, answer []byte) bool {
 		return false
 	}
 	l.Confirm()
-	e.announceParked(l, call.Orbit())
 	return true
 }
 

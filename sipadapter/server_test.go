@@ -408,20 +408,22 @@ func TestReferWithoutReferTo(t *testing.T) {
 	<-parked.Done()
 }
 
-// Flow 5b: attended transfer into park. bob's consult call to 700 is parked;
-// bob REFERs alice to 700 with Replaces naming it; alice's INVITE takes over
-// the orbit and bob's consult leg gets BYE.
+// Flow 5b: attended transfer into park. bob's consult call to 700 is parked
+// and bob hears where ("parked at 701"); bob REFERs alice to 700 with
+// Replaces naming it; alice's INVITE takes over the orbit and bob's consult
+// leg gets BYE.
 func TestAttendedTransferIntoPark(t *testing.T) {
-	srv := testServer(t, sipadapter.Config{})
+	srv := testServer(t, sipadapter.Config{Announcements: sipadapter.Announcements{Parker: true}})
 	ctx := ctxFor(t, 20*time.Second)
 	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"}) // follows REFERs, as phones do
 	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
 
 	aliceToBob, err := alice.Call(ctx, bob.URI(), parktest.CallOptions{Mute: true})
 	require.NoError(t, err)
-	consult, err := bob.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	consult, err := bob.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true, KeepAudio: true})
 	require.NoError(t, err)
 	orbitNo := consult.Orbit()
+	requireSaidOnce(ctx, t, consult, sequence(t, consult.Negotiated().Codec, media.PromptParkedAt, orbitNo))
 
 	var bobSide *parktest.Call
 	select {

@@ -46,6 +46,7 @@ func TestCheckPrintsTheEffectiveConfiguration(t *testing.T) {
 	out.Reset()
 	require.Equal(t, 0, run([]string{"-check", "-announce-parked"}, &out, &errOut))
 	require.Contains(t, out.String(), "announce-parked true\n")
+	require.Contains(t, out.String(), "announce    parker\n", "the parker hears the orbit by default")
 	require.Contains(t, out.String(), "prompts     built-in (English, espeak-ng)\n")
 
 	out.Reset()
@@ -78,6 +79,7 @@ func TestBadFlagsExit2WithOneLineNamingTheFlag(t *testing.T) {
 		{[]string{"-moh", filepath.Join(t.TempDir(), "missing.wav")}, "-moh", "no such file"},
 		{[]string{"-moh", notWAV}, "-moh", "not a WAV"},
 		{[]string{"-prompts", filepath.Join(t.TempDir(), "missing")}, "-prompts", "no such file"},
+		{[]string{"-announce", "everyone"}, "-announce", "parker or none"},
 		{[]string{"-prompts", filepath.Dir(notWAV)}, "-prompts", "no such prompt"},
 		{[]string{"-policy", "newest"}, "-policy", "lru, lowest or random"},
 		{[]string{"-listen", "localhost"}, "-listen", "IP:port"},

@@ -27,7 +27,7 @@ type Flags struct {
 	Attempts                                   int
 	Fallback, MOH                              string
 	AnnounceParked                             bool
-	Prompts                                    string
+	Announce, Prompts                          string
 }
 
 // Register defines the flags on fs with the contract's defaults.
@@ -43,6 +43,7 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.DurationVar(&f.RecallRing, "recall-ring", park.DefaultRecallRingTime, "how long each recall rings the parker")
 	fs.StringVar(&f.Fallback, "fallback", "", "sip: `URI` to ring after the last recall; empty: disconnect")
 	fs.StringVar(&f.MOH, "moh", "default", "music on hold: default, none, or a WAV file `path`")
+	fs.StringVar(&f.Announce, "announce", "parker", "who hears the orbit spoken when a call is parked by calling the park extension: parker (the caller, the parker's consult call of an attended transfer), or none")
 	fs.BoolVar(&f.AnnounceParked, "announce-parked", false, "say \"you are parked at\" and the orbit to each parked party, once, before its music")
 	fs.StringVar(&f.Prompts, "prompts", "", "`directory` of WAV files replacing spoken prompts by name (0.wav-9.wav, star.wav, pound.wav, parked-at.wav, call-parked-at.wav, call-for-you-on.wav, you-are-parked-at.wav); empty: the built-in English voice")
 	fs.DurationVar(&f.Drain, "drain", DefaultDrain, "on SIGTERM or SIGINT, how long calls still connected through the program (retrieved, recalled) may go on before they get BYE: 0s to 1h; a second signal ends them at once")
@@ -136,6 +137,13 @@ func (f *Flags) Resolve(listen string, logger *slog.Logger) (Settings, error) {
 	if f.Fallback != "" && !park.IsSIPURI(f.Fallback) {
 		return s, fmt.Errorf("-fallback %q: must be a sip: URI such as sip:operator@10.0.0.5, or empty", f.Fallback)
 	}
+	switch f.Announce {
+	case "parker":
+		s.Announcements.Parker = true
+	case "none":
+	default:
+		return s, fmt.Errorf("-announce %q: want parker or none", f.Announce)
+	}
 	s.Announcements.Parked = f.AnnounceParked
 	if f.Prompts != "" {
 		if s.Announcements.Prompts, err = media.LoadPrompts(f.Prompts); err != nil {
@@ -189,6 +197,7 @@ func (f *Flags) Print(w io.Writer, s Settings, pc park.Config) {
 	if f.Prompts != "" {
 		prompts = f.Prompts + " (over the built-in ones)"
 	}
+	fmt.Fprintf(w, "announce    %s\n", f.Announce)
 	fmt.Fprintf(w, "announce-parked %t\n", s.Announcements.Parked)
 	fmt.Fprintf(w, "prompts     %s\n", prompts)
 	fmt.Fprintf(w, "total       %d orbits\n", total)
