@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/require"
 
 	"github.com/callpark/callpark/media"
@@ -106,4 +107,45 @@ func TestNoAnnouncementByDefault(t *testing.T) {
 	require.NoError(t, parked.WaitReceived(ctx, uint64(seq.Len()+5)))
 	require.Equal(t, -1, said(parked.Heard(), seq))
 	require.NoError(t, parked.Hangup(ctx))
+}
+
+// The Notify addresses get a MESSAGE on each park (who, where, by whom)
+// and each end (how it ended); the parker's own "Parked at" stays.
+func TestNotifyTellsOfParksAndEnds(t *testing.T) {
+	chat := parktest.NewPhone(t, parktest.PhoneOptions{User: "chat"})
+	srv := testServer(t, sipadapter.Config{Notify: []string{chat.URI()}})
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
+	ctx := ctxFor(t, 20*time.Second)
+
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true, Headers: []sip.Header{referredBy(bob.URI())}})
+	require.NoError(t, err)
+	o := parked.Orbit()
+	msgs, err := chat.Inbox().WaitMessages(ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, "Parked at "+o+": "+alice.URI()+", by "+bob.URI(), msgs[0].Body)
+	parkerMsgs, err := bob.Inbox().WaitMessages(ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, "Parked at "+o, parkerMsgs[0].Body, "the parker's notice stays")
+
+	talk, err := carol.Call(ctx, srv.OrbitURI(orbit.Orbit(o)), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	msgs, err = chat.Inbox().WaitMessages(ctx, 2)
+	require.NoError(t, err)
+	require.Equal(t, "Left "+o+": "+alice.URI()+", retrieved", msgs[1].Body)
+	require.NoError(t, talk.Hangup(ctx))
+
+	again, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	require.NoError(t, again.Hangup(ctx))
+	msgs, err = chat.Inbox().WaitMessages(ctx, 4)
+	require.NoError(t, err)
+	require.Equal(t, "Parked at "+again.Orbit()+": "+alice.URI(), msgs[2].Body, "no parker: no 'by'")
+	require.Equal(t, "Left "+again.Orbit()+": "+alice.URI()+", abandoned", msgs[3].Body)
+
+	_, err = sipadapter.New(sipadapter.Config{Notify: []string{"mailto:ops@example.com"}})
+	var ce *sipadapter.ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, "Config.Notify[0]", ce.Field)
 }

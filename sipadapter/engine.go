@@ -74,8 +74,12 @@ type EngineConfig struct {
 	// refusal at Info; nil is silent.
 	Logger *slog.Logger
 	// Announcements are what the engine says to whom: the orbit spoken to
-	// the parked party. The zero value says nothing.
+	// the parker or the parked party. The zero value says nothing.
 	Announcements Announcements
+	// Notify are sip: URIs (an IM group, a chat bridge) that get a
+	// MESSAGE on each park and each end of a park of this node: who is
+	// parked, where, by whom, and how it ended.
+	Notify []string
 	// CrossNode is how a retrieve for a call parked on another node of
 	// the lot's cluster (park.Config.Cluster) reaches it: forwarded
 	// (CrossNodeProxy, the default) or redirected (CrossNodeRedirect).
@@ -179,6 +183,11 @@ type Engine struct {
 	// for them, so a phone that never answers cannot hold the exit.
 	tasksCtx    context.Context
 	cancelTasks context.CancelFunc
+
+	// Notices for EngineConfig.Notify, sent in order by sendNotices.
+	noticeMu    sync.Mutex
+	notices     chan string // nil once stopped
+	noticesDone chan struct{}
 }
 
 // NewEngine checks cfg and builds the engine and its BLF.
@@ -210,6 +219,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		cfg.ContactUser = "callpark"
 	}
 	cfg.Announcements = cfg.Announcements.withDefaults()
+	if err := checkNotify("EngineConfig.Notify", cfg.Notify); err != nil {
+		return nil, err
+	}
 	var err error
 	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
 		return nil, err
@@ -272,6 +284,11 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		e.closeShared()
 		e.sched.Close()
 		return nil, err
+	}
+	if len(cfg.Notify) > 0 {
+		e.notices, e.noticesDone = make(chan string, noticeQueue), make(chan struct{})
+		q, done := e.notices, e.noticesDone
+		e.tasks.Go(func() { e.sendNotices(q, done) })
 	}
 	e.stopObserving = e.lot.Observe(park.ObserverFunc(e.observeEnds))
 	return e, nil
@@ -384,6 +401,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.blf.refuseNew()
 	err := e.lot.Shutdown(ctx)
 	e.stopCalls()
+	e.stopNotices() // the lot has told every end
 
 	// Watchers hear the last state, then that the lot is gone. The final
 	// NOTIFYs get their own few seconds even when ctx has run out on the
@@ -532,38 +550,6 @@ func (e *Engine) respond(tx sip.ServerTransaction, res *sip.Response) { respond(
 
 func (e *Engine) reply(req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
 	Reply(e.log, req, tx, code, reason, headers...)
-}
-
-// notifyParker tells the parker where the call waits, out of dialog: a
-// MESSAGE to each of its phones (Locate), or to its URI. A failure changes
-// nothing: the orbit was also in the 200 OK or the REFER's NOTIFY.
-func (e *Engine) notifyParker(parker string, o orbit.Orbit) {
-	targets, err := e.dialTargets(parker, "")
-	if err != nil {
-		e.log.Debug("parker notice not sent", "parker", parker, "orbit", o, "err", err)
-		return
-	}
-	for _, t := range targets {
-		e.tasks.Go(func() {
-			ctx, cancel := context.WithTimeout(e.tasksCtx, 5*time.Second)
-			defer cancel()
-			req := sip.NewRequest(sip.MESSAGE, *t.URI.Clone())
-			req.AppendHeader(sip.NewHeader("Content-Type", "text/plain"))
-			req.SetBody([]byte("Parked at " + string(o)))
-			from := identity("Park", userURI(e.cfg.ParkExtension, e.addr))
-			from.Params.Add("tag", sip.GenerateTagN(16))
-			req.AppendHeader(&from)
-			t.applyTo(req)
-			res, err := clientDo(ctx, e.client, req)
-			if err != nil {
-				e.log.Debug("parker notice failed", "parker", parker, "orbit", o, "err", err)
-				return
-			}
-			if !res.IsSuccess() {
-				e.log.Debug("parker notice refused", "parker", parker, "orbit", o, "status", res.StatusCode)
-			}
-		})
-	}
 }
 
 // ErrInvalidConfig is wrapped by every configuration error of this package.

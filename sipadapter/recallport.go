@@ -73,9 +73,10 @@ func (e *Engine) releaseRecallPort(parkID string) {
 	}
 }
 
-// observeEnds forgets the calls that leave the lot: ended, or moved to
-// another node.
+// observeEnds forgets the calls that leave the lot (ended, or moved to
+// another node), and tells the Notify addresses of parks and ends.
 func (e *Engine) observeEnds(ev park.Event) {
+	e.notifyWatchers(ev)
 	if ev.Kind == park.EventEnded || ev.Call.State == park.Moved {
 		e.releaseRecallPort(ev.Call.ParkID)
 	}

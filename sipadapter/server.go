@@ -98,6 +98,9 @@ type Config struct {
 	// Announcements: what the server says, and to whom (EngineConfig's
 	// fields of the same names).
 	Announcements Announcements
+	// Notify are sip: URIs told of every park and end of a park by
+	// MESSAGE (EngineConfig.Notify).
+	Notify []string
 	// OutboundProxy, when set, is the sip: URI of the proxy (the PBX that
 	// knows where the phones are) that recalls, the fallback and the
 	// parker's MESSAGE go through; see EngineConfig.OutboundProxy.
@@ -175,6 +178,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, &ConfigError{"Config.MaxMessageSize", cfg.MaxMessageSize, fmt.Sprintf("must be between 1024 and 32768 bytes, or 0 for %d", DefaultMaxMessageSize)}
 	}
 	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
+		return nil, err
+	}
+	if err := checkNotify("Config.Notify", cfg.Notify); err != nil {
 		return nil, err
 	}
 	if _, err := parseProxy(cfg.OutboundProxy, "Config.OutboundProxy"); err != nil {
@@ -317,6 +323,7 @@ func (s *Server) listen(ctx context.Context) error {
 		OutboundProxy:   s.cfg.OutboundProxy,
 		CrossNode:       s.cfg.CrossNode,
 		Announcements:   s.cfg.Announcements,
+		Notify:          s.cfg.Notify,
 	})
 	if err != nil {
 		stack.Close()

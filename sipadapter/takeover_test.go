@@ -1,6 +1,8 @@
 package sipadapter_test
 
 import (
+	"encoding/base64"
+	"strings"
 	"testing"
 	"time"
 
@@ -8,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/callpark/callpark/orbit"
+	"github.com/callpark/callpark/park"
 	"github.com/callpark/callpark/parktest"
 	"github.com/callpark/callpark/sipadapter"
 )
@@ -38,10 +41,13 @@ func TestTakeoverAfterANodeFallsSilent(t *testing.T) {
 			// change, RFC 3264 §8).
 			require.NoError(t, parked.Hold(ctx))
 			require.NoError(t, parked.Resume(ctx))
-			time.Sleep(100 * time.Millisecond) // the record is rewritten within about 10 ms
-			info, ok := a.Lot().Lookup(o)
-			require.True(t, ok)
-			require.NotEmpty(t, info.Handoff, "a portable leg's handoff is kept")
+			var info park.CallInfo
+			waitUntil(t, 10*time.Second, "the call's record in Redis has the handoff as it is now", func() bool {
+				var ok bool
+				info, ok = a.Lot().Lookup(o)
+				rec := m.HGet("{callpark:callpark}:calls", string(o)) // within about 10 ms, longer under load
+				return ok && len(info.Handoff) > 0 && strings.Contains(rec, base64.StdEncoding.EncodeToString(info.Handoff))
+			})
 			first := parked.RemoteSDP()
 			waitUntil(t, 10*time.Second, "b hears of the call", func() bool { _, ok := b.Lot().Lookup(o); return ok })
 

@@ -86,6 +86,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		OutboundProxy: *outboundProxy,
 		CrossNode:     cs.CrossNode,
 		Announcements: set.Announcements,
+		Notify:        set.Notify,
 	}
 	if err := abuse.apply(&cfg); err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)

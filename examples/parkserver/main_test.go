@@ -47,6 +47,9 @@ func TestCheckPrintsTheEffectiveConfiguration(t *testing.T) {
 	require.Equal(t, 0, run([]string{"-check", "-announce-parked"}, &out, &errOut))
 	require.Contains(t, out.String(), "announce-parked true\n")
 	require.Contains(t, out.String(), "announce    parker\n", "the parker hears the orbit by default")
+	out.Reset()
+	require.Equal(t, 0, run([]string{"-check", "-notify", "sip:chat@127.0.0.1, sip:bridge@127.0.0.1"}, &out, &errOut))
+	require.Contains(t, out.String(), "notify      sip:chat@127.0.0.1, sip:bridge@127.0.0.1\n")
 	require.Contains(t, out.String(), "prompts     built-in (English, espeak-ng)\n")
 
 	out.Reset()
@@ -80,6 +83,7 @@ func TestBadFlagsExit2WithOneLineNamingTheFlag(t *testing.T) {
 		{[]string{"-moh", notWAV}, "-moh", "not a WAV"},
 		{[]string{"-prompts", filepath.Join(t.TempDir(), "missing")}, "-prompts", "no such file"},
 		{[]string{"-announce", "everyone"}, "-announce", "parker or none"},
+		{[]string{"-notify", "sip:chat@127.0.0.1,mailto:ops@example.com"}, "-notify", "sip: URI"},
 		{[]string{"-prompts", filepath.Dir(notWAV)}, "-prompts", "no such prompt"},
 		{[]string{"-policy", "newest"}, "-policy", "lru, lowest or random"},
 		{[]string{"-listen", "localhost"}, "-listen", "IP:port"},

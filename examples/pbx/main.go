@@ -107,6 +107,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Logger:        logger,
 		CrossNode:     cs.CrossNode,
 		Announcements: set.Announcements,
+		Notify:        set.Notify,
 		TrustForwarded: func(src netip.AddrPort) bool {
 			return cluster != nil && cluster.TrustForwarded(src)
 		},

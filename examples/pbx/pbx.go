@@ -48,6 +48,9 @@ type Config struct {
 	// Announcements are what the PBX says to whom
 	// (sipadapter.EngineConfig.Announcements).
 	Announcements sipadapter.Announcements
+	// Notify are sip: URIs told of parks by MESSAGE
+	// (sipadapter.EngineConfig.Notify).
+	Notify []string
 	// CrossNode is how a retrieve of a call parked on another node of the
 	// lot's cluster (Park.Cluster, -redis) reaches it.
 	CrossNode sipadapter.CrossNode
@@ -250,6 +253,7 @@ func (p *PBX) Listen(ctx context.Context) error {
 		CrossNode:      p.cfg.CrossNode,
 		TrustForwarded: p.cfg.TrustForwarded,
 		Announcements:  p.cfg.Announcements,
+		Notify:         p.cfg.Notify,
 	})
 	if err != nil {
 		stack.Close()

@@ -5,6 +5,7 @@
 package parkflags
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"io"
@@ -27,7 +28,7 @@ type Flags struct {
 	Attempts                                   int
 	Fallback, MOH                              string
 	AnnounceParked                             bool
-	Announce, Prompts                          string
+	Announce, Prompts, Notify                  string
 }
 
 // Register defines the flags on fs with the contract's defaults.
@@ -44,6 +45,7 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.Fallback, "fallback", "", "sip: `URI` to ring after the last recall; empty: disconnect")
 	fs.StringVar(&f.MOH, "moh", "default", "music on hold: default, none, or a WAV file `path`")
 	fs.StringVar(&f.Announce, "announce", "parker", "who hears the orbit spoken when a call is parked by calling the park extension: parker (the caller, the parker's consult call of an attended transfer), or none")
+	fs.StringVar(&f.Notify, "notify", "", "sip: `URIs`, comma separated (an IM group, a chat bridge), sent a MESSAGE on each park and each end of a park: who, where, by whom, how it ended")
 	fs.BoolVar(&f.AnnounceParked, "announce-parked", false, "say \"you are parked at\" and the orbit to each parked party, once, before its music")
 	fs.StringVar(&f.Prompts, "prompts", "", "`directory` of WAV files replacing spoken prompts by name (0.wav-9.wav, star.wav, pound.wav, parked-at.wav, call-parked-at.wav, call-for-you-on.wav, you-are-parked-at.wav); empty: the built-in English voice")
 	fs.DurationVar(&f.Drain, "drain", DefaultDrain, "on SIGTERM or SIGINT, how long calls still connected through the program (retrieved, recalled) may go on before they get BYE: 0s to 1h; a second signal ends them at once")
@@ -72,6 +74,8 @@ type Settings struct {
 	Drain time.Duration
 	// Announcements are what the program says to whom.
 	Announcements sipadapter.Announcements
+	// Notify are the -notify URIs.
+	Notify []string
 }
 
 // Resolve checks the flags, with listen (the -listen flag's value) for the
@@ -145,6 +149,15 @@ func (f *Flags) Resolve(listen string, logger *slog.Logger) (Settings, error) {
 		return s, fmt.Errorf("-announce %q: want parker or none", f.Announce)
 	}
 	s.Announcements.Parked = f.AnnounceParked
+	for _, u := range strings.Split(f.Notify, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if !park.IsSIPURI(u) {
+			return s, fmt.Errorf("-notify %q: each must be a sip: URI such as sip:parking@chat.example.com", u)
+		}
+		s.Notify = append(s.Notify, u)
+	}
 	if f.Prompts != "" {
 		if s.Announcements.Prompts, err = media.LoadPrompts(f.Prompts); err != nil {
 			return s, fmt.Errorf("-prompts: %w", err)
@@ -198,6 +211,7 @@ func (f *Flags) Print(w io.Writer, s Settings, pc park.Config) {
 		prompts = f.Prompts + " (over the built-in ones)"
 	}
 	fmt.Fprintf(w, "announce    %s\n", f.Announce)
+	fmt.Fprintf(w, "notify      %s\n", cmp.Or(strings.Join(s.Notify, ", "), "(none)"))
 	fmt.Fprintf(w, "announce-parked %t\n", s.Announcements.Parked)
 	fmt.Fprintf(w, "prompts     %s\n", prompts)
 	fmt.Fprintf(w, "total       %d orbits\n", total)
