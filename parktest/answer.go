@@ -181,6 +181,10 @@ func (p *Phone) accept(req *sip.Request, tx sip.ServerTransaction, d *dialog, of
 		local: local, acks: make(map[uint32]*sip.Request),
 	}
 	epOpts := media.EndpointOptions{Codec: p.codecs[0], Scheduler: p.sched, Logger: p.log}
+	if policy.KeepAudio {
+		c.heard = &audioLog{}
+		epOpts.OnAudio = c.heard.add
+	}
 	var body []byte
 	if offer != nil {
 		answer, neg, err := media.Answer(offer, local, media.SendRecv)

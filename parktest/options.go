@@ -90,6 +90,9 @@ type AnswerPolicy struct {
 	// Headers are added to the final answer, 200 or rejection: a phone
 	// playing a park server answers with X-Park-Orbit.
 	Headers []sip.Header
+	// KeepAudio keeps what answered calls hear, for Call.Heard (as
+	// CallOptions.KeepAudio does for calls the phone places).
+	KeepAudio bool
 }
 
 // check validates the policy and applies its defaults.

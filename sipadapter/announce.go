@@ -27,9 +27,10 @@ type Announcements struct {
 	Parked bool
 }
 
-// withDefaults loads the default prompts when something is to be said.
-func (a Announcements) withDefaults() Announcements {
-	if (a.Parker || a.Parked) && a.Prompts == nil {
+// withDefaults loads the default prompts when something is to be said
+// (paging says things too).
+func (a Announcements) withDefaults(paging bool) Announcements {
+	if (a.Parker || a.Parked || paging) && a.Prompts == nil {
 		a.Prompts = media.DefaultPrompts()
 	}
 	return a
@@ -61,18 +62,23 @@ func (e *Engine) announceToParker(l *callLeg, o orbit.Orbit) {
 
 // say plays lead, then o spoken digit by digit, on l, once.
 func (e *Engine) say(l *callLeg, lead string, o orbit.Orbit) error {
+	_, err := e.sayOn(l, lead, o)
+	return err
+}
+
+// sayOn is say, with the channel closed once it has been said.
+func (e *Engine) sayOn(l *callLeg, lead string, o orbit.Orbit) (<-chan struct{}, error) {
 	names, err := media.SpokenOrbit(string(o))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	clips, err := e.cfg.Announcements.Prompts.Say(append([]string{lead}, names...)...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	seq, err := media.Sequence(l.Endpoint().Codec(), clips...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = l.Endpoint().Announce(seq)
-	return err
+	return l.Endpoint().Announce(seq)
 }

@@ -149,3 +149,48 @@ func TestNotifyTellsOfParksAndEnds(t *testing.T) {
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, "Config.Notify[0]", ce.Field)
 }
+
+// A page: each paging address gets an INVITE asking it to answer by
+// itself, hears "call parked at" and the orbit, frame for frame, and is
+// hung up; one that never answers is given up after AnswerWait, and the
+// park never waits for either.
+func TestPagingSaysWhereTheCallWaits(t *testing.T) {
+	speaker := parktest.NewPhone(t, parktest.PhoneOptions{User: "speaker"})
+	require.NoError(t, speaker.SetAnswer(parktest.AnswerPolicy{Mode: parktest.AutoAnswer, Mute: true, KeepAudio: true}))
+	deaf := parktest.NewPhone(t, parktest.PhoneOptions{User: "deaf"})
+	require.NoError(t, deaf.SetAnswer(parktest.AnswerPolicy{Mode: parktest.NoAnswer}))
+	srv := testServer(t, sipadapter.Config{Paging: sipadapter.Paging{URIs: []string{speaker.URI(), deaf.URI()}, AnswerWait: time.Second}})
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	ctx := ctxFor(t, 20*time.Second)
+
+	start := time.Now()
+	parked, err := alice.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), 500*time.Millisecond, "no park waits for a page")
+
+	var page *parktest.Call
+	select {
+	case page = <-speaker.Incoming():
+	case <-ctx.Done():
+		t.Fatal("the speaker was not paged")
+	}
+	require.Contains(t, page.Header("Call-Info"), "answer-after=0")
+	require.Contains(t, page.Header("Alert-Info"), "alert-autoanswer")
+	select {
+	case <-page.Done():
+		require.True(t, page.EndedByRemote(), "the server hangs up once it has spoken")
+	case <-ctx.Done():
+		t.Fatal("the page was never hung up")
+	}
+	seq := sequence(t, page.Negotiated().Codec, media.PromptCallParkedAt, parked.Orbit())
+	require.GreaterOrEqual(t, said(page.Heard(), seq), 0, "the page said where, frame for frame")
+
+	require.NoError(t, deaf.Inbox().WaitCancels(ctx, 1), "the page nobody answers is given up")
+	require.NoError(t, parked.WaitReceived(ctx, parked.Received()+5), "the park goes on")
+	require.NoError(t, parked.Hangup(ctx))
+
+	_, err = sipadapter.New(sipadapter.Config{Paging: sipadapter.Paging{URIs: []string{"tel:+1555"}}})
+	var ce *sipadapter.ConfigError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, "Config.Paging.URIs[0]", ce.Field)
+}

@@ -109,7 +109,7 @@ func identity(display, uri string) sip.FromHeader {
 // to answer becomes the returned leg (named party), acknowledged and with
 // its media set up; the others are cancelled, or hung up if they answered
 // too. When ctx ends first, nobody answered.
-func (e *Engine) ring(ctx context.Context, targets []Target, from sip.FromHeader, party string, reserved bool, onRinging func()) (*callLeg, error) {
+func (e *Engine) ring(ctx context.Context, targets []Target, from sip.FromHeader, party string, reserved bool, onRinging func(), headers ...sip.Header) (*callLeg, error) {
 	ep, sdp, err := e.media.Offering(reserved)
 	if err != nil {
 		return nil, err
@@ -119,7 +119,7 @@ func (e *Engine) ring(ctx context.Context, targets []Target, from sip.FromHeader
 		e.ports.freeEndpoint(ep)
 		return nil, err
 	}
-	sess, err := e.fork(ctx, targets, from, offer.SDP(), onRinging)
+	sess, err := e.fork(ctx, targets, from, offer.SDP(), onRinging, headers...)
 	if err != nil {
 		e.ports.freeEndpoint(ep)
 		return nil, err
@@ -131,7 +131,7 @@ func (e *Engine) ring(ctx context.Context, targets []Target, from sip.FromHeader
 // not yet acknowledged (the caller files the leg first). The losing INVITEs
 // are cancelled; one that was answered anyway is acknowledged and hung up,
 // in the background.
-func (e *Engine) fork(ctx context.Context, targets []Target, from sip.FromHeader, sdp []byte, onRinging func()) (*sipgo.DialogClientSession, error) {
+func (e *Engine) fork(ctx context.Context, targets []Target, from sip.FromHeader, sdp []byte, onRinging func(), headers ...sip.Header) (*sipgo.DialogClientSession, error) {
 	forkCtx, cancelForks := context.WithCancel(ctx)
 	type result struct {
 		sess *sipgo.DialogClientSession
@@ -145,6 +145,9 @@ func (e *Engine) fork(ctx context.Context, targets []Target, from sip.FromHeader
 		invite.AppendHeader(&f)
 		invite.AppendHeader(&sip.ToHeader{Address: *t.URI.Clone(), Params: sip.NewParams()})
 		invite.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		for _, h := range headers {
+			invite.AppendHeader(sip.HeaderClone(h))
+		}
 		invite.SetBody(sdp)
 		t.applyTo(invite)
 		go func() {

@@ -76,6 +76,9 @@ type EngineConfig struct {
 	// Announcements are what the engine says to whom: the orbit spoken to
 	// the parker or the parked party. The zero value says nothing.
 	Announcements Announcements
+	// Paging is whom to page on each park of this node: a call that
+	// answers by itself hears "call parked at <orbit>" and is hung up.
+	Paging Paging
 	// Notify are sip: URIs (an IM group, a chat bridge) that get a
 	// MESSAGE on each park and each end of a park of this node: who is
 	// parked, where, by whom, and how it ended.
@@ -184,6 +187,8 @@ type Engine struct {
 	tasksCtx    context.Context
 	cancelTasks context.CancelFunc
 
+	// pages holds a token per page under way (Paging.MaxPages).
+	pages chan struct{}
 	// Notices for EngineConfig.Notify, sent in order by sendNotices.
 	noticeMu    sync.Mutex
 	notices     chan string // nil once stopped
@@ -218,12 +223,16 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if cfg.ContactUser == "" {
 		cfg.ContactUser = "callpark"
 	}
-	cfg.Announcements = cfg.Announcements.withDefaults()
-	if err := checkNotify("EngineConfig.Notify", cfg.Notify); err != nil {
-		return nil, err
-	}
+
 	var err error
 	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
+		return nil, err
+	}
+	if cfg.Paging, err = cfg.Paging.withDefaults("EngineConfig.Paging"); err != nil {
+		return nil, err
+	}
+	cfg.Announcements = cfg.Announcements.withDefaults(len(cfg.Paging.URIs) > 0)
+	if err := checkNotify("EngineConfig.Notify", cfg.Notify); err != nil {
 		return nil, err
 	}
 	if err := checkMusic(cfg.Lot.Music()); err != nil {
@@ -285,6 +294,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		e.sched.Close()
 		return nil, err
 	}
+	e.pages = make(chan struct{}, cfg.Paging.MaxPages)
 	if len(cfg.Notify) > 0 {
 		e.notices, e.noticesDone = make(chan string, noticeQueue), make(chan struct{})
 		q, done := e.notices, e.noticesDone

@@ -77,6 +77,7 @@ func (e *Engine) releaseRecallPort(parkID string) {
 // another node), and tells the Notify addresses of parks and ends.
 func (e *Engine) observeEnds(ev park.Event) {
 	e.notifyWatchers(ev)
+	e.pageOnPark(ev)
 	if ev.Kind == park.EventEnded || ev.Call.State == park.Moved {
 		e.releaseRecallPort(ev.Call.ParkID)
 	}

@@ -101,6 +101,8 @@ type Config struct {
 	// Notify are sip: URIs told of every park and end of a park by
 	// MESSAGE (EngineConfig.Notify).
 	Notify []string
+	// Paging is whom to page on each park (EngineConfig.Paging).
+	Paging Paging
 	// OutboundProxy, when set, is the sip: URI of the proxy (the PBX that
 	// knows where the phones are) that recalls, the fallback and the
 	// parker's MESSAGE go through; see EngineConfig.OutboundProxy.
@@ -181,6 +183,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if err := checkNotify("Config.Notify", cfg.Notify); err != nil {
+		return nil, err
+	}
+	if _, err := cfg.Paging.withDefaults("Config.Paging"); err != nil {
 		return nil, err
 	}
 	if _, err := parseProxy(cfg.OutboundProxy, "Config.OutboundProxy"); err != nil {
@@ -324,6 +329,7 @@ func (s *Server) listen(ctx context.Context) error {
 		CrossNode:       s.cfg.CrossNode,
 		Announcements:   s.cfg.Announcements,
 		Notify:          s.cfg.Notify,
+		Paging:          s.cfg.Paging,
 	})
 	if err != nil {
 		stack.Close()

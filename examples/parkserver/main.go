@@ -87,6 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		CrossNode:     cs.CrossNode,
 		Announcements: set.Announcements,
 		Notify:        set.Notify,
+		Paging:        set.Paging,
 	}
 	if err := abuse.apply(&cfg); err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)

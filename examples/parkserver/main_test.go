@@ -84,6 +84,7 @@ func TestBadFlagsExit2WithOneLineNamingTheFlag(t *testing.T) {
 		{[]string{"-prompts", filepath.Join(t.TempDir(), "missing")}, "-prompts", "no such file"},
 		{[]string{"-announce", "everyone"}, "-announce", "parker or none"},
 		{[]string{"-notify", "sip:chat@127.0.0.1,mailto:ops@example.com"}, "-notify", "sip: URI"},
+		{[]string{"-page", "tel:+15551234"}, "-page", "sip: URI"},
 		{[]string{"-prompts", filepath.Dir(notWAV)}, "-prompts", "no such prompt"},
 		{[]string{"-policy", "newest"}, "-policy", "lru, lowest or random"},
 		{[]string{"-listen", "localhost"}, "-listen", "IP:port"},

@@ -108,6 +108,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		CrossNode:     cs.CrossNode,
 		Announcements: set.Announcements,
 		Notify:        set.Notify,
+		Paging:        set.Paging,
 		TrustForwarded: func(src netip.AddrPort) bool {
 			return cluster != nil && cluster.TrustForwarded(src)
 		},

@@ -51,6 +51,8 @@ type Config struct {
 	// Notify are sip: URIs told of parks by MESSAGE
 	// (sipadapter.EngineConfig.Notify).
 	Notify []string
+	// Paging is whom to page on each park (sipadapter.EngineConfig.Paging).
+	Paging sipadapter.Paging
 	// CrossNode is how a retrieve of a call parked on another node of the
 	// lot's cluster (Park.Cluster, -redis) reaches it.
 	CrossNode sipadapter.CrossNode
@@ -254,6 +256,7 @@ func (p *PBX) Listen(ctx context.Context) error {
 		TrustForwarded: p.cfg.TrustForwarded,
 		Announcements:  p.cfg.Announcements,
 		Notify:         p.cfg.Notify,
+		Paging:         p.cfg.Paging,
 	})
 	if err != nil {
 		stack.Close()

@@ -28,7 +28,7 @@ type Flags struct {
 	Attempts                                   int
 	Fallback, MOH                              string
 	AnnounceParked                             bool
-	Announce, Prompts, Notify                  string
+	Announce, Prompts, Notify, Page            string
 }
 
 // Register defines the flags on fs with the contract's defaults.
@@ -45,6 +45,7 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.Fallback, "fallback", "", "sip: `URI` to ring after the last recall; empty: disconnect")
 	fs.StringVar(&f.MOH, "moh", "default", "music on hold: default, none, or a WAV file `path`")
 	fs.StringVar(&f.Announce, "announce", "parker", "who hears the orbit spoken when a call is parked by calling the park extension: parker (the caller, the parker's consult call of an attended transfer), or none")
+	fs.StringVar(&f.Page, "page", "", "sip: `URIs`, comma separated, paged on each park: called with auto-answer headers, told \"call parked at\" and the orbit, hung up; a page not answered in 5 s is given up, and none delays a park")
 	fs.StringVar(&f.Notify, "notify", "", "sip: `URIs`, comma separated (an IM group, a chat bridge), sent a MESSAGE on each park and each end of a park: who, where, by whom, how it ended")
 	fs.BoolVar(&f.AnnounceParked, "announce-parked", false, "say \"you are parked at\" and the orbit to each parked party, once, before its music")
 	fs.StringVar(&f.Prompts, "prompts", "", "`directory` of WAV files replacing spoken prompts by name (0.wav-9.wav, star.wav, pound.wav, parked-at.wav, call-parked-at.wav, call-for-you-on.wav, you-are-parked-at.wav); empty: the built-in English voice")
@@ -76,6 +77,8 @@ type Settings struct {
 	Announcements sipadapter.Announcements
 	// Notify are the -notify URIs.
 	Notify []string
+	// Paging is -page.
+	Paging sipadapter.Paging
 }
 
 // Resolve checks the flags, with listen (the -listen flag's value) for the
@@ -149,14 +152,11 @@ func (f *Flags) Resolve(listen string, logger *slog.Logger) (Settings, error) {
 		return s, fmt.Errorf("-announce %q: want parker or none", f.Announce)
 	}
 	s.Announcements.Parked = f.AnnounceParked
-	for _, u := range strings.Split(f.Notify, ",") {
-		if u = strings.TrimSpace(u); u == "" {
-			continue
-		}
-		if !park.IsSIPURI(u) {
-			return s, fmt.Errorf("-notify %q: each must be a sip: URI such as sip:parking@chat.example.com", u)
-		}
-		s.Notify = append(s.Notify, u)
+	if s.Notify, err = sipURIs("-notify", f.Notify, "sip:parking@chat.example.com"); err != nil {
+		return s, err
+	}
+	if s.Paging.URIs, err = sipURIs("-page", f.Page, "sip:overhead@10.0.0.9"); err != nil {
+		return s, err
 	}
 	if f.Prompts != "" {
 		if s.Announcements.Prompts, err = media.LoadPrompts(f.Prompts); err != nil {
@@ -175,6 +175,21 @@ func (f *Flags) Resolve(listen string, logger *slog.Logger) (Settings, error) {
 		s.Park.MusicOnHold = clip
 	}
 	return s, nil
+}
+
+// sipURIs reads a flag's comma separated sip: URIs.
+func sipURIs(flag, value, example string) ([]string, error) {
+	var out []string
+	for _, u := range strings.Split(value, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if !park.IsSIPURI(u) {
+			return nil, fmt.Errorf("%s %q: each must be a sip: URI such as %s", flag, u, example)
+		}
+		out = append(out, u)
+	}
+	return out, nil
 }
 
 // Print writes the effective park settings, one per line, for -check.
@@ -212,6 +227,7 @@ func (f *Flags) Print(w io.Writer, s Settings, pc park.Config) {
 	}
 	fmt.Fprintf(w, "announce    %s\n", f.Announce)
 	fmt.Fprintf(w, "notify      %s\n", cmp.Or(strings.Join(s.Notify, ", "), "(none)"))
+	fmt.Fprintf(w, "page        %s\n", cmp.Or(strings.Join(s.Paging.URIs, ", "), "(none)"))
 	fmt.Fprintf(w, "announce-parked %t\n", s.Announcements.Parked)
 	fmt.Fprintf(w, "prompts     %s\n", prompts)
 	fmt.Fprintf(w, "total       %d orbits\n", total)
