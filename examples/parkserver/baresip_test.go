@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"regexp"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/callpark/callpark/examples/internal/softphone"
 	"github.com/callpark/callpark/internal/interop"
+	"github.com/callpark/callpark/parktest"
 )
 
 // TestBaresipBlindTransferToParkThenRetrieve is the everyday use with real
@@ -56,4 +58,30 @@ func TestBaresipBlindTransferToParkThenRetrieve(t *testing.T) {
 
 	carol.Do("hangup", "")
 	alice.WaitEvent(ai, "CALL_CLOSED", "700", 10*time.Second)
+}
+
+// TestBaresipPaged: baresip as a paging target (answermode=auto on its
+// account, as SOFTPHONES.md says it needs): on a park it answers the
+// server's page by itself, hears the announcement, and is hung up; the
+// park does not wait for it.
+func TestBaresipPaged(t *testing.T) {
+	interop.RequireTool(t, "baresip", "baresip")
+	speaker := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "speaker", SIPPort: 31101, CtrlPort: 30101, RTPLow: 18600})
+	srv := startParkServer(t, "-page", speaker.URI)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	parked, err := alice.Call(ctx, "sip:700@"+srv.Addr, parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), time.Second, "the park does not wait for the page")
+
+	ev := speaker.WaitEvent(0, "CALL_ESTABLISHED", "", 10*time.Second)
+	softphone.WaitFor(t, 10*time.Second, "the speaker hears the announcement", func() bool {
+		rx, _ := speaker.RTPCounts()
+		return rx >= 50
+	})
+	speaker.WaitEvent(ev, "CALL_CLOSED", "", 10*time.Second)
+	srv.WaitLine("msg=paged", 5*time.Second, "to="+speaker.URI, "orbit="+parked.Orbit())
+	require.NoError(t, parked.Hangup(ctx))
 }
