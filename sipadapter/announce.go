@@ -1,6 +1,8 @@
 package sipadapter
 
 import (
+	"errors"
+
 	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
 )
@@ -44,7 +46,7 @@ func (e *Engine) announceParked(l *callLeg, o orbit.Orbit) {
 		return
 	}
 	if err := e.say(l, media.PromptYouAreParkedAt, o); err != nil {
-		e.log.Warn("parked-at announcement not played", "orbit", o, "party", l.Party(), "err", err)
+		e.sayFailed(l, o, err)
 	}
 }
 
@@ -56,8 +58,18 @@ func (e *Engine) announceToParker(l *callLeg, o orbit.Orbit) {
 		return
 	}
 	if err := e.say(l, media.PromptParkedAt, o); err != nil {
-		e.log.Warn("parked-at announcement not played", "orbit", o, "party", l.Party(), "err", err)
+		e.sayFailed(l, o, err)
 	}
+}
+
+// sayFailed logs an announcement not played: at Debug when the call was
+// retrieved or ended first (a fast retrieve is no fault), else a warning.
+func (e *Engine) sayFailed(l *callLeg, o orbit.Orbit, err error) {
+	if errors.Is(err, media.ErrBridged) || errors.Is(err, media.ErrClosed) {
+		e.log.Debug("parked-at announcement overtaken by the call's end or retrieve", "orbit", o, "party", l.Party(), "err", err)
+		return
+	}
+	e.log.Warn("parked-at announcement not played", "orbit", o, "party", l.Party(), "err", err)
 }
 
 // say plays lead, then o spoken digit by digit, on l, once.
