@@ -2,6 +2,7 @@ package sipadapter
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
@@ -45,9 +46,11 @@ func (e *Engine) announceParked(l *callLeg, o orbit.Orbit) {
 	if !e.cfg.Announcements.Parked {
 		return
 	}
-	if err := e.say(l, media.PromptYouAreParkedAt, o); err != nil {
+	err := e.say(l, media.PromptYouAreParkedAt, o)
+	if err != nil {
 		e.sayFailed(l, o, err)
 	}
+	e.told(Telling{Kind: Announced, Orbit: o, To: l.Party(), Err: err})
 }
 
 // announceToParker says "parked at <orbit>" on l, the call of whoever
@@ -57,9 +60,11 @@ func (e *Engine) announceToParker(l *callLeg, o orbit.Orbit) {
 	if !e.cfg.Announcements.Parker {
 		return
 	}
-	if err := e.say(l, media.PromptParkedAt, o); err != nil {
+	err := e.say(l, media.PromptParkedAt, o)
+	if err != nil {
 		e.sayFailed(l, o, err)
 	}
+	e.told(Telling{Kind: Announced, Orbit: o, To: l.Party(), Err: err})
 }
 
 // sayFailed logs an announcement not played: at Debug when the call was
@@ -93,4 +98,48 @@ func (e *Engine) sayOn(l *callLeg, lead string, o orbit.Orbit) (<-chan struct{},
 		return nil, err
 	}
 	return l.Endpoint().Announce(seq)
+}
+
+// TellingKind says how the engine told someone where a call waits.
+type TellingKind int
+
+const (
+	// Announced: the orbit spoken on a parked leg (Announcements).
+	Announced TellingKind = iota + 1
+	// Paged: a page (Paging).
+	Paged
+	// Messaged: a MESSAGE to a Notify address or the parker.
+	Messaged
+)
+
+func (k TellingKind) String() string {
+	switch k {
+	case Announced:
+		return "announced"
+	case Paged:
+		return "paged"
+	case Messaged:
+		return "messaged"
+	}
+	return fmt.Sprintf("TellingKind(%d)", int(k))
+}
+
+// Telling is one announcement, page or message the engine made about a
+// parked call: what an operator's view counts (EngineConfig.OnTelling).
+type Telling struct {
+	Kind  TellingKind
+	Orbit orbit.Orbit
+	// To is who was told: the parked leg's party, the paged or messaged
+	// URI.
+	To string
+	// Err is why it did not reach them (not answered, overtaken by the
+	// call's end, refused); nil when it did.
+	Err error
+}
+
+// told hands t to EngineConfig.OnTelling, if set.
+func (e *Engine) told(t Telling) {
+	if e.cfg.OnTelling != nil {
+		e.cfg.OnTelling(t)
+	}
 }

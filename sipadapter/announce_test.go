@@ -3,6 +3,7 @@ package sipadapter_test
 import (
 	"bytes"
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,9 +59,11 @@ func requireSaidOnce(ctx context.Context, t *testing.T, c *parktest.Call, seq *m
 func TestParkerHearsTheOrbit(t *testing.T) {
 	for _, o := range []string{"*7012", "#105", "701"} {
 		t.Run(o, func(t *testing.T) {
+			told := make(chan sipadapter.Telling, 4)
 			srv := testServer(t, sipadapter.Config{
 				Orbits:        orbitsTable(t, o+"-"+o),
 				Announcements: sipadapter.Announcements{Parker: true},
+				OnTelling:     func(tl sipadapter.Telling) { told <- tl },
 			})
 			bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
 			ctx := ctxFor(t, 20*time.Second)
@@ -70,6 +73,8 @@ func TestParkerHearsTheOrbit(t *testing.T) {
 			seq := sequence(t, consult.Negotiated().Codec, media.PromptParkedAt, o)
 			requireSaidOnce(ctx, t, consult, seq)
 			require.Less(t, said(consult.Heard(), seq), 5, "at once")
+			tl := <-told
+			require.Equal(t, sipadapter.Telling{Kind: sipadapter.Announced, Orbit: orbit.Orbit(o), To: bob.URI()}, tl, "an event to count")
 			require.NoError(t, consult.Hangup(ctx))
 		})
 	}
@@ -159,7 +164,16 @@ func TestPagingSaysWhereTheCallWaits(t *testing.T) {
 	require.NoError(t, speaker.SetAnswer(parktest.AnswerPolicy{Mode: parktest.AutoAnswer, Mute: true, KeepAudio: true}))
 	deaf := parktest.NewPhone(t, parktest.PhoneOptions{User: "deaf"})
 	require.NoError(t, deaf.SetAnswer(parktest.AnswerPolicy{Mode: parktest.NoAnswer}))
-	srv := testServer(t, sipadapter.Config{Paging: sipadapter.Paging{URIs: []string{speaker.URI(), deaf.URI()}, AnswerWait: time.Second}})
+	var mu sync.Mutex
+	var tellings []sipadapter.Telling
+	srv := testServer(t, sipadapter.Config{
+		Paging: sipadapter.Paging{URIs: []string{speaker.URI(), deaf.URI()}, AnswerWait: time.Second},
+		OnTelling: func(tl sipadapter.Telling) {
+			mu.Lock()
+			defer mu.Unlock()
+			tellings = append(tellings, tl)
+		},
+	})
 	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
 	ctx := ctxFor(t, 20*time.Second)
 
@@ -186,6 +200,17 @@ func TestPagingSaysWhereTheCallWaits(t *testing.T) {
 	require.GreaterOrEqual(t, said(page.Heard(), seq), 0, "the page said where, frame for frame")
 
 	require.NoError(t, deaf.Inbox().WaitCancels(ctx, 1), "the page nobody answers is given up")
+	waitUntil(t, 5*time.Second, "both pages are told of", func() bool { mu.Lock(); defer mu.Unlock(); return len(tellings) == 2 })
+	mu.Lock()
+	byTo := map[string]sipadapter.Telling{}
+	for _, tl := range tellings {
+		require.Equal(t, sipadapter.Paged, tl.Kind)
+		require.Equal(t, parked.Orbit(), string(tl.Orbit))
+		byTo[tl.To] = tl
+	}
+	mu.Unlock()
+	require.NoError(t, byTo[speaker.URI()].Err, "the speaker's page got through")
+	require.Error(t, byTo[deaf.URI()].Err, "the deaf one's did not")
 	require.NoError(t, parked.WaitReceived(ctx, parked.Received()+5), "the park goes on")
 	require.NoError(t, parked.Hangup(ctx))
 

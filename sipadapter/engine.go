@@ -79,6 +79,11 @@ type EngineConfig struct {
 	// Paging is whom to page on each park of this node: a call that
 	// answers by itself hears "call parked at <orbit>" and is hung up.
 	Paging Paging
+	// OnTelling, when set, is told of each announcement, page and
+	// MESSAGE the engine makes about a parked call, and whether it got
+	// through: what an operator's view counts. It runs on the engine's
+	// goroutines and must not block.
+	OnTelling func(Telling)
 	// Notify are sip: URIs (an IM group, a chat bridge) that get a
 	// MESSAGE on each park and each end of a park of this node: who is
 	// parked, where, by whom, and how it ended.
@@ -191,7 +196,7 @@ type Engine struct {
 	pages chan struct{}
 	// Notices for EngineConfig.Notify, sent in order by sendNotices.
 	noticeMu    sync.Mutex
-	notices     chan string // nil once stopped
+	notices     chan notice // nil once stopped
 	noticesDone chan struct{}
 }
 
@@ -296,7 +301,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e.pages = make(chan struct{}, cfg.Paging.MaxPages)
 	if len(cfg.Notify) > 0 {
-		e.notices, e.noticesDone = make(chan string, noticeQueue), make(chan struct{})
+		e.notices, e.noticesDone = make(chan notice, noticeQueue), make(chan struct{})
 		q, done := e.notices, e.noticesDone
 		e.tasks.Go(func() { e.sendNotices(q, done) })
 	}

@@ -24,7 +24,7 @@ const noticeTimeout = 5 * time.Second
 // its phones (Locate), or to its URI. The orbit was also in the 200 OK or
 // the REFER's NOTIFY.
 func (e *Engine) notifyParker(parker string, o orbit.Orbit) {
-	e.message(parker, "Parked at "+string(o))
+	e.message(parker, o, "Parked at "+string(o))
 }
 
 // notifyWatchers tells the Notify addresses of a park or an end of a park
@@ -54,7 +54,7 @@ func (e *Engine) notifyWatchers(ev park.Event) {
 		return // shut down
 	}
 	select {
-	case e.notices <- text:
+	case e.notices <- notice{ev.Call.Orbit, text}:
 	default:
 		e.log.Warn("notice dropped: too many waiting", "text", text)
 	}
@@ -66,20 +66,27 @@ const noticeQueue = 1024
 // sendNotices sends the queued notices to every Notify address, one after
 // another, so that each address reads them in the order the calls moved.
 // It returns when stopNotices has closed the queue and it is empty.
-func (e *Engine) sendNotices(queue <-chan string, done chan<- struct{}) {
+func (e *Engine) sendNotices(queue <-chan notice, done chan<- struct{}) {
 	defer close(done)
-	for text := range queue {
+	for n := range queue {
 		for _, to := range e.cfg.Notify {
 			targets, err := e.dialTargets(to, "")
 			if err != nil {
 				e.log.Debug("notice not sent", "to", to, "err", err)
+				e.told(Telling{Kind: Messaged, Orbit: n.orbit, To: to, Err: err})
 				continue
 			}
 			for _, t := range targets {
-				e.sendMessage(t, to, text)
+				e.sendMessage(t, to, n.orbit, n.text)
 			}
 		}
 	}
+}
+
+// notice is a message for the Notify addresses about a call in orbit.
+type notice struct {
+	orbit orbit.Orbit
+	text  string
 }
 
 // stopNotices closes the queue once the lot has told its last event, and
@@ -107,21 +114,23 @@ func who(party string) string {
 	return party
 }
 
-// message sends text to uri's phones (Locate) or to uri, from the park
-// extension, on the engine's tasks.
-func (e *Engine) message(uri, text string) {
+// message sends text about the call in o to uri's phones (Locate) or to
+// uri, from the park extension, on the engine's tasks.
+func (e *Engine) message(uri string, o orbit.Orbit, text string) {
 	targets, err := e.dialTargets(uri, "")
 	if err != nil {
 		e.log.Debug("notice not sent", "to", uri, "err", err)
+		e.told(Telling{Kind: Messaged, Orbit: o, To: uri, Err: err})
 		return
 	}
 	for _, t := range targets {
-		e.tasks.Go(func() { e.sendMessage(t, uri, text) })
+		e.tasks.Go(func() { e.sendMessage(t, uri, o, text) })
 	}
 }
 
-// sendMessage sends one MESSAGE of text to t, one of uri's targets.
-func (e *Engine) sendMessage(t Target, uri, text string) {
+// sendMessage sends one MESSAGE of text about the call in o to t, one of
+// uri's targets.
+func (e *Engine) sendMessage(t Target, uri string, o orbit.Orbit, text string) {
 	ctx, cancel := context.WithTimeout(e.tasksCtx, noticeTimeout)
 	defer cancel()
 	req := sip.NewRequest(sip.MESSAGE, *t.URI.Clone())
@@ -132,13 +141,14 @@ func (e *Engine) sendMessage(t Target, uri, text string) {
 	req.AppendHeader(&from)
 	t.applyTo(req)
 	res, err := clientDo(ctx, e.client, req)
-	if err != nil {
+	switch {
+	case err != nil:
 		e.log.Debug("notice failed", "to", uri, "err", err)
-		return
-	}
-	if !res.IsSuccess() {
+	case !res.IsSuccess():
+		err = fmt.Errorf("MESSAGE answered %d %s", res.StatusCode, res.Reason)
 		e.log.Debug("notice refused", "to", uri, "status", res.StatusCode)
 	}
+	e.told(Telling{Kind: Messaged, Orbit: o, To: uri, Err: err})
 }
 
 // checkNotify refuses a Notify address no MESSAGE could be sent to; field

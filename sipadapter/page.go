@@ -2,6 +2,7 @@ package sipadapter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -82,6 +83,7 @@ func (e *Engine) pageOnPark(ev park.Event) {
 		case e.pages <- struct{}{}:
 		default:
 			e.log.Info("page skipped: too many under way", "to", uri, "orbit", ev.Call.Orbit, "max", e.cfg.Paging.MaxPages)
+			e.told(Telling{Kind: Paged, Orbit: ev.Call.Orbit, To: uri, Err: errTooManyPages})
 			continue
 		}
 		e.tasks.Go(func() {
@@ -91,8 +93,13 @@ func (e *Engine) pageOnPark(ev park.Event) {
 	}
 }
 
+// errTooManyPages is a page not placed: Paging.MaxPages were under way.
+var errTooManyPages = errors.New("sipadapter: too many pages under way")
+
 // page calls uri, says where the call waits, and hangs up.
 func (e *Engine) page(uri string, o orbit.Orbit) {
+	var err error
+	defer func() { e.told(Telling{Kind: Paged, Orbit: o, To: uri, Err: err}) }()
 	targets, err := e.dialTargets(uri, "")
 	if err != nil {
 		e.log.Info("page not placed", "to", uri, "orbit", o, "err", err)
@@ -100,7 +107,8 @@ func (e *Engine) page(uri string, o orbit.Orbit) {
 	}
 	ringCtx, cancel := context.WithTimeout(e.tasksCtx, e.cfg.Paging.AnswerWait)
 	from := identity("Park "+string(o), userURI(string(o), e.addr))
-	l, err := e.ring(ringCtx, targets, from, uri, false, nil, e.pageHeaders()...)
+	var l *callLeg
+	l, err = e.ring(ringCtx, targets, from, uri, false, nil, e.pageHeaders()...)
 	cancel()
 	if err != nil {
 		e.log.Info("page not answered", "to", uri, "orbit", o, "err", err)
@@ -111,7 +119,8 @@ func (e *Engine) page(uri string, o orbit.Orbit) {
 		defer cancel()
 		_ = l.Hangup(ctx)
 	}()
-	done, err := e.sayOn(l, media.PromptCallParkedAt, o)
+	var done <-chan struct{}
+	done, err = e.sayOn(l, media.PromptCallParkedAt, o)
 	if err != nil {
 		e.log.Warn("page said nothing", "to", uri, "orbit", o, "err", err)
 		return
@@ -120,5 +129,6 @@ func (e *Engine) page(uri string, o orbit.Orbit) {
 	case <-done:
 		e.log.Info("paged", "to", uri, "orbit", o)
 	case <-e.tasksCtx.Done():
+		err = fmt.Errorf("page cut short: %w", e.tasksCtx.Err())
 	}
 }

@@ -103,6 +103,9 @@ type Config struct {
 	Notify []string
 	// Paging is whom to page on each park (EngineConfig.Paging).
 	Paging Paging
+	// OnTelling is told of each announcement, page and MESSAGE
+	// (EngineConfig.OnTelling).
+	OnTelling func(Telling)
 	// OutboundProxy, when set, is the sip: URI of the proxy (the PBX that
 	// knows where the phones are) that recalls, the fallback and the
 	// parker's MESSAGE go through; see EngineConfig.OutboundProxy.
@@ -330,6 +333,7 @@ func (s *Server) listen(ctx context.Context) error {
 		Announcements:   s.cfg.Announcements,
 		Notify:          s.cfg.Notify,
 		Paging:          s.cfg.Paging,
+		OnTelling:       s.cfg.OnTelling,
 	})
 	if err != nil {
 		stack.Close()
