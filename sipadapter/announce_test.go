@@ -3,6 +3,9 @@ package sipadapter_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -218,4 +221,49 @@ func TestPagingSaysWhereTheCallWaits(t *testing.T) {
 	var ce *sipadapter.ConfigError
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, "Config.Paging.URIs[0]", ce.Field)
+}
+
+// A prompts directory with one digit recorded anew: the parker hears that
+// recording for the 7 and the built-in prompts for the rest.
+func TestReplacedPromptIsSaid(t *testing.T) {
+	dir := t.TempDir()
+	seven, err := media.Tone("a recorded seven", 300, 400*time.Millisecond)
+	require.NoError(t, err)
+	writeWAV(t, filepath.Join(dir, "7.wav"), seven.PCM())
+	prompts, err := media.LoadPrompts(dir)
+	require.NoError(t, err)
+	srv := testServer(t, sipadapter.Config{
+		Orbits:        orbitsTable(t, "701-701"),
+		Announcements: sipadapter.Announcements{Parker: true, Prompts: prompts},
+	})
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	ctx := ctxFor(t, 20*time.Second)
+	consult, err := bob.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true, KeepAudio: true})
+	require.NoError(t, err)
+	codec := consult.Negotiated().Codec
+	clips, err := prompts.Say(media.PromptParkedAt, "7", "0", "1")
+	require.NoError(t, err)
+	want, err := media.Sequence(codec, clips...)
+	require.NoError(t, err)
+	requireSaidOnce(ctx, t, consult, want)
+	require.Equal(t, -1, said(consult.Heard(), sequence(t, codec, media.PromptParkedAt, "701")), "not the built-in seven")
+	require.NoError(t, consult.Hangup(ctx))
+}
+
+// writeWAV writes 8 kHz mono 16-bit pcm as a WAV file.
+func writeWAV(t *testing.T, path string, pcm []int16) {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteString("RIFF")
+	for _, v := range []any{uint32(36 + 2*len(pcm))} {
+		require.NoError(t, binary.Write(&b, binary.LittleEndian, v))
+	}
+	b.WriteString("WAVEfmt ")
+	for _, v := range []any{uint32(16), uint16(1), uint16(1), uint32(8000), uint32(16000), uint16(2), uint16(16)} {
+		require.NoError(t, binary.Write(&b, binary.LittleEndian, v))
+	}
+	b.WriteString("data")
+	require.NoError(t, binary.Write(&b, binary.LittleEndian, uint32(2*len(pcm))))
+	require.NoError(t, binary.Write(&b, binary.LittleEndian, pcm))
+	require.NoError(t, os.WriteFile(path, b.Bytes(), 0o644))
 }

@@ -33,19 +33,8 @@ func (e *Engine) notifyWatchers(ev park.Event) {
 	if len(e.cfg.Notify) == 0 || ev.Call.Node != "" {
 		return
 	}
-	var text string
-	switch ev.Kind {
-	case park.EventParked:
-		text = fmt.Sprintf("Parked at %s: %s", ev.Call.Orbit, who(ev.Call.Party))
-		if ev.Call.Parker != "" {
-			text += ", by " + ev.Call.Parker
-		}
-	case park.EventEnded:
-		text = fmt.Sprintf("Left %s: %s, %s", ev.Call.Orbit, who(ev.Call.Party), ev.Outcome)
-		if ev.Err != nil {
-			text += " (" + ev.Err.Error() + ")"
-		}
-	default:
+	text, ok := noticeText(ev)
+	if !ok {
 		return
 	}
 	e.noticeMu.Lock()
@@ -105,6 +94,26 @@ func (e *Engine) stopNotices() {
 	case <-time.After(noticeTimeout):
 		e.log.Warn("shutdown: notices still unsent")
 	}
+}
+
+// noticeText is what the Notify addresses read of ev: a park or an end
+// (false for any other event).
+func noticeText(ev park.Event) (string, bool) {
+	switch ev.Kind {
+	case park.EventParked:
+		text := fmt.Sprintf("Parked at %s: %s", ev.Call.Orbit, who(ev.Call.Party))
+		if ev.Call.Parker != "" {
+			text += ", by " + ev.Call.Parker
+		}
+		return text, true
+	case park.EventEnded:
+		text := fmt.Sprintf("Left %s: %s, %s", ev.Call.Orbit, who(ev.Call.Party), ev.Outcome)
+		if ev.Err != nil {
+			text += " (" + ev.Err.Error() + ")"
+		}
+		return text, true
+	}
+	return "", false
 }
 
 func who(party string) string {
