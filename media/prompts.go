@@ -28,6 +28,7 @@ const (
 	PromptCallParkedAt   = "call-parked-at"    // a page: "call parked at ..."
 	PromptCallForYouOn   = "call-for-you-on"   // a page naming the party: "call for you on ..."
 	PromptYouAreParkedAt = "you-are-parked-at" // said to the parked party
+	PromptFrom           = "from"              // a page naming the caller's number: "... from 5 5 5 1"
 )
 
 // PromptText is a prompt of the default set: its name and the words
@@ -43,6 +44,7 @@ func PromptTexts() []PromptText {
 		{PromptStar, "star"}, {PromptPound, "pound"},
 		{PromptParkedAt, "parked at"}, {PromptCallParkedAt, "call parked at"},
 		{PromptCallForYouOn, "call for you on"}, {PromptYouAreParkedAt, "you are parked at"},
+		{PromptFrom, "from"},
 	}
 }
 
@@ -136,6 +138,32 @@ func (p *Prompts) Say(names ...string) ([]*Clip, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// SpokenNumber returns the prompts that say a caller's number, digit by
+// digit, when the user part of uri (sip:5551234@host) is one: digits,
+// with a leading '+' left unsaid, at most 15 (E.164); false otherwise.
+func SpokenNumber(uri string) ([]string, bool) {
+	user := uri
+	if i := strings.IndexByte(user, ':'); i >= 0 {
+		user = user[i+1:]
+	}
+	at := strings.IndexByte(user, '@')
+	if at < 0 {
+		return nil, false
+	}
+	user = strings.TrimPrefix(user[:at], "+")
+	if user == "" || len(user) > 15 {
+		return nil, false
+	}
+	names := make([]string, 0, len(user))
+	for _, r := range user {
+		if r < '0' || r > '9' {
+			return nil, false
+		}
+		names = append(names, string(r))
+	}
+	return names, true
 }
 
 // SpokenOrbit returns the prompts that say orbit o, one per character:

@@ -161,3 +161,19 @@ func TestSequenceRules(t *testing.T) {
 	_, err = Sequence(Codec(99), c)
 	require.ErrorIs(t, err, ErrInvalidArgument)
 }
+
+func TestSpokenNumber(t *testing.T) {
+	for uri, want := range map[string][]string{
+		"sip:5551234@example.com":    {"5", "5", "5", "1", "2", "3", "4"},
+		"sip:+4930123@10.0.0.1:5060": {"4", "9", "3", "0", "1", "2", "3"},
+		"sips:101@pbx.example.com":   {"1", "0", "1"},
+	} {
+		got, ok := SpokenNumber(uri)
+		require.True(t, ok, uri)
+		require.Equal(t, want, got, uri)
+	}
+	for _, uri := range []string{"sip:alice@example.com", "sip:example.com", "sip:@x", "sip:1234567890123456@x", ""} {
+		_, ok := SpokenNumber(uri)
+		require.False(t, ok, uri)
+	}
+}

@@ -26,7 +26,8 @@ type Announcements struct {
 	Parker bool
 	// Parked says "you are parked at <orbit>" to the party parked by a
 	// transfer (REFER, or the Replaces of an attended one), once, before
-	// its music (-announce-parked).
+	// its music (-announce-parked); and to one that called the park
+	// extension itself when Parker is off.
 	Parked bool
 }
 
@@ -55,9 +56,11 @@ func (e *Engine) announceParked(l *callLeg, o orbit.Orbit) {
 
 // announceToParker says "parked at <orbit>" on l, the call of whoever
 // parked by calling the park extension or an orbit, when
-// Announcements.Parker asks.
+// Announcements.Parker asks; else, when Announcements.Parked asks, "you
+// are parked at <orbit>", as to any parked party.
 func (e *Engine) announceToParker(l *callLeg, o orbit.Orbit) {
 	if !e.cfg.Announcements.Parker {
+		e.announceParked(l, o)
 		return
 	}
 	err := e.say(l, media.PromptParkedAt, o)
@@ -83,13 +86,14 @@ func (e *Engine) say(l *callLeg, lead string, o orbit.Orbit) error {
 	return err
 }
 
-// sayOn is say, with the channel closed once it has been said.
-func (e *Engine) sayOn(l *callLeg, lead string, o orbit.Orbit) (<-chan struct{}, error) {
+// sayOn is say, then the prompts of tail, with the channel closed once all
+// has been said.
+func (e *Engine) sayOn(l *callLeg, lead string, o orbit.Orbit, tail ...string) (<-chan struct{}, error) {
 	names, err := media.SpokenOrbit(string(o))
 	if err != nil {
 		return nil, err
 	}
-	clips, err := e.cfg.Announcements.Prompts.Say(append([]string{lead}, names...)...)
+	clips, err := e.cfg.Announcements.Prompts.Say(append(append([]string{lead}, names...), tail...)...)
 	if err != nil {
 		return nil, err
 	}

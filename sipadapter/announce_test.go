@@ -201,6 +201,9 @@ func TestPagingSaysWhereTheCallWaits(t *testing.T) {
 	}
 	seq := sequence(t, page.Negotiated().Codec, media.PromptCallParkedAt, parked.Orbit())
 	require.GreaterOrEqual(t, said(page.Heard(), seq), 0, "the page said where, frame for frame")
+	from, err := media.DefaultPrompts().Clip(media.PromptFrom)
+	require.NoError(t, err)
+	require.Equal(t, -1, said(page.Heard(), from.Frames(page.Negotiated().Codec)), "alice is no number: no 'from'")
 
 	require.NoError(t, deaf.Inbox().WaitCancels(ctx, 1), "the page nobody answers is given up")
 	waitUntil(t, 5*time.Second, "both pages are told of", func() bool { mu.Lock(); defer mu.Unlock(); return len(tellings) == 2 })
@@ -266,4 +269,31 @@ func writeWAV(t *testing.T, path string, pcm []int16) {
 	require.NoError(t, binary.Write(&b, binary.LittleEndian, uint32(2*len(pcm))))
 	require.NoError(t, binary.Write(&b, binary.LittleEndian, pcm))
 	require.NoError(t, os.WriteFile(path, b.Bytes(), 0o644))
+}
+
+// A page names the caller when its URI is a number: "call parked at seven
+// zero one from five five five one".
+func TestPageNamesANumberedCaller(t *testing.T) {
+	speaker := parktest.NewPhone(t, parktest.PhoneOptions{User: "speaker"})
+	require.NoError(t, speaker.SetAnswer(parktest.AnswerPolicy{Mode: parktest.AutoAnswer, Mute: true, KeepAudio: true}))
+	srv := testServer(t, sipadapter.Config{Paging: sipadapter.Paging{URIs: []string{speaker.URI()}}})
+	caller := parktest.NewPhone(t, parktest.PhoneOptions{User: "5551"})
+	ctx := ctxFor(t, 20*time.Second)
+	parked, err := caller.Call(ctx, srv.ParkURI(), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	var page *parktest.Call
+	select {
+	case page = <-speaker.Incoming():
+	case <-ctx.Done():
+		t.Fatal("not paged")
+	}
+	<-page.Done()
+	names, err := media.SpokenOrbit(parked.Orbit())
+	require.NoError(t, err)
+	clips, err := media.DefaultPrompts().Say(append(append([]string{media.PromptCallParkedAt}, names...), media.PromptFrom, "5", "5", "5", "1")...)
+	require.NoError(t, err)
+	want, err := media.Sequence(page.Negotiated().Codec, clips...)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, said(page.Heard(), want), 0)
+	require.NoError(t, parked.Hangup(ctx))
 }

@@ -88,7 +88,7 @@ func (e *Engine) pageOnPark(ev park.Event) {
 		}
 		e.tasks.Go(func() {
 			defer func() { <-e.pages }()
-			e.page(uri, ev.Call.Orbit)
+			e.page(uri, ev.Call.Orbit, ev.Call.Party)
 		})
 	}
 }
@@ -96,8 +96,9 @@ func (e *Engine) pageOnPark(ev park.Event) {
 // errTooManyPages is a page not placed: Paging.MaxPages were under way.
 var errTooManyPages = errors.New("sipadapter: too many pages under way")
 
-// page calls uri, says where the call waits, and hangs up.
-func (e *Engine) page(uri string, o orbit.Orbit) {
+// page calls uri, says where the call of party waits (and, when party is
+// a number, whose it is), and hangs up.
+func (e *Engine) page(uri string, o orbit.Orbit, party string) {
 	var err error
 	defer func() { e.told(Telling{Kind: Paged, Orbit: o, To: uri, Err: err}) }()
 	targets, err := e.dialTargets(uri, "")
@@ -119,8 +120,12 @@ func (e *Engine) page(uri string, o orbit.Orbit) {
 		defer cancel()
 		_ = l.Hangup(ctx)
 	}()
+	var tail []string
+	if number, ok := media.SpokenNumber(party); ok {
+		tail = append([]string{media.PromptFrom}, number...)
+	}
 	var done <-chan struct{}
-	done, err = e.sayOn(l, media.PromptCallParkedAt, o)
+	done, err = e.sayOn(l, media.PromptCallParkedAt, o, tail...)
 	if err != nil {
 		e.log.Warn("page said nothing", "to", uri, "orbit", o, "err", err)
 		return

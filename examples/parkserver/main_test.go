@@ -85,6 +85,7 @@ func TestBadFlagsExit2WithOneLineNamingTheFlag(t *testing.T) {
 		{[]string{"-announce", "everyone"}, "-announce", "parker or none"},
 		{[]string{"-notify", "sip:chat@127.0.0.1,mailto:ops@example.com"}, "-notify", "sip: URI"},
 		{[]string{"-page", "tel:+15551234"}, "-page", "sip: URI"},
+		{[]string{"-max-pages", "0"}, "-max-pages", "1 or more"},
 		{[]string{"-prompts", filepath.Dir(notWAV)}, "-prompts", "no such prompt"},
 		{[]string{"-policy", "newest"}, "-policy", "lru, lowest or random"},
 		{[]string{"-listen", "localhost"}, "-listen", "IP:port"},

@@ -28,6 +28,7 @@ type Flags struct {
 	Attempts                                   int
 	Fallback, MOH                              string
 	AnnounceParked                             bool
+	MaxPages                                   int
 	Announce, Prompts, Notify, Page            string
 }
 
@@ -46,9 +47,10 @@ func Register(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.MOH, "moh", "default", "music on hold: default, none, or a WAV file `path`")
 	fs.StringVar(&f.Announce, "announce", "parker", "who hears the orbit spoken when a call is parked by calling the park extension: parker (the caller, the parker's consult call of an attended transfer), or none")
 	fs.StringVar(&f.Page, "page", "", "sip: `URIs`, comma separated, paged on each park: called with auto-answer headers, told \"call parked at\" and the orbit, hung up; a page not answered in 5 s is given up, and none delays a park")
+	fs.IntVar(&f.MaxPages, "max-pages", sipadapter.DefaultMaxPages, "at most this many -page calls under way at once; a park beyond it pages nobody")
 	fs.StringVar(&f.Notify, "notify", "", "sip: `URIs`, comma separated (an IM group, a chat bridge), sent a MESSAGE on each park and each end of a park: who, where, by whom, how it ended")
 	fs.BoolVar(&f.AnnounceParked, "announce-parked", false, "say \"you are parked at\" and the orbit to each parked party, once, before its music")
-	fs.StringVar(&f.Prompts, "prompts", "", "`directory` of WAV files replacing spoken prompts by name (0.wav-9.wav, star.wav, pound.wav, parked-at.wav, call-parked-at.wav, call-for-you-on.wav, you-are-parked-at.wav); empty: the built-in English voice")
+	fs.StringVar(&f.Prompts, "prompts", "", "`directory` of WAV files replacing spoken prompts by name (0.wav-9.wav, star.wav, pound.wav, parked-at.wav, call-parked-at.wav, call-for-you-on.wav, you-are-parked-at.wav, from.wav); empty: the built-in English voice")
 	fs.DurationVar(&f.Drain, "drain", DefaultDrain, "on SIGTERM or SIGINT, how long calls still connected through the program (retrieved, recalled) may go on before they get BYE: 0s to 1h; a second signal ends them at once")
 	return f
 }
@@ -158,6 +160,10 @@ func (f *Flags) Resolve(listen string, logger *slog.Logger) (Settings, error) {
 	if s.Paging.URIs, err = sipURIs("-page", f.Page, "sip:overhead@10.0.0.9"); err != nil {
 		return s, err
 	}
+	if f.MaxPages < 1 {
+		return s, fmt.Errorf("-max-pages %d: must be 1 or more", f.MaxPages)
+	}
+	s.Paging.MaxPages = f.MaxPages
 	if f.Prompts != "" {
 		if s.Announcements.Prompts, err = media.LoadPrompts(f.Prompts); err != nil {
 			return s, fmt.Errorf("-prompts: %w", err)
@@ -227,7 +233,7 @@ func (f *Flags) Print(w io.Writer, s Settings, pc park.Config) {
 	}
 	fmt.Fprintf(w, "announce    %s\n", f.Announce)
 	fmt.Fprintf(w, "notify      %s\n", cmp.Or(strings.Join(s.Notify, ", "), "(none)"))
-	fmt.Fprintf(w, "page        %s\n", cmp.Or(strings.Join(s.Paging.URIs, ", "), "(none)"))
+	fmt.Fprintf(w, "page        %s (at most %d at once)\n", cmp.Or(strings.Join(s.Paging.URIs, ", "), "(none)"), s.Paging.MaxPages)
 	fmt.Fprintf(w, "announce-parked %t\n", s.Announcements.Parked)
 	fmt.Fprintf(w, "prompts     %s\n", prompts)
 	fmt.Fprintf(w, "total       %d orbits\n", total)
