@@ -11,13 +11,17 @@ import (
 
 // rxSet reads the sockets of a Scheduler's endpoints: a few epoll sets, one
 // per shard, each registered for EPOLLIN only (level-triggered) and served
-// by one goroutine. A set's goroutine runs while the set has sockets: the
-// first endpoint added starts it, the last one closed stops it and waits
-// for it, so that an idle scheduler holds no reader goroutine and Close of
-// the last endpoint leaves nothing running, as the per-leg goroutine did.
+// by one goroutine. The first endpoint added to a slot starts its set; the
+// set then runs until the Scheduler closes, like the shards. (It used to
+// stop with its last socket, and at a thousand calls a second, each leg
+// bridged for a few milliseconds, that made an epoll set, an eventfd and a
+// goroutine nearly per call: 3 % of the park server's CPU.) After Close
+// the last endpoint of a set stops it and waits for it, so that nothing
+// is left running once the scheduler and its endpoints are closed.
 type rxSet struct {
-	mu   sync.Mutex
-	runs []*rxRun // the running set of each slot; nil when idle
+	mu     sync.Mutex
+	runs   []*rxRun // the running set of each slot; nil when idle
+	closed bool     // the Scheduler has closed
 }
 
 // rxRun is one epoll set and the goroutine reading it, from its first
@@ -165,17 +169,41 @@ func (s *rxSet) remove(io *endpointIO) {
 	delete(r.byFD, fd)
 	r.mu.Unlock()
 	r.n--
-	last := r.n == 0
+	last := r.n == 0 && s.closed
 	if last {
 		s.runs[r.slot] = nil // the next add starts a new set
-		r.stop.Store(true)
-		one := [8]byte{1}
-		_, _ = unix.Write(r.wakefd, one[:])
+		r.stopLocked()
 	}
 	s.mu.Unlock()
 	if last {
 		<-r.done
 	}
+}
+
+// close stops the sets without sockets and waits for them; the others stop
+// with their last socket.
+func (s *rxSet) close() {
+	s.mu.Lock()
+	s.closed = true
+	var idle []*rxRun
+	for i, r := range s.runs {
+		if r != nil && r.n == 0 {
+			s.runs[i] = nil
+			r.stopLocked()
+			idle = append(idle, r)
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range idle {
+		<-r.done
+	}
+}
+
+// stopLocked asks the set's goroutine to return; set.mu is held.
+func (r *rxRun) stopLocked() {
+	r.stop.Store(true)
+	one := [8]byte{1}
+	_, _ = unix.Write(r.wakefd, one[:])
 }
 
 func newRxRun(s *rxSet, slot int) (*rxRun, error) {

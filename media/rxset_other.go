@@ -10,6 +10,8 @@ import "time"
 
 type rxSet struct{}
 
+func (*rxSet) close() {}
+
 type endpointIO struct{}
 
 func (e *Endpoint) startIO() { e.startNetpoll() }

@@ -196,6 +196,7 @@ func (s *Scheduler) Close() error {
 		for _, sh := range s.shards {
 			sh.stopAll()
 		}
+		s.rx.close()
 	})
 	return nil
 }
