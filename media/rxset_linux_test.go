@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -160,6 +161,29 @@ func TestEndpointSpreadsOverSets(t *testing.T) {
 	require.Equal(t, 1, readSetCount(t, s), "the others with their last leg")
 	require.NoError(t, legs[0].Close())
 	require.Equal(t, 0, readSetCount(t, s))
+}
+
+// A set left without legs stops after a while unless a leg comes back.
+func TestIdleSetStops(t *testing.T) {
+	verifyNoLeaks(t)
+	s := NewScheduler(SchedulerOptions{Shards: 1})
+	t.Cleanup(func() { _ = s.Close() })
+	s.rx.linger = time.Hour
+	e := newTestEndpoint(t, EndpointOptions{Codec: PCMU, Scheduler: s})
+	run := e.io.run
+	require.NoError(t, e.Close())
+	e = newTestEndpoint(t, EndpointOptions{Codec: PCMU, Scheduler: s})
+	require.Same(t, run, e.io.run, "back before the linger ended: the same set")
+
+	s.rx.mu.Lock()
+	s.rx.linger = time.Millisecond
+	s.rx.mu.Unlock()
+	require.NoError(t, e.Close())
+	<-run.done // stopped, with nobody closing the scheduler
+	require.Equal(t, 0, readSetCount(t, s))
+	e = newTestEndpoint(t, EndpointOptions{Codec: PCMU, Scheduler: s})
+	require.NotSame(t, run, e.io.run, "a new set for the next leg")
+	require.Equal(t, 1, readSetCount(t, s))
 }
 
 func TestRawSocketAddressFamilies(t *testing.T) {
