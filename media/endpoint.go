@@ -50,6 +50,9 @@ type EndpointOptions struct {
 type Endpoint struct {
 	conn *net.UDPConn // as handed in; see startIO for who closes it
 	sock *Socket      // the Socket the leg borrows (NewSocketEndpoint), or nil
+	// released is closed once sock is free again: any Close returns only
+	// then, so that whoever hands the socket on after it finds it free.
+	released chan struct{}
 	// stopRead ends readLoop on a borrowed conn, which Close leaves open
 	// (the portable path of a Socket, socket_other.go).
 	stopRead atomic.Bool
@@ -373,7 +376,11 @@ func (e *Endpoint) Close() error {
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		<-e.done
+		if e.sock != nil {
+			<-e.released // the Socket is free for the next endpoint
+		} else {
+			<-e.done
+		}
 		return nil
 	}
 	e.closed = true
@@ -393,6 +400,7 @@ func (e *Endpoint) Close() error {
 	<-e.done
 	if e.sock != nil {
 		e.sock.busy.Store(false)
+		close(e.released)
 	}
 	return err
 }

@@ -65,7 +65,7 @@ func NewSocketEndpoint(s *Socket, opts EndpointOptions) (*Endpoint, error) {
 		s.busy.Store(false)
 		return nil, err
 	}
-	e.sock = s
+	e.sock, e.released = s, make(chan struct{})
 	if err := e.startSocketIO(); err != nil {
 		s.busy.Store(false)
 		return nil, err

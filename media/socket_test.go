@@ -2,6 +2,7 @@ package media
 
 import (
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,6 +93,25 @@ func TestSocketEndpointLeavesSocketBound(t *testing.T) {
 	again, err := ListenSocket(sock.LocalAddr())
 	require.NoError(t, err, "free once the socket is closed")
 	require.NoError(t, again.Close())
+}
+
+// Every Close of an endpoint on a Socket, not only the first, returns once
+// the socket is free for the next one.
+func TestSocketFreeWhenAnyCloseReturns(t *testing.T) {
+	verifyNoLeaks(t)
+	sched := newTestScheduler(t)
+	sock := listenTestSocket(t)
+	for range 200 {
+		e, err := NewSocketEndpoint(sock, EndpointOptions{Codec: PCMU, Scheduler: sched})
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() { _ = e.Close() })
+		}
+		require.NoError(t, e.Close())
+		require.False(t, sock.busy.Load(), "free once a Close returned")
+		wg.Wait()
+	}
 }
 
 func TestNewSocketEndpointRejectsBadOptions(t *testing.T) {
