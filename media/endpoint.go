@@ -53,14 +53,21 @@ type EndpointOptions struct {
 //
 // An Endpoint is safe for concurrent use.
 type Endpoint struct {
-	conn    *net.UDPConn // as handed in; see startIO for who closes it
-	out     PacketWriter // where music and relayed packets leave from
-	io      endpointIO   // the platform's read path (rxset_linux.go)
-	local   netip.AddrPort
-	sched   *Scheduler
-	logger  *slog.Logger
-	onAudio func([]byte)  // EndpointOptions.OnAudio
-	done    chan struct{} // closed when the leg's socket is no longer read
+	conn *net.UDPConn // as handed in; see startIO for who closes it
+	sock *Socket      // the Socket the leg borrows (NewSocketEndpoint), or nil
+	// released is closed once sock is free again: any Close returns only
+	// then, so that whoever hands the socket on after it finds it free.
+	released chan struct{}
+	// stopRead ends readLoop on a borrowed conn, which Close leaves open
+	// (the portable path of a Socket, socket_other.go).
+	stopRead atomic.Bool
+	out      PacketWriter // where music and relayed packets leave from
+	io       endpointIO   // the platform's read path (rxset_linux.go)
+	local    netip.AddrPort
+	sched    *Scheduler
+	logger   *slog.Logger
+	onAudio  func([]byte)  // EndpointOptions.OnAudio
+	done     chan struct{} // closed when the leg's socket is no longer read
 
 	// shared is the port the leg is on, nil if it has a socket of its own;
 	// signal is EndpointOptions.SignalingAddr.
@@ -407,7 +414,11 @@ func (e *Endpoint) Close() error {
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		<-e.done
+		if e.sock != nil {
+			<-e.released // the Socket is free for the next endpoint
+		} else {
+			<-e.done
+		}
 		return nil
 	}
 	e.closed = true
@@ -425,6 +436,10 @@ func (e *Endpoint) Close() error {
 	}
 	err := e.stopIO()
 	<-e.done
+	if e.sock != nil {
+		e.sock.busy.Store(false)
+		close(e.released)
+	}
 	return err
 }
 
@@ -446,20 +461,21 @@ func (e *Endpoint) stopNetpoll() error {
 // handle.
 func (e *Endpoint) readLoop() {
 	defer close(e.done)
-	readUDP(e.conn, e.logger, e.local, &e.notRTP, e.handle)
+	readUDP(e.conn, e.logger, e.local, &e.notRTP, &e.stopRead, e.handle)
 }
 
 // readUDP reads conn until it is closed, through Go's netpoller, handing
 // every datagram to handle with its source; one that fills the buffer is
 // no G.711 packet of ours and only counted in truncated. A transient error
 // (an ICMP error queued on the socket, say) is logged, not the end. The
-// buffer is reused: reading allocates nothing per packet.
-func readUDP(conn *net.UDPConn, logger *slog.Logger, local netip.AddrPort, truncated *atomic.Uint64, handle func([]byte, netip.AddrPort)) {
+// buffer is reused: reading allocates nothing per packet. A conn that is
+// not closed at the end is given a past read deadline after stop is set.
+func readUDP(conn *net.UDPConn, logger *slog.Logger, local netip.AddrPort, truncated *atomic.Uint64, stop *atomic.Bool, handle func([]byte, netip.AddrPort)) {
 	buf := make([]byte, readBufferSize)
 	for {
 		n, src, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || (stop != nil && stop.Load()) {
 				return
 			}
 			logger.Warn("rtp read failed", "local", local, "err", err)

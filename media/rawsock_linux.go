@@ -31,6 +31,9 @@ type rawSocket struct {
 	fd     int
 	family int // AF_INET or AF_INET6
 	closed bool
+	// borrowed is a view of a Socket's descriptor: close only stops its
+	// use through this view, the Socket keeps the descriptor.
+	borrowed bool
 }
 
 // dupSocket duplicates conn's descriptor. The duplicate shares the socket
@@ -150,6 +153,9 @@ func (s *rawSocket) close() error {
 		return nil
 	}
 	s.closed = true
+	if s.borrowed {
+		return nil
+	}
 	return os.NewSyscallError("close", unix.Close(s.fd))
 }
 

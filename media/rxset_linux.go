@@ -5,19 +5,26 @@ package media
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // rxSet reads the sockets of a Scheduler's endpoints: a few epoll sets, one
 // per shard, each registered for EPOLLIN only (level-triggered) and served
-// by one goroutine. A set's goroutine runs while the set has sockets: the
-// first endpoint added starts it, the last one closed stops it and waits
-// for it, so that an idle scheduler holds no reader goroutine and Close of
-// the last endpoint leaves nothing running, as the per-leg goroutine did.
+// by one goroutine. The first endpoint added to a slot starts its set; a
+// set left without sockets stops rxIdleLinger later unless one comes back
+// meanwhile. (It used to stop with its last socket, and at a thousand
+// calls a second, each leg bridged for a few milliseconds, that made an
+// epoll set, an eventfd and a goroutine nearly per call: 3 % of the park
+// server's CPU.) The Scheduler's Close stops the idle sets and waits for
+// them, and after it a set stops with its last socket, so that nothing is
+// left running once the scheduler and its endpoints are closed.
 type rxSet struct {
-	mu   sync.Mutex
-	runs []*rxRun // the running set of each slot; nil when idle
+	mu     sync.Mutex
+	runs   []*rxRun      // the running set of each slot; nil when idle
+	closed bool          // the Scheduler has closed
+	linger time.Duration // rxIdleLinger if zero; tests shorten it
 }
 
 // rxRun is one epoll set and the goroutine reading it, from its first
@@ -33,7 +40,14 @@ type rxRun struct {
 
 	mu   sync.RWMutex
 	byFD map[int32]rxReader
+
+	idle *time.Timer // stops the set rxIdleLinger after its last socket; under set.mu
 }
+
+// rxIdleLinger is how long a set without sockets waits for the next one
+// before its goroutine stops: long enough to outlast the gaps between
+// calls under load, short enough that an idle server soon holds no reader.
+const rxIdleLinger = time.Second
 
 // rxReader is what a set reads: a leg's own socket (Endpoint) or a port
 // several legs share (SharedPort). readRaw reads what is ready without
@@ -116,6 +130,10 @@ func (s *rxSet) add(io *endpointIO, rd rxReader, slots int, sched *Scheduler) er
 		}
 	}
 	r := s.runs[slot]
+	if r != nil && r.idle != nil {
+		r.idle.Stop()
+		r.idle = nil
+	}
 	started := false
 	if r == nil {
 		var err error
@@ -165,17 +183,65 @@ func (s *rxSet) remove(io *endpointIO) {
 	delete(r.byFD, fd)
 	r.mu.Unlock()
 	r.n--
-	last := r.n == 0
+	last := r.n == 0 && s.closed
 	if last {
 		s.runs[r.slot] = nil // the next add starts a new set
-		r.stop.Store(true)
-		one := [8]byte{1}
-		_, _ = unix.Write(r.wakefd, one[:])
+		r.stopLocked()
+	} else if r.n == 0 {
+		d := s.linger
+		if d == 0 {
+			d = rxIdleLinger
+		}
+		r.idle = time.AfterFunc(d, func() { s.stopIdle(r) })
 	}
 	s.mu.Unlock()
 	if last {
 		<-r.done
 	}
+}
+
+// stopIdle stops r if it is still its slot's set and still has no socket.
+func (s *rxSet) stopIdle(r *rxRun) {
+	s.mu.Lock()
+	if s.runs[r.slot] != r || r.n != 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.runs[r.slot] = nil
+	r.idle = nil
+	r.stopLocked()
+	s.mu.Unlock()
+	<-r.done
+}
+
+// close stops the sets without sockets and waits for them; the others stop
+// with their last socket.
+func (s *rxSet) close() {
+	s.mu.Lock()
+	s.closed = true
+	var idle []*rxRun
+	for i, r := range s.runs {
+		if r != nil && r.n == 0 {
+			s.runs[i] = nil
+			if r.idle != nil {
+				r.idle.Stop()
+				r.idle = nil
+			}
+			r.stopLocked()
+			idle = append(idle, r)
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range idle {
+		<-r.done
+	}
+}
+
+// stopLocked asks the set's goroutine to return; set.mu is held.
+func (r *rxRun) stopLocked() {
+	r.stop.Store(true)
+	one := [8]byte{1}
+	_, _ = unix.Write(r.wakefd, one[:])
 }
 
 func newRxRun(s *rxSet, slot int) (*rxRun, error) {

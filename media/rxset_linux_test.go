@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -48,8 +49,10 @@ func TestEndpointLeavesNetpoller(t *testing.T) {
 
 	require.Equal(t, 1, readSetCount(t, s))
 	require.NoError(t, e.Close())
-	require.Equal(t, 0, readSetCount(t, s), "the last leg closed stops its set's goroutine")
+	require.Equal(t, 1, readSetCount(t, s), "the set runs on for the next leg")
 	require.NoError(t, e.Close())
+	require.NoError(t, s.Close())
+	require.Equal(t, 0, readSetCount(t, s), "the scheduler's Close stops it")
 }
 
 func TestEndpointPortableIO(t *testing.T) {
@@ -127,7 +130,9 @@ func TestEndpointCloseWhileReceiving(t *testing.T) {
 }
 
 // TestEndpointSpreadsOverSets checks that legs go to the least loaded of
-// the scheduler's sets and that each set stops with its last leg.
+// the scheduler's sets, that a set outlives its last leg while the
+// scheduler is open, and that after the scheduler's Close each set stops
+// with its last leg.
 func TestEndpointSpreadsOverSets(t *testing.T) {
 	verifyNoLeaks(t)
 	s := NewScheduler(SchedulerOptions{Shards: 3})
@@ -137,18 +142,47 @@ func TestEndpointSpreadsOverSets(t *testing.T) {
 		legs[i] = newTestEndpoint(t, EndpointOptions{Codec: PCMU, Scheduler: s})
 	}
 	require.Equal(t, 3, readSetCount(t, s))
-	for _, r := range s.rx.runs {
+	runs := append([]*rxRun(nil), s.rx.runs...)
+	for _, r := range runs {
 		require.Equal(t, 2, r.n)
 	}
 	for _, e := range legs[:5] {
 		require.NoError(t, e.Close())
 	}
-	require.Equal(t, 1, readSetCount(t, s))
+	require.Equal(t, 3, readSetCount(t, s), "idle sets wait for the next legs")
+	legs[0] = newTestEndpoint(t, EndpointOptions{Codec: PCMU, Scheduler: s})
+	require.NotNil(t, legs[0].io.raw)
+	require.Contains(t, runs, legs[0].io.run, "a running set takes it, none is started")
+	require.NotSame(t, legs[5].io.run, legs[0].io.run, "the least loaded set")
+
+	require.NoError(t, s.Close())
+	require.Equal(t, 2, readSetCount(t, s), "Close stops the idle set at once")
 	require.NoError(t, legs[5].Close())
+	require.Equal(t, 1, readSetCount(t, s), "the others with their last leg")
+	require.NoError(t, legs[0].Close())
 	require.Equal(t, 0, readSetCount(t, s))
-	// A new leg after the sets stopped starts one again.
+}
+
+// A set left without legs stops after a while unless a leg comes back.
+func TestIdleSetStops(t *testing.T) {
+	verifyNoLeaks(t)
+	s := NewScheduler(SchedulerOptions{Shards: 1})
+	t.Cleanup(func() { _ = s.Close() })
+	s.rx.linger = time.Hour
 	e := newTestEndpoint(t, EndpointOptions{Codec: PCMU, Scheduler: s})
-	require.NotNil(t, e.io.raw)
+	run := e.io.run
+	require.NoError(t, e.Close())
+	e = newTestEndpoint(t, EndpointOptions{Codec: PCMU, Scheduler: s})
+	require.Same(t, run, e.io.run, "back before the linger ended: the same set")
+
+	s.rx.mu.Lock()
+	s.rx.linger = time.Millisecond
+	s.rx.mu.Unlock()
+	require.NoError(t, e.Close())
+	<-run.done // stopped, with nobody closing the scheduler
+	require.Equal(t, 0, readSetCount(t, s))
+	e = newTestEndpoint(t, EndpointOptions{Codec: PCMU, Scheduler: s})
+	require.NotSame(t, run, e.io.run, "a new set for the next leg")
 	require.Equal(t, 1, readSetCount(t, s))
 }
 

@@ -203,6 +203,7 @@ func (s *Scheduler) Close() error {
 		for _, sh := range s.shards {
 			sh.stopAll()
 		}
+		s.rx.close()
 	})
 	return nil
 }

@@ -381,7 +381,7 @@ func (p *SharedPort) lookup(pkt []byte, src netip.AddrPort) (*Endpoint, *atomic.
 // Go's netpoller until it is closed.
 func (p *SharedPort) readLoop() {
 	defer close(p.done)
-	readUDP(p.conn, p.logger, p.local, &p.unknown, p.dispatch)
+	readUDP(p.conn, p.logger, p.local, &p.unknown, nil, p.dispatch)
 }
 
 // startNetpoll is the portable path: a goroutine reads conn, packets leave

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 
 	"github.com/emiago/sipgo/sip"
@@ -58,7 +57,7 @@ func (r *mediaRefusal) Unwrap() error { return r.Err }
 
 // endpoint builds an endpoint on a port already taken from Ports, set up
 // from what offer/answer agreed; on error the port is given back.
-func (m legMedia) endpoint(conn *net.UDPConn, n media.Negotiated) (*media.Endpoint, error) {
+func (m legMedia) endpoint(conn *media.Socket, n media.Negotiated) (*media.Endpoint, error) {
 	logger := m.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -149,7 +148,7 @@ func (m legMedia) Answer(req *sip.Request, parked, reserved bool) (legConfig, []
 		code, reason, headers := statusFor(err)
 		return legConfig{}, nil, &mediaRefusal{Code: code, Reason: reason, Headers: headers, Err: err, Overload: true}
 	}
-	sdp := m.session(conn.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+	sdp := m.session(conn.LocalAddr().Port())
 	var body []byte
 	var lateOffer *media.Offer
 	n := media.Negotiated{Codec: media.PCMU, Direction: stance} // until the ACK answers a late offer

@@ -4,58 +4,148 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/callpark/callpark/media"
 )
 
 // The ranges here lie below Linux's ephemeral ports (32768 up), so that no
 // port-0 socket of a parallel test takes one of them.
 var localhost = netip.MustParseAddr("127.0.0.1")
 
-func portOf(c *net.UDPConn) uint16 { return c.LocalAddr().(*net.UDPAddr).AddrPort().Port() }
+func portOf(s *media.Socket) uint16 { return s.LocalAddr().Port() }
 
-func TestPortPoolEvenPortsInLRUOrder(t *testing.T) {
+// bindable reports whether another program could bind port now.
+func bindable(t *testing.T, port uint16) bool {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(localhost, port)))
+	if err != nil {
+		return false
+	}
+	require.NoError(t, c.Close())
+	return true
+}
+
+func TestPortPoolEvenPortsLowestFirst(t *testing.T) {
 	pool, err := NewPortPool(localhost, 10231, 10236) // odd low end: 10232 first
 	require.NoError(t, err)
-	var conns []*net.UDPConn
-	t.Cleanup(func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	})
+	t.Cleanup(pool.Close)
+	var socks []*media.Socket
 	for _, want := range []uint16{10232, 10234, 10236} {
-		c, err := pool.acquire()
+		s, err := pool.acquire()
 		require.NoError(t, err)
-		conns = append(conns, c)
-		require.Equal(t, want, portOf(c), "even ports, lowest first")
-		require.Equal(t, localhost, c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), "bound on the pool's address")
+		socks = append(socks, s)
+		require.Equal(t, want, portOf(s), "even ports, lowest first")
+		require.Equal(t, localhost, s.LocalAddr().Addr(), "bound on the pool's address")
 	}
 	require.Equal(t, 3, pool.InUse())
 	_, err = pool.acquire()
 	require.ErrorIs(t, err, ErrNoRTPPort)
-	require.Equal(t, 3, pool.InUse(), "a refused Acquire takes nothing")
-
-	// Freed 10234 then 10232: they come back in that order, the port freed
-	// last rests longest.
-	for _, i := range []int{1, 0} {
-		port := portOf(conns[i])
-		require.NoError(t, conns[i].Close())
-		pool.release(port)
-	}
-	require.Equal(t, 1, pool.InUse())
-	for i, want := range []uint16{10234, 10232} {
-		c, err := pool.acquire()
-		require.NoError(t, err)
-		conns[i] = c
-		require.Equal(t, want, portOf(c))
-	}
-	require.Equal(t, 3, pool.InUse())
-	for _, c := range conns {
-		port := portOf(c)
-		require.NoError(t, c.Close())
-		pool.release(port)
+	require.Equal(t, 3, pool.InUse(), "a refused acquire takes nothing")
+	for _, s := range socks {
+		pool.release(s)
 	}
 	require.Zero(t, pool.InUse())
+}
+
+// An ended leg's socket stays bound and rests before the next leg gets it:
+// a port never bound goes first, a rested socket before that, and a
+// resting one only when nothing else is left.
+func TestPortPoolQuarantine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pool, err := NewPortPool(localhost, 10330, 10337) // 10330, 10332, 10334, 10336
+		require.NoError(t, err)
+		defer pool.Close()
+		a, err := pool.acquire()
+		require.NoError(t, err)
+		b, err := pool.acquire()
+		require.NoError(t, err)
+		pool.release(a)
+		require.False(t, bindable(t, portOf(a)), "a released socket stays bound")
+
+		c, err := pool.acquire()
+		require.NoError(t, err)
+		require.Equal(t, uint16(10334), portOf(c), "a is resting: a port never bound goes first")
+
+		time.Sleep(portQuarantine)
+		again, err := pool.acquire()
+		require.NoError(t, err)
+		require.Same(t, a, again, "rested: the socket itself is handed out again, no new bind")
+
+		pool.release(b)
+		d, err := pool.acquire()
+		require.NoError(t, err)
+		require.Equal(t, uint16(10336), portOf(d))
+		early, err := pool.acquire()
+		require.NoError(t, err, "nothing else left: a resting socket rather than a refusal")
+		require.Same(t, b, early)
+		_, err = pool.acquire()
+		require.ErrorIs(t, err, ErrNoRTPPort)
+		require.Equal(t, 4, pool.InUse())
+		for _, s := range []*media.Socket{again, c, d, early} {
+			pool.release(s)
+		}
+		require.Zero(t, pool.InUse())
+	})
+}
+
+// What the old call's peer sends to a resting socket is not what the next
+// leg reads.
+func TestPortPoolDiscardsWhatARestingSocketGot(t *testing.T) {
+	pool, err := NewPortPool(localhost, 10340, 10340)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	pool.quarantine = 0
+	s, err := pool.acquire()
+	require.NoError(t, err)
+	pool.release(s)
+	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	defer peer.Close()
+	for range 3 {
+		_, err := peer.WriteToUDPAddrPort([]byte("late rtp"), s.LocalAddr())
+		require.NoError(t, err)
+	}
+	// Loopback delivers within the send; a queue still empty here would
+	// only make the test pass without testing anything.
+	s2, err := pool.acquire()
+	require.NoError(t, err)
+	require.Same(t, s, s2)
+	require.Zero(t, s2.Discard(), "the queue was emptied when handed out")
+	pool.release(s2)
+}
+
+// Past maxResting an ended leg's socket is closed; Close closes the resting
+// ones and whatever is released after it.
+func TestPortPoolBoundsAndClosesRestingSockets(t *testing.T) {
+	pool, err := NewPortPool(localhost, 10350, 10355) // 10350, 10352, 10354
+	require.NoError(t, err)
+	pool.maxResting = 1
+	a, err := pool.acquire()
+	require.NoError(t, err)
+	b, err := pool.acquire()
+	require.NoError(t, err)
+	c, err := pool.acquire()
+	require.NoError(t, err)
+	pool.release(a)
+	pool.release(b)
+	require.False(t, bindable(t, portOf(a)), "a rests")
+	require.True(t, bindable(t, portOf(b)), "one resting socket at most: b was closed")
+
+	pool.Close()
+	pool.Close()
+	require.True(t, bindable(t, portOf(a)), "Close closes the resting sockets")
+	pool.release(c)
+	require.True(t, bindable(t, portOf(c)), "released after Close: closed")
+	require.Zero(t, pool.InUse())
+
+	d, err := pool.acquire()
+	require.NoError(t, err, "a closed pool still binds ports")
+	pool.release(d)
+	require.True(t, bindable(t, portOf(d)))
 }
 
 // A port another program holds is skipped and stays in the pool.
@@ -64,22 +154,20 @@ func TestPortPoolSkipsHeldPort(t *testing.T) {
 	require.NoError(t, err)
 	pool, err := NewPortPool(localhost, 10240, 10242)
 	require.NoError(t, err)
+	t.Cleanup(pool.Close)
 
-	c, err := pool.acquire()
+	s, err := pool.acquire()
 	require.NoError(t, err)
-	require.Equal(t, uint16(10242), portOf(c), "10240 is held elsewhere")
+	require.Equal(t, uint16(10242), portOf(s), "10240 is held elsewhere")
 	_, err = pool.acquire()
 	require.ErrorIs(t, err, ErrNoRTPPort, "each free port tried once, none bound")
 
 	require.NoError(t, held.Close())
-	c2, err := pool.acquire()
+	s2, err := pool.acquire()
 	require.NoError(t, err)
-	require.Equal(t, uint16(10240), portOf(c2), "retried once free")
-	for _, conn := range []*net.UDPConn{c, c2} {
-		port := portOf(conn)
-		require.NoError(t, conn.Close())
-		pool.release(port)
-	}
+	require.Equal(t, uint16(10240), portOf(s2), "retried once free")
+	pool.release(s)
+	pool.release(s2)
 	require.Zero(t, pool.InUse())
 }
 
@@ -111,6 +199,7 @@ func TestNewPortPoolRanges(t *testing.T) {
 func TestPortPoolReservesForRecalls(t *testing.T) {
 	pool, err := NewPortPool(localhost, 10320, 10323) // two ports
 	require.NoError(t, err)
+	t.Cleanup(pool.Close)
 	leg, err := pool.acquire()
 	require.NoError(t, err)
 	require.NoError(t, pool.reserve())

@@ -366,6 +366,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := engine.Shutdown(ctx)
 	stack.Close()
+	s.ports.Close() // the RTP sockets kept between calls
 	return err
 }
 

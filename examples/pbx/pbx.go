@@ -290,6 +290,7 @@ func (p *PBX) Shutdown(ctx context.Context) error {
 	}
 	err := engine.Shutdown(ctx)
 	stack.Close()
+	p.ports.Close() // the RTP sockets kept between calls
 	return err
 }
 
