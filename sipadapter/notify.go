@@ -59,15 +59,7 @@ func (e *Engine) sendNotices(queue <-chan notice, done chan<- struct{}) {
 	defer close(done)
 	for n := range queue {
 		for _, to := range e.cfg.Notify {
-			targets, err := e.dialTargets(to, "")
-			if err != nil {
-				e.log.Debug("notice not sent", "to", to, "err", err)
-				e.told(Telling{Kind: Messaged, Orbit: n.orbit, To: to, Err: err})
-				continue
-			}
-			for _, t := range targets {
-				e.sendMessage(t, to, n.orbit, n.text)
-			}
+			e.messageEach(to, n.orbit, n.text, func(send func()) { send() })
 		}
 	}
 }
@@ -126,6 +118,12 @@ func who(party string) string {
 // message sends text about the call in o to uri's phones (Locate) or to
 // uri, from the park extension, on the engine's tasks.
 func (e *Engine) message(uri string, o orbit.Orbit, text string) {
+	e.messageEach(uri, o, text, e.tasks.Go)
+}
+
+// messageEach finds uri's targets and hands run a send of text to each:
+// run calls it in order (the Notify queue) or on a task (message).
+func (e *Engine) messageEach(uri string, o orbit.Orbit, text string, run func(func())) {
 	targets, err := e.dialTargets(uri, "")
 	if err != nil {
 		e.log.Debug("notice not sent", "to", uri, "err", err)
@@ -133,7 +131,7 @@ func (e *Engine) message(uri string, o orbit.Orbit, text string) {
 		return
 	}
 	for _, t := range targets {
-		e.tasks.Go(func() { e.sendMessage(t, uri, o, text) })
+		run(func() { e.sendMessage(t, uri, o, text) })
 	}
 }
 
