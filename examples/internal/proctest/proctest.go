@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -188,18 +189,43 @@ func (p *Process) WaitLogged(timeout time.Duration, what string, cond func(lines
 // block never reaches into another's. They come from 9000-9999, below
 // Linux's ephemeral ports (32768-60999) where other tests' sockets land at
 // random, and apart from the RTP ranges the tests give servers and phones.
+//
+// A block handed out stays reserved until the test ends, by an flock on a
+// file named after it, so no other test, in this process or in another
+// package's test binary running beside it, draws the same block before
+// the program told its port has bound it (two SIPp processes once drew the
+// same block; the second failed to bind and sent nothing).
 func FreeUDPPort(t testing.TB) int {
 	t.Helper()
 	const blocks = 250
 	start := rand.IntN(blocks)
 	for k := range blocks {
 		port := 9000 + 4*((start+k)%blocks)
+		if !reserve(t, port) {
+			continue
+		}
 		if udpFree(port, 4) {
 			return port
 		}
 	}
 	t.Fatal("no four free UDP ports in a row in 9000-9999")
 	return 0
+}
+
+// reserve takes the block at port for the rest of the test, or reports
+// false when another test holds it.
+func reserve(t testing.TB, port int) bool {
+	name := filepath.Join(os.TempDir(), fmt.Sprintf("callpark-udp-%d.lock", port))
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("reserve UDP port block %d: %v", port, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return false
+	}
+	t.Cleanup(func() { f.Close() })
+	return true
 }
 
 // udpFree reports whether n loopback UDP ports from port on can be bound.
