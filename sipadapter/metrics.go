@@ -21,6 +21,9 @@ type Metrics struct {
 	lot      *parkmetrics.Collector
 	refusals *prometheus.CounterVec
 	setup    *prometheus.HistogramVec
+	// setupOf are setup's two series, looked up once: a park and a
+	// retrieve each observe one.
+	setupOf  map[string]prometheus.Observer
 	tellings *prometheus.CounterVec
 	engine   atomic.Pointer[Engine] // read at each scrape
 
@@ -57,8 +60,9 @@ func NewMetrics(lot *park.Lot) *Metrics {
 		watchers: prometheus.NewDesc(ns+"_blf_watchers",
 			"BLF subscriptions (SUBSCRIBE to an orbit's dialog state) being served.", nil, nil),
 	}
+	m.setupOf = map[string]prometheus.Observer{}
 	for _, k := range []string{"park", "retrieve"} {
-		m.setup.WithLabelValues(k)
+		m.setupOf[k] = m.setup.WithLabelValues(k)
 	}
 	for _, k := range []TellingKind{Announced, Paged, Messaged} {
 		m.tellings.WithLabelValues(k.String(), "ok")
@@ -78,7 +82,7 @@ func (m *Metrics) refused(code int, reason string) {
 // its 200 OK, from when it arrived.
 func (m *Metrics) answered(kind string, arrived time.Time) {
 	if !arrived.IsZero() {
-		m.setup.WithLabelValues(kind).Observe(time.Since(arrived).Seconds())
+		m.setupOf[kind].Observe(time.Since(arrived).Seconds())
 	}
 }
 

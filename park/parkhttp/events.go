@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -43,24 +42,29 @@ func eventOf(e park.Event, node string) eventJSON {
 // history is how many events a reconnecting client can catch up on.
 const history = 1024
 
-// subscriberBuffer is how many events a client may lag behind before it
-// is cut off (it reconnects, and catches up from history or a snapshot).
-const subscriberBuffer = 256
-
 // keepAlive is how often an idle stream gets a comment line.
 const keepAlive = 15 * time.Second
 
-// flushEvery is how long an event may wait in the stream's buffer for
-// others to go out with it.
+// flushEvery is how long an event may wait for others to go out with it:
+// at a thousand parks a second a stream woken and written for every event
+// would cost the server more than the page is worth.
 const flushEvery = 50 * time.Millisecond
 
-// entry is one event of the history, encoded once.
+// entry is one event of the history, encoded once, by the first stream
+// that sends it (never when nobody watches), off the lot's own goroutine.
 type entry struct {
 	seq  uint64
+	ev   park.Event
+	once sync.Once
 	data []byte
 }
 
-// hub keeps the lot's recent events and hands them to the streams.
+func (en *entry) json(node string) []byte {
+	en.once.Do(func() { en.data = appendEvent(nil, en.ev, node) })
+	return en.data
+}
+
+// hub keeps the lot's recent events and wakes the streams.
 type hub struct {
 	lot  *park.Lot
 	node string
@@ -69,16 +73,14 @@ type hub struct {
 
 	mu     sync.Mutex
 	seq    uint64
-	ring   []entry // the last events: the one of seq s at index (s-1) % history
+	ring   []*entry // the last events: the one of seq s at index (s-1) % history
 	subs   map[*subscriber]struct{}
 	closed chan struct{}
 }
 
-type subscriber struct {
-	ch chan entry
-	// cut is closed when the subscriber fell behind and was dropped.
-	cut chan struct{}
-}
+// subscriber is an open stream; wake says there is something after the
+// last event it sent.
+type subscriber struct{ wake chan struct{} }
 
 func newHub(lot *park.Lot, node string) *hub {
 	var b [4]byte
@@ -99,20 +101,16 @@ func (h *hub) close() {
 	}
 }
 
-// observe records a lot's event and hands it to every stream. Updates of a
+// observe records a lot's event and wakes every stream. Updates of a
 // handoff change nothing a watcher sees, and are left out.
 func (h *hub) observe(e park.Event) {
 	if e.Kind == park.EventUpdated {
 		return
 	}
-	data, err := json.Marshal(eventOf(e, h.node))
-	if err != nil {
-		return // every field is a plain value: cannot happen
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.seq++
-	en := entry{seq: h.seq, data: data}
+	en := &entry{seq: h.seq, ev: e}
 	if len(h.ring) < history {
 		h.ring = append(h.ring, en)
 	} else {
@@ -120,10 +118,8 @@ func (h *hub) observe(e park.Event) {
 	}
 	for s := range h.subs {
 		select {
-		case s.ch <- en:
-		default:
-			delete(h.subs, s)
-			close(s.cut)
+		case s.wake <- struct{}{}:
+		default: // already woken
 		}
 	}
 }
@@ -131,46 +127,60 @@ func (h *hub) observe(e park.Event) {
 // id is an event's SSE ID.
 func (h *hub) id(seq uint64) string { return h.boot + "-" + strconv.FormatUint(seq, 10) }
 
-// subscribe starts a stream after lastID: the events since, when the hub
-// still has them all, else a snapshot (taken under the hub's lock, so no
-// event falls between it and the stream) and its ID.
-func (h *hub) subscribe(lastID string, snapshot func() callsJSON) (s *subscriber, backlog []entry, snap []byte, snapID string) {
-	s = &subscriber{ch: make(chan entry, subscriberBuffer), cut: make(chan struct{})}
+// subscribe opens a stream after lastID. It returns the sequence number the
+// stream has sent up to: lastID's, when the hub still has every event
+// since, else the current one with a snapshot to send first.
+func (h *hub) subscribe(lastID string, snapshot func() callsJSON) (s *subscriber, last uint64, snap []byte) {
+	s = &subscriber{wake: make(chan struct{}, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if backlog, ok := h.since(lastID); ok {
-		h.subs[s] = struct{}{}
-		return s, backlog, nil, ""
-	}
-	sn := snapshot()
-	sn.Kind = "snapshot"
-	snap, _ = json.Marshal(sn)
 	h.subs[s] = struct{}{}
-	return s, nil, snap, h.id(h.seq)
+	if seq, ok := h.parse(lastID); ok {
+		if seq < h.seq {
+			s.wake <- struct{}{} // what was missed goes out at once
+		}
+		return s, seq, nil
+	}
+	last, snap = h.snapshotLocked(snapshot)
+	return s, last, snap
 }
 
-// since returns the events after lastID, false when it is not this run's
-// or older than the history.
-func (h *hub) since(lastID string) ([]entry, bool) {
-	boot, n, ok := strings.Cut(lastID, "-")
+// parse reads an event ID of this run whose followers the hub still has.
+func (h *hub) parse(id string) (uint64, bool) {
+	boot, n, ok := strings.Cut(id, "-")
 	if !ok || boot != h.boot {
-		return nil, false
+		return 0, false
 	}
 	seq, err := strconv.ParseUint(n, 10, 64)
-	if err != nil || seq > h.seq {
-		return nil, false
+	if err != nil || seq > h.seq || h.seq-seq > uint64(len(h.ring)) {
+		return 0, false
 	}
-	if seq == h.seq {
-		return nil, true
-	}
+	return seq, true
+}
+
+// snapshotLocked takes a snapshot under the hub's lock, so that no event
+// falls between it and the events after seq.
+func (h *hub) snapshotLocked(snapshot func() callsJSON) (seq uint64, data []byte) {
+	sn := snapshot()
+	sn.Kind = "snapshot"
+	data, _ = json.Marshal(sn)
+	return h.seq, data
+}
+
+// after returns the events after seq; when some of them are no longer
+// kept, a snapshot and its sequence number instead.
+func (h *hub) after(seq uint64, snapshot func() callsJSON) (ents []*entry, snapSeq uint64, snap []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.seq-seq > uint64(len(h.ring)) {
-		return nil, false // some were dropped from the history
+		snapSeq, snap = h.snapshotLocked(snapshot)
+		return nil, snapSeq, snap
 	}
-	out := make([]entry, 0, h.seq-seq)
+	ents = make([]*entry, 0, h.seq-seq)
 	for s := seq + 1; s <= h.seq; s++ {
-		out = append(out, h.ring[(s-1)%history])
+		ents = append(ents, h.ring[(s-1)%history])
 	}
-	return out, true
+	return ents, 0, nil
 }
 
 func (h *hub) unsubscribe(s *subscriber) {
@@ -189,7 +199,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if lastID == "" {
 		lastID = r.URL.Query().Get("last_event_id")
 	}
-	s, backlog, snap, snapID := h.hub.subscribe(lastID, h.snapshot)
+	s, last, snap := h.hub.subscribe(lastID, h.snapshot)
 	defer h.hub.unsubscribe(s)
 
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -197,65 +207,67 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
 	// A client cut off retries after a second, not a browser's default 3 s.
-	_, _ = fmt.Fprint(w, "retry: 1000\n\n")
-	send := func(id string, data []byte) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(keepAlive))
-		if _, err := fmt.Fprintf(w, "id: %s\ndata: %s\n\n", id, data); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
+	buf := []byte("retry: 1000\n\n")
+	if snap != nil {
+		buf = h.appendEntry(buf, last, snap)
+	} else {
+		buf = append(buf, ": connected\n\n"...)
 	}
-	if snap != nil && !send(snapID, snap) {
+	write := func() bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(keepAlive))
+		_, err := w.Write(buf)
+		buf = buf[:0]
+		return err == nil && rc.Flush() == nil
+	}
+	if !write() {
 		return
-	}
-	for _, en := range backlog {
-		if !send(h.hub.id(en.seq), en.data) {
-			return
-		}
-	}
-	if len(backlog) == 0 && snap == nil {
-		// Caught up with nothing to send: answer at once all the same,
-		// so the client knows it is connected.
-		_ = rc.SetWriteDeadline(time.Now().Add(keepAlive))
-		if _, err := fmt.Fprint(w, ": caught up\n\n"); err != nil || rc.Flush() != nil {
-			return
-		}
 	}
 	tick := time.NewTicker(keepAlive)
 	defer tick.Stop()
-	// Events are written as they come and flushed at most every
-	// flushEvery: at a thousand parks a second a flush (a write to the
-	// socket) per event would cost the server more than the page is worth.
-	flush := time.NewTimer(flushEvery)
-	flush.Stop()
-	pending := false
+	gather := time.NewTimer(0)
+	<-gather.C
 	for {
 		select {
-		case en := <-s.ch:
-			_ = rc.SetWriteDeadline(time.Now().Add(keepAlive))
-			if _, err := fmt.Fprintf(w, "id: %s\ndata: %s\n\n", h.hub.id(en.seq), en.data); err != nil {
+		case <-s.wake:
+			// Let the events of the next moments join this one.
+			gather.Reset(flushEvery)
+			select {
+			case <-gather.C:
+			case <-r.Context().Done():
+				return
+			case <-h.hub.closed:
 				return
 			}
-			if !pending {
-				pending = true
-				flush.Reset(flushEvery)
+			ents, snapSeq, snap := h.hub.after(last, h.snapshot)
+			if snap != nil {
+				buf, last = h.appendEntry(buf, snapSeq, snap), snapSeq
 			}
-		case <-flush.C:
-			pending = false
-			if rc.Flush() != nil {
+			for _, en := range ents {
+				buf, last = h.appendEntry(buf, en.seq, en.json(h.opts.Node)), en.seq
+			}
+			if len(buf) > 0 && !write() {
 				return
 			}
 		case <-tick.C:
-			_ = rc.SetWriteDeadline(time.Now().Add(keepAlive))
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
+			buf = append(buf, ": keep-alive\n\n"...)
+			if !write() {
 				return
 			}
-		case <-s.cut:
-			return // fell behind: the client reconnects and catches up
 		case <-r.Context().Done():
 			return
 		case <-h.hub.closed:
 			return
 		}
 	}
+}
+
+// appendEntry appends one event of the stream.
+func (h *Handler) appendEntry(b []byte, seq uint64, data []byte) []byte {
+	b = append(b, "id: "...)
+	b = append(b, h.hub.boot...)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, "\ndata: "...)
+	b = append(b, data...)
+	return append(b, "\n\n"...)
 }

@@ -43,6 +43,13 @@ type Collector struct {
 	retrieve   prometheus.Histogram
 
 	parked, ringing *prometheus.Desc
+
+	// The series of each outcome and purpose, looked up once: every
+	// event touches one or two.
+	endedOf    [park.Lost + 1]prometheus.Counter
+	durationOf [park.Lost + 1]prometheus.Observer
+	ringsOf    [park.Fallback + 1]prometheus.Counter
+	failedOf   [park.Fallback + 1]prometheus.Counter
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -87,12 +94,12 @@ func New(lot *park.Lot) *Collector {
 			"Calls this node holds whose parker (or fallback) is being rung.", nil, nil),
 	}
 	for _, o := range []park.Outcome{park.Retrieved, park.Recalled, park.Forwarded, park.Abandoned, park.Dropped, park.Lost} {
-		c.ended.WithLabelValues(o.String())
-		c.duration.WithLabelValues(o.String())
+		c.endedOf[o] = c.ended.WithLabelValues(o.String())
+		c.durationOf[o] = c.duration.WithLabelValues(o.String())
 	}
 	for _, p := range []park.DialPurpose{park.Recall, park.Fallback} {
-		c.rings.WithLabelValues(p.String())
-		c.ringFailed.WithLabelValues(p.String())
+		c.ringsOf[p] = c.rings.WithLabelValues(p.String())
+		c.failedOf[p] = c.ringFailed.WithLabelValues(p.String())
 	}
 	c.moved.WithLabelValues("in")
 	c.moved.WithLabelValues("out")
@@ -111,9 +118,13 @@ func (c *Collector) observe(e park.Event) {
 	case park.EventParked:
 		c.parks.Inc()
 	case park.EventRinging:
-		c.rings.WithLabelValues(e.Purpose.String()).Inc()
+		if e.Purpose == park.Recall || e.Purpose == park.Fallback {
+			c.ringsOf[e.Purpose].Inc()
+		}
 	case park.EventRingFailed:
-		c.ringFailed.WithLabelValues(e.Purpose.String()).Inc()
+		if e.Purpose == park.Recall || e.Purpose == park.Fallback {
+			c.failedOf[e.Purpose].Inc()
+		}
 	case park.EventMoved:
 		if e.Call.State == park.Moved {
 			c.moved.WithLabelValues("out").Inc()
@@ -121,12 +132,12 @@ func (c *Collector) observe(e park.Event) {
 			c.moved.WithLabelValues("in").Inc()
 		}
 	case park.EventEnded:
-		if e.Outcome == park.NoOutcome {
+		if e.Outcome <= park.NoOutcome || e.Outcome > park.Lost {
 			return
 		}
 		waited := e.Time.Sub(e.Call.Since).Seconds()
-		c.ended.WithLabelValues(e.Outcome.String()).Inc()
-		c.duration.WithLabelValues(e.Outcome.String()).Observe(waited)
+		c.endedOf[e.Outcome].Inc()
+		c.durationOf[e.Outcome].Observe(waited)
 		if e.Outcome == park.Retrieved {
 			c.retrieve.Observe(waited)
 		}
