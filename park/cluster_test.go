@@ -154,6 +154,20 @@ func TestRetrieveElsewhere(t *testing.T) {
 	})
 }
 
+func TestRecallAndDropElsewhere(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cl := newTestCluster()
+		lot, _, _ := newTestLot(t, "701-709", Config{Cluster: cl})
+		cl.parkRemote("705", time.Now())
+		for _, act := range []func(orbit.Orbit) error{lot.Recall, lot.Drop} {
+			var ee *ElsewhereError
+			require.ErrorAs(t, act("705"), &ee, "another node holds it: that node's lot must act")
+			require.Equal(t, ElsewhereError{Orbit: "705", Node: "b"}, *ee)
+			require.ErrorIs(t, act("706"), ErrNotParked)
+		}
+	})
+}
+
 func TestLookupCallsAndObserveSpanTheCluster(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cl := newTestCluster()
@@ -192,6 +206,39 @@ func TestLookupCallsAndObserveSpanTheCluster(t *testing.T) {
 		mu.Lock()
 		require.Len(t, seen, 2, "stopped observers hear nothing more from other nodes")
 		mu.Unlock()
+	})
+}
+
+func TestDropParkedAndRinging(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dialer := &testDialer{behaviours: map[string]ringBehaviour{"sip:bob@example.com": neverAnswer}}
+		lot, alloc, log := newTestLot(t, "701-709", Config{Dialer: dialer})
+		parked, ringing := &testLeg{}, &testLeg{}
+		a, err := lot.Park(t.Context(), ParkRequest{Leg: parked, Parker: "sip:bob@example.com"})
+		require.NoError(t, err)
+		b, err := lot.Park(t.Context(), ParkRequest{Leg: ringing, Parker: "sip:bob@example.com"})
+		require.NoError(t, err)
+		require.NoError(t, lot.Recall(b.Orbit()))
+		synctest.Wait()
+		require.Equal(t, Recalling, b.Info().State)
+
+		require.NoError(t, lot.Drop(a.Orbit()))
+		require.NoError(t, lot.Drop(b.Orbit()))
+		require.Equal(t, Dropped, a.Outcome())
+		require.Equal(t, Dropped, b.Outcome())
+		_, hangups := parked.counts()
+		require.Equal(t, 1, hangups, "the operator hung it up")
+		_, hangups = ringing.counts()
+		require.Equal(t, 1, hangups)
+		require.Zero(t, alloc.InUse())
+		synctest.Wait()
+		reqs, _, _ := dialer.log()
+		require.Len(t, reqs, 1, "the ringing recall was cancelled, none followed")
+		require.Equal(t, []EventKind{EventParked, EventParked, EventRinging, EventEnded, EventEnded}, log.kinds(), "no ring-failed after the call ended")
+
+		require.ErrorIs(t, lot.Drop(a.Orbit()), ErrNotParked)
+		require.ErrorIs(t, lot.Drop("755x"), ErrUnknownOrbit)
+		require.ErrorIs(t, lot.Recall("800"), ErrUnknownOrbit)
 	})
 }
 

@@ -394,20 +394,53 @@ func (l *Lot) Observe(o Observer) (stop func()) {
 }
 
 // Recall rings the parker of the call in orbit o now, as if its pickup
-// timeout had passed: the operator's "send it back", and what a cluster
-// node does with calls whose orbits it lost. A call already ringing is left
-// as it is. ErrNotParked when this lot holds no call there.
+// timeout had passed: the operator's "send it back". A call already
+// ringing is left as it is. ErrNotParked when no call waits there,
+// ErrUnknownOrbit for an orbit in none of the lot's ranges, and in a
+// cluster an *ElsewhereError (Addr empty) when another node holds the
+// call: that node's lot must be asked.
 func (l *Lot) Recall(o orbit.Orbit) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	c := l.byOrbit[o]
-	if c == nil {
-		return fmt.Errorf("orbit %s: %w", o, ErrNotParked)
-	}
-	if c.state == Parked && c.timer.Stop() {
+	if c != nil && c.state == Parked && c.timer.Stop() {
 		c.startRingingLocked()
 	}
+	l.mu.Unlock()
+	if c == nil {
+		return l.notHere(o)
+	}
 	return nil
+}
+
+// Drop hangs up the call parked in orbit o: the operator's "hang up". It
+// ends as Dropped whatever it was doing (a ringing recall or fallback is
+// cancelled), its orbit is free, and Drop returns once its leg was told to
+// hang up. The errors are Recall's.
+func (l *Lot) Drop(o orbit.Orbit) error {
+	l.mu.Lock()
+	c := l.byOrbit[o]
+	if c != nil {
+		c.endLocked(Dropped)
+	}
+	l.mu.Unlock()
+	if c == nil {
+		return l.notHere(o)
+	}
+	l.release(o)
+	c.hangupLeg()
+	return nil
+}
+
+// notHere is the error of an operator's request for an orbit whose call
+// this lot does not hold.
+func (l *Lot) notHere(o orbit.Orbit) error {
+	if info, ok := l.remoteLookup(o); ok {
+		return &ElsewhereError{Orbit: o, Node: info.Node}
+	}
+	if !l.knows(o) {
+		return fmt.Errorf("orbit %q: %w", o, ErrUnknownOrbit)
+	}
+	return fmt.Errorf("orbit %s: %w", o, ErrNotParked)
 }
 
 // Shutdown stops taking calls (Park returns ErrClosed) and recalls every
