@@ -141,8 +141,9 @@ type Telling struct {
 	Err error
 }
 
-// told hands t to EngineConfig.OnTelling, if set.
+// told counts t and hands it to EngineConfig.OnTelling, if set.
 func (e *Engine) told(t Telling) {
+	e.metrics.told(t)
 	if e.cfg.OnTelling != nil {
 		e.cfg.OnTelling(t)
 	}

@@ -84,6 +84,9 @@ type EngineConfig struct {
 	// through: what an operator's view counts. It runs on the engine's
 	// goroutines and must not block.
 	OnTelling func(Telling)
+	// Metrics counts what the engine and its lot do, for Prometheus.
+	// Nil: the engine makes its own (Engine.Metrics).
+	Metrics *Metrics
 	// Notify are sip: URIs (an IM group, a chat bridge) that get a
 	// MESSAGE on each park and each end of a park of this node: who is
 	// parked, where, by whom, and how it ended.
@@ -149,14 +152,15 @@ type Target struct {
 // retrieve and bridge, Replaces take-over, recall and fallback, holds,
 // hang-ups and BLF, live here once.
 type Engine struct {
-	cfg   EngineConfig
-	lot   *park.Lot
-	table *orbit.Table
-	log   *slog.Logger
-	ports *PortPool
-	media legMedia
-	music *musicClips      // the lot's music as legs play it, built once
-	sched *media.Scheduler // paces every leg's RTP; the engine's own
+	cfg     EngineConfig
+	metrics *Metrics
+	lot     *park.Lot
+	table   *orbit.Table
+	log     *slog.Logger
+	ports   *PortPool
+	media   legMedia
+	music   *musicClips      // the lot's music as legs play it, built once
+	sched   *media.Scheduler // paces every leg's RTP; the engine's own
 	// sharedOnce closes media.Shared once (closeShared).
 	sharedOnce sync.Once
 	client     *sipgo.Client
@@ -260,6 +264,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		guard: newSourceGuard(cfg.Limits), legs: make(map[string]*callLeg), invites: make(map[string]*callLeg),
 		legSources: make(map[*callLeg]netip.Addr), parked: make(map[string]*parkedCall),
 	}
+	if e.metrics = cfg.Metrics; e.metrics == nil {
+		e.metrics = NewMetrics(cfg.Lot)
+	}
+	e.metrics.engine.Store(e)
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -356,6 +364,10 @@ func servedOrbits(given *orbit.Table, lot *park.Lot, field string) (*orbit.Table
 
 // Lot returns the engine's lot.
 func (e *Engine) Lot() *park.Lot { return e.lot }
+
+// Metrics returns the engine's metrics, to register in a Prometheus
+// registry (EngineConfig.Metrics, or the engine's own).
+func (e *Engine) Metrics() *Metrics { return e.metrics }
 
 // ServeOptions answers OPTIONS as the contract says (flow 10): 200 with
 // Allow (the engine's methods and EngineConfig.Allow), Supported: replaces
@@ -564,6 +576,7 @@ func (e *Engine) isOrbit(o orbit.Orbit) bool { return servesOrbit(e.table, o) }
 func (e *Engine) respond(tx sip.ServerTransaction, res *sip.Response) { respond(e.log, tx, res) }
 
 func (e *Engine) reply(req *sip.Request, tx sip.ServerTransaction, code int, reason string, headers ...sip.Header) {
+	e.metrics.refused(code, reason)
 	Reply(e.log, req, tx, code, reason, headers...)
 }
 

@@ -19,6 +19,7 @@ import (
 // Replaces naming a parked call (take-over); any other new call goes to
 // EngineConfig.Calls. An INVITE inside a dialog is a re-INVITE.
 func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
+	arrived := time.Now()
 	if to := req.To(); to != nil && to.Params.Has("tag") {
 		e.serveReInvite(req, tx)
 		return
@@ -104,11 +105,11 @@ func (e *Engine) ServeInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	switch {
 	case replaced != nil:
-		e.takeOver(l, parker, replaced, body)
+		e.takeOver(l, parker, replaced, body, arrived)
 	case retrieve:
-		e.retrieve(l, orbit.Orbit(user), body, source)
+		e.retrieve(l, orbit.Orbit(user), body, source, arrived)
 	default:
-		e.park(l, parker, directed, body)
+		e.park(l, parker, directed, body, arrived)
 	}
 }
 
@@ -184,7 +185,7 @@ func (e *Engine) replaceable(value string) *callLeg {
 
 // takeOver is the attended transfer into park: the caller of l replaces the
 // parked leg old, keeping its orbit and timer; old gets BYE.
-func (e *Engine) takeOver(l *callLeg, parker string, old *callLeg, answer []byte) {
+func (e *Engine) takeOver(l *callLeg, parker string, old *callLeg, answer []byte, arrived time.Time) {
 	// Detach the call from old first: old's BYE, sent by Replace or by the
 	// phone itself, must not end the call that now belongs to l.
 	call := old.TakeParked()
@@ -203,6 +204,7 @@ func (e *Engine) takeOver(l *callLeg, parker string, old *callLeg, answer []byte
 		e.refuse(l, sip.StatusCallTransactionDoesNotExists, sipreason.NoDialog)
 		return
 	}
+	e.metrics.answered("park", arrived)
 	if !e.answerParked(l, call, answer) {
 		return
 	}
@@ -211,7 +213,7 @@ func (e *Engine) takeOver(l *callLeg, parker string, old *callLeg, answer []byte
 }
 
 // park parks the caller of l: 200 OK with the orbit, music after the ACK.
-func (e *Engine) park(l *callLeg, parker string, directed orbit.Orbit, answer []byte) {
+func (e *Engine) park(l *callLeg, parker string, directed orbit.Orbit, answer []byte, arrived time.Time) {
 	ctx := context.Background()
 	call, err := e.parkLeg(ctx, park.ParkRequest{Leg: l, Orbit: directed, Parker: parker, Party: l.Party()})
 	if err != nil {
@@ -220,6 +222,7 @@ func (e *Engine) park(l *callLeg, parker string, directed orbit.Orbit, answer []
 		e.refuse(l, code, reason, headers...)
 		return
 	}
+	e.metrics.answered("park", arrived)
 	if !e.answerParked(l, call, answer) {
 		return
 	}
@@ -258,6 +261,7 @@ func (e *Engine) answerParked(l *callLeg, call *park.Call, answer []byte) bool {
 
 // refuse answers a new leg's INVITE with a final error and frees the leg.
 func (e *Engine) refuse(l *callLeg, code int, reason string, headers ...sip.Header) {
+	e.metrics.refused(code, reason)
 	if err := l.Dialog().ServerSession().Respond(code, reason, nil, headers...); err != nil {
 		e.log.Debug("refusal not sent", "err", err)
 	}
@@ -277,7 +281,7 @@ func (e *Engine) retrieveRefused(o orbit.Orbit, party string, source netip.AddrP
 }
 
 // retrieve hands the call parked in o to the caller of l and bridges them.
-func (e *Engine) retrieve(l *callLeg, o orbit.Orbit, answer []byte, source netip.AddrPort) {
+func (e *Engine) retrieve(l *callLeg, o orbit.Orbit, answer []byte, source netip.AddrPort, arrived time.Time) {
 	got, err := e.lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: o, Retriever: l.Party(), Source: source})
 	if err != nil {
 		code, reason, headers := e.retrieveRefused(o, l.Party(), source, err)
@@ -285,6 +289,7 @@ func (e *Engine) retrieve(l *callLeg, o orbit.Orbit, answer []byte, source netip
 		return
 	}
 	parked := got.Leg().(*callLeg)
+	e.metrics.answered("retrieve", arrived)
 	if err := e.answerAndBridge(l, answer, parked); err != nil {
 		// The retriever hung up at once (its BYE overtook its ACK), its ACK
 		// did not answer our offer, or a party left before the bridge:

@@ -127,6 +127,7 @@ const DefaultMaxMessageSize = 16 << 10
 type Server struct {
 	cfg     Config
 	lot     *park.Lot
+	metrics *Metrics
 	table   *orbit.Table
 	log     *slog.Logger
 	ports   *PortPool
@@ -246,6 +247,7 @@ func New(cfg Config) (*Server, error) {
 	if err := checkMusic(s.lot.Music()); err != nil {
 		return nil, &ConfigError{"Config.Park.MusicOnHold", s.lot.Music().Name(), err.Error()}
 	}
+	s.metrics = NewMetrics(s.lot)
 	return s, nil
 }
 
@@ -258,6 +260,10 @@ func isZeroParkConfig(c park.Config) bool {
 		c.MusicOnHold == nil && c.Orbits == nil && c.Dialer == nil && c.Logger == nil &&
 		c.AuthorizeRetrieve == nil && c.Cluster == nil
 }
+
+// Metrics returns the server's metrics, counting from New, to register in
+// a Prometheus registry of your own.
+func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // Lot returns the server's lot, to observe its events or list its calls.
 func (s *Server) Lot() *park.Lot { return s.lot }
@@ -334,6 +340,7 @@ func (s *Server) listen(ctx context.Context) error {
 		Notify:          s.cfg.Notify,
 		Paging:          s.cfg.Paging,
 		OnTelling:       s.cfg.OnTelling,
+		Metrics:         s.metrics,
 	})
 	if err != nil {
 		stack.Close()

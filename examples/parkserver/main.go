@@ -40,6 +40,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", sipadapter.DefaultListen, "SIP over UDP and TCP on this `address`")
 	pf := parkflags.Register(fs)
 	cf := parkflags.RegisterCluster(fs)
+	hf := parkflags.RegisterHTTP(fs)
 	abuse := registerAbuseFlags(fs)
 	outboundProxy := fs.String("outbound-proxy", "", "sip: `URI` of the proxy recalls, the fallback and parker notices go through (the PBX that knows where phones are); empty: to the parker's URI")
 	sharedRTP := fs.Bool("shared-rtp", runtime.GOOS == "linux", "answer parked calls with one shared RTP port, the first free one of -rtp-ports, told apart by the phones' addresses; their music then leaves in batches (Linux: sendmmsg). Phones behind NAT must send RTP from the address they signal from or name in SDP (see docs/SIP-CONTRACT.md); false gives each parked call a port of its own")
@@ -68,6 +69,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cs, err := cf.Resolve(set.Listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "parkserver:", err)
+		return 2
+	}
+	hs, err := hf.Resolve()
 	if err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
 		return 2
@@ -105,6 +111,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "outbound-proxy %s\n", cmp.Or(*outboundProxy, "(none: recalls go to the parker's URI)"))
 		abuse.print(stdout)
 		cs.Print(stdout)
+		hs.Print(stdout)
 		return cs.RunCheck("parkserver", set.Orbits, set.Policy, stdout, stderr)
 	}
 
@@ -134,6 +141,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	srv.Lot().Observe(park.ObserverFunc(func(e park.Event) { parkflags.LogEvent(logger, e) }))
+	op, err := hs.Serve(parkflags.OperatorConfig{
+		Lot: srv.Lot(), Metrics: srv.Metrics(), Cluster: cluster, Logger: logger,
+		Settings: func() map[string]any { return parkflags.Shown(set, cs, srv.Addr()) },
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "parkserver:", err)
+		return 1
+	}
+	defer op.Close(context.Background())
 	if *pprofAddr != "" {
 		ln, err := net.Listen("tcp", *pprofAddr)
 		if err != nil {

@@ -40,6 +40,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ringTimeout := fs.Duration("ring-timeout", DefaultRingTimeout, "how long a call to an extension rings before the caller hears 480")
 	pf := parkflags.Register(fs)
 	cf := parkflags.RegisterCluster(fs)
+	hf := parkflags.RegisterHTTP(fs)
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
 	logging := siptune.RegisterLogging(fs)
 	if err := fs.Parse(args); err != nil {
@@ -68,6 +69,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cs, err := cf.Resolve(set.Listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "pbx:", err)
+		return 2
+	}
+	hs, err := hf.Resolve()
 	if err != nil {
 		fmt.Fprintln(stderr, "pbx:", err)
 		return 2
@@ -126,6 +132,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "ring        %v\n", *ringTimeout)
 		pf.Print(stdout, set, p.Lot().Config())
 		cs.Print(stdout)
+		hs.Print(stdout)
 		return cs.RunCheck("pbx", set.Orbits, set.Policy, stdout, stderr)
 	}
 
@@ -141,6 +148,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	p.Lot().Observe(park.ObserverFunc(func(e park.Event) { parkflags.LogEvent(logger, e) }))
+	op, err := hs.Serve(parkflags.OperatorConfig{
+		Lot: p.Lot(), Metrics: p.Metrics(), Cluster: cluster, Logger: logger,
+		Settings: func() map[string]any { return parkflags.Shown(set, cs, p.Addr()) },
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "pbx:", err)
+		return 1
+	}
+	defer op.Close(context.Background())
 	if err := signals.Drain(logger, set.Drain, p.Lot().Len, p.Shutdown); err != nil {
 		logger.Warn("shutdown cut short: calls still parked or connected were ended", "err", err)
 		return 1

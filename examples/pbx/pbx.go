@@ -84,6 +84,7 @@ type PBX struct {
 	reg     *Registrar
 	table   *orbit.Table
 	lot     *park.Lot
+	metrics *sipadapter.Metrics
 	ports   *sipadapter.PortPool
 	engine  *sipadapter.Engine
 	addr    netip.AddrPort
@@ -182,11 +183,15 @@ func NewPBX(cfg Config) (*PBX, error) {
 	if p.lot, err = park.NewLot(pc); err != nil {
 		return nil, err
 	}
+	p.metrics = sipadapter.NewMetrics(p.lot)
 	return p, nil
 }
 
 // Lot is the PBX's park lot: its calls, its events.
 func (p *PBX) Lot() *park.Lot { return p.lot }
+
+// Metrics are the PBX's park metrics, for Prometheus (-http).
+func (p *PBX) Metrics() *sipadapter.Metrics { return p.metrics }
 
 // Registrar is the PBX's registrar: who is reachable where.
 func (p *PBX) Registrar() *Registrar { return p.reg }
@@ -257,6 +262,7 @@ func (p *PBX) Listen(ctx context.Context) error {
 		Announcements:  p.cfg.Announcements,
 		Notify:         p.cfg.Notify,
 		Paging:         p.cfg.Paging,
+		Metrics:        p.metrics,
 	})
 	if err != nil {
 		stack.Close()

@@ -69,6 +69,10 @@ type Allocator struct {
 	born    time.Time
 	triedAt atomic.Int64
 	losing  atomic.Int32
+
+	// Counted for Collector: lease renewals by result, and requests to
+	// Redis that failed.
+	renewed, renewFailed, redisErrors atomic.Uint64
 }
 
 var (
@@ -549,6 +553,7 @@ func (a *Allocator) unavailable(ctx context.Context, err error) error {
 		}
 		err = errSilent
 	}
+	a.redisErrors.Add(1)
 	return fmt.Errorf("%w: cluster %q: %w", orbit.ErrUnavailable, a.cfg.Cluster, err)
 }
 

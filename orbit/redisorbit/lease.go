@@ -179,6 +179,11 @@ func (a *Allocator) renewLoop() {
 		err := a.renew(ctx)
 		cancel()
 		a.tried()
+		if err == nil {
+			a.renewed.Add(1)
+		} else {
+			a.renewFailed.Add(1)
+		}
 		switch {
 		case err == nil && !failingSince.IsZero():
 			a.cfg.Logger.Info("Redis reachable again", "cluster", a.cfg.Cluster, "after", time.Since(failingSince).Round(time.Millisecond))

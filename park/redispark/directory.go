@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -73,6 +74,9 @@ type Directory struct {
 	wake    chan struct{}
 	written string // the incarnation (epoch and generation) the records were written under
 	ownTag  []byte // `"node":"<us>"`, in every message this node publishes
+
+	// redisErrors counts the requests to Redis that failed (Collector).
+	redisErrors atomic.Uint64
 
 	fmu       sync.Mutex
 	remote    map[orbit.Orbit]park.CallInfo // the other nodes' calls, as last heard
@@ -204,6 +208,7 @@ func (d *Directory) write() {
 		d.wmu.Unlock()
 		if dirty {
 			if err := d.rewrite(); err != nil {
+				d.redisErrors.Add(1)
 				d.log.Debug("rewriting the node's calls failed", "err", err)
 				continue
 			}
@@ -216,6 +221,7 @@ func (d *Directory) write() {
 			continue
 		}
 		if err := d.writeEvents(batch); err != nil {
+			d.redisErrors.Add(1)
 			d.log.Warn("sharing park events failed; the node's calls will be written again", "events", len(batch), "err", err)
 			d.wmu.Lock()
 			d.dirty, d.pending = true, nil

@@ -23,6 +23,7 @@ func (d *Directory) follow() {
 			if d.ctx.Err() != nil {
 				return
 			}
+			d.redisErrors.Add(1)
 			d.log.Debug("lot events: receive failed; resubscribing", "err", err)
 			select {
 			case <-d.ctx.Done():
@@ -128,6 +129,7 @@ func (d *Directory) resync() {
 	defer cancel()
 	flat, err := d.calls.Run(ctx, d.rdb, d.keys).StringSlice()
 	if err != nil && err != redis.Nil {
+		d.redisErrors.Add(1)
 		d.log.Debug("lot events: reading the lot failed", "err", err)
 		return
 	}

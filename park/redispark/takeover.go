@@ -82,6 +82,7 @@ func (d *Directory) sweep(done <-chan struct{}) {
 		orphans, err := d.orbits.Orphans(ctx)
 		cancel()
 		if err != nil {
+			d.redisErrors.Add(1)
 			d.log.Debug("takeover: listing orphans failed", "err", err)
 			continue
 		}
@@ -210,6 +211,7 @@ func (d *Directory) claim(o orbit.Orbit, take func(context.Context, park.CallInf
 			d.fmu.Unlock()
 		}
 		if _, err := d.orbits.HandOver(ctx, []orbit.Orbit{o}); err != nil {
+			d.redisErrors.Add(1)
 			d.log.Warn("takeover: giving the call back failed; its orbit is freed when this node leaves", "orbit", o, "err", err)
 		}
 	}
@@ -301,6 +303,7 @@ func (d *Directory) HandOver(ctx context.Context, calls []park.CallInfo) (map[st
 		_, _, ok, err := d.orbits.TakeOver(back, o)
 		switch {
 		case err != nil:
+			d.redisErrors.Add(1)
 			d.log.Warn("handover: taking an unclaimed call back failed; it is lost if nobody claims it", "orbit", o, "err", err)
 		case !ok:
 			node, _, _, _ := d.orbits.Holder(back, o)
