@@ -11,6 +11,7 @@
   const MAX_CELLS = 200; // more orbits than this: show only the occupied ones
   const MAX_LOG = 200;
   const RETRY_MS = 5000;
+  const CONFIG_MS = 30000; // no event says the ranges changed: look again this often
   const KINDS = ["snapshot", "parked", "replaced", "ringing", "ring-failed", "moved", "ended"];
   const LABELS = { free: "free", parked: "parked", recalling: "ringing back", forwarding: "forwarding" };
 
@@ -23,6 +24,7 @@
     fallback: "",
     calls: new Map(), // orbit -> call as in api/calls, plus target, attempt, note
     offset: 0, // the server's clock minus ours (ms), from the snapshot's now
+    snapshots: 0,
   };
   const cells = new Map(); // orbit -> {el, sig, left, recallAt}
 
@@ -306,6 +308,7 @@
         for (const call of ev.calls || []) upsert(call);
         const n = lot.calls.size;
         log(ev.now, "", `now following the lot: ${n} call${n === 1 ? "" : "s"} parked`, "snapshot");
+        if (lot.snapshots++ > 0) refreshConfig(); // a new stream: perhaps a restarted server
         break;
       }
       case "parked":
@@ -388,13 +391,28 @@
     for (const k of KINDS) es.addEventListener(k, onEvent);
   }
 
-  async function start() {
-    try {
-      const cfg = await api("GET", "api/config");
-      lot.fallback = cfg.fallback || "";
-      $("node").textContent = [cfg.cluster, cfg.node].filter(Boolean).join(" / ");
+  // loadConfig reads the lot's configuration, and redraws the grid when
+  // its ranges have changed (a reload, or a restart behind the stream).
+  let rangesKey = null;
+  async function loadConfig() {
+    const cfg = await api("GET", "api/config");
+    lot.fallback = cfg.fallback || "";
+    $("node").textContent = [cfg.cluster, cfg.node].filter(Boolean).join(" / ");
+    const key = JSON.stringify(cfg.orbits || []);
+    if (key !== rangesKey) {
+      rangesKey = key;
       buildGrid(cfg.orbits || []);
       render();
+    }
+  }
+
+  function refreshConfig() {
+    loadConfig().catch((e) => notice(`Reading the configuration: ${e.message}`));
+  }
+
+  async function start() {
+    try {
+      await loadConfig();
     } catch (e) {
       setStatus("offline");
       notice(`Reading the configuration: ${e.message}`);
@@ -403,6 +421,7 @@
     }
     follow();
     setInterval(tick, 250);
+    setInterval(refreshConfig, CONFIG_MS);
   }
 
   start();
