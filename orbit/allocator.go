@@ -29,6 +29,15 @@ type Ranger interface {
 
 var _ Ranger = (*MemoryAllocator)(nil)
 
+// Reranger is an allocator whose ranges can change while calls are parked
+// (a reload): orbits in use stay in use, in the new ranges or outside
+// them until they are released. MemoryAllocator is one; a cluster's
+// shared table changes with every node, so redisorbit's is not.
+type Reranger interface {
+	Ranger
+	SetRanges(ranges []Range) error
+}
+
 // Leased is implemented by a shared allocator whose node holds its orbits
 // under a lease that other nodes can take over when it runs out
 // (orbit/redisorbit). A park lot asks it before it acts on a parked call on

@@ -27,7 +27,7 @@ func newLinearScanAllocator(b *testing.B, ranges []Range) *linearScanAllocator {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &linearScanAllocator{index: m.index, text: m.text, errFull: m.errFull, used: make([]bool, m.Len())}
+	return &linearScanAllocator{index: m.lay.index, text: m.lay.text, errFull: m.lay.errFull, used: make([]bool, m.Len())}
 }
 
 func (l *linearScanAllocator) Allocate(context.Context) (Orbit, error) {

@@ -28,15 +28,42 @@ type MemoryOptions struct {
 // binary search. Once built, it allocates no memory on success: the orbit
 // strings are built once at construction. It is safe for concurrent use.
 type MemoryAllocator struct {
+	policy Policy
+	rng    *rand.Rand
+
+	mu      sync.Mutex
+	lay     *memoryLayout // replaced whole by SetRanges
+	used    int
+	free    freeSet // also the record of which orbits are in use
+	retired map[Orbit]struct{}
+}
+
+// memoryLayout is what an allocator knows of its ranges, built once per
+// set of ranges.
+type memoryLayout struct {
 	ranges  []Range
 	index   rangeIndex
 	text    orbitText
-	policy  Policy
 	errFull error // built once, so a full lot costs no allocation per refusal
+}
 
-	mu   sync.Mutex
-	used int
-	free freeSet // also the record of which orbits are in use
+func newMemoryLayout(ranges []Range) (*memoryLayout, error) {
+	if len(ranges) == 0 {
+		return nil, &RuleError{Subject: "orbit pool", Value: "", Rule: ErrNoRanges, Detail: "the allocator was given none"}
+	}
+	index, err := newRangeIndex(ranges)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPoolLen("", index.total); err != nil {
+		return nil, err
+	}
+	return &memoryLayout{
+		ranges:  slices.Clone(ranges),
+		index:   index,
+		text:    newOrbitText(ranges),
+		errFull: fmt.Errorf("%w: all %d orbits are in use", ErrFull, index.total),
+	}, nil
 }
 
 // NewMemoryAllocator returns an allocator over ranges, all free, ordered as
@@ -51,11 +78,8 @@ func NewMemoryAllocator(ranges []Range, opts MemoryOptions) (*MemoryAllocator, e
 	if !opts.Policy.valid() {
 		return nil, &RuleError{Subject: "orbit policy", Value: opts.Policy.String(), Rule: ErrUnknownPolicy}
 	}
-	index, err := newRangeIndex(ranges)
+	lay, err := newMemoryLayout(ranges)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkPoolLen("", index.total); err != nil {
 		return nil, err
 	}
 	rng := opts.Rand
@@ -63,13 +87,60 @@ func NewMemoryAllocator(ranges []Range, opts MemoryOptions) (*MemoryAllocator, e
 		rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	return &MemoryAllocator{
-		ranges:  slices.Clone(ranges),
-		index:   index,
-		text:    newOrbitText(ranges),
-		policy:  opts.Policy,
-		errFull: fmt.Errorf("%w: all %d orbits are in use", ErrFull, index.total),
-		free:    newFreeSet(opts.Policy, index.total, rng),
+		policy: opts.Policy,
+		rng:    rng,
+		lay:    lay,
+		free:   newFreeSet(opts.Policy, lay.index.total, rng),
 	}, nil
+}
+
+// SetRanges replaces the allocator's ranges while calls are parked (a
+// reload of the orbit ranges), with the checks of NewMemoryAllocator. An
+// orbit in use that the new ranges keep stays in use; one they drop stays
+// held, though in no range, until Release frees it for good: a call parked
+// in a range that was removed stays until it ends. Under
+// [LeastRecentlyFreed] the free orbits the new ranges keep are handed out
+// in the order they were due; orbits the new ranges add come first, as
+// never used.
+func (a *MemoryAllocator) SetRanges(ranges []Range) error {
+	lay, err := newMemoryLayout(ranges)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old, oldFree := a.lay, a.free
+	free := newFreeSet(a.policy, lay.index.total, a.rng)
+	retired := map[Orbit]struct{}{}
+	for i := range old.index.total {
+		if oldFree.isFree(i) {
+			continue
+		}
+		o := old.text.at(i)
+		if _, j, ok := lay.index.find(o); ok {
+			free.remove(j)
+		} else {
+			retired[o] = struct{}{}
+		}
+	}
+	for o := range a.retired {
+		if _, j, ok := lay.index.find(o); ok {
+			free.remove(j) // its range is back: still in use
+		} else {
+			retired[o] = struct{}{}
+		}
+	}
+	if lru, ok := oldFree.(*lruFree); ok {
+		// Move the kept free orbits to the back in their old order.
+		for i := lru.head; i != noSlot; i = lru.links[i].next {
+			if _, j, ok := lay.index.find(old.text.at(int(i))); ok {
+				free.remove(j)
+				free.add(j)
+			}
+		}
+	}
+	a.lay, a.free, a.retired = lay, free, retired
+	return nil
 }
 
 // orbitText holds the text of every orbit in one string, so Allocate hands
@@ -147,10 +218,10 @@ func (a *MemoryAllocator) Allocate(ctx context.Context) (Orbit, error) {
 	defer a.mu.Unlock()
 	i := a.free.take()
 	if i < 0 {
-		return "", a.errFull
+		return "", a.lay.errFull
 	}
 	a.used++
-	return a.text.at(i), nil
+	return a.lay.text.at(i), nil
 }
 
 // Reserve takes exactly o, for a directed park. It returns an error wrapping
@@ -162,12 +233,15 @@ func (a *MemoryAllocator) Reserve(ctx context.Context, o Orbit) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	_, i, ok := a.index.find(o)
-	if !ok {
-		return fmt.Errorf("orbit %q: %w", o, ErrUnknownOrbit)
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	_, i, ok := a.lay.index.find(o)
+	if !ok {
+		if _, held := a.retired[o]; held {
+			return fmt.Errorf("orbit %q: %w", o, ErrInUse)
+		}
+		return fmt.Errorf("orbit %q: %w", o, ErrUnknownOrbit)
+	}
 	if !a.free.isFree(i) {
 		return fmt.Errorf("orbit %q: %w", o, ErrInUse)
 	}
@@ -181,12 +255,17 @@ func (a *MemoryAllocator) Reserve(ctx context.Context, o Orbit) error {
 // o even when ctx is done, because a release lost to a cancelled request
 // would leave the orbit taken until the process restarts.
 func (a *MemoryAllocator) Release(ctx context.Context, o Orbit) error {
-	_, i, ok := a.index.find(o)
-	if !ok {
-		return fmt.Errorf("orbit %q: %w", o, ErrUnknownOrbit)
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	_, i, ok := a.lay.index.find(o)
+	if !ok {
+		if _, held := a.retired[o]; held {
+			delete(a.retired, o)
+			a.used--
+			return nil
+		}
+		return fmt.Errorf("orbit %q: %w", o, ErrUnknownOrbit)
+	}
 	if a.free.isFree(i) {
 		return fmt.Errorf("orbit %q: %w", o, ErrNotInUse)
 	}
@@ -196,7 +275,11 @@ func (a *MemoryAllocator) Release(ctx context.Context, o Orbit) error {
 }
 
 // Len returns the number of orbits the allocator hands out, free or not.
-func (a *MemoryAllocator) Len() int { return a.index.total }
+func (a *MemoryAllocator) Len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lay.index.total
+}
 
 // InUse returns the number of orbits currently taken.
 func (a *MemoryAllocator) InUse() int {
@@ -205,17 +288,27 @@ func (a *MemoryAllocator) InUse() int {
 	return a.used
 }
 
-// Contains reports whether o is one of the allocator's orbits, free or not.
+// Contains reports whether o is one of the allocator's orbits, free or not
+// (an orbit still held in a range SetRanges removed is not).
 func (a *MemoryAllocator) Contains(o Orbit) bool {
-	_, _, ok := a.index.find(o)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, _, ok := a.lay.index.find(o)
 	return ok
 }
 
 // Ranges returns a copy of the allocator's ranges in the order given.
-func (a *MemoryAllocator) Ranges() []Range { return slices.Clone(a.ranges) }
+func (a *MemoryAllocator) Ranges() []Range {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.lay.ranges)
+}
 
 // Policy returns the policy Allocate follows.
 func (a *MemoryAllocator) Policy() Policy { return a.policy }
 
 // The in-memory allocator is the reference implementation of the interface.
-var _ Allocator = (*MemoryAllocator)(nil)
+var (
+	_ Allocator = (*MemoryAllocator)(nil)
+	_ Reranger  = (*MemoryAllocator)(nil)
+)

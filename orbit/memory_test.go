@@ -335,7 +335,7 @@ func TestConcurrentAllocateRelease(t *testing.T) {
 							case err == nil:
 								take(o)
 								mine = append(mine, o)
-							case err == a.errFull:
+							case err == a.lay.errFull:
 								fulls.Add(1)
 							default:
 								unexpected.Add(1)
@@ -616,4 +616,94 @@ func TestMemoryAllocatorMatchesModel(t *testing.T) {
 			})
 		}
 	}
+}
+
+func TestSetRangesKeepsWhatIsInUse(t *testing.T) {
+	ctx := context.Background()
+	a, err := NewMemoryAllocator([]Range{mustRange(t, "701-705")}, MemoryOptions{Policy: Lowest})
+	require.NoError(t, err)
+	require.NoError(t, a.Reserve(ctx, "702"))
+	require.NoError(t, a.Reserve(ctx, "704"))
+
+	require.NoError(t, a.SetRanges([]Range{mustRange(t, "703-710")}))
+	require.Equal(t, []Range{mustRange(t, "703-710")}, a.Ranges())
+	require.Equal(t, 8, a.Len())
+	require.Equal(t, 2, a.InUse(), "both calls still hold their orbits")
+	require.ErrorIs(t, a.Reserve(ctx, "704"), ErrInUse, "kept, and still in use")
+	require.ErrorIs(t, a.Reserve(ctx, "702"), ErrInUse, "its range is gone, its call is not")
+	require.False(t, a.Contains("702"))
+	o, err := a.Allocate(ctx)
+	require.NoError(t, err)
+	require.Equal(t, Orbit("703"), o)
+
+	require.NoError(t, a.Release(ctx, "702"), "the call in the removed range ends")
+	require.ErrorIs(t, a.Release(ctx, "702"), ErrUnknownOrbit, "and its orbit is gone for good")
+	require.ErrorIs(t, a.Reserve(ctx, "702"), ErrUnknownOrbit)
+	require.Equal(t, 2, a.InUse())
+
+	require.Error(t, a.SetRanges(nil))
+	require.Error(t, a.SetRanges([]Range{mustRange(t, "701-709"), mustRange(t, "705-706")}), "overlap")
+	require.Equal(t, []Range{mustRange(t, "703-710")}, a.Ranges(), "a refused change changes nothing")
+}
+
+func TestSetRangesBringsBackARetiredOrbit(t *testing.T) {
+	ctx := context.Background()
+	a, err := NewMemoryAllocator([]Range{mustRange(t, "701-705")}, MemoryOptions{})
+	require.NoError(t, err)
+	require.NoError(t, a.Reserve(ctx, "701"))
+	require.NoError(t, a.SetRanges([]Range{mustRange(t, "702-705")}))
+	require.NoError(t, a.SetRanges([]Range{mustRange(t, "701-705")}))
+	require.ErrorIs(t, a.Reserve(ctx, "701"), ErrInUse, "back in range, still in use")
+	require.NoError(t, a.Release(ctx, "701"))
+	require.NoError(t, a.Reserve(ctx, "701"))
+}
+
+func TestSetRangesKeepsTheLRUOrder(t *testing.T) {
+	ctx := context.Background()
+	a, err := NewMemoryAllocator([]Range{mustRange(t, "701-703")}, MemoryOptions{})
+	require.NoError(t, err)
+	for range 3 {
+		_, err := a.Allocate(ctx)
+		require.NoError(t, err)
+	}
+	require.NoError(t, a.Release(ctx, "702"))
+	require.NoError(t, a.Release(ctx, "701"))
+	require.NoError(t, a.SetRanges([]Range{mustRange(t, "701-704")}))
+	var got []Orbit
+	for range 3 {
+		o, err := a.Allocate(ctx)
+		require.NoError(t, err)
+		got = append(got, o)
+	}
+	require.Equal(t, []Orbit{"704", "702", "701"}, got, "the new orbit as never used, then the freed ones in their order")
+}
+
+func TestSetRangesWhileAllocating(t *testing.T) {
+	ctx := context.Background()
+	a, err := NewMemoryAllocator([]Range{mustRange(t, "100-199")}, MemoryOptions{})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for range 500 {
+				o, err := a.Allocate(ctx)
+				if err != nil {
+					continue
+				}
+				if err := a.Release(ctx, o); err != nil {
+					t.Errorf("worker %d: release %s: %v", w, o, err)
+					return
+				}
+			}
+		})
+	}
+	for i := range 50 {
+		spec := "100-199"
+		if i%2 == 1 {
+			spec = "150-249"
+		}
+		require.NoError(t, a.SetRanges([]Range{mustRange(t, spec)}))
+	}
+	wg.Wait()
+	require.Zero(t, a.InUse(), "every orbit taken was given back, whatever the ranges")
 }

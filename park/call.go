@@ -142,7 +142,7 @@ func (c *Call) Replace(ctx context.Context, req ReplaceRequest) error {
 	if err != nil {
 		return err
 	}
-	if err := leg.Hold(ctx, l.music); err != nil {
+	if err := leg.Hold(ctx, l.Music()); err != nil {
 		l.forgetLeg(leg)
 		return fmt.Errorf("park: holding the replacing leg in orbit %s: %w", c.orbit, err)
 	}
@@ -237,7 +237,7 @@ func (c *Call) startRingingLocked() {
 func (c *Call) ring() {
 	l := c.lot
 	defer l.ringers.Done()
-	cfg := l.cfg
+	cfg := l.Config() // as it is now: a reload changes the next sequence
 	c.lot.mu.Lock()
 	parker, first := c.parker, max(1, c.ringFrom)
 	c.lot.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/callpark/callpark/orbit"
@@ -47,11 +48,11 @@ var (
 // ends in exactly one Outcome whatever races between retrieve, hang-up and
 // timeout.
 type Lot struct {
-	cfg    Config
+	cfg    Config // as given to NewLot; what Reconfigure changes is in live
 	orbits orbit.Allocator
 	leased orbit.Leased // orbits, when it is one: Stalled
-	music  Music
 	log    *slog.Logger
+	live   atomic.Pointer[settings]
 
 	mu      sync.Mutex
 	byOrbit map[orbit.Orbit]*Call
@@ -59,7 +60,6 @@ type Lot struct {
 	// so that no leg is parked twice. Only pointer legs are tracked
 	// (legKey).
 	byLeg   map[any]*Call
-	ranges  []orbit.Range // the allocator's, when it is an orbit.Ranger
 	closing bool
 	drained chan struct{} // closed when closing and the lot is empty
 	ringers sync.WaitGroup
@@ -96,9 +96,11 @@ func NewLot(cfg Config) (*Lot, error) {
 			return nil, err
 		}
 	}
+	var ranges []orbit.Range
 	if r, ok := l.orbits.(orbit.Ranger); ok {
-		l.ranges = r.Ranges()
+		ranges = r.Ranges()
 	}
+	l.live.Store(newSettings(cfg, ranges))
 	l.leased, _ = l.orbits.(orbit.Leased)
 	if cfg.Cluster != nil {
 		l.events.add(cfg.Cluster) // for the lot's life: no stop
@@ -106,30 +108,26 @@ func NewLot(cfg Config) (*Lot, error) {
 			l.stopTakeOver = cfg.Cluster.TakeOver(l.takeOver)
 		}
 	}
-	if !cfg.DisableMusicOnHold {
-		l.music = cfg.MusicOnHold
-		if l.music == nil {
-			l.music = BuiltinMusic()
-		}
-	}
 	return l, nil
 }
 
-// Config returns the lot's configuration with defaults filled in.
-func (l *Lot) Config() Config { return l.cfg }
+// Config returns the lot's configuration with defaults filled in, as
+// Reconfigure last changed it.
+func (l *Lot) Config() Config { return l.live.Load().cfg }
 
 // Ranges returns the orbit ranges the lot parks into, when its allocator
 // knows them (orbit.Ranger: the in-memory one does); nil otherwise. A SIP
 // host answers for exactly these orbits.
-func (l *Lot) Ranges() []orbit.Range { return slices.Clone(l.ranges) }
+func (l *Lot) Ranges() []orbit.Range { return slices.Clone(l.live.Load().ranges) }
 
 // knows reports whether o is one of the lot's orbits; true when the lot
 // does not know its ranges.
 func (l *Lot) knows(o orbit.Orbit) bool {
-	if l.ranges == nil {
+	ranges := l.live.Load().ranges
+	if ranges == nil {
 		return true
 	}
-	for _, r := range l.ranges {
+	for _, r := range ranges {
 		if r.Contains(o) {
 			return true
 		}
@@ -176,7 +174,7 @@ func (l *Lot) forgetLeg(leg Leg) {
 
 // Music returns what parked callers hear (Config.MusicOnHold, else
 // BuiltinMusic()), nil when music is disabled.
-func (l *Lot) Music() Music { return l.music }
+func (l *Lot) Music() Music { return l.live.Load().music }
 
 // ParkRequest describes a call to park.
 type ParkRequest struct {
@@ -223,7 +221,7 @@ func (l *Lot) Park(ctx context.Context, req ParkRequest) (*Call, error) {
 		l.forgetLeg(req.Leg)
 		return nil, err
 	}
-	if err := req.Leg.Hold(ctx, l.music); err != nil {
+	if err := req.Leg.Hold(ctx, l.Music()); err != nil {
 		l.forgetLeg(req.Leg)
 		l.release(o)
 		return nil, fmt.Errorf("park: holding the call in orbit %s: %w", o, err)
@@ -258,8 +256,9 @@ func (l *Lot) Park(ctx context.Context, req ParkRequest) (*Call, error) {
 	if k, ok := legKey(req.Leg); ok {
 		l.byLeg[k] = c
 	}
-	c.recallAt = c.since.Add(l.cfg.PickupTimeout)
-	c.timer = time.AfterFunc(l.cfg.PickupTimeout, c.pickupTimedOut)
+	wait := l.live.Load().cfg.PickupTimeout
+	c.recallAt = c.since.Add(wait)
+	c.timer = time.AfterFunc(wait, c.pickupTimedOut)
 	l.publish(Event{Kind: EventParked, Call: c.infoLocked()})
 	l.mu.Unlock()
 	if l.log.Enabled(context.Background(), slog.LevelDebug) { // boxing the attributes costs a fifth of a park
@@ -293,13 +292,15 @@ func (l *Lot) Retrieve(ctx context.Context, req RetrieveRequest) (*Call, error) 
 	if err := l.authorizeRetrieve(ctx, req); err != nil {
 		return nil, err
 	}
-	if !l.knows(req.Orbit) {
-		return nil, fmt.Errorf("orbit %q: %w", req.Orbit, ErrUnknownOrbit)
-	}
 	l.mu.Lock()
 	c := l.byOrbit[req.Orbit]
 	if c == nil {
 		l.mu.Unlock()
+		if !l.knows(req.Orbit) {
+			// Checked once the orbit holds nothing here: a call parked in
+			// a range a reload removed is retrieved until it ends.
+			return nil, fmt.Errorf("orbit %q: %w", req.Orbit, ErrUnknownOrbit)
+		}
 		return nil, l.locate(ctx, req.Orbit)
 	}
 	if req.ParkID != "" && req.ParkID != c.id {

@@ -98,7 +98,7 @@ func (l *Lot) takeOver(ctx context.Context, info CallInfo) error {
 		err = errors.New("park: adopter returned no leg")
 	}
 	if err == nil {
-		if err = leg.Hold(ctx, l.music); err != nil {
+		if err = leg.Hold(ctx, l.Music()); err != nil {
 			err = fmt.Errorf("park: holding the call taken over: %w", err)
 			c.hangup(leg, hangupTimeout)
 		}
@@ -132,11 +132,11 @@ func (l *Lot) takeOver(ctx context.Context, info CallInfo) error {
 		// once (the parker may have heard the old ring stop).
 		c.ringFrom = max(1, info.Attempts)
 		if info.State == Forwarding {
-			c.ringFrom = l.cfg.MaxPickupAttempts + 1
+			c.ringFrom = l.Config().MaxPickupAttempts + 1
 		}
 		c.startRingingLocked()
 	default:
-		wait := l.cfg.PickupTimeout
+		wait := l.Config().PickupTimeout
 		if !info.RecallAt.IsZero() {
 			wait = time.Until(info.RecallAt)
 		}
