@@ -3,6 +3,8 @@ package parkhttp_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -53,9 +55,9 @@ var ringForever = park.DialerFunc(func(ctx context.Context, _ park.DialRequest) 
 	return nil, ctx.Err()
 })
 
-// pageLot is a lot over ranges whose recalls ring for ten minutes, served
-// by parkhttp's Handler on loopback.
-func pageLot(t *testing.T, opts parkhttp.Options, ranges ...string) (*park.Lot, string) {
+// pageLotHandler is a lot over ranges whose recalls ring for ten minutes, with
+// parkhttp's handler over it; both end with the test.
+func pageLotHandler(t *testing.T, opts parkhttp.Options, ranges ...string) (*park.Lot, *parkhttp.Handler) {
 	t.Helper()
 	var rs []orbit.Range
 	for _, s := range ranges {
@@ -73,7 +75,6 @@ func pageLot(t *testing.T, opts parkhttp.Options, ranges ...string) (*park.Lot, 
 	})
 	require.NoError(t, err)
 	h := parkhttp.NewHandler(lot, opts)
-	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		// The browser has gone (cleanups run last first); the streams end
 		// with the handler, the calls with the lot.
@@ -84,9 +85,22 @@ func pageLot(t *testing.T, opts parkhttp.Options, ranges ...string) (*park.Lot, 
 		if err := lot.Shutdown(ctx); err != nil {
 			require.ErrorIs(t, err, context.Canceled)
 		}
-		srv.Close()
 	})
-	return lot, srv.URL + "/"
+	return lot, h
+}
+
+// servePage serves h on loopback for the test and returns the page's URL.
+func servePage(t *testing.T, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL + "/"
+}
+
+// pageLot is pageLotHandler served.
+func pageLot(t *testing.T, opts parkhttp.Options, ranges ...string) (*park.Lot, string) {
+	t.Helper()
+	lot, h := pageLotHandler(t, opts, ranges...)
+	return lot, servePage(t, h)
 }
 
 func parkAt(t *testing.T, lot *park.Lot, o, party, parker string) (*park.Call, *pageLeg) {
@@ -310,4 +324,112 @@ func TestPageOnAPhone(t *testing.T) {
 	box := browser.Eval[map[string]float64](t, tab, `(() => { const r = document.querySelector('[data-orbit="701"] button').getBoundingClientRect(); return {right: r.right, height: r.height}; })()`)
 	require.LessOrEqual(t, box["right"], 375.0)
 	require.GreaterOrEqual(t, box["height"], 32.0)
+}
+
+// breaker stands between the page and the handler: it cuts the event
+// streams, refuses new ones as a network that is down does, and can put
+// another handler behind the same address, as a restarted server.
+type breaker struct {
+	mu      sync.Mutex
+	h       http.Handler
+	down    bool
+	streams map[*http.Request]context.CancelFunc
+	lastIDs []string // the Last-Event-ID of each stream asked for
+}
+
+func (b *breaker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	h := b.h
+	if r.URL.Path != "/api/events" {
+		b.mu.Unlock()
+		h.ServeHTTP(w, r)
+		return
+	}
+	if b.down {
+		b.mu.Unlock()
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			if tcp, ok := conn.(*net.TCPConn); ok {
+				_ = tcp.SetLinger(0) // a reset, as from a host gone
+			}
+			conn.Close()
+		}
+		return
+	}
+	b.lastIDs = append(b.lastIDs, r.Header.Get("Last-Event-ID"))
+	ctx, cancel := context.WithCancel(r.Context())
+	b.streams[r] = cancel
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.streams, r)
+		b.mu.Unlock()
+		cancel()
+	}()
+	h.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// cut ends the streams; with down, new ones are refused until up; with
+// next, the handler behind changes.
+func (b *breaker) cut(down bool, next http.Handler) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.down = down
+	if next != nil {
+		b.h = next
+	}
+	for _, cancel := range b.streams {
+		cancel()
+	}
+}
+
+func (b *breaker) up() {
+	b.mu.Lock()
+	b.down = false
+	b.mu.Unlock()
+}
+
+func (b *breaker) lastID(i int) (string, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if i >= len(b.lastIDs) {
+		return "", len(b.lastIDs)
+	}
+	return b.lastIDs[i], len(b.lastIDs)
+}
+
+// TestPageReconnects: the stream breaks and the page says so; back, it
+// catches up on what it missed (Last-Event-ID); behind a restarted server
+// with other ranges, it starts afresh from a snapshot and the new grid.
+func TestPageReconnects(t *testing.T) {
+	lot, h := pageLotHandler(t, parkhttp.Options{}, "701-712")
+	b := &breaker{h: h, streams: map[*http.Request]context.CancelFunc{}}
+	tab := openPage(t, browser.Desktop, servePage(t, b))
+	parkAt(t, lot, "701", "sip:alice@10.0.0.7", "sip:bob@10.0.0.8")
+	waitCell(t, tab, time.Second, "701", "parked")
+
+	b.cut(true, nil)
+	tab.WaitTrue(t, 10*time.Second, "the page to say it lost the stream", `document.getElementById("status").textContent === "reconnecting"`)
+	parkAt(t, lot, "702", "sip:carol@10.0.0.9", "sip:dave@10.0.0.10")
+	_, err := lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: "701"})
+	require.NoError(t, err)
+	b.up()
+	tab.WaitTrue(t, 10*time.Second, "live again", `document.getElementById("status").textContent === "live"`)
+	waitCell(t, tab, 5*time.Second, "702", "parked")
+	waitCell(t, tab, 5*time.Second, "701", "free")
+	waitLog(t, tab, "701", "retrieved")
+	_, n := b.lastID(0)
+	last, _ := b.lastID(n - 1)
+	require.NotEmpty(t, last, "EventSource resumes after the last event it had")
+	require.Equal(t, 0, browser.Eval[int](t, tab,
+		`[...document.querySelectorAll("#log li")].filter(li => li.dataset.kind === "snapshot").length - 1`),
+		"caught up from the history, no second snapshot")
+
+	// Restarted: another lot, other ranges, one call of its own.
+	lot2, h2 := pageLotHandler(t, parkhttp.Options{}, "801-806")
+	parkAt(t, lot2, "803", "sip:erin@10.0.0.11", "sip:frank@10.0.0.12")
+	b.cut(false, h2)
+	waitCell(t, tab, 10*time.Second, "803", "parked")
+	tab.WaitTrue(t, 5*time.Second, "the old grid gone", `document.querySelector('[data-orbit="702"]') === null`)
+	require.Equal(t, 6, browser.Eval[int](t, tab, `document.querySelectorAll("[data-orbit]").length`))
+	require.Equal(t, "801-806", browser.Eval[string](t, tab, `document.querySelector("[data-range]").dataset.range`))
 }

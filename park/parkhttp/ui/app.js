@@ -24,7 +24,6 @@
     fallback: "",
     calls: new Map(), // orbit -> call as in api/calls, plus target, attempt, note
     offset: 0, // the server's clock minus ours (ms), from the snapshot's now
-    snapshots: 0,
   };
   const cells = new Map(); // orbit -> {el, sig, left, recallAt}
 
@@ -308,7 +307,6 @@
         for (const call of ev.calls || []) upsert(call);
         const n = lot.calls.size;
         log(ev.now, "", `now following the lot: ${n} call${n === 1 ? "" : "s"} parked`, "snapshot");
-        if (lot.snapshots++ > 0) refreshConfig(); // a new stream: perhaps a restarted server
         break;
       }
       case "parked":
@@ -361,11 +359,17 @@
     e.dataset.state = s;
   }
 
+  let opened = 0; // streams opened, reconnections included
+
   function follow() {
     const url = "api/events" + (token ? "?access_token=" + encodeURIComponent(token) : "");
     const es = new EventSource(url);
     setStatus("connecting");
-    es.onopen = () => setStatus("live");
+    es.onopen = () => {
+      setStatus("live");
+      // Back after a break: the server may have restarted or reloaded.
+      if (opened++ > 0) refreshConfig();
+    };
     es.onerror = () => {
       if (es.readyState === EventSource.CLOSED) {
         // EventSource gives up on an HTTP error (401, 503 while the server
@@ -392,7 +396,8 @@
   }
 
   // loadConfig reads the lot's configuration, and redraws the grid when
-  // its ranges have changed (a reload, or a restart behind the stream).
+  // its ranges have changed (a reload, or a restart behind the stream):
+  // at the start, on every reconnection, and every CONFIG_MS.
   let rangesKey = null;
   async function loadConfig() {
     const cfg = await api("GET", "api/config");
