@@ -433,3 +433,46 @@ func TestPageReconnects(t *testing.T) {
 	require.Equal(t, 6, browser.Eval[int](t, tab, `document.querySelectorAll("[data-orbit]").length`))
 	require.Equal(t, "801-806", browser.Eval[string](t, tab, `document.querySelector("[data-range]").dataset.range`))
 }
+
+// TestPageWithToken opens the page as /?access_token=... on a handler
+// that requires the token: the page sends it on its API requests (as
+// Authorization: Bearer) and its event stream (as access_token, since an
+// EventSource sets no header).
+//
+// A <script src> or <link href> cannot carry the token, and the handler
+// asks it of /ui/ too: until it serves its static files without it, the
+// recorder below adds it to requests for them, and only to those.
+func TestPageWithToken(t *testing.T) {
+	const token = "s3cret"
+	lot, h := pageLotHandler(t, parkhttp.Options{Token: token}, "701-712")
+	var mu sync.Mutex
+	carried := map[string]string{} // "METHOD path" -> how the token came
+	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		how := "none"
+		switch {
+		case r.Header.Get("Authorization") == "Bearer "+token:
+			how = "header"
+		case r.URL.Query().Get("access_token") == token:
+			how = "query"
+		}
+		mu.Lock()
+		carried[r.Method+" "+r.URL.Path] = how
+		mu.Unlock()
+		if strings.HasPrefix(r.URL.Path, "/ui/") {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		h.ServeHTTP(w, r)
+	})
+	parkAt(t, lot, "702", "sip:alice@10.0.0.7", "sip:bob@10.0.0.8")
+	tab := openPage(t, browser.Desktop, servePage(t, rec)+"?access_token="+token)
+	waitCell(t, tab, 5*time.Second, "702", "parked")
+	tab.Do(t, 10*time.Second, chromedp.Click(button("702", "Recall")))
+	waitCell(t, tab, 5*time.Second, "702", "recalling")
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, "query", carried["GET /"])
+	require.Equal(t, "header", carried["GET /api/config"])
+	require.Equal(t, "query", carried["GET /api/events"])
+	require.Equal(t, "header", carried["POST /api/calls/702/recall"])
+}

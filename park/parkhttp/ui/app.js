@@ -333,7 +333,19 @@
         return; // a kind this page does not know yet
     }
     if (ev.kind !== "snapshot") log(ev.time, c.orbit, describe(ev), ev.kind);
-    render();
+    scheduleRender();
+  }
+
+  // scheduleRender draws once per frame however many events came: a
+  // reconnection can bring hundreds at once.
+  let renderPending = false;
+  function scheduleRender() {
+    if (renderPending) return;
+    renderPending = true;
+    requestAnimationFrame(() => {
+      renderPending = false;
+      render();
+    });
   }
 
   function clock(t) {
