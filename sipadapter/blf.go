@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -78,7 +79,7 @@ type blfConfig struct {
 type blfService struct {
 	lot     *park.Lot
 	client  *sipgo.Client
-	table   *orbit.Table
+	table   atomic.Pointer[orbit.Table] // the orbits answered; a reload replaces it
 	parkExt string
 	addr    netip.AddrPort
 	log     *slog.Logger
@@ -127,7 +128,6 @@ func newBLF(cfg blfConfig) (*blfService, error) {
 	b := &blfService{
 		lot:     cfg.Lot,
 		client:  cfg.Client,
-		table:   cfg.Orbits,
 		parkExt: cfg.ParkExtension,
 		addr:    cfg.Addr,
 		log:     cfg.Logger,
@@ -143,16 +143,18 @@ func newBLF(cfg blfConfig) (*blfService, error) {
 	if b.trusted, err = maskedPrefixes("BLFConfig.Trusted", cfg.Trusted); err != nil {
 		return nil, err
 	}
-	if b.table == nil {
+	table := cfg.Orbits
+	if table == nil {
 		var err error
-		if b.table, err = orbit.ParseTable(park.DefaultOrbits); err != nil {
+		if table, err = orbit.ParseTable(park.DefaultOrbits); err != nil {
 			return nil, err
 		}
 	}
+	b.table.Store(table)
 	if b.parkExt == "" {
 		b.parkExt = DefaultParkExtension
 	}
-	if servesOrbit(b.table, orbit.Orbit(b.parkExt)) {
+	if servesOrbit(b.table.Load(), orbit.Orbit(b.parkExt)) {
 		return nil, fmt.Errorf("sipadapter: blfConfig.ParkExtension %q lies inside an orbit range", b.parkExt)
 	}
 	if b.log == nil {
@@ -168,7 +170,7 @@ func newBLF(cfg blfConfig) (*blfService, error) {
 // routing SUBSCRIBEs among its own services asks it first; ServeSubscribe
 // answers 404 for any other user.
 func (b *blfService) Watches(user string) bool {
-	return user == b.parkExt || servesOrbit(b.table, orbit.Orbit(user))
+	return user == b.parkExt || servesOrbit(b.table.Load(), orbit.Orbit(user))
 }
 
 // Len returns the number of subscriptions alive.
@@ -333,7 +335,7 @@ func (b *blfService) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) 
 	var o orbit.Orbit
 	switch {
 	case user == b.parkExt:
-	case servesOrbit(b.table, orbit.Orbit(user)):
+	case servesOrbit(b.table.Load(), orbit.Orbit(user)):
 		o = orbit.Orbit(user)
 	default:
 		Reply(b.log, req, tx, sip.StatusNotFound, "Not Found")

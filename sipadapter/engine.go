@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -155,7 +156,7 @@ type Engine struct {
 	cfg     EngineConfig
 	metrics *Metrics
 	lot     *park.Lot
-	table   *orbit.Table
+	table   atomic.Pointer[orbit.Table] // the orbits answered; a reload replaces it
 	log     *slog.Logger
 	ports   *PortPool
 	media   legMedia
@@ -259,11 +260,12 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		return nil, &ConfigError{"EngineConfig.ParkExtension", cfg.ParkExtension, "lies inside an orbit range"}
 	}
 	e := &Engine{
-		cfg: cfg, lot: cfg.Lot, table: table, log: cfg.Logger, ports: cfg.Ports,
+		cfg: cfg, lot: cfg.Lot, log: cfg.Logger, ports: cfg.Ports,
 		client: cfg.Client, addr: cfg.Addr, proxy: proxy, music: &musicClips{},
 		guard: newSourceGuard(cfg.Limits), legs: make(map[string]*callLeg), invites: make(map[string]*callLeg),
 		legSources: make(map[*callLeg]netip.Addr), parked: make(map[string]*parkedCall),
 	}
+	e.table.Store(table)
 	if e.metrics = cfg.Metrics; e.metrics == nil {
 		e.metrics = NewMetrics(cfg.Lot)
 	}
@@ -295,7 +297,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	if e.blf, err = newBLF(blfConfig{
 		Lot:           e.lot,
 		Client:        e.client,
-		Orbits:        e.table,
+		Orbits:        e.table.Load(),
 		ParkExtension: cfg.ParkExtension,
 		Addr:          e.addr,
 		Logger:        e.log,
@@ -571,7 +573,15 @@ func (e *Engine) waitHandlers(ctx context.Context) {
 }
 
 // isOrbit reports whether o is one of the orbits this engine serves.
-func (e *Engine) isOrbit(o orbit.Orbit) bool { return servesOrbit(e.table, o) }
+// isOrbit reports whether o is one of the orbits the engine answers for,
+// or, after a reload removed its range, one a call still waits in here.
+func (e *Engine) isOrbit(o orbit.Orbit) bool {
+	if servesOrbit(e.table.Load(), o) {
+		return true
+	}
+	c, ok := e.lot.Lookup(o)
+	return ok && c.Node == ""
+}
 
 func (e *Engine) respond(tx sip.ServerTransaction, res *sip.Response) { respond(e.log, tx, res) }
 

@@ -53,7 +53,7 @@ func (e *Engine) ServeRefer(req *sip.Request, tx sip.ServerTransaction) {
 
 	var job func(ctx context.Context) (string, error)
 	parking := true
-	directed, toPark := referTarget(referTo, e.cfg.ParkExtension, e.table)
+	directed, toPark := referTarget(referTo, e.cfg.ParkExtension, e.table.Load())
 	switch replaced := e.referReplaces(referTo); {
 	case replaced != nil:
 		job = func(ctx context.Context) (string, error) { return e.takeOverByRefer(ctx, other, l, replaced, parker) }

@@ -41,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf := parkflags.Register(fs)
 	cf := parkflags.RegisterCluster(fs)
 	hf := parkflags.RegisterHTTP(fs)
+	configPath := parkflags.RegisterConfig(fs)
 	abuse := registerAbuseFlags(fs)
 	outboundProxy := fs.String("outbound-proxy", "", "sip: `URI` of the proxy recalls, the fallback and parker notices go through (the PBX that knows where phones are); empty: to the parker's URI")
 	sharedRTP := fs.Bool("shared-rtp", runtime.GOOS == "linux", "answer parked calls with one shared RTP port, the first free one of -rtp-ports, told apart by the phones' addresses; their music then leaves in batches (Linux: sendmmsg). Phones behind NAT must send RTP from the address they signal from or name in SDP (see docs/SIP-CONTRACT.md); false gives each parked call a port of its own")
@@ -56,6 +57,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "parkserver: unexpected argument %q: every setting is a flag\n", fs.Arg(0))
 		return 2
+	}
+	var file *parkflags.ConfigFile
+	if *configPath != "" {
+		var err error
+		if file, err = parkflags.LoadConfig(fs, *configPath); err != nil {
+			fmt.Fprintln(stderr, "parkserver:", err)
+			return 2
+		}
 	}
 
 	logger, err := logging.Setup(stderr)
@@ -131,6 +140,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	signals := parkflags.CatchSignals()
 	defer signals.Release()
+	reloader := parkflags.NewReloader(file, *listen, logger, func(s parkflags.Settings) error {
+		return srv.Reconfigure(s.Park, s.Orbits)
+	})
+	defer reloader.OnHangup()()
 	if err := srv.Listen(context.Background()); err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
 		return 1
@@ -144,6 +157,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	op, err := hs.Serve(parkflags.OperatorConfig{
 		Lot: srv.Lot(), Metrics: srv.Metrics(), Cluster: cluster, Logger: logger,
 		Settings: func() map[string]any { return parkflags.Shown(set, cs, srv.Addr()) },
+		Reload:   reloader.Handler(),
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)

@@ -41,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf := parkflags.Register(fs)
 	cf := parkflags.RegisterCluster(fs)
 	hf := parkflags.RegisterHTTP(fs)
+	configPath := parkflags.RegisterConfig(fs)
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
 	logging := siptune.RegisterLogging(fs)
 	if err := fs.Parse(args); err != nil {
@@ -52,6 +53,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pbx: unexpected argument %q: every setting is a flag\n", fs.Arg(0))
 		return 2
+	}
+	var file *parkflags.ConfigFile
+	if *configPath != "" {
+		var err error
+		if file, err = parkflags.LoadConfig(fs, *configPath); err != nil {
+			fmt.Fprintln(stderr, "pbx:", err)
+			return 2
+		}
 	}
 	logger, err := logging.Setup(stderr)
 	if err != nil {
@@ -138,6 +147,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	signals := parkflags.CatchSignals()
 	defer signals.Release()
+	reloader := parkflags.NewReloader(file, *listen, logger, func(s parkflags.Settings) error {
+		return p.Reconfigure(s.Park, s.Orbits)
+	})
+	defer reloader.OnHangup()()
 	if err := p.Listen(context.Background()); err != nil {
 		fmt.Fprintln(stderr, "pbx:", err)
 		return 1
@@ -151,6 +164,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	op, err := hs.Serve(parkflags.OperatorConfig{
 		Lot: p.Lot(), Metrics: p.Metrics(), Cluster: cluster, Logger: logger,
 		Settings: func() map[string]any { return parkflags.Shown(set, cs, p.Addr()) },
+		Reload:   reloader.Handler(),
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "pbx:", err)

@@ -213,6 +213,26 @@ func (p *PBX) isOrbit(user string) bool {
 	return ok && pool == ""
 }
 
+// Reconfigure reloads the park's settings and orbit ranges while calls
+// are parked (sipadapter.Engine.Reconfigure), once the PBX listens. New
+// ranges may not hold an extension: dialling it would retrieve.
+func (p *PBX) Reconfigure(pc park.Config, orbits *orbit.Table) error {
+	if orbits != nil {
+		for _, r := range orbits.Ranges("") {
+			for i := range r.Len() {
+				if o := r.At(i); p.users.Exists(string(o)) {
+					return fmt.Errorf("orbits: range %s holds the extension %s", r, o)
+				}
+			}
+		}
+	}
+	e := p.listening()
+	if e == nil {
+		return errors.New("pbx: reload before Listen")
+	}
+	return e.Reconfigure(pc, orbits)
+}
+
 // listening returns the engine once Listen has built it, nil before.
 func (p *PBX) listening() *sipadapter.Engine {
 	p.mu.Lock()

@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,4 +58,41 @@ func TestTwoPBXProcessesShareTheLot(t *testing.T) {
 	require.NoError(t, parked.WaitReceived(ctx, parked.Received()+25))
 	require.NoError(t, talk.Hangup(ctx))
 	<-parked.Done()
+}
+
+// The built PBX with -config: SIGHUP re-reads the file under a parked
+// call, which stays; a new park gets the new range and timeout, and a new
+// range holding an extension is refused.
+func TestPBXReloadsItsConfigFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pbx.conf")
+	require.NoError(t, os.WriteFile(path, []byte("orbits 701-709\n"), 0o600))
+	p := proctest.Start(t, proctest.Build(t, "."), "-listen", "127.0.0.1:0", "-rtp-ports", "18800-18999", "-config", path)
+	line := p.WaitLine(`msg="pbx listening"`, 10*time.Second)
+	p.Addr = regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "101"})
+	_, err := alice.Register(ctx, "sip:"+p.Addr, time.Hour)
+	require.NoError(t, err)
+	first, err := alice.Call(ctx, "sip:700@"+p.Addr, parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	require.Equal(t, "701", first.Orbit())
+
+	require.NoError(t, os.WriteFile(path, []byte("orbits 150-159\n"), 0o600))
+	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGHUP))
+	p.WaitLine(`msg="reload refused; the running configuration stays"`, 5*time.Second, "holds the extension 150")
+
+	require.NoError(t, os.WriteFile(path, []byte("orbits 801-809\ntimeout 15s\n"), 0o600))
+	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGHUP))
+	p.WaitLine(`msg="configuration reloaded"`, 5*time.Second, `changed="[orbits timeout]"`)
+	second, err := alice.Call(ctx, "sip:700@"+p.Addr, parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	require.Equal(t, "801", second.Orbit())
+	select {
+	case <-first.Done():
+		t.Fatal("the call parked before the reload ended")
+	default:
+	}
+	require.NoError(t, first.Hangup(ctx))
+	require.NoError(t, second.Hangup(ctx))
 }

@@ -242,9 +242,13 @@ func (h *Handler) serveReload(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), peerTimeout)
 	defer cancel()
-	if err := h.opts.Reload(ctx); err != nil {
+	result, err := h.opts.Reload(ctx)
+	if err != nil {
 		writeError(w, http.StatusUnprocessableEntity, "invalid_config", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"reloaded": true})
+	if result == nil {
+		result = map[string]any{"reloaded": true}
+	}
+	writeJSON(w, http.StatusOK, result)
 }

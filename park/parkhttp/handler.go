@@ -41,9 +41,10 @@ type Options struct {
 	// request fails with 502.
 	Peer func(ctx context.Context, node string) (baseURL string, err error)
 
-	// Reload re-reads the host's configuration for POST /api/reload; its
-	// error is the response's. Nil: 404.
-	Reload func(ctx context.Context) error
+	// Reload re-reads the host's configuration for POST /api/reload: its
+	// result is the 200 response's JSON body (nil: {"reloaded": true}),
+	// its error the 422's. Nil: 404.
+	Reload func(ctx context.Context) (result any, err error)
 
 	// Metrics, when set, is served at GET /metrics behind the same access
 	// rule (a promhttp handler over the host's registry).

@@ -264,11 +264,11 @@ func TestAccess(t *testing.T) {
 func TestReload(t *testing.T) {
 	lot := newLot(t, "701-709", nil)
 	fail := true
-	_, srv := serve(t, lot, parkhttp.Options{Reload: func(context.Context) error {
+	_, srv := serve(t, lot, parkhttp.Options{Reload: func(context.Context) (any, error) {
 		if fail {
-			return errors.New("config.json: -timeout 5s: must be between 10s and 10m0s")
+			return nil, errors.New("config.json: -timeout 5s: must be between 10s and 10m0s")
 		}
-		return nil
+		return map[string]any{"changed": []string{"timeout"}}, nil
 	}})
 	status, body, _ := call(t, "POST", srv.URL+"/api/reload")
 	require.Equal(t, http.StatusUnprocessableEntity, status)
@@ -277,7 +277,7 @@ func TestReload(t *testing.T) {
 	fail = false
 	status, body, _ = call(t, "POST", srv.URL+"/api/reload")
 	require.Equal(t, http.StatusOK, status)
-	require.Equal(t, true, body["reloaded"])
+	require.Equal(t, []any{"timeout"}, body["changed"])
 	status, _, _ = call(t, "GET", srv.URL+"/api/reload")
 	require.Equal(t, http.StatusMethodNotAllowed, status)
 }

@@ -97,7 +97,7 @@ type OperatorConfig struct {
 	// Settings are the program's settings shown at /api/config.
 	Settings func() map[string]any
 	// Reload re-reads -config (POST /api/reload); nil: none.
-	Reload func(ctx context.Context) error
+	Reload func(ctx context.Context) (any, error)
 	Logger *slog.Logger
 }
 
