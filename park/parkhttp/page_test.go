@@ -243,6 +243,16 @@ func TestPageFollowsTheLot(t *testing.T) {
 	require.False(t, leg.wasHungUp(), "a retrieved call is the retriever's")
 	first := browser.Eval[string](t, tab, `document.querySelector("#log li").textContent`)
 	require.Contains(t, first, "retrieved", "newest first")
+
+	// 240 more events: the log keeps the last 200.
+	for i := range 120 {
+		parkAt(t, lot, "709", fmt.Sprintf("sip:caller%d@10.0.0.7", i), "")
+		_, err := lot.Retrieve(context.Background(), park.RetrieveRequest{Orbit: "709"})
+		require.NoError(t, err)
+	}
+	tab.WaitTrue(t, 10*time.Second, "the last park in the log", `document.querySelector("#log li:nth-child(2)").textContent.includes("parked sip:caller119@")`)
+	require.Equal(t, 200, browser.Eval[int](t, tab, `document.querySelectorAll("#log li").length`))
+	waitCell(t, tab, time.Second, "709", "free")
 }
 
 // TestPageButtons recalls and hangs up calls from the page: the API does
