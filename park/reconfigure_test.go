@@ -100,3 +100,23 @@ func TestSetRangesNeedsAReranger(t *testing.T) {
 	require.ErrorIs(t, lot.SetRanges([]orbit.Range{r}), ErrInvalidConfig)
 	require.NoError(t, lot.Shutdown(context.Background()))
 }
+
+// A recall ringing when the lot is reconfigured goes on as it started:
+// its ring time, attempts and (lack of) fallback are those it began with.
+func TestReconfigureLeavesARingingRecallAsItIs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dialer := &testDialer{behaviours: map[string]ringBehaviour{"sip:bob@example.com": neverAnswer, "sip:op@example.com": answerAfter(time.Second)}}
+		lot, _, log := newTestLot(t, "701-709", Config{Dialer: dialer})
+		start := time.Now()
+		c, err := lot.Park(t.Context(), ParkRequest{Leg: &testLeg{}, Parker: "sip:bob@example.com"})
+		require.NoError(t, err)
+		time.Sleep(95 * time.Second)
+		require.Equal(t, Recalling, c.Info().State)
+		require.NoError(t, lot.Reconfigure(Config{RecallRingTime: 5 * time.Second, MaxPickupAttempts: 3, FallbackURI: "sip:op@example.com"}))
+		<-c.Done()
+		require.Equal(t, 120*time.Second, time.Since(start), "the recall rang its 30 s")
+		require.Equal(t, Dropped, c.Outcome(), "one attempt and no fallback, as when it started")
+		synctest.Wait()
+		require.Equal(t, []EventKind{EventParked, EventRinging, EventRingFailed, EventEnded}, log.kinds())
+	})
+}

@@ -50,6 +50,10 @@ const subscriberBuffer = 256
 // keepAlive is how often an idle stream gets a comment line.
 const keepAlive = 15 * time.Second
 
+// flushEvery is how long an event may wait in the stream's buffer for
+// others to go out with it.
+const flushEvery = 50 * time.Millisecond
+
 // entry is one event of the history, encoded once.
 type entry struct {
 	seq  uint64
@@ -65,7 +69,7 @@ type hub struct {
 
 	mu     sync.Mutex
 	seq    uint64
-	ring   []entry // the last events, oldest first, at most history
+	ring   []entry // the last events: the one of seq s at index (s-1) % history
 	subs   map[*subscriber]struct{}
 	closed chan struct{}
 }
@@ -109,11 +113,11 @@ func (h *hub) observe(e park.Event) {
 	defer h.mu.Unlock()
 	h.seq++
 	en := entry{seq: h.seq, data: data}
-	if len(h.ring) == history {
-		copy(h.ring, h.ring[1:])
-		h.ring = h.ring[:history-1]
+	if len(h.ring) < history {
+		h.ring = append(h.ring, en)
+	} else {
+		h.ring[(h.seq-1)%history] = en
 	}
-	h.ring = append(h.ring, en)
 	for s := range h.subs {
 		select {
 		case s.ch <- en:
@@ -159,11 +163,14 @@ func (h *hub) since(lastID string) ([]entry, bool) {
 	if seq == h.seq {
 		return nil, true
 	}
-	if len(h.ring) == 0 || h.ring[0].seq > seq+1 {
+	if h.seq-seq > uint64(len(h.ring)) {
 		return nil, false // some were dropped from the history
 	}
-	i := int(seq + 1 - h.ring[0].seq)
-	return append([]entry(nil), h.ring[i:]...), true
+	out := make([]entry, 0, h.seq-seq)
+	for s := seq + 1; s <= h.seq; s++ {
+		out = append(out, h.ring[(s-1)%history])
+	}
+	return out, true
 }
 
 func (h *hub) unsubscribe(s *subscriber) {
@@ -216,10 +223,26 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	tick := time.NewTicker(keepAlive)
 	defer tick.Stop()
+	// Events are written as they come and flushed at most every
+	// flushEvery: at a thousand parks a second a flush (a write to the
+	// socket) per event would cost the server more than the page is worth.
+	flush := time.NewTimer(flushEvery)
+	flush.Stop()
+	pending := false
 	for {
 		select {
 		case en := <-s.ch:
-			if !send(h.hub.id(en.seq), en.data) {
+			_ = rc.SetWriteDeadline(time.Now().Add(keepAlive))
+			if _, err := fmt.Fprintf(w, "id: %s\ndata: %s\n\n", h.hub.id(en.seq), en.data); err != nil {
+				return
+			}
+			if !pending {
+				pending = true
+				flush.Reset(flushEvery)
+			}
+		case <-flush.C:
+			pending = false
+			if rc.Flush() != nil {
 				return
 			}
 		case <-tick.C:
