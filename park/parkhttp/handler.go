@@ -127,9 +127,12 @@ func (h *Handler) routes() {
 	}
 }
 
-// ServeHTTP checks the client's access, then serves the request.
+// ServeHTTP checks the client's access, then serves the request. The
+// page's script and style sheet (/ui/) are served to anyone: they are the
+// same for every lot, hold nothing of this one's, and a <script src> could
+// not send the token.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !h.admit(w, r) {
+	if !strings.HasPrefix(r.URL.Path, "/ui/") && !h.admit(w, r) {
 		return
 	}
 	h.mux.ServeHTTP(w, r)

@@ -259,6 +259,10 @@ func TestAccess(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, res.StatusCode, "the page too needs the token")
+	res, err = http.Get(srv.URL + "/ui/app.js")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, "its script does not: it holds nothing of the lot's")
 }
 
 func TestReload(t *testing.T) {
