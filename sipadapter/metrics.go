@@ -25,7 +25,9 @@ type Metrics struct {
 	// retrieve each observe one.
 	setupOf  map[string]prometheus.Observer
 	tellings *prometheus.CounterVec
-	engine   atomic.Pointer[Engine] // read at each scrape
+	// toldOf are tellings' series by kind, ok and failed, looked up once.
+	toldOf map[TellingKind][2]prometheus.Counter
+	engine atomic.Pointer[Engine] // read at each scrape
 
 	rtpSent, rtpLate, rtpErrors, watchers *prometheus.Desc
 }
@@ -64,9 +66,9 @@ func NewMetrics(lot *park.Lot) *Metrics {
 	for _, k := range []string{"park", "retrieve"} {
 		m.setupOf[k] = m.setup.WithLabelValues(k)
 	}
+	m.toldOf = map[TellingKind][2]prometheus.Counter{}
 	for _, k := range []TellingKind{Announced, Paged, Messaged} {
-		m.tellings.WithLabelValues(k.String(), "ok")
-		m.tellings.WithLabelValues(k.String(), "failed")
+		m.toldOf[k] = [2]prometheus.Counter{m.tellings.WithLabelValues(k.String(), "ok"), m.tellings.WithLabelValues(k.String(), "failed")}
 	}
 	return m
 }
@@ -88,11 +90,15 @@ func (m *Metrics) answered(kind string, arrived time.Time) {
 
 // told counts an announcement, page or message.
 func (m *Metrics) told(t Telling) {
-	result := "ok"
-	if t.Err != nil {
-		result = "failed"
+	series, ok := m.toldOf[t.Kind]
+	if !ok {
+		return
 	}
-	m.tellings.WithLabelValues(t.Kind.String(), result).Inc()
+	if t.Err != nil {
+		series[1].Inc()
+	} else {
+		series[0].Inc()
+	}
 }
 
 // Describe sends the descriptors of every metric.

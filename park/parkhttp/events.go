@@ -60,7 +60,7 @@ type entry struct {
 }
 
 func (en *entry) json(node string) []byte {
-	en.once.Do(func() { en.data = appendEvent(nil, en.ev, node) })
+	en.once.Do(func() { en.data = appendEvent(make([]byte, 0, 512), en.ev, node) })
 	return en.data
 }
 
