@@ -1,48 +1,17 @@
 package sipadapter_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/callpark/callpark/internal/metricstest"
 	"github.com/callpark/callpark/parktest"
 	"github.com/callpark/callpark/sipadapter"
 )
-
-// gather reads reg into "name{label=value,...}" -> value; a histogram
-// gives its _count.
-func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	require.NoError(t, err)
-	out := map[string]float64{}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			key := f.GetName()
-			if len(labels) > 0 {
-				key += "{" + strings.Join(labels, ",") + "}"
-			}
-			switch f.GetType() {
-			case dto.MetricType_COUNTER:
-				out[key] = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				out[key] = m.GetGauge().GetValue()
-			case dto.MetricType_HISTOGRAM:
-				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return out
-}
 
 // TestMetricsOfParkRetrieveRefusal scripts a park, a BLF watcher, a
 // refused retrieve and a retrieve, and reads the server's metrics.
@@ -63,7 +32,7 @@ func TestMetricsOfParkRetrieveRefusal(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, parked.WaitReceived(ctx, 10))
 
-	v := gather(t, reg)
+	v := metricstest.Values(t, reg)
 	require.Equal(t, 1.0, v["callpark_parks_total"])
 	require.Equal(t, 1.0, v["callpark_calls_parked"])
 	require.Equal(t, 1.0, v["callpark_blf_watchers"])
@@ -76,15 +45,15 @@ func TestMetricsOfParkRetrieveRefusal(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, talk.Hangup(ctx))
 	require.NoError(t, sub.Unsubscribe(ctx))
-	waitUntil(t, 5*time.Second, "the watcher is gone", func() bool { return gather(t, reg)["callpark_blf_watchers"] == 0 })
+	waitUntil(t, 5*time.Second, "the watcher is gone", func() bool { return metricstest.Values(t, reg)["callpark_blf_watchers"] == 0 })
 
-	v = gather(t, reg)
+	v = metricstest.Values(t, reg)
 	require.Equal(t, 1.0, v["callpark_sip_refusals_total{reason=Not Found,status=404}"], "%v", v)
 	require.Equal(t, 1.0, v["callpark_calls_ended_total{outcome=retrieved}"])
 	require.Equal(t, 1.0, v["callpark_time_to_retrieve_seconds_count"])
 	require.Equal(t, 1.0, v["callpark_sip_setup_seconds{kind=retrieve}_count"])
 	require.Equal(t, 0.0, v["callpark_calls_parked"])
 	waitUntil(t, 10*time.Second, "the parker heard its orbit", func() bool {
-		return gather(t, reg)["callpark_tellings_total{kind=announced,result=ok}"] == 1
+		return metricstest.Values(t, reg)["callpark_tellings_total{kind=announced,result=ok}"] == 1
 	})
 }

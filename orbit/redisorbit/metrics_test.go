@@ -8,30 +8,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/callpark/callpark/internal/metricstest"
 	"github.com/callpark/callpark/orbit"
 )
 
 // metric reads one series of the allocator's Collector.
-func metric(t *testing.T, a *Allocator, name, label, value string) float64 {
+func metric(t *testing.T, a *Allocator, series string) float64 {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(a.Collector())
-	families, err := reg.Gather()
-	require.NoError(t, err)
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s{%s=%q}", name, label, value)
-	return 0
+	v, ok := metricstest.Of(t, a.Collector())[series]
+	require.True(t, ok, "no %s", series)
+	return v
 }
 
 func TestCollectorCountsRenewalsAndErrors(t *testing.T) {
@@ -43,14 +29,14 @@ func TestCollectorCountsRenewalsAndErrors(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, problems)
 
-	require.Eventually(t, func() bool { return metric(t, a, "callpark_lease_renewals_total", "result", "ok") >= 1 },
+	require.Eventually(t, func() bool { return metric(t, a, "callpark_lease_renewals_total{result=ok}") >= 1 },
 		5*time.Second, 50*time.Millisecond, "the lease is renewed every second")
-	require.Zero(t, metric(t, a, "callpark_redis_errors_total", "part", "orbits"))
+	require.Zero(t, metric(t, a, "callpark_redis_errors_total{part=orbits}"))
 
 	l.m.Close()
 	_, err = a.Allocate(ctx(t))
 	require.ErrorIs(t, err, orbit.ErrUnavailable)
-	require.GreaterOrEqual(t, metric(t, a, "callpark_redis_errors_total", "part", "orbits"), 1.0)
-	require.Eventually(t, func() bool { return metric(t, a, "callpark_lease_renewals_total", "result", "failed") >= 1 },
+	require.GreaterOrEqual(t, metric(t, a, "callpark_redis_errors_total{part=orbits}"), 1.0)
+	require.Eventually(t, func() bool { return metric(t, a, "callpark_lease_renewals_total{result=failed}") >= 1 },
 		5*time.Second, 50*time.Millisecond)
 }

@@ -42,7 +42,8 @@ func (l *leg) hungUp() int {
 	return l.hangups
 }
 
-// ringer is a Dialer whose recalls ring until cancelled.
+// ringer is a parker who never answers: a recall rings until the lot
+// gives up or the call is taken.
 var ringer = park.DialerFunc(func(ctx context.Context, _ park.DialRequest) (park.Answered, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()

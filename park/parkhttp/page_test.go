@@ -27,34 +27,6 @@ import (
 // for a condition with a generous deadline; the one tight bound is the
 // issue's: a park shows within a second.
 
-// pageLeg is a parked call that only records its hang-up.
-type pageLeg struct {
-	mu     sync.Mutex
-	hungUp bool
-}
-
-func (l *pageLeg) Hold(context.Context, park.Music) error { return nil }
-
-func (l *pageLeg) Hangup(context.Context) error {
-	l.mu.Lock()
-	l.hungUp = true
-	l.mu.Unlock()
-	return nil
-}
-
-func (l *pageLeg) wasHungUp() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.hungUp
-}
-
-// ringForever is a parker who never answers: a recall rings until the lot
-// gives up or the call is taken.
-var ringForever = park.DialerFunc(func(ctx context.Context, _ park.DialRequest) (park.Answered, error) {
-	<-ctx.Done()
-	return nil, ctx.Err()
-})
-
 // pageLotHandler is a lot over ranges whose recalls ring for ten minutes, with
 // parkhttp's handler over it; both end with the test.
 func pageLotHandler(t *testing.T, opts parkhttp.Options, ranges ...string) (*park.Lot, *parkhttp.Handler) {
@@ -71,7 +43,7 @@ func pageLotHandler(t *testing.T, opts parkhttp.Options, ranges ...string) (*par
 		PickupTimeout:  10 * time.Minute,
 		RecallRingTime: 10 * time.Minute,
 		Orbits:         alloc,
-		Dialer:         ringForever,
+		Dialer:         ringer,
 	})
 	require.NoError(t, err)
 	h := parkhttp.NewHandler(lot, opts)
@@ -103,9 +75,9 @@ func pageLot(t *testing.T, opts parkhttp.Options, ranges ...string) (*park.Lot, 
 	return lot, servePage(t, h)
 }
 
-func parkAt(t *testing.T, lot *park.Lot, o, party, parker string) (*park.Call, *pageLeg) {
+func parkAt(t *testing.T, lot *park.Lot, o, party, parker string) (*park.Call, *leg) {
 	t.Helper()
-	leg := &pageLeg{}
+	leg := &leg{}
 	c, err := lot.Park(context.Background(), park.ParkRequest{Leg: leg, Orbit: orbit.Orbit(o), Party: party, Parker: parker})
 	require.NoError(t, err)
 	return c, leg
@@ -240,7 +212,7 @@ func TestPageFollowsTheLot(t *testing.T) {
 	require.NoError(t, err)
 	waitCell(t, tab, 5*time.Second, "701", "free")
 	waitLog(t, tab, "701", "retrieved")
-	require.False(t, leg.wasHungUp(), "a retrieved call is the retriever's")
+	require.Zero(t, leg.hungUp(), "a retrieved call is the retriever's")
 	first := browser.Eval[string](t, tab, `document.querySelector("#log li").textContent`)
 	require.Contains(t, first, "retrieved", "newest first")
 
@@ -278,11 +250,11 @@ func TestPageButtons(t *testing.T) {
 	d.clickConfirm(t, button("703", "Hang up"), "sip:carol@10.0.0.9", true, func() {
 		_, ok := lot.Lookup("703")
 		require.True(t, ok, "hang-up dismissed: the call stays")
-		require.False(t, carol.wasHungUp())
+		require.Zero(t, carol.hungUp())
 	})
 	waitCell(t, tab, 5*time.Second, "703", "free")
 	waitLog(t, tab, "703", "dropped")
-	require.True(t, carol.wasHungUp())
+	require.Equal(t, 1, carol.hungUp())
 
 	// The box is open while someone else retrieves the call: the DELETE
 	// names a park ID no longer there, and the page says so.

@@ -2,18 +2,16 @@ package parkmetrics_test
 
 import (
 	"context"
-	"sort"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/callpark/callpark/internal/metricstest"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
 	"github.com/callpark/callpark/park/parkmetrics"
@@ -30,38 +28,6 @@ type answered struct{}
 
 func (answered) Connect(context.Context, park.Leg) error { return nil }
 func (answered) Hangup(context.Context) error            { return nil }
-
-// values gathers reg into "name{label=value,...}" -> value; a histogram
-// gives its _count and _sum.
-func values(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	families, err := reg.Gather()
-	require.NoError(t, err)
-	out := map[string]float64{}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			sort.Strings(labels)
-			key := f.GetName()
-			if len(labels) > 0 {
-				key += "{" + strings.Join(labels, ",") + "}"
-			}
-			switch f.GetType() {
-			case dto.MetricType_COUNTER:
-				out[key] = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				out[key] = m.GetGauge().GetValue()
-			case dto.MetricType_HISTOGRAM:
-				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
-				out[key+"_sum"] = m.GetHistogram().GetSampleSum()
-			}
-		}
-	}
-	return out
-}
 
 // lint checks the metrics against Prometheus's naming rules.
 func lint(t *testing.T, reg *prometheus.Registry) {
@@ -104,7 +70,7 @@ func TestScriptedParkRetrieveRecall(t *testing.T) {
 		fourth, err := lot.Park(t.Context(), park.ParkRequest{Leg: leg{}})
 		require.NoError(t, err)
 		synctest.Wait()
-		v := values(t, reg)
+		v := metricstest.Values(t, reg)
 		require.Equal(t, 4.0, v["callpark_parks_total"])
 		require.Equal(t, 4.0, v["callpark_calls_parked"])
 		require.Equal(t, 0.0, v["callpark_calls_ringing"])
@@ -116,14 +82,14 @@ func TestScriptedParkRetrieveRecall(t *testing.T) {
 		fourth.Abandon()
 		time.Sleep(14 * time.Second) // the pickup timeout: two recalls ring
 		synctest.Wait()
-		v = values(t, reg)
+		v = metricstest.Values(t, reg)
 		require.Equal(t, 0.0, v["callpark_calls_parked"])
 		require.Equal(t, 2.0, v["callpark_calls_ringing"], "the second's and the third's parkers")
 		require.Equal(t, 2.0, v["callpark_rings_total{purpose=recall}"])
 
 		time.Sleep(10 * time.Second) // the second's recall answered at 23 s; the third's recall gives up at 25 s, fallback answers at 28 s
 		synctest.Wait()
-		v = values(t, reg)
+		v = metricstest.Values(t, reg)
 		want := map[string]float64{
 			"callpark_parks_total":                                  4,
 			"callpark_calls_parked":                                 0,
@@ -192,7 +158,7 @@ func TestOtherNodesCallsAreTheirs(t *testing.T) {
 		_, err = lot.Park(t.Context(), park.ParkRequest{Leg: leg{}})
 		require.NoError(t, err)
 		synctest.Wait()
-		v := values(t, reg)
+		v := metricstest.Values(t, reg)
 		require.Equal(t, 1.0, v["callpark_parks_total"], "node b counts its own park")
 		require.Equal(t, 0.0, v["callpark_calls_ended_total{outcome=retrieved}"])
 		require.Equal(t, 1.0, v["callpark_calls_parked"], "node b's call is on node b's gauge")
