@@ -77,6 +77,16 @@ func sipURI(user string, addr netip.AddrPort) sip.Uri {
 	return sip.Uri{Scheme: "sip", User: EscapeUser(user), Host: addr.Addr().String(), Port: int(addr.Port())}
 }
 
+// tlsURI is sipURI at the TLS address, with transport=tls: the Contact of
+// a dialog or subscription made over TLS, so the peer's requests in it
+// come over TLS too (RFC 3261 §19.1.4; sips: would ask it of every hop).
+func tlsURI(user string, addr netip.AddrPort) sip.Uri {
+	u := sipURI(user, addr)
+	u.UriParams = sip.NewParams()
+	u.UriParams.Add("transport", "tls")
+	return u
+}
+
 // URIUser returns the user part of u with its %-escapes decoded, the form to
 // compare with an extension or orbit (a host PBX reads its Request-URIs
 // with it too, so # orbits match as they do here): RFC 3261
