@@ -387,7 +387,11 @@ func (s *Server) listen(ctx context.Context) error {
 	if err := stack.Serve(); err != nil {
 		return err
 	}
-	s.log.Info("park server listening", "addr", s.addr, "park_extension", s.cfg.ParkExtension, "orbits", s.table.String(), "media_ip", s.mediaIP)
+	attrs := []any{"addr", s.addr, "park_extension", s.cfg.ParkExtension, "orbits", s.table.String(), "media_ip", s.mediaIP}
+	if stack.TLSAddr.IsValid() {
+		attrs = append(attrs, "tls", stack.TLSAddr)
+	}
+	s.log.Info("park server listening", attrs...)
 	return nil
 }
 

@@ -41,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf := parkflags.Register(fs)
 	cf := parkflags.RegisterCluster(fs)
 	hf := parkflags.RegisterHTTP(fs)
+	tf := parkflags.RegisterTLS(fs)
 	configPath := parkflags.RegisterConfig(fs)
 	abuse := registerAbuseFlags(fs)
 	outboundProxy := fs.String("outbound-proxy", "", "sip: `URI` of the proxy recalls, the fallback and parker notices go through (the PBX that knows where phones are); empty: to the parker's URI")
@@ -87,6 +88,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "parkserver:", err)
 		return 2
 	}
+	ts, err := tf.Resolve()
+	if err != nil {
+		fmt.Fprintln(stderr, "parkserver:", err)
+		return 2
+	}
 	cfg := sipadapter.Config{
 		Park:          set.Park,
 		Orbits:        set.Orbits,
@@ -103,6 +109,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Announcements: set.Announcements,
 		Notify:        set.Notify,
 		Paging:        set.Paging,
+		TLSListen:     ts.Listen,
+		TLS:           ts.Config,
 	}
 	if err := abuse.apply(&cfg); err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
@@ -121,6 +129,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		abuse.print(stdout)
 		cs.Print(stdout)
 		hs.Print(stdout)
+		ts.Print(stdout)
 		return cs.RunCheck("parkserver", set.Orbits, set.Policy, stdout, stderr)
 	}
 
@@ -143,6 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	reloader := parkflags.NewReloader(file, *listen, logger, func(s parkflags.Settings) error {
 		return srv.Reconfigure(s.Park, s.Orbits)
 	})
+	reloader.Certificates(ts)
 	defer reloader.OnHangup()()
 	if err := srv.Listen(context.Background()); err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
