@@ -41,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf := parkflags.Register(fs)
 	cf := parkflags.RegisterCluster(fs)
 	hf := parkflags.RegisterHTTP(fs)
+	tf := parkflags.RegisterTLS(fs)
 	configPath := parkflags.RegisterConfig(fs)
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
 	logging := siptune.RegisterLogging(fs)
@@ -87,6 +88,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pbx:", err)
 		return 2
 	}
+	ts, err := tf.Resolve()
+	if err != nil {
+		fmt.Fprintln(stderr, "pbx:", err)
+		return 2
+	}
 	if *ringTimeout < time.Second {
 		fmt.Fprintf(stderr, "pbx: -ring-timeout %v: must be at least 1s\n", *ringTimeout)
 		return 2
@@ -110,6 +116,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	p, err := NewPBX(Config{
 		Listen:        set.Listen.String(),
+		TLSListen:     ts.Listen,
+		TLS:           ts.Config,
 		Users:         users,
 		ParkExtension: set.ParkExtension,
 		Orbits:        set.Orbits,
@@ -142,6 +150,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		pf.Print(stdout, set, p.Lot().Config())
 		cs.Print(stdout)
 		hs.Print(stdout)
+		ts.Print(stdout)
 		return cs.RunCheck("pbx", set.Orbits, set.Policy, stdout, stderr)
 	}
 
@@ -150,6 +159,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	reloader := parkflags.NewReloader(file, *listen, logger, func(s parkflags.Settings) error {
 		return p.Reconfigure(s.Park, s.Orbits)
 	})
+	reloader.Certificates(ts)
 	defer reloader.OnHangup()()
 	if err := p.Listen(context.Background()); err != nil {
 		fmt.Fprintln(stderr, "pbx:", err)
