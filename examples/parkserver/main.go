@@ -165,7 +165,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	srv.Lot().Observe(park.ObserverFunc(func(e park.Event) { parkflags.LogEvent(logger, e) }))
 	op, err := hs.Serve(parkflags.OperatorConfig{
-		Lot: srv.Lot(), Metrics: srv.Metrics(), Cluster: cluster, Logger: logger,
+		Lot: srv.Lot(), Metrics: srv.Metrics(), Cluster: cluster, Logger: logger, TLS: ts.Config,
 		Settings: func() map[string]any { return parkflags.Shown(set, cs, srv.Addr()) },
 		Reload:   reloader.Handler(),
 	})

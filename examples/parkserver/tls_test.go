@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -26,7 +28,7 @@ func TestTLSWithClientCAAndCertificateReload(t *testing.T) {
 	first := ca.Issue(t, tlstest.Leaf{})
 	certFile, keyFile := tlstest.WriteFiles(t, dir, first)
 	srv := startParkServer(t, "-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile,
-		"-tls-client-ca", ca.WriteCA(t, dir))
+		"-tls-client-ca", ca.WriteCA(t, dir), "-http", "127.0.0.1:0")
 	line := srv.WaitLine(`msg="park server listening"`, 5*time.Second)
 	m := regexp.MustCompile(`tls=(\S+)`).FindStringSubmatch(line)
 	require.NotNil(t, m, line)
@@ -47,6 +49,17 @@ func TestTLSWithClientCAAndCertificateReload(t *testing.T) {
 	parked, err := alice.Call(ctx, "sip:700@"+tlsAddr+";transport=tls", parktest.CallOptions{Mute: true})
 	require.NoError(t, err)
 	srv.WaitLine("msg=parked", 5*time.Second, "orbit="+parked.Orbit())
+
+	// The operator's view is served over HTTPS with the same certificate,
+	// asking no client certificate.
+	view := operatorURL(t, srv)
+	require.True(t, strings.HasPrefix(view, "https://"), view)
+	https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	res, err := https.Get(view + "api/calls/" + parked.Orbit())
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	https.CloseIdleConnections()
 	mallory := phone("mallory", tlstest.NewCA(t, "another CA").Issue(t, tlstest.Leaf{}))
 	short, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()

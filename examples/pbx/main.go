@@ -172,7 +172,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	p.Lot().Observe(park.ObserverFunc(func(e park.Event) { parkflags.LogEvent(logger, e) }))
 	op, err := hs.Serve(parkflags.OperatorConfig{
-		Lot: p.Lot(), Metrics: p.Metrics(), Cluster: cluster, Logger: logger,
+		Lot: p.Lot(), Metrics: p.Metrics(), Cluster: cluster, Logger: logger, TLS: ts.Config,
 		Settings: func() map[string]any { return parkflags.Shown(set, cs, p.Addr()) },
 		Reload:   reloader.Handler(),
 	})
