@@ -171,6 +171,7 @@ type Engine struct {
 	client     *sipgo.Client
 	dialogUA   *sipgo.DialogUA
 	tlsUA      *sipgo.DialogUA // dialogs over TLS: its Contact is the TLS address; nil without
+	sipsUA     *sipgo.DialogUA // dialogs to or from a sips: URI: a sips: Contact
 	addr       netip.AddrPort
 	blf        *blfService
 	guard      *sourceGuard // Limits: failed retrieves and dialogs per source
@@ -303,6 +304,10 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		e.tlsUA = &sipgo.DialogUA{
 			Client:     e.client,
 			ContactHDR: sip.ContactHeader{Address: tlsURI(cfg.ContactUser, cfg.TLSAddr)},
+		}
+		e.sipsUA = &sipgo.DialogUA{
+			Client:     e.client,
+			ContactHDR: sip.ContactHeader{Address: sipsURI(cfg.ContactUser, cfg.TLSAddr)},
 		}
 	}
 	if e.blf, err = newBLF(blfConfig{
@@ -529,6 +534,13 @@ func (e *Engine) Tracked(h sipgo.RequestHandler) sipgo.RequestHandler {
 		}
 		e.active++
 		e.mu.Unlock()
+		if insecureSIPS(req) && !req.IsAck() {
+			e.reply(req, tx, 416, "Unsupported URI Scheme", warning("a sips: Request-URI needs TLS on every hop (RFC 3261 26.2.2)"))
+			e.mu.Lock()
+			e.active--
+			e.mu.Unlock()
+			return
+		}
 		defer func() {
 			e.mu.Lock()
 			e.active--
@@ -591,6 +603,15 @@ func (e *Engine) uaFor(transport string) *sipgo.DialogUA {
 		return e.tlsUA
 	}
 	return e.dialogUA
+}
+
+// uaForRequest is uaFor the request's transport, with a sips: Contact for a
+// sips: Request-URI (RFC 3261 §12.1.1).
+func (e *Engine) uaForRequest(req *sip.Request) *sipgo.DialogUA {
+	if e.sipsUA != nil && strings.EqualFold(req.Recipient.Scheme, "sips") && strings.EqualFold(req.Transport(), "TLS") {
+		return e.sipsUA
+	}
+	return e.uaFor(req.Transport())
 }
 
 // isOrbit reports whether o is one of the orbits the engine answers for,

@@ -1,8 +1,10 @@
 package sipadapter_test
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -139,4 +141,34 @@ func TestRecallOverTLSChecksTheParkersCertificate(t *testing.T) {
 		stop()
 		_ = parked.Hangup(ctx)
 	}
+}
+
+// A sips: Request-URI: over TLS the dialog's Contact is sips: too (RFC
+// 3261 §12.1.1); over plain TCP the request is refused with 416, since a
+// sips: request must cross TLS on every hop.
+func TestSIPSRequestURI(t *testing.T) {
+	ca := tlstest.NewCA(t, "callpark test CA")
+	srv := tlsServer(t, ca, false, sipadapter.Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	alice := tlsPhone(t, "alice", ca.Issue(t, tlstest.Leaf{}), ca)
+	parked, err := alice.Call(ctx, fmt.Sprintf("sips:700@%s", srv.TLSAddr()), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	require.Contains(t, parked.Header("Contact"), "<sips:", "a sips: dialog has a sips: Contact")
+	require.NoError(t, parked.Hangup(ctx))
+
+	conn, err := net.Dial("tcp", srv.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	local := conn.LocalAddr().String()
+	invite := "INVITE sips:700@" + srv.Addr().String() + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/TCP " + local + ";branch=z9hG4bK-sips-over-tcp\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:mallory@" + local + ">;tag=m1\r\nTo: <sips:700@" + srv.Addr().String() + ">\r\n" +
+		"Call-ID: sips-over-tcp\r\nCSeq: 1 INVITE\r\nContact: <sip:mallory@" + local + ";transport=tcp>\r\nContent-Length: 0\r\n\r\n"
+	_, err = conn.Write([]byte(invite))
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	status, err := bufio.NewReader(conn).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "SIP/2.0 416 Unsupported URI Scheme\r\n", status)
+	require.Zero(t, srv.Lot().Len())
 }
