@@ -206,6 +206,7 @@ type subscription struct {
 	remote  sip.FromHeader // the subscriber, as To of our NOTIFYs
 	target  sip.Uri        // its Contact
 	network string
+	conn    string     // over TLS, the watcher's connection (its SUBSCRIBE's source)
 	source  netip.Addr // counted in blfService.perSource while in subs; zero: not counted
 
 	mu      sync.Mutex // serialises NOTIFYs so versions go out in order
@@ -371,6 +372,9 @@ func (b *blfService) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) 
 		target:  *contact.Address.Clone(),
 		network: req.Transport(),
 		cseq:    1,
+	}
+	if strings.EqualFold(sub.network, "TLS") {
+		sub.conn = req.Source()
 	}
 	sub.key = dialogKey(sub.callID, sub.ourTag, fromTag(req))
 	if src := requestSource(req).Addr(); expiry > 0 && !b.admit(sub, src) {

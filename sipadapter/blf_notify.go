@@ -69,6 +69,11 @@ func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state 
 	if sub.network != "" {
 		req.SetTransport(sub.network)
 	}
+	if sub.conn != "" {
+		// Over TLS, back over the watcher's own connection (RFC 5923), as
+		// a call's requests go (sipDialog.overPeerConnection).
+		req.SetDestination(sub.conn)
+	}
 	// Over UDP the NOTIFY must leave from the listener, the client's
 	// connection address: sipgo sets that address only when it builds the
 	// request (ClientRequestBuild), and without it sends from the socket

@@ -172,3 +172,22 @@ func TestSIPSRequestURI(t *testing.T) {
 	require.Equal(t, "SIP/2.0 416 Unsupported URI Scheme\r\n", status)
 	require.Zero(t, srv.Lot().Len())
 }
+
+// A BLF watcher over TLS hears a park in its orbit over its own
+// connection: its certificate is one the server cannot check, so a
+// connection the server opened to its Contact would fail.
+func TestBLFOverTLS(t *testing.T) {
+	ca := tlstest.NewCA(t, "callpark test CA")
+	srv := tlsServer(t, ca, false, sipadapter.Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	watcher := tlsPhone(t, "watcher", tlstest.NewCA(t, "self-signed, in effect").Issue(t, tlstest.Leaf{}), ca)
+	sub, err := watcher.Subscribe(ctx, tlsURI(srv, "701"), "dialog", time.Hour)
+	require.NoError(t, err)
+	nextDialogInfo(t, ctx, sub)
+	alice := tlsPhone(t, "alice", ca.Issue(t, tlstest.Leaf{}), ca)
+	parked, err := alice.Call(ctx, tlsURI(srv, "700"), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	require.NotEmpty(t, nextDialogInfo(t, ctx, sub).Dialogs, "lit over TLS")
+	require.NoError(t, parked.Hangup(ctx))
+	require.NoError(t, sub.Unsubscribe(ctx))
+}
