@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -264,8 +265,27 @@ func TestContextsOfWaitsEnd(t *testing.T) {
 	require.NoError(t, p.Inbox().WaitInvites(ctx, 0), "a condition already met needs no wait")
 }
 
+// logBuffer is a log a test reads while sipgo's goroutines may still write
+// to it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 func TestLoggerReceivesRecords(t *testing.T) {
-	var buf strings.Builder
+	var buf logBuffer
 	ctx := testContext(t)
 	alice := NewPhone(t, PhoneOptions{User: "alice"})
 	bob := NewPhone(t, PhoneOptions{User: "bob", Logger: newTestLogger(&buf),
