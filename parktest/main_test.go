@@ -2,6 +2,7 @@ package parktest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -72,7 +73,11 @@ func sipHeader(name, value string) sip.Header { return sip.NewHeader(name, value
 
 // newTestLogger logs every level as text into w, safe for concurrent use.
 func newTestLogger(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(&lockedWriter{w: w}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	lw, ok := w.(*lockedWriter)
+	if !ok {
+		lw = &lockedWriter{w: w}
+	}
+	return slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 type lockedWriter struct {
@@ -84,4 +89,12 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)
+}
+
+// String reads what was written, under the writers' lock: a test reads its
+// log while sipgo's goroutines may still write to it.
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprint(l.w)
 }

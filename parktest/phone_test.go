@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -265,30 +264,11 @@ func TestContextsOfWaitsEnd(t *testing.T) {
 	require.NoError(t, p.Inbox().WaitInvites(ctx, 0), "a condition already met needs no wait")
 }
 
-// logBuffer is a log a test reads while sipgo's goroutines may still write
-// to it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestLoggerReceivesRecords(t *testing.T) {
-	var buf logBuffer
+	buf := &lockedWriter{w: new(strings.Builder)}
 	ctx := testContext(t)
 	alice := NewPhone(t, PhoneOptions{User: "alice"})
-	bob := NewPhone(t, PhoneOptions{User: "bob", Logger: newTestLogger(&buf),
+	bob := NewPhone(t, PhoneOptions{User: "bob", Logger: newTestLogger(buf),
 		OnRefer: func(*Call, string) ReferReply { return ReferReply{Status: 99} }})
 	out, _ := connect(t, ctx, alice, bob, CallOptions{})
 	res, err := out.Refer(ctx, alice.URI())

@@ -1,7 +1,6 @@
 package parkhttp
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -172,7 +171,7 @@ func (h *Handler) passOn(w http.ResponseWriter, r *http.Request, node string) {
 		w.Header().Set("Content-Type", ct)
 	}
 	w.WriteHeader(res.StatusCode)
-	_, _ = io.Copy(w, bytes.NewReader(body))
+	_, _ = w.Write(body)
 }
 
 // notParked is the error for an orbit nobody holds: unknown when outside

@@ -183,19 +183,15 @@ func (r *Reloader) reload() (Reload, error) {
 	next := map[string]string{}
 	for _, kv := range values {
 		next[kv.name] = kv.value
-	}
-	for name, v := range r.file.explicit {
-		next[name] = v
-	}
-	for _, kv := range values {
-		v := next[kv.name]
-		if fs.Lookup(kv.name) != nil {
-			if err := fs.Set(kv.name, v); err != nil {
-				return res, fmt.Errorf("-config %s:%d: %s: %v", r.file.path, kv.line, kv.name, err)
-			}
+		if _, set := r.file.explicit[kv.name]; set || fs.Lookup(kv.name) == nil {
+			continue
+		}
+		if err := fs.Set(kv.name, kv.value); err != nil {
+			return res, fmt.Errorf("-config %s:%d: %s: %v", r.file.path, kv.line, kv.name, err)
 		}
 	}
 	for name, v := range r.file.explicit {
+		next[name] = v
 		if fs.Lookup(name) != nil {
 			_ = fs.Set(name, v) // parsed once already
 		}
