@@ -107,6 +107,9 @@ func (s *Session) Last() []byte {
 // send, the codec and payload types, whether the peer holds the call, and
 // the SRTP keys.
 func (e *Endpoint) Apply(n Negotiated) error {
+	if err := e.SetSRTP(n.SRTP); err != nil {
+		return err
+	}
 	e.SetRemote(n.Remote)
 	if n.RemoteHold {
 		e.Hold()
