@@ -41,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf := parkflags.Register(fs)
 	cf := parkflags.RegisterCluster(fs)
 	hf := parkflags.RegisterHTTP(fs)
+	srtp := parkflags.RegisterSRTP(fs)
 	configPath := parkflags.RegisterConfig(fs)
 	abuse := registerAbuseFlags(fs)
 	outboundProxy := fs.String("outbound-proxy", "", "sip: `URI` of the proxy recalls, the fallback and parker notices go through (the PBX that knows where phones are); empty: to the parker's URI")
@@ -97,6 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		RTPPortMin:    set.RTPPortMin,
 		RTPPortMax:    set.RTPPortMax,
 		SharedRTPPort: *sharedRTP,
+		SRTP:          srtp.Policy(),
 		Logger:        logger,
 		OutboundProxy: *outboundProxy,
 		CrossNode:     cs.CrossNode,

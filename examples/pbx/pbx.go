@@ -12,6 +12,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/internal/siptransport"
+	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
 	"github.com/callpark/callpark/sipadapter"
@@ -23,6 +24,9 @@ import (
 type Config struct {
 	// Listen is the address for SIP over UDP and TCP; port 0 picks one.
 	Listen string
+	// SRTP is the policy for SRTP media (sipadapter.EngineConfig.SRTP);
+	// the zero value answers SRTP offers with SRTP and plain ones plain.
+	SRTP media.SRTPPolicy
 	// Users is the extension directory; nil means OpenUsers().
 	Users *Users
 	// ParkExtension parks the call it is transferred (or dialled) to.
@@ -282,6 +286,7 @@ func (p *PBX) Listen(ctx context.Context) error {
 		Announcements:  p.cfg.Announcements,
 		Notify:         p.cfg.Notify,
 		Paging:         p.cfg.Paging,
+		SRTP:           p.cfg.SRTP,
 		Metrics:        p.metrics,
 	})
 	if err != nil {
