@@ -208,7 +208,7 @@ func (st *Stream) tick(sh *shard) {
 		return
 	}
 	late := sh.sched.now() - st.next
-	if late > maxCatchUp {
+	if late > sh.sched.catchUp {
 		missed := int64(late / FrameDuration)
 		st.slot += missed
 		st.next += time.Duration(missed) * FrameDuration

@@ -1,6 +1,7 @@
 package parktest
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -16,9 +17,14 @@ type PhoneOptions struct {
 	// User is the user part of the phone's URI ("alice" in
 	// sip:alice@127.0.0.1:PORT). Required.
 	User string
-	// Transport is "udp" (the default) or "tcp": the phone listens on it and
-	// sends every request over it.
+	// Transport is "udp" (the default), "tcp" or "tls": the phone listens
+	// on it and sends every request over it.
 	Transport string
+	// TLS is the phone's TLS configuration, required with Transport "tls":
+	// its certificate (Certificates: a server opens TLS connections to the
+	// phone's Contact for its requests in a call, and one requiring mutual
+	// TLS asks for it) and the roots it trusts (RootCAs).
+	TLS *tls.Config
 	// Codecs are offered in this order and accepted in answers; empty means
 	// PCMU then PCMA.
 	Codecs []media.Codec
@@ -130,8 +136,13 @@ func checkPhoneOptions(opts *PhoneOptions) (string, error) {
 		transport = "UDP"
 	case "tcp":
 		transport = "TCP"
+	case "tls":
+		transport = "TLS"
+		if opts.TLS == nil || len(opts.TLS.Certificates) == 0 {
+			return "", fmt.Errorf("%w: PhoneOptions.TLS must hold the phone's certificate with Transport tls", ErrInvalidOptions)
+		}
 	default:
-		return "", fmt.Errorf("%w: PhoneOptions.Transport %q, want udp or tcp", ErrInvalidOptions, opts.Transport)
+		return "", fmt.Errorf("%w: PhoneOptions.Transport %q, want udp, tcp or tls", ErrInvalidOptions, opts.Transport)
 	}
 	if opts.ReInviteAnswerDelay < 0 {
 		return "", fmt.Errorf("%w: PhoneOptions.ReInviteAnswerDelay %v is negative", ErrInvalidOptions, opts.ReInviteAnswerDelay)

@@ -2,6 +2,7 @@ package parktest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,7 +34,8 @@ type Phone struct {
 	user          string
 	password      string
 	reinviteDelay time.Duration // PhoneOptions.ReInviteAnswerDelay
-	transport     string        // "UDP" or "TCP", as sipgo writes them
+	transport     string        // "UDP", "TCP" or "TLS", as sipgo writes them
+	tlsConfig     *tls.Config   // PhoneOptions.TLS
 	codecs        []media.Codec
 	log           *slog.Logger
 	addr          netip.AddrPort
@@ -104,6 +106,7 @@ func StartPhone(opts PhoneOptions) (*Phone, error) {
 		password:      opts.Password,
 		reinviteDelay: opts.ReInviteAnswerDelay,
 		transport:     transport,
+		tlsConfig:     opts.TLS,
 		codecs:        opts.Codecs,
 		log:           log,
 		served:        make(chan struct{}),

@@ -24,8 +24,8 @@ func parseTarget(s string) (sip.Uri, []sip.Header, error) {
 	if err := sip.ParseUri(text, &u); err != nil {
 		return sip.Uri{}, nil, fmt.Errorf("%w: %q: %v", ErrBadTarget, s, err)
 	}
-	if !strings.EqualFold(u.Scheme, "sip") {
-		return sip.Uri{}, nil, fmt.Errorf("%w: %q: scheme %q, want sip", ErrBadTarget, s, u.Scheme)
+	if !strings.EqualFold(u.Scheme, "sip") && !strings.EqualFold(u.Scheme, "sips") {
+		return sip.Uri{}, nil, fmt.Errorf("%w: %q: scheme %q, want sip or sips", ErrBadTarget, s, u.Scheme)
 	}
 	if u.Host == "" || strings.ContainsAny(u.Host, " \t\r\n<>\"") {
 		return sip.Uri{}, nil, fmt.Errorf("%w: %q: host %q", ErrBadTarget, s, u.Host)

@@ -2,10 +2,12 @@ package parktest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/callpark/callpark/internal/sipreason"
 	"github.com/callpark/callpark/internal/siptransport"
@@ -21,7 +23,7 @@ import (
 func (p *Phone) start() error {
 	loopback := netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	var (
-		tcp   *net.TCPListener
+		tcp   net.Listener
 		local netip.AddrPort
 	)
 	if p.transport == "UDP" {
@@ -39,17 +41,20 @@ func (p *Phone) start() error {
 		}
 		tcp = l
 		local = l.Addr().(*net.TCPAddr).AddrPort()
-		p.listener = l
+		if p.transport == "TLS" {
+			tcp = tls.NewListener(l, p.tlsConfig)
+		}
+		p.listener = tcp
 	}
 	p.addr = local
 	p.uri = sip.Uri{Scheme: "sip", User: p.user, Host: local.Addr().String(), Port: int(local.Port())}
-	if p.transport == "TCP" {
+	if p.transport != "UDP" {
 		p.uri.UriParams = sip.NewParams()
-		p.uri.UriParams.Add("transport", "tcp")
+		p.uri.UriParams.Add("transport", strings.ToLower(p.transport))
 	}
 	p.contact = sip.ContactHeader{Address: *p.uri.Clone()}
 
-	ua, err := sipgo.NewUA(
+	uaOpts := []sipgo.UserAgentOption{
 		sipgo.WithUserAgent("parktest"),
 		sipgo.WithUserAgentHostname(local.Addr().String()),
 		sipgo.WithUserAgentTransactionLayerOptions(
@@ -60,7 +65,11 @@ func (p *Phone) start() error {
 			sip.WithTransportLayerLogger(p.log),
 			sip.WithTransportLayerReadFilter(p.readFilter),
 		),
-	)
+	}
+	if p.tlsConfig != nil {
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(p.tlsConfig))
+	}
+	ua, err := sipgo.NewUA(uaOpts...)
 	if err != nil {
 		_ = p.listener.Close()
 		return fmt.Errorf("parktest: sipgo user agent: %w", err)
@@ -104,7 +113,7 @@ func (p *Phone) start() error {
 			defer p.udp.Stopped()
 			err = srv.ServeUDP(p.udp)
 		} else {
-			err = srv.ServeTCP(tcp)
+			err = p.serveStream(srv, tcp)
 		}
 		if err != nil && !errors.Is(err, net.ErrClosed) {
 			p.log.Warn("parktest: serve stopped", "error", err)
@@ -122,6 +131,14 @@ func (p *Phone) start() error {
 		}
 	}
 	return nil
+}
+
+// serveStream serves the phone's TCP or TLS listener.
+func (p *Phone) serveStream(srv *sipgo.Server, l net.Listener) error {
+	if p.transport == "TLS" {
+		return srv.ServeTLS(l)
+	}
+	return srv.ServeTCP(l)
 }
 
 // readFilter sees every datagram or stream chunk before sipgo parses it:

@@ -46,6 +46,9 @@ type blfConfig struct {
 	// Orbits are the orbits answered; only those of the local pool ("")
 	// are. Nil means park.DefaultOrbits.
 	Orbits *orbit.Table
+	// TLSAddr is the host's SIP over TLS address: the Contact of
+	// subscriptions made over TLS. Zero: no TLS.
+	TLSAddr netip.AddrPort
 	// ParkExtension is the Request-URI user whose SUBSCRIBE watches the
 	// whole lot; empty means DefaultParkExtension.
 	ParkExtension string
@@ -82,6 +85,7 @@ type blfService struct {
 	table   atomic.Pointer[orbit.Table] // the orbits answered; a reload replaces it
 	parkExt string
 	addr    netip.AddrPort
+	tlsAddr netip.AddrPort
 	log     *slog.Logger
 
 	stopObserving func()
@@ -110,6 +114,14 @@ type blfService struct {
 	closed   bool
 }
 
+// contact is the Contact of a subscription over network.
+func (b *blfService) contact(user, network string) sip.Uri {
+	if b.tlsAddr.IsValid() && strings.EqualFold(network, "TLS") {
+		return tlsURI(user, b.tlsAddr)
+	}
+	return sipURI(user, b.addr)
+}
+
 // newBLF checks cfg, fills in its defaults and starts observing cfg.Lot.
 // Errors name the field at fault.
 func newBLF(cfg blfConfig) (*blfService, error) {
@@ -130,6 +142,7 @@ func newBLF(cfg blfConfig) (*blfService, error) {
 		client:  cfg.Client,
 		parkExt: cfg.ParkExtension,
 		addr:    cfg.Addr,
+		tlsAddr: cfg.TLSAddr,
 		log:     cfg.Logger,
 		subs:    make(map[string]*subscription),
 
@@ -193,6 +206,7 @@ type subscription struct {
 	remote  sip.FromHeader // the subscriber, as To of our NOTIFYs
 	target  sip.Uri        // its Contact
 	network string
+	conn    string     // over TLS, the watcher's connection (its SUBSCRIBE's source)
 	source  netip.Addr // counted in blfService.perSource while in subs; zero: not counted
 
 	mu      sync.Mutex // serialises NOTIFYs so versions go out in order
@@ -359,6 +373,9 @@ func (b *blfService) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) 
 		network: req.Transport(),
 		cseq:    1,
 	}
+	if strings.EqualFold(sub.network, "TLS") {
+		sub.conn = req.Source()
+	}
 	sub.key = dialogKey(sub.callID, sub.ourTag, fromTag(req))
 	if src := requestSource(req).Addr(); expiry > 0 && !b.admit(sub, src) {
 		Reply(b.log, req, tx, sip.StatusServiceUnavailable, "Service Unavailable", retryAfter(),
@@ -368,7 +385,7 @@ func (b *blfService) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) 
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	res.To().Params.Add("tag", sub.ourTag)
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expiry/time.Second))))
-	res.AppendHeader(&sip.ContactHeader{Address: sipURI(user, b.addr)})
+	res.AppendHeader(&sip.ContactHeader{Address: b.contact(user, sub.network)})
 	respond(b.log, tx, res)
 
 	if expiry == 0 {

@@ -61,13 +61,18 @@ func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state 
 	req.AppendHeader(&callID)
 	sub.cseq++
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: sub.cseq, MethodName: sip.NOTIFY})
-	req.AppendHeader(&sip.ContactHeader{Address: sipURI(sub.user, b.addr)})
+	req.AppendHeader(&sip.ContactHeader{Address: b.contact(sub.user, sub.network)})
 	req.AppendHeader(sip.NewHeader("Event", "dialog"))
 	req.AppendHeader(sip.NewHeader("Subscription-State", state))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/dialog-info+xml"))
 	req.SetBody(body)
 	if sub.network != "" {
 		req.SetTransport(sub.network)
+	}
+	if sub.conn != "" {
+		// Over TLS, back over the watcher's own connection (RFC 5923), as
+		// a call's requests go (sipDialog.overPeerConnection).
+		req.SetDestination(sub.conn)
 	}
 	// Over UDP the NOTIFY must leave from the listener, the client's
 	// connection address: sipgo sets that address only when it builds the

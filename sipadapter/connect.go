@@ -151,7 +151,7 @@ func (e *Engine) fork(ctx context.Context, targets []Target, from sip.FromHeader
 		invite.SetBody(sdp)
 		t.applyTo(invite)
 		go func() {
-			sess, err := e.dialogUA.WriteInvite(forkCtx, invite)
+			sess, err := e.uaForRequest(invite).WriteInvite(forkCtx, invite)
 			if err != nil {
 				results <- result{err: err}
 				return

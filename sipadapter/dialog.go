@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -78,9 +79,25 @@ func (d sipDialog) RemoteTarget() (sip.Uri, bool) {
 	return *c.Address.Clone(), true
 }
 
+// overPeerConnection has a request of a dialog the host answered over TLS
+// leave on the connection the peer's INVITE came in on (connection reuse,
+// RFC 5923), not on one opened anew to its Contact: a phone's own TLS
+// listener often has a certificate nobody can check (self-signed), or sits
+// behind a NAT. When that connection has closed, sipgo dials the address
+// and the request fails as an unreachable peer's would.
+func (d sipDialog) overPeerConnection(req *sip.Request) {
+	if d.uas == nil || !strings.EqualFold(d.uas.InviteRequest.Transport(), "TLS") {
+		return
+	}
+	if src := d.uas.InviteRequest.Source(); src != "" {
+		req.SetDestination(src)
+	}
+}
+
 // Do sends an in-dialog request and waits for its final response.
 func (d sipDialog) Do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	if d.uas != nil {
+		d.overPeerConnection(req)
 		return responseOf(d.uas.Do(ctx, req))
 	}
 	return responseOf(d.uac.Do(ctx, req))
@@ -91,6 +108,7 @@ func (d sipDialog) Do(ctx context.Context, req *sip.Request) (*sip.Response, err
 // the transaction (finalResponse) and Terminate it when done.
 func (d sipDialog) Start(ctx context.Context, req *sip.Request) (sip.ClientTransaction, error) {
 	if d.uas != nil {
+		d.overPeerConnection(req)
 		return d.uas.TransactionRequest(ctx, req)
 	}
 	return d.uac.TransactionRequest(ctx, req)
@@ -177,6 +195,7 @@ func clientDo(ctx context.Context, c *sipgo.Client, req *sip.Request, opts ...si
 // a re-INVITE.
 func (d sipDialog) WriteRequest(req *sip.Request) error {
 	if d.uas != nil {
+		d.overPeerConnection(req)
 		return d.uas.WriteRequest(req)
 	}
 	return d.uac.WriteRequest(req)
@@ -186,7 +205,12 @@ func (d sipDialog) WriteRequest(req *sip.Request) error {
 func (d sipDialog) Bye(ctx context.Context) error {
 	switch {
 	case d.uas != nil:
-		return d.uas.Bye(ctx)
+		// sipgo's Bye, with the BYE over the peer's own connection.
+		inv := d.uas.InviteRequest
+		bye := sip.NewRequest(sip.BYE, inv.Contact().Address)
+		bye.SetTransport(inv.Transport())
+		d.overPeerConnection(bye)
+		return d.uas.WriteBye(ctx, bye)
 	case d.adopted:
 		res, err := d.Do(ctx, d.NewRequest(sip.BYE))
 		if err != nil {

@@ -94,6 +94,10 @@ type EngineConfig struct {
 	// through: what an operator's view counts. It runs on the engine's
 	// goroutines and must not block.
 	OnTelling func(Telling)
+	// TLSAddr is where the host serves SIP over TLS, if it does: dialogs
+	// and subscriptions made over TLS get it as their Contact, so they
+	// stay on TLS. Zero: no TLS.
+	TLSAddr netip.AddrPort
 	// Metrics counts what the engine and its lot do, for Prometheus.
 	// Nil: the engine makes its own (Engine.Metrics).
 	Metrics *Metrics
@@ -175,6 +179,8 @@ type Engine struct {
 	sharedOnce sync.Once
 	client     *sipgo.Client
 	dialogUA   *sipgo.DialogUA
+	tlsUA      *sipgo.DialogUA // dialogs over TLS: its Contact is the TLS address; nil without
+	sipsUA     *sipgo.DialogUA // dialogs to or from a sips: URI: a sips: Contact
 	addr       netip.AddrPort
 	blf        *blfService
 	guard      *sourceGuard // Limits: failed retrieves and dialogs per source
@@ -306,10 +312,21 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		Client:     e.client,
 		ContactHDR: sip.ContactHeader{Address: sipURI(cfg.ContactUser, e.addr)},
 	}
+	if cfg.TLSAddr.IsValid() {
+		e.tlsUA = &sipgo.DialogUA{
+			Client:     e.client,
+			ContactHDR: sip.ContactHeader{Address: tlsURI(cfg.ContactUser, cfg.TLSAddr)},
+		}
+		e.sipsUA = &sipgo.DialogUA{
+			Client:     e.client,
+			ContactHDR: sip.ContactHeader{Address: sipsURI(cfg.ContactUser, cfg.TLSAddr)},
+		}
+	}
 	if e.blf, err = newBLF(blfConfig{
 		Lot:           e.lot,
 		Client:        e.client,
 		Orbits:        e.table.Load(),
+		TLSAddr:       cfg.TLSAddr,
 		ParkExtension: cfg.ParkExtension,
 		Addr:          e.addr,
 		Logger:        e.log,
@@ -529,6 +546,13 @@ func (e *Engine) Tracked(h sipgo.RequestHandler) sipgo.RequestHandler {
 		}
 		e.active++
 		e.mu.Unlock()
+		if insecureSIPS(req) && !req.IsAck() {
+			e.reply(req, tx, 416, "Unsupported URI Scheme", warning("a sips: Request-URI needs TLS on every hop (RFC 3261 26.2.2)"))
+			e.mu.Lock()
+			e.active--
+			e.mu.Unlock()
+			return
+		}
 		defer func() {
 			e.mu.Lock()
 			e.active--
@@ -584,7 +608,24 @@ func (e *Engine) waitHandlers(ctx context.Context) {
 	}
 }
 
-// isOrbit reports whether o is one of the orbits this engine serves.
+// uaFor is the dialog user agent for a dialog over transport: the TLS one
+// for "TLS" when there is one.
+func (e *Engine) uaFor(transport string) *sipgo.DialogUA {
+	if e.tlsUA != nil && strings.EqualFold(transport, "TLS") {
+		return e.tlsUA
+	}
+	return e.dialogUA
+}
+
+// uaForRequest is uaFor the request's transport, with a sips: Contact for a
+// sips: Request-URI (RFC 3261 §12.1.1).
+func (e *Engine) uaForRequest(req *sip.Request) *sipgo.DialogUA {
+	if e.sipsUA != nil && strings.EqualFold(req.Recipient.Scheme, "sips") && strings.EqualFold(req.Transport(), "TLS") {
+		return e.sipsUA
+	}
+	return e.uaFor(req.Transport())
+}
+
 // isOrbit reports whether o is one of the orbits the engine answers for,
 // or, after a reload removed its range, one a call still waits in here.
 func (e *Engine) isOrbit(o orbit.Orbit) bool {

@@ -232,11 +232,12 @@ func codecNamed(name string) (media.Codec, bool) {
 // adoptDialog builds, from h, the dialog this node continues: a client
 // session reading the INVITE and 2xx h's messages make up.
 func (e *Engine) adoptDialog(h handoff) (sipDialog, error) {
-	inv, res, err := h.messages(e.addr.String(), e.dialogUA.ContactHDR.Value())
+	ua := e.uaFor(h.Transport) // a dialog over TLS stays on TLS at this node
+	inv, res, err := h.messages(e.addr.String(), ua.ContactHDR.Value())
 	if err != nil {
 		return sipDialog{}, err
 	}
-	s := &sipgo.DialogClientSession{UA: e.dialogUA, Dialog: sipgo.Dialog{InviteRequest: inv, InviteResponse: res}}
+	s := &sipgo.DialogClientSession{UA: ua, Dialog: sipgo.Dialog{InviteRequest: inv, InviteResponse: res}}
 	s.Init()
 	s.InitWithState(sip.DialogStateConfirmed)
 	d := clientDialog(s)

@@ -149,7 +149,7 @@ func (e *Engine) accept(req *sip.Request, tx sip.ServerTransaction, party string
 		e.reply(req, tx, refusal.Code, refusal.Reason, refusal.Headers...)
 		return nil, nil, false
 	}
-	sess, err := e.dialogUA.ReadInvite(req, tx)
+	sess, err := e.uaForRequest(req).ReadInvite(req, tx)
 	if err != nil {
 		e.guard.releaseDialog(source)
 		e.ports.freeEndpoint(cfg.Endpoint)

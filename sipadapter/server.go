@@ -2,6 +2,7 @@ package sipadapter
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +59,15 @@ type Config struct {
 	// Listen is the address for SIP over UDP and TCP: DefaultListen when
 	// empty. Port 0 picks a free port (tests); Addr tells which.
 	Listen string
+	// TLSListen, when set, is the address for SIP over TLS as well (port 0
+	// picks one; TLSAddr tells which), served with TLS: its certificate
+	// (Certificates, or GetCertificate to change it while running), and
+	// for mutual TLS ClientAuth and ClientCAs, as Lync's Call Park Service
+	// required of its peers. Recalls and the fallback to a sips: or
+	// transport=tls URI are dialled over TLS with it too (RootCAs, nil:
+	// the system's). Dialogs and subscriptions made over TLS stay on TLS.
+	TLSListen string
+	TLS       *tls.Config
 	// MediaIP is the address written into SDP c= lines; zero means the
 	// listen IP. RTP is bound on the listen IP, so behind a NAT MediaIP can
 	// be the public address.
@@ -132,6 +142,7 @@ type Server struct {
 	cfg     Config
 	lot     *park.Lot
 	metrics *Metrics
+	tlsWant netip.AddrPort // Config.TLSListen
 	table   *orbit.Table
 	log     *slog.Logger
 	ports   *PortPool
@@ -181,6 +192,15 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, &ConfigError{"Config.Listen", fmt.Sprintf("%q", cfg.Listen), "must be IP:port, such as 127.0.0.1:5060"}
 	}
+	var tlsWant netip.AddrPort
+	if cfg.TLSListen != "" {
+		if tlsWant, err = netip.ParseAddrPort(cfg.TLSListen); err != nil {
+			return nil, &ConfigError{"Config.TLSListen", fmt.Sprintf("%q", cfg.TLSListen), "must be IP:port, such as 127.0.0.1:5061"}
+		}
+		if cfg.TLS == nil || (len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil) {
+			return nil, &ConfigError{"Config.TLS", "no certificate", "must hold the server's certificate (Certificates or GetCertificate) when TLSListen is set"}
+		}
+	}
 	if cfg.MaxMessageSize == 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
@@ -202,7 +222,7 @@ func New(cfg Config) (*Server, error) {
 	if _, err := parseProxy(cfg.OutboundProxy, "Config.OutboundProxy"); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, table: cfg.Orbits}
+	s := &Server{cfg: cfg, log: cfg.Logger, table: cfg.Orbits, tlsWant: tlsWant}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -279,6 +299,17 @@ func (s *Server) Lot() *park.Lot { return s.lot }
 // has returned.
 func (s *Server) Addr() netip.AddrPort { return s.addr }
 
+// TLSAddr returns the address SIP over TLS is served on once listening;
+// zero without Config.TLSListen.
+func (s *Server) TLSAddr() netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stack == nil {
+		return netip.AddrPort{}
+	}
+	return s.stack.TLSAddr
+}
+
 // ParkURI returns the park extension's URI: sip:700@host:port.
 func (s *Server) ParkURI() string { return s.uri(s.cfg.ParkExtension) }
 
@@ -324,6 +355,8 @@ func (s *Server) listen(ctx context.Context) error {
 		UserAgent:      "callpark",
 		MaxMessageSize: s.cfg.MaxMessageSize,
 		Logger:         s.log.With("component", "sip"),
+		TLSAddr:        s.tlsWant,
+		TLS:            s.cfg.TLS,
 	})
 	if err != nil {
 		return fmt.Errorf("sipadapter: %w", err)
@@ -340,6 +373,7 @@ func (s *Server) listen(ctx context.Context) error {
 		SRTP:            s.cfg.SRTP,
 		ParkExtension:   s.cfg.ParkExtension,
 		Orbits:          s.table,
+		TLSAddr:         stack.TLSAddr,
 		Limits:          s.cfg.Limits,
 		Logger:          s.log,
 		OutboundProxy:   s.cfg.OutboundProxy,
@@ -361,7 +395,11 @@ func (s *Server) listen(ctx context.Context) error {
 	if err := stack.Serve(); err != nil {
 		return err
 	}
-	s.log.Info("park server listening", "addr", s.addr, "park_extension", s.cfg.ParkExtension, "orbits", s.table.String(), "media_ip", s.mediaIP)
+	attrs := []any{"addr", s.addr, "park_extension", s.cfg.ParkExtension, "orbits", s.table.String(), "media_ip", s.mediaIP}
+	if stack.TLSAddr.IsValid() {
+		attrs = append(attrs, "tls", stack.TLSAddr)
+	}
+	s.log.Info("park server listening", attrs...)
 	return nil
 }
 

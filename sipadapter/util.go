@@ -77,6 +77,31 @@ func sipURI(user string, addr netip.AddrPort) sip.Uri {
 	return sip.Uri{Scheme: "sip", User: EscapeUser(user), Host: addr.Addr().String(), Port: int(addr.Port())}
 }
 
+// tlsURI is sipURI at the TLS address, with transport=tls: the Contact of
+// a dialog or subscription made over TLS, so the peer's requests in it
+// come over TLS too (RFC 3261 §19.1.4; sips: would ask it of every hop).
+func tlsURI(user string, addr netip.AddrPort) sip.Uri {
+	u := sipURI(user, addr)
+	u.UriParams = sip.NewParams()
+	u.UriParams.Add("transport", "tls")
+	return u
+}
+
+// sipsURI is the Contact of a dialog or subscription whose request named
+// a sips: URI: RFC 3261 §12.1.1 has it be sips: too.
+func sipsURI(user string, addr netip.AddrPort) sip.Uri {
+	u := sipURI(user, addr)
+	u.Scheme = "sips"
+	return u
+}
+
+// insecureSIPS reports whether req names a sips: Request-URI but did not
+// come over TLS: RFC 3261 §26.2.2 and RFC 5630 want such a request to have
+// crossed TLS on every hop, so it is refused (416) rather than served.
+func insecureSIPS(req *sip.Request) bool {
+	return strings.EqualFold(req.Recipient.Scheme, "sips") && !strings.EqualFold(req.Transport(), "TLS")
+}
+
 // URIUser returns the user part of u with its %-escapes decoded, the form to
 // compare with an extension or orbit (a host PBX reads its Request-URIs
 // with it too, so # orbits match as they do here): RFC 3261

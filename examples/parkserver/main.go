@@ -42,6 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cf := parkflags.RegisterCluster(fs)
 	hf := parkflags.RegisterHTTP(fs)
 	srtp := parkflags.RegisterSRTP(fs)
+	tf := parkflags.RegisterTLS(fs)
 	configPath := parkflags.RegisterConfig(fs)
 	abuse := registerAbuseFlags(fs)
 	outboundProxy := fs.String("outbound-proxy", "", "sip: `URI` of the proxy recalls, the fallback and parker notices go through (the PBX that knows where phones are); empty: to the parker's URI")
@@ -88,6 +89,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "parkserver:", err)
 		return 2
 	}
+	ts, err := tf.Resolve()
+	if err != nil {
+		fmt.Fprintln(stderr, "parkserver:", err)
+		return 2
+	}
 	cfg := sipadapter.Config{
 		Park:          set.Park,
 		Orbits:        set.Orbits,
@@ -105,6 +111,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Announcements: set.Announcements,
 		Notify:        set.Notify,
 		Paging:        set.Paging,
+		TLSListen:     ts.Listen,
+		TLS:           ts.Config,
 	}
 	if err := abuse.apply(&cfg); err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
@@ -123,6 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		abuse.print(stdout)
 		cs.Print(stdout)
 		hs.Print(stdout)
+		ts.Print(stdout)
 		return cs.RunCheck("parkserver", set.Orbits, set.Policy, stdout, stderr)
 	}
 
@@ -145,6 +154,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	reloader := parkflags.NewReloader(file, *listen, logger, func(s parkflags.Settings) error {
 		return srv.Reconfigure(s.Park, s.Orbits)
 	})
+	reloader.Certificates(ts)
 	defer reloader.OnHangup()()
 	if err := srv.Listen(context.Background()); err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
@@ -157,7 +167,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	srv.Lot().Observe(park.ObserverFunc(func(e park.Event) { parkflags.LogEvent(logger, e) }))
 	op, err := hs.Serve(parkflags.OperatorConfig{
-		Lot: srv.Lot(), Metrics: srv.Metrics(), Cluster: cluster, Logger: logger,
+		Lot: srv.Lot(), Metrics: srv.Metrics(), Cluster: cluster, Logger: logger, TLS: ts.Config,
 		Settings: func() map[string]any { return parkflags.Shown(set, cs, srv.Addr()) },
 		Reload:   reloader.Handler(),
 	})

@@ -42,6 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cf := parkflags.RegisterCluster(fs)
 	hf := parkflags.RegisterHTTP(fs)
 	srtp := parkflags.RegisterSRTP(fs)
+	tf := parkflags.RegisterTLS(fs)
 	configPath := parkflags.RegisterConfig(fs)
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
 	logging := siptune.RegisterLogging(fs)
@@ -88,6 +89,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pbx:", err)
 		return 2
 	}
+	ts, err := tf.Resolve()
+	if err != nil {
+		fmt.Fprintln(stderr, "pbx:", err)
+		return 2
+	}
 	if *ringTimeout < time.Second {
 		fmt.Fprintf(stderr, "pbx: -ring-timeout %v: must be at least 1s\n", *ringTimeout)
 		return 2
@@ -111,6 +117,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	p, err := NewPBX(Config{
 		Listen:        set.Listen.String(),
+		TLSListen:     ts.Listen,
+		TLS:           ts.Config,
 		Users:         users,
 		ParkExtension: set.ParkExtension,
 		Orbits:        set.Orbits,
@@ -144,6 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		pf.Print(stdout, set, p.Lot().Config())
 		cs.Print(stdout)
 		hs.Print(stdout)
+		ts.Print(stdout)
 		return cs.RunCheck("pbx", set.Orbits, set.Policy, stdout, stderr)
 	}
 
@@ -152,6 +161,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	reloader := parkflags.NewReloader(file, *listen, logger, func(s parkflags.Settings) error {
 		return p.Reconfigure(s.Park, s.Orbits)
 	})
+	reloader.Certificates(ts)
 	defer reloader.OnHangup()()
 	if err := p.Listen(context.Background()); err != nil {
 		fmt.Fprintln(stderr, "pbx:", err)
@@ -164,7 +174,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	p.Lot().Observe(park.ObserverFunc(func(e park.Event) { parkflags.LogEvent(logger, e) }))
 	op, err := hs.Serve(parkflags.OperatorConfig{
-		Lot: p.Lot(), Metrics: p.Metrics(), Cluster: cluster, Logger: logger,
+		Lot: p.Lot(), Metrics: p.Metrics(), Cluster: cluster, Logger: logger, TLS: ts.Config,
 		Settings: func() map[string]any { return parkflags.Shown(set, cs, p.Addr()) },
 		Reload:   reloader.Handler(),
 	})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,11 @@ type Config struct {
 	// SRTP is the policy for SRTP media (sipadapter.EngineConfig.SRTP);
 	// the zero value answers SRTP offers with SRTP and plain ones plain.
 	SRTP media.SRTPPolicy
+	// TLSListen, when set, serves SIP over TLS too, with TLS (as
+	// sipadapter.Config.TLSListen): phones registered over TLS are called
+	// over TLS, and their park dialogs stay on it.
+	TLSListen string
+	TLS       *tls.Config
 	// Users is the extension directory; nil means OpenUsers().
 	Users *Users
 	// ParkExtension parks the call it is transferred (or dialled) to.
@@ -259,7 +265,15 @@ func (p *PBX) Listen(ctx context.Context) error {
 		return err
 	}
 	want, _ := netip.ParseAddrPort(p.cfg.Listen)
-	stack, err := siptransport.Listen(siptransport.Options{Addr: want, UserAgent: "callpark-pbx", Logger: p.log.With("component", "sip")})
+	opts := siptransport.Options{Addr: want, UserAgent: "callpark-pbx", Logger: p.log.With("component", "sip")}
+	if p.cfg.TLSListen != "" {
+		var err error
+		if opts.TLSAddr, err = netip.ParseAddrPort(p.cfg.TLSListen); err != nil {
+			return fmt.Errorf("pbx: Config.TLSListen %q: want IP:port", p.cfg.TLSListen)
+		}
+		opts.TLS = p.cfg.TLS
+	}
+	stack, err := siptransport.Listen(opts)
 	if err != nil {
 		return fmt.Errorf("pbx: %w", err)
 	}
@@ -288,6 +302,7 @@ func (p *PBX) Listen(ctx context.Context) error {
 		Paging:         p.cfg.Paging,
 		SRTP:           p.cfg.SRTP,
 		Metrics:        p.metrics,
+		TLSAddr:        stack.TLSAddr,
 	})
 	if err != nil {
 		stack.Close()
@@ -302,8 +317,11 @@ func (p *PBX) Listen(ctx context.Context) error {
 	if err := stack.Serve(); err != nil {
 		return err
 	}
-	p.log.Info("pbx listening", "addr", p.addr, "users", p.users.String(),
-		"park_extension", p.cfg.ParkExtension, "orbits", p.table.String())
+	attrs := []any{"addr", p.addr, "users", p.users.String(), "park_extension", p.cfg.ParkExtension, "orbits", p.table.String()}
+	if stack.TLSAddr.IsValid() {
+		attrs = append(attrs, "tls", stack.TLSAddr)
+	}
+	p.log.Info("pbx listening", attrs...)
 	return nil
 }
 

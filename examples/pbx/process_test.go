@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/callpark/callpark/examples/internal/proctest"
 	"github.com/callpark/callpark/internal/redistest"
+	"github.com/callpark/callpark/internal/tlstest"
 	"github.com/callpark/callpark/parktest"
 )
 
@@ -95,4 +97,60 @@ func TestPBXReloadsItsConfigFile(t *testing.T) {
 	}
 	require.NoError(t, first.Hangup(ctx))
 	require.NoError(t, second.Hangup(ctx))
+}
+
+// The built PBX with -tls-listen: a phone registered over TLS is called
+// over TLS by a phone on UDP, then parks that call by dialling the park
+// extension, and the UDP phone retrieves it.
+func TestPBXOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "callpark test CA")
+	certFile, keyFile := tlstest.WriteFiles(t, dir, ca.Issue(t, tlstest.Leaf{}))
+	p := proctest.Start(t, proctest.Build(t, "."), "-listen", "127.0.0.1:0", "-rtp-ports", "18600-18799",
+		"-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile, "-tls-client-ca", ca.WriteCA(t, dir))
+	line := p.WaitLine(`msg="pbx listening"`, 10*time.Second)
+	p.Addr = regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(line)[1]
+	tlsAddr := regexp.MustCompile(`tls=(\S+)`).FindStringSubmatch(line)[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	secure := parktest.NewPhone(t, parktest.PhoneOptions{User: "101", Transport: "tls",
+		TLS: &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, tlstest.Leaf{})}, RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}})
+	_, err := secure.Register(ctx, "sip:"+tlsAddr+";transport=tls", time.Hour)
+	require.NoError(t, err)
+	plain := parktest.NewPhone(t, parktest.PhoneOptions{User: "102"})
+	_, err = plain.Register(ctx, "sip:"+p.Addr, time.Hour)
+	require.NoError(t, err)
+
+	parked, err := secure.Call(ctx, "sip:700@"+tlsAddr+";transport=tls", parktest.CallOptions{})
+	require.NoError(t, err)
+	require.NoError(t, parked.WaitReceived(ctx, 10), "music over a TLS-signalled call")
+	talk, err := plain.Call(ctx, "sip:"+parked.Orbit()+"@"+p.Addr, parktest.CallOptions{})
+	require.NoError(t, err)
+	require.NoError(t, talk.WaitReceived(ctx, talk.Received()+25))
+	require.NoError(t, talk.Hangup(ctx))
+	select {
+	case <-parked.Done():
+		require.True(t, parked.EndedByRemote(), "the BYE reached the TLS phone")
+	case <-ctx.Done():
+		t.Fatal("the parked call did not end")
+	}
+
+	ring := make(chan *parktest.Call, 1)
+	go func() {
+		select {
+		case c := <-secure.Incoming():
+			ring <- c
+		case <-ctx.Done():
+		}
+	}()
+	call, err := plain.Call(ctx, "sip:101@"+p.Addr, parktest.CallOptions{Mute: true})
+	require.NoError(t, err, "a call to the TLS phone's extension reaches it over TLS")
+	select {
+	case c := <-ring:
+		require.Contains(t, c.Header("Via"), "TLS")
+	case <-ctx.Done():
+		t.Fatal("the TLS phone never rang")
+	}
+	require.NoError(t, call.Hangup(ctx))
 }

@@ -1,5 +1,5 @@
 // Package siptransport is the SIP transport lifecycle that callpark's
-// programs share: SIP over UDP and TCP on one port, every request leaving
+// programs share: SIP over UDP and TCP on one port (and TLS on another), every request leaving
 // from the right socket, and a shutdown after which sipgo has no socket
 // left to open. sipgo alone gets each of these subtly wrong (see Router,
 // Listener.Pin); the park server, the example PBX, the test phone and the
@@ -7,6 +7,7 @@
 package siptransport
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +54,13 @@ type Options struct {
 	MaxMessageSize int
 	// Logger gets sipgo's diagnostics; nil is silent.
 	Logger *slog.Logger
+	// TLSAddr, when valid, is where to serve SIP over TLS too (RFC 3261
+	// 26.2, port 5061 by convention); port 0 picks a free one. TLS, then
+	// required, is the server's configuration (its certificate, and
+	// ClientAuth and ClientCAs for mutual TLS); a user agent of the
+	// stack's own also dials TLS peers with it (RootCAs).
+	TLSAddr netip.AddrPort
+	TLS     *tls.Config
 }
 
 // Stack is a sipgo user agent with a server and a client, listening on one
@@ -65,9 +73,13 @@ type Stack struct {
 	Router *Router // the Client's: where each request leaves from
 	Addr   netip.AddrPort
 
+	// TLSAddr is where SIP over TLS is served; zero without it.
+	TLSAddr netip.AddrPort
+
 	ownUA  bool
 	udp    *Listener
 	tcp    net.Listener
+	tls    net.Listener // nil without TLS
 	served chan error
 
 	mu      sync.Mutex
@@ -82,10 +94,13 @@ func Listen(opts Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Addr: udp.LocalAddr().(*net.UDPAddr).AddrPort(), udp: NewListener(udp), tcp: tcp, served: make(chan error, 2)}
+	s := &Stack{Addr: udp.LocalAddr().(*net.UDPAddr).AddrPort(), udp: NewListener(udp), tcp: tcp, served: make(chan error, 3)}
 	fail := func(err error) (*Stack, error) {
 		udp.Close()
 		tcp.Close()
+		if s.tls != nil {
+			s.tls.Close()
+		}
 		if s.ownUA && s.UA != nil {
 			s.UA.Close()
 		}
@@ -94,6 +109,17 @@ func Listen(opts Options) (*Stack, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.TLSAddr.IsValid() {
+		if opts.TLS == nil {
+			return fail(errors.New("siptransport: TLSAddr without a TLS configuration"))
+		}
+		l, err := tls.Listen("tcp", opts.TLSAddr.String(), opts.TLS)
+		if err != nil {
+			return fail(fmt.Errorf("listen tls %s: %w", opts.TLSAddr, err))
+		}
+		s.tls = l
+		s.TLSAddr = l.Addr().(*net.TCPAddr).AddrPort()
 	}
 	host := s.Addr.Addr().String()
 	s.UA = opts.UA
@@ -104,6 +130,9 @@ func Listen(opts Options) (*Stack, error) {
 			sipgo.WithUserAgentHostname(host),
 			sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
 			sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)),
+		}
+		if opts.TLS != nil {
+			uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(opts.TLS))
 		}
 		if opts.MaxMessageSize != 0 {
 			parser := sip.NewParser()
@@ -153,6 +182,9 @@ func (s *Stack) Serve() error {
 		s.served <- s.Server.ServeUDP(s.udp)
 	}()
 	go func() { s.served <- s.Server.ServeTCP(s.tcp) }()
+	if s.tls != nil {
+		go func() { s.served <- s.Server.ServeTLS(s.tls) }()
+	}
 	<-reading // or the loop has stopped: Stopped closes every waiter's wait
 	return nil
 }
@@ -185,8 +217,13 @@ func (s *Stack) Close() {
 	pinned := s.udp.Pin(s.UA.TransportLayer().Pool("udp"), peers)
 	s.udp.Close()
 	s.tcp.Close()
+	listeners := 2
+	if s.tls != nil {
+		s.tls.Close()
+		listeners++
+	}
 	if serving {
-		for range 2 {
+		for range listeners {
 			<-s.served
 		}
 	}

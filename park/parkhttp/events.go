@@ -13,32 +13,6 @@ import (
 	"github.com/callpark/callpark/park"
 )
 
-// eventJSON is one event of the stream.
-type eventJSON struct {
-	Kind    string    `json:"kind"`
-	Time    time.Time `json:"time"`
-	Call    callJSON  `json:"call"`
-	Purpose string    `json:"purpose,omitempty"`
-	Target  string    `json:"target,omitempty"`
-	Attempt int       `json:"attempt,omitempty"`
-	Outcome string    `json:"outcome,omitempty"`
-	Error   string    `json:"error,omitempty"`
-}
-
-func eventOf(e park.Event, node string) eventJSON {
-	j := eventJSON{Kind: e.Kind.String(), Time: e.Time.UTC(), Call: callOf(e.Call, node)}
-	switch e.Kind {
-	case park.EventRinging, park.EventRingFailed:
-		j.Purpose, j.Target, j.Attempt = e.Purpose.String(), e.Target, e.Attempt
-	case park.EventEnded:
-		j.Outcome = e.Outcome.String()
-	}
-	if e.Err != nil {
-		j.Error = e.Err.Error()
-	}
-	return j
-}
-
 // history is how many events a reconnecting client can catch up on.
 const history = 1024
 

@@ -105,6 +105,7 @@ type Reloader struct {
 	listen string
 	log    *slog.Logger
 	apply  func(Settings) error
+	tls    TLSSettings
 
 	mu      sync.Mutex // one reload at a time
 	current map[string]string
@@ -112,7 +113,7 @@ type Reloader struct {
 
 // Reload is what a reload did.
 type Reload struct {
-	File string `json:"file"`
+	File string `json:"file,omitempty"`
 	// Changed are the reloadable settings that took a new value.
 	Changed []string `json:"changed"`
 	// Restart are settings the file changes that apply only at the next
@@ -131,8 +132,11 @@ func NewReloader(file *ConfigFile, listen string, logger *slog.Logger, apply fun
 	return r
 }
 
-// ErrNoConfigFile: a reload of a program started without -config.
-var ErrNoConfigFile = errors.New("started without -config: there is no file to reload")
+// ErrNoConfigFile: a reload of a program started without -config or TLS.
+var ErrNoConfigFile = errors.New("started without -config or -tls-listen: there is nothing to reload")
+
+// Certificates has each reload read -tls-cert and -tls-key again too.
+func (r *Reloader) Certificates(s TLSSettings) { r.tls = s }
 
 // Reload reads the file again and applies the reloadable settings. On any
 // error the running configuration stays, and the error says why; either
@@ -148,12 +152,25 @@ func (r *Reloader) Reload(context.Context) (Reload, error) {
 }
 
 func (r *Reloader) reload() (Reload, error) {
-	if r.file == nil {
+	if r.file == nil && !r.tls.Enabled() {
 		return Reload{}, ErrNoConfigFile
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	res := Reload{File: r.file.path, Changed: []string{}, Restart: []string{}}
+	res := Reload{Changed: []string{}, Restart: []string{}}
+	// The certificate is read first and put in place last, so that a bad
+	// file or a bad pair changes nothing.
+	pair, err := r.tls.readPair()
+	if err != nil {
+		return res, err
+	}
+	if r.file == nil {
+		if r.tls.usePair(pair) {
+			res.Changed = append(res.Changed, "tls-cert")
+		}
+		return res, nil
+	}
+	res.File = r.file.path
 	values, err := r.file.read()
 	if err != nil {
 		return res, err
@@ -215,6 +232,9 @@ func (r *Reloader) reload() (Reload, error) {
 	for _, name := range res.Changed {
 		r.current[name] = now[name]
 	}
+	if r.tls.usePair(pair) {
+		res.Changed = append(res.Changed, "tls-cert")
+	}
 	return res, nil
 }
 
@@ -247,10 +267,10 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-// Handler is the reload for POST /api/reload: nil without -config, so the
-// API answers 404.
+// Handler is the reload for POST /api/reload: nil without -config or
+// TLS, so the API answers 404.
 func (r *Reloader) Handler() func(ctx context.Context) (any, error) {
-	if r.file == nil {
+	if r.file == nil && !r.tls.Enabled() {
 		return nil
 	}
 	return func(ctx context.Context) (any, error) { return r.Reload(ctx) }

@@ -2,6 +2,7 @@ package parkflags
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,7 +34,7 @@ type HTTPFlags struct {
 // RegisterHTTP defines -http, -http-token and -http-token-file on fs.
 func RegisterHTTP(fs *flag.FlagSet) *HTTPFlags {
 	f := new(HTTPFlags)
-	fs.StringVar(&f.Addr, "http", "", "serve the operator's view on this `address` (e.g. 127.0.0.1:8080): Prometheus metrics at /metrics, the admin API at /api/, the live page at /; off when empty")
+	fs.StringVar(&f.Addr, "http", "", "serve the operator's view on this `address` (e.g. 127.0.0.1:8080): Prometheus metrics at /metrics, the admin API at /api/, the live page at /; over HTTPS with -tls-cert when -tls-listen is set; off when empty")
 	fs.StringVar(&f.Token, "http-token", "", "bearer `token` every -http request must carry (Authorization: Bearer, or ?access_token=); then any address is served; empty: loopback clients only")
 	fs.StringVar(&f.TokenFile, "http-token-file", "", "read -http-token from this `file` (its first line), so the token is not on the command line")
 	return f
@@ -96,6 +97,9 @@ type OperatorConfig struct {
 	Cluster *Cluster
 	// Settings are the program's settings shown at /api/config.
 	Settings func() map[string]any
+	// TLS, when set (-tls-listen's), serves the view over HTTPS with the
+	// same certificate; no client certificate is asked for.
+	TLS *tls.Config
 	// Reload re-reads -config (POST /api/reload); nil: none.
 	Reload func(ctx context.Context) (any, error)
 	Logger *slog.Logger
@@ -124,6 +128,13 @@ func (s HTTPSettings) Serve(c OperatorConfig) (*Operator, error) {
 	o := &Operator{handler: parkhttp.NewHandler(c.Lot, opts), cluster: c.Cluster}
 	o.srv = &http.Server{Handler: o.handler, ReadHeaderTimeout: 10 * time.Second}
 	o.URL = "http://" + ln.Addr().String() + "/"
+	if c.TLS != nil {
+		conf := c.TLS.Clone()
+		conf.ClientAuth, conf.ClientCAs = tls.NoClientCert, nil
+		conf.NextProtos = []string{"h2", "http/1.1"}
+		ln = tls.NewListener(ln, conf)
+		o.URL = "https://" + ln.Addr().String() + "/"
+	}
 	go func() { _ = o.srv.Serve(ln) }()
 	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() && s.Token == "" {
 		c.Logger.Warn("the operator's view answers loopback clients only: set -http-token to serve others", "addr", ln.Addr().String())

@@ -36,6 +36,12 @@ type BaresipOptions struct {
 	// the phone registers nowhere and is sip:Name@127.0.0.1:SIPPort.
 	Registrar string
 	Password  string
+	// TLSCert, when set, is a PEM file holding the phone's certificate and
+	// its key (baresip's sip_certificate), and TLSCA the CA file it trusts
+	// (sip_cafile): the phone listens for TLS on SIPPort+1 and its URI is
+	// sip:Name@127.0.0.1:SIPPort+1;transport=tls, so calls to and from it
+	// go over TLS.
+	TLSCert, TLSCA string
 }
 
 // Baresip is a real softphone (baresip 1.x) driven over its ctrl_tcp control
@@ -82,8 +88,12 @@ rtp_ports       %d-%d
 rtp_stats       yes
 ctrl_tcp_listen 127.0.0.1:%d
 `, o.SIPPort, o.RTPLow, o.RTPLow+99, o.CtrlPort)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "config"), []byte(config), 0o644))
 	uri := fmt.Sprintf("sip:%s@127.0.0.1:%d", o.Name, o.SIPPort)
+	if o.TLSCert != "" {
+		config += fmt.Sprintf("sip_certificate %s\nsip_cafile %s\n", o.TLSCert, o.TLSCA)
+		uri = fmt.Sprintf("sip:%s@127.0.0.1:%d;transport=tls", o.Name, o.SIPPort+1)
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config"), []byte(config), 0o644))
 	account := "<" + uri + ">;regint=0;answermode=auto"
 	if o.Registrar != "" {
 		uri = "sip:" + o.Name + "@" + o.Registrar
