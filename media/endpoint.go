@@ -39,7 +39,18 @@ type EndpointOptions struct {
 	// from the peer (the negotiated codec's; not telephone-events), from
 	// the read loop, before any relay: for a recorder or a test that checks
 	// what a phone heard. The slice is valid only during the call.
+	// On an SRTP leg it is the decrypted payload.
 	OnAudio func(payload []byte)
+	// OnPacket, when set, is handed each datagram read from the leg's
+	// socket (or attributed to it on a shared port) as it came, before
+	// anything else: on an SRTP leg, still encrypted. For a test that
+	// checks what crossed the wire. The slice is valid only during the call.
+	OnPacket func(pkt []byte)
+	// SRTP, when set, makes the leg SRTP (RFC 3711) with these keys
+	// (Negotiated.SRTP): what it sends is encrypted with SRTP.Local, what
+	// it reads must authenticate under SRTP.Remote or is dropped
+	// (EndpointStats.Unauthenticated). Nil is plain RTP.
+	SRTP *SRTPKeys
 }
 
 // Endpoint is one call leg's RTP port. It owns the UDP socket, learns where
@@ -67,6 +78,7 @@ type Endpoint struct {
 	sched    *Scheduler
 	logger   *slog.Logger
 	onAudio  func([]byte)  // EndpointOptions.OnAudio
+	onPacket func([]byte)  // EndpointOptions.OnPacket
 	done     chan struct{} // closed when the leg's socket is no longer read
 
 	// shared is the port the leg is on, nil if it has a socket of its own;
@@ -90,6 +102,14 @@ type Endpoint struct {
 	held   bool
 	closed bool
 
+	// SRTP (srtp.go): srtpOut encrypts what the leg sends, nil while it is
+	// plain; srtpKept is the last one, kept across a plain spell. srtpIn
+	// decrypts what it reads; it is set under relayMu and mu and used
+	// under relayMu only.
+	srtpOut  *srtpOut
+	srtpKept *srtpOut
+	srtpIn   *srtpIn
+
 	// On a shared port: whether the leg has latched to its peer's source,
 	// and the SSRC of the peer's last packet (quarantined with its address
 	// when the leg ends).
@@ -103,6 +123,7 @@ type Endpoint struct {
 	unknownPT     atomic.Uint64
 	writeErrors   atomic.Uint64
 	remoteChanges atomic.Uint64
+	unauth        atomic.Uint64
 }
 
 // EndpointStats counts a leg's traffic.
@@ -124,6 +145,11 @@ type EndpointStats struct {
 	// RemoteChanges is the number of times symmetric RTP moved the
 	// destination to a new source address.
 	RemoteChanges uint64
+	// Unauthenticated is the number of packets an SRTP leg dropped because
+	// they failed authentication or replay checks under the peer's key
+	// (plain RTP among them). They move nothing: no symmetric RTP, no
+	// latching.
+	Unauthenticated uint64
 }
 
 // checkFormat validates a leg's codec and payload types and returns the
@@ -182,18 +208,30 @@ func newEndpoint(conn *net.UDPConn, local netip.AddrPort, opts EndpointOptions) 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Endpoint{
-		conn:    conn,
-		local:   local,
-		signal:  opts.SignalingAddr,
-		sched:   opts.Scheduler,
-		logger:  logger,
-		onAudio: opts.OnAudio,
-		done:    make(chan struct{}),
-		remote:  unmapAddrPort(opts.Remote),
-		codec:   opts.Codec,
-		pt:      pt,
-		tePT:    opts.TelephoneEvent,
-		tx:      newTxState(time.Now()),
+		conn:     conn,
+		local:    local,
+		signal:   opts.SignalingAddr,
+		sched:    opts.Scheduler,
+		logger:   logger,
+		onAudio:  opts.OnAudio,
+		onPacket: opts.OnPacket,
+		done:     make(chan struct{}),
+		remote:   unmapAddrPort(opts.Remote),
+		codec:    opts.Codec,
+		pt:       pt,
+		tePT:     opts.TelephoneEvent,
+		tx:       newTxState(time.Now()),
+	}
+	if k := opts.SRTP; k != nil {
+		if err := k.check(); err != nil {
+			return nil, fmt.Errorf("EndpointOptions: %w", err)
+		}
+		if e.srtpOut, err = newSRTPOut(k.Suite, k.Local); err != nil {
+			return nil, err
+		}
+		if e.srtpIn, err = newSRTPIn(k); err != nil {
+			return nil, err
+		}
 	}
 	return e, nil
 }
@@ -255,6 +293,7 @@ func (e *Endpoint) Stats() EndpointStats {
 		UnknownPayloadType: e.unknownPT.Load(),
 		WriteErrors:        e.writeErrors.Load() + music.WriteErrors,
 		RemoteChanges:      e.remoteChanges.Load(),
+		Unauthenticated:    e.unauth.Load(),
 	}
 }
 
@@ -282,7 +321,7 @@ func (e *Endpoint) PlayMusic(f *Frames) error {
 		e.music.setAudio(f, e.codec, e.pt)
 		return nil
 	}
-	st, err := e.sched.play(e.out, e.remote, f, e.codec, e.pt, e.tx, e.held)
+	st, err := e.sched.play(e.out, e.remote, f, e.codec, e.pt, e.tx, e.held, e.srtpOut)
 	if err != nil {
 		return err
 	}
@@ -310,7 +349,7 @@ func (e *Endpoint) Announce(a *Frames) (done <-chan struct{}, err error) {
 	}
 	if e.music == nil {
 		silence := NewFrames(e.codec, make([]int16, SamplesPerFrame))
-		st, err := e.sched.play(e.out, e.remote, silence, e.codec, e.pt, e.tx, e.held)
+		st, err := e.sched.play(e.out, e.remote, silence, e.codec, e.pt, e.tx, e.held, e.srtpOut)
 		if err != nil {
 			return nil, err
 		}
@@ -493,13 +532,29 @@ func readUDP(conn *net.UDPConn, logger *slog.Logger, local netip.AddrPort, trunc
 // of a negotiated payload type, learns the peer's address, and relays the
 // packet if the leg is bridged (otherwise, music or not, it is discarded).
 func (e *Endpoint) handle(pkt []byte, src netip.AddrPort) {
-	v, ok := parseRTP(pkt)
-	if !ok {
+	if e.onPacket != nil {
+		e.onPacket(pkt)
+	}
+	if !rtpHeaderOK(pkt) {
 		e.notRTP.Add(1)
 		return
 	}
 	e.relayMu.Lock()
 	defer e.relayMu.Unlock()
+	if in := e.srtpIn; in != nil {
+		// Before anything else looks at it: a packet that does not
+		// authenticate must not move the leg (symmetric RTP, latching).
+		var err error
+		if pkt, err = in.unprotect(pkt); err != nil {
+			e.unauth.Add(1)
+			return
+		}
+	}
+	v, ok := parseRTP(pkt)
+	if !ok {
+		e.notRTP.Add(1)
+		return
+	}
 	r := e.relay.Load()
 	if r != nil && r.state.Load() != relayActive {
 		r = nil // Bridge is still stopping the music

@@ -198,9 +198,21 @@ func (r *Relay) forward(from *Endpoint, pkt []byte, v rtpView, event bool, fromC
 	}
 	to.tx.marker = false
 	dst := to.remote
+	protect := to.srtpOut
 	to.mu.Unlock()
 
 	out := rewriteRelayed(pkt, v, &hdr, fromCodec, toCodec)
+	if protect != nil {
+		// In the read buffer, whose spare capacity takes the tag: a
+		// packet decrypted on from left its own tag's room free, and the
+		// buffer is readBufferSize long anyway.
+		var err error
+		if out, err = protect.protect(out); err != nil {
+			c.writeErrors.Add(1)
+			to.writeErrors.Add(1)
+			return
+		}
+	}
 	if _, err := to.out.WriteToUDPAddrPort(out, dst); err != nil {
 		c.writeErrors.Add(1)
 		to.writeErrors.Add(1)

@@ -46,6 +46,16 @@ type rtpView struct {
 	payloadEnd   int
 }
 
+// rtpHeaderOK is parseRTP's first check, which an SRTP packet passes before
+// it is decrypted (its padding is encrypted): version 2, no RTCP.
+func rtpHeaderOK(pkt []byte) bool {
+	if len(pkt) < rtpHeaderSize || pkt[0]>>6 != rtpVersion {
+		return false
+	}
+	pt := pkt[1] & 0x7f
+	return pt < 72 || pt > 76
+}
+
 // parseRTP reads the RTP header of pkt (RFC 3550 §5.1). It reports false for
 // anything a call leg must ignore: too short, version other than 2, header
 // or padding running past the end, and RTCP multiplexed on the RTP port,

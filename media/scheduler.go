@@ -151,14 +151,15 @@ func (s *Scheduler) Play(w PacketWriter, dst netip.AddrPort, frames *Frames) (*S
 		return nil, fmt.Errorf("%w: Play: frames are nil or empty", ErrInvalidArgument)
 	}
 	c := frames.Codec()
-	return s.play(w, dst, frames, c, c.PayloadType(), newTxState(time.Now()), false)
+	return s.play(w, dst, frames, c, c.PayloadType(), newTxState(time.Now()), false, nil)
 }
 
 // play starts a stream with the given identity (SSRC, next sequence number,
 // timestamp clock) so that an endpoint's stream continues where its previous
 // stream or relay left off. The stream sends under payload type pt and
-// transcodes frames to codec if they differ.
-func (s *Scheduler) play(w PacketWriter, dst netip.AddrPort, frames *Frames, codec Codec, pt uint8, tx txState, paused bool) (*Stream, error) {
+// transcodes frames to codec if they differ, encrypted by protect unless it
+// is nil.
+func (s *Scheduler) play(w PacketWriter, dst netip.AddrPort, frames *Frames, codec Codec, pt uint8, tx txState, paused bool, protect *srtpOut) (*Stream, error) {
 	if w == nil {
 		return nil, fmt.Errorf("%w: Play: PacketWriter is nil", ErrInvalidArgument)
 	}
@@ -177,18 +178,19 @@ func (s *Scheduler) play(w PacketWriter, dst netip.AddrPort, frames *Frames, cod
 		}
 	}
 	st := &Stream{
-		shard:  sh,
-		w:      w,
-		dst:    dst,
-		frames: frames,
-		codec:  codec,
-		pt:     pt,
-		ssrc:   tx.ssrc,
-		seq:    tx.seq,
-		marker: true,
-		paused: paused,
-		lastTS: tx.lastTS,
-		sent:   tx.sent,
+		shard:   sh,
+		w:       w,
+		dst:     dst,
+		frames:  frames,
+		codec:   codec,
+		pt:      pt,
+		ssrc:    tx.ssrc,
+		seq:     tx.seq,
+		marker:  true,
+		paused:  paused,
+		lastTS:  tx.lastTS,
+		sent:    tx.sent,
+		protect: protect,
 	}
 	sh.add(st, tx)
 	return st, nil
@@ -263,8 +265,8 @@ func (s *Scheduler) Stats() SchedulerStats {
 }
 
 // packetBufferSize holds the largest packet a stream builds: an RTP header
-// and a frame of 8-bit G.711, with room to spare.
-const packetBufferSize = rtpHeaderSize + 2*SamplesPerFrame
+// and a frame of 8-bit G.711, with room to spare, and SRTP's tag after it.
+const packetBufferSize = rtpHeaderSize + 2*SamplesPerFrame + srtpTrailerMax
 
 // maxDuration stands for "no deadline".
 const maxDuration = time.Duration(1<<63 - 1)

@@ -20,9 +20,10 @@ import (
 // reduced to exactly that and everything else is declined in the answer.
 
 // Errors returned by the SDP functions, besides ErrInvalidArgument for a
-// LocalMedia field or direction that cannot be written into an SDP. The SIP
-// layer maps them to responses: ErrBadSDP to 400, ErrNoAudioStream and
-// ErrNoCommonCodec to 488 Not Acceptable Here.
+// LocalMedia field or direction that cannot be written into an SDP and the
+// SDES errors (sdes.go). The SIP layer maps them to responses: ErrBadSDP to
+// 400, ErrNoAudioStream, ErrNoCommonCodec and the SDES ones to 488 Not
+// Acceptable Here.
 var (
 	// ErrBadSDP reports a session description that cannot be parsed, or one
 	// whose audio stream lacks what RFC 4566 requires (a usable c= line).
@@ -31,7 +32,8 @@ var (
 	// audio stream, such as a video-only offer or a declined audio answer.
 	ErrNoAudioStream = errors.New("media: no active audio stream in SDP")
 	// ErrNoCommonCodec reports an audio stream without PCMU or PCMA over
-	// plain RTP (RTP/AVP or RTP/AVPF) that the local side accepts.
+	// RTP/AVP or RTP/AVPF (or their SRTP forms, unless LocalMedia.SRTP is
+	// SRTPOff) that the local side accepts.
 	ErrNoCommonCodec = errors.New("media: no common codec (PCMU or PCMA over RTP/AVP)")
 )
 
@@ -161,7 +163,8 @@ type RemoteMedia struct {
 	// else the session's c=) and its port. An unspecified address (c=0.0.0.0)
 	// is the RFC 2543 way to put a call on hold: send nothing there.
 	Addr netip.AddrPort
-	// Proto is the stream's transport, "RTP/AVP" or "RTP/AVPF" when usable.
+	// Proto is the stream's transport, "RTP/AVP" or "RTP/AVPF" when usable,
+	// "RTP/SAVP" or "RTP/SAVPF" for SRTP.
 	Proto string
 	// Formats are the stream's PCMU and PCMA formats in the peer's order of
 	// preference, one per codec (the first payload type that names it).
@@ -179,8 +182,30 @@ type RemoteMedia struct {
 	// a re-INVITE means an unchanged offer (RFC 3264 §8).
 	SessionID, SessionVersion uint64
 
-	lines []mediaLine // every m-line, for the answer
-	audio int         // index of the described stream in lines
+	lines  []mediaLine  // every m-line, for the answer
+	audio  int          // index of the described stream in lines
+	crypto []string     // the stream's a=crypto values
+	alt    *RemoteMedia // the first usable stream of the other kind (plain or SRTP), or nil
+}
+
+// Secure reports whether the stream is SRTP (RTP/SAVP or RTP/SAVPF).
+func (r *RemoteMedia) Secure() bool {
+	_, secure := rtpProto(strings.Split(r.Proto, "/"))
+	return secure
+}
+
+// Crypto returns the a=crypto line Answer would choose for the stream: the
+// first one it can use. Errors: ErrNoCrypto (wrapping the first line's
+// error: ErrUnknownSuite, ErrBadCryptoKey, ...), also for a plain stream.
+func (r *RemoteMedia) Crypto() (Crypto, error) { return chooseCrypto(r.crypto) }
+
+// forPolicy returns the stream Answer uses under policy: r, or the other
+// kind of stream the offer also has when policy refuses r's kind.
+func (r *RemoteMedia) forPolicy(policy SRTPPolicy) *RemoteMedia {
+	if r.alt != nil && ((policy == SRTPOff && r.Secure()) || (policy == SRTPRequired && !r.Secure())) {
+		return r.alt
+	}
+	return r
 }
 
 // offeredFormats returns the audio m-line's formats as written, for errors.
@@ -221,6 +246,16 @@ type LocalMedia struct {
 	// NoTelephoneEvent leaves telephone-event (RFC 4733) out of offers and
 	// answers.
 	NoTelephoneEvent bool
+	// SRTP is how Answer treats plain and SRTP offers; the zero value,
+	// SRTPOptional, answers each in kind.
+	SRTP SRTPPolicy
+	// SRTPKey is the key of our a=crypto line: what the local side
+	// encrypts with. Zero makes Answer draw a fresh one for each SRTP
+	// answer (a Session draws one and keeps it for its dialog).
+	SRTPKey SRTPKey
+	// SRTPSuite, when set, makes NewOffer offer RTP/SAVP with this suite
+	// and SRTPKey (then required) as a=crypto tag 1.
+	SRTPSuite SRTPSuite
 }
 
 // check validates l and returns its codecs with the default applied.
@@ -263,6 +298,9 @@ type Negotiated struct {
 	Direction Direction
 	// RemoteHold reports that the peer holds the call (see RemoteMedia.Hold).
 	RemoteHold bool
+	// SRTP holds the keys of an SRTP stream, nil for plain RTP: pass it to
+	// EndpointOptions.SRTP (or Endpoint.Apply).
+	SRTP *SRTPKeys
 }
 
 // Answer builds the SDP answer to offer (RFC 3264 §6): the offer's first
@@ -276,7 +314,15 @@ type Negotiated struct {
 // stance give the same bytes, so a re-INVITE can be answered with the same o=
 // version unless the answer changed.
 //
-// Errors: ErrNoCommonCodec, ErrInvalidArgument, ErrBadSDP for a nil offer.
+// An SRTP offer (RTP/SAVP, RTP/SAVPF) is answered in kind with the offer's
+// first usable a=crypto line's tag and suite and local.SRTPKey (a fresh key
+// if it is zero), unless local.SRTP is SRTPOff; a plain one is answered
+// plain unless local.SRTP is SRTPRequired. Either way an offer that also
+// has a usable stream of the other kind gets that one instead.
+//
+// Errors: ErrNoCommonCodec, ErrInvalidArgument, ErrBadSDP for a nil offer,
+// ErrNoCrypto (an SRTP stream without a usable a=crypto line; it wraps
+// ErrUnknownSuite, ErrBadCryptoKey, ...) and ErrSRTPRequired.
 func Answer(offer *RemoteMedia, local LocalMedia, stance Direction) ([]byte, Negotiated, error) {
 	if offer == nil {
 		return nil, Negotiated{}, fmt.Errorf("%w: nil offer", ErrBadSDP)
@@ -288,12 +334,21 @@ func Answer(offer *RemoteMedia, local LocalMedia, stance Direction) ([]byte, Neg
 	if !stance.valid() {
 		return nil, Negotiated{}, fmt.Errorf("%w: stance %v", ErrInvalidArgument, stance)
 	}
+	offer = offer.forPolicy(local.SRTP)
 	protos := strings.Split(offer.Proto, "/")
 	if offer.Proto == "" {
 		protos = []string{"RTP", "AVP"}
 	}
-	if !plainRTP(protos) {
-		return nil, Negotiated{}, fmt.Errorf("%w: m=audio transport is %s, want RTP/AVP or RTP/AVPF", ErrNoCommonCodec, offer.Proto)
+	usable, secure := rtpProto(protos)
+	switch {
+	case !usable:
+		return nil, Negotiated{}, fmt.Errorf("%w: m=audio transport is %s, want RTP/AVP, RTP/AVPF, RTP/SAVP or RTP/SAVPF", ErrNoCommonCodec, offer.Proto)
+	case secure && local.SRTP == SRTPOff:
+		return nil, Negotiated{}, fmt.Errorf("%w: m=audio transport is %s and SRTP is off, want RTP/AVP or RTP/AVPF", ErrNoCommonCodec, offer.Proto)
+	case !secure && local.SRTP == SRTPRequired:
+		return nil, Negotiated{}, fmt.Errorf("%w: m=audio transport is %s", ErrSRTPRequired, offer.Proto)
+	case local.SRTP > SRTPOff:
+		return nil, Negotiated{}, fmt.Errorf("%w: LocalMedia.SRTP %v", ErrInvalidArgument, local.SRTP)
 	}
 	i := slices.IndexFunc(offer.Formats, func(f PayloadFormat) bool { return slices.Contains(accepted, f.Codec) })
 	if i < 0 {
@@ -310,7 +365,20 @@ func Answer(offer *RemoteMedia, local LocalMedia, stance Direction) ([]byte, Neg
 	if !local.NoTelephoneEvent {
 		n.TelephoneEvent = offer.TelephoneEvent
 	}
-	audio := audioDescription(local.Addr.Port(), protos, []PayloadFormat{{PayloadType: n.PayloadType, Codec: n.Codec}}, n.TelephoneEvent, n.Direction)
+	var crypto string
+	if secure {
+		c, err := chooseCrypto(offer.crypto)
+		if err != nil {
+			return nil, Negotiated{}, err
+		}
+		key := local.SRTPKey
+		if key.IsZero() {
+			key = NewSRTPKey()
+		}
+		n.SRTP = &SRTPKeys{Suite: c.Suite, Local: key, Remote: c.Key, RemoteMKI: c.MKI}
+		crypto = Crypto{Tag: c.Tag, Suite: c.Suite, Key: key}.String()
+	}
+	audio := audioDescription(local.Addr.Port(), protos, []PayloadFormat{{PayloadType: n.PayloadType, Codec: n.Codec}}, n.TelephoneEvent, n.Direction, crypto)
 	desc := sessionDescription(&local)
 	if len(offer.lines) == 0 {
 		desc.MediaDescriptions = []*sdp.MediaDescription{audio}
@@ -361,8 +429,9 @@ func sessionDescription(local *LocalMedia) *sdp.SessionDescription {
 	}
 }
 
-// audioDescription writes the server's audio m-line and its attributes.
-func audioDescription(port uint16, protos []string, formats []PayloadFormat, telephoneEvent uint8, dir Direction) *sdp.MediaDescription {
+// audioDescription writes the server's audio m-line and its attributes,
+// with the a=crypto value crypto unless it is empty.
+func audioDescription(port uint16, protos []string, formats []PayloadFormat, telephoneEvent uint8, dir Direction, crypto string) *sdp.MediaDescription {
 	md := &sdp.MediaDescription{
 		MediaName: sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: int(port)}, Protos: protos},
 	}
@@ -378,6 +447,9 @@ func audioDescription(port uint16, protos []string, formats []PayloadFormat, tel
 			sdp.NewAttribute("rtpmap", pt+" telephone-event/8000"),
 			sdp.NewAttribute("fmtp", pt+" 0-16"))
 	}
+	if crypto != "" {
+		md.Attributes = append(md.Attributes, sdp.NewAttribute("crypto", crypto))
+	}
 	md.Attributes = append(md.Attributes,
 		sdp.NewAttribute("ptime", answerPtime),
 		sdp.NewPropertyAttribute(dir.String()))
@@ -391,12 +463,15 @@ type Offer struct {
 	codecs         []Codec
 	telephoneEvent bool
 	direction      Direction
+	crypto         *Crypto // our a=crypto line, nil for a plain offer
 }
 
 // NewOffer builds the server's SDP offer: one RTP/AVP audio stream at
 // local.Addr with local's codecs (PCMU then PCMA by default) under their
 // static payload types, telephone-event as TelephoneEventPayloadType unless
-// local.NoTelephoneEvent, 20 ms packets and direction dir.
+// local.NoTelephoneEvent, 20 ms packets and direction dir. With
+// local.SRTPSuite set the stream is RTP/SAVP with one a=crypto line, tag 1,
+// that suite and local.SRTPKey.
 //
 // Errors: ErrInvalidArgument.
 func NewOffer(local LocalMedia, dir Direction) (*Offer, error) {
@@ -415,13 +490,29 @@ func NewOffer(local LocalMedia, dir Direction) (*Offer, error) {
 	if !local.NoTelephoneEvent {
 		te = TelephoneEventPayloadType
 	}
+	protos := []string{"RTP", "AVP"}
+	var crypto *Crypto
+	if local.SRTPSuite != 0 {
+		if !local.SRTPSuite.Valid() {
+			return nil, fmt.Errorf("%w: LocalMedia.SRTPSuite %v", ErrInvalidArgument, local.SRTPSuite)
+		}
+		if local.SRTPKey.IsZero() {
+			return nil, fmt.Errorf("%w: LocalMedia.SRTPKey is unset for an SRTP offer", ErrInvalidArgument)
+		}
+		protos = []string{"RTP", "SAVP"}
+		crypto = &Crypto{Tag: 1, Suite: local.SRTPSuite, Key: local.SRTPKey}
+	}
+	line := ""
+	if crypto != nil {
+		line = crypto.String()
+	}
 	desc := sessionDescription(&local)
-	desc.MediaDescriptions = []*sdp.MediaDescription{audioDescription(local.Addr.Port(), []string{"RTP", "AVP"}, formats, te, dir)}
+	desc.MediaDescriptions = []*sdp.MediaDescription{audioDescription(local.Addr.Port(), protos, formats, te, dir, line)}
 	b, err := desc.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("media: marshal SDP offer: %w", err)
 	}
-	return &Offer{sdp: b, codecs: codecs, telephoneEvent: te != 0, direction: dir}, nil
+	return &Offer{sdp: b, codecs: codecs, telephoneEvent: te != 0, direction: dir, crypto: crypto}, nil
 }
 
 // SDP returns the offer's session description, to send as the INVITE body.
@@ -432,15 +523,33 @@ func (o *Offer) SDP() []byte { return bytes.Clone(o.sdp) }
 // telephone-event if both sides have it, and the local direction left by
 // the answer's.
 //
+// The answer to an SRTP offer must be SRTP, with an a=crypto line of the
+// offer's tag and suite whose key becomes Negotiated.SRTP.Remote.
+//
 // Errors: those of ParseOffer (ErrNoAudioStream when the peer declined the audio
-// stream), ErrNoCommonCodec when it answered with no codec o offered.
+// stream), ErrNoCommonCodec when it answered with no codec o offered (or
+// SRTP to a plain offer), ErrNoCrypto when it answered an SRTP offer plain
+// or without a matching a=crypto line.
 func (o *Offer) ParseAnswer(b []byte) (Negotiated, error) {
 	answer, err := ParseOffer(b)
 	if err != nil {
 		return Negotiated{}, err
 	}
-	if !plainRTP(strings.Split(answer.Proto, "/")) {
+	if o.crypto != nil {
+		answer = answer.forPolicy(SRTPRequired)
+	}
+	usable, secure := rtpProto(strings.Split(answer.Proto, "/"))
+	switch {
+	case !usable || (secure && o.crypto == nil):
 		return Negotiated{}, fmt.Errorf("%w: answer's m=audio transport is %s, offered RTP/AVP", ErrNoCommonCodec, answer.Proto)
+	case !secure && o.crypto != nil:
+		return Negotiated{}, fmt.Errorf("%w: answer's m=audio transport is %s, offered RTP/SAVP", ErrNoCrypto, answer.Proto)
+	}
+	var keys *SRTPKeys
+	if secure {
+		if keys, err = o.answerKeys(answer.crypto); err != nil {
+			return Negotiated{}, err
+		}
 	}
 	i := slices.IndexFunc(answer.Formats, func(f PayloadFormat) bool { return slices.Contains(o.codecs, f.Codec) })
 	if i < 0 {
@@ -456,5 +565,28 @@ func (o *Offer) ParseAnswer(b []byte) (Negotiated, error) {
 	if o.telephoneEvent {
 		n.TelephoneEvent = answer.TelephoneEvent
 	}
+	n.SRTP = keys
 	return n, nil
+}
+
+// answerKeys finds the a=crypto line of an answer that accepts our offered
+// one: same tag, same suite (RFC 4568 §7.1.3).
+func (o *Offer) answerKeys(values []string) (*SRTPKeys, error) {
+	var first error
+	for _, v := range values {
+		c, err := ParseCrypto(v)
+		if err == nil && (c.Tag != o.crypto.Tag || c.Suite != o.crypto.Suite) {
+			err = fmt.Errorf("%w: a=crypto:%d %v answers none of ours (offered a=crypto:%d %v)", ErrBadCrypto, c.Tag, c.Suite, o.crypto.Tag, o.crypto.Suite)
+		}
+		if err == nil {
+			return &SRTPKeys{Suite: c.Suite, Local: o.crypto.Key, Remote: c.Key, RemoteMKI: c.MKI}, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if first == nil {
+		return nil, fmt.Errorf("%w: the answer's SRTP stream has no a=crypto line", ErrNoCrypto)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrNoCrypto, first)
 }

@@ -56,9 +56,13 @@ func attribute(attrs []offerAttr, key string) (string, bool) {
 
 // ParseOffer parses an SDP offer (or any session description from a peer) and
 // describes its audio stream: the first m=audio line with a non-zero port,
-// plain RTP transport and PCMU or PCMA; failing that the first one with a
-// non-zero port, which Answer will then decline with ErrNoCommonCodec. Other
-// m-lines are remembered so that Answer can decline them in place.
+// PCMU or PCMA, and plain RTP (RTP/AVP, RTP/AVPF) or SRTP (RTP/SAVP,
+// RTP/SAVPF) with a usable a=crypto line; failing that the first one with a
+// non-zero port, which Answer will then decline (ErrNoCommonCodec,
+// ErrNoCrypto). Other m-lines are remembered so that Answer can decline
+// them in place, and the first usable stream of the other kind (plain when
+// the described one is SRTP, or the reverse) is kept for a policy that
+// wants that kind (LocalMedia.SRTP).
 //
 // Errors: ErrBadSDP (wrapping pion's parse error, or naming the missing or
 // unusable c= line), ErrNoAudioStream.
@@ -128,43 +132,70 @@ func pionAttrs(attrs []sdp.Attribute) []offerAttr {
 	return out
 }
 
-// readOffer describes the audio stream of a parsed description.
+// readOffer describes the audio stream of a parsed description: the first
+// usable one (see ParseOffer), and the first usable one of the other kind
+// (plain or SRTP) if there is one, for a policy that wants that kind.
 func readOffer(desc *offerDesc) (*RemoteMedia, error) {
 	// pion stops quietly at the end of input, so an empty body or a lone v=
 	// parses; both lack the o= line every SDP has (RFC 4566 §5).
 	if !desc.hasOrigin {
 		return nil, fmt.Errorf("%w: no o= line", ErrBadSDP)
 	}
-	r := &RemoteMedia{
-		SessionID:      desc.sessionID,
-		SessionVersion: desc.sessionVersion,
-		lines:          make([]mediaLine, len(desc.media)),
-		audio:          -1,
-	}
-	firstActive := -1
+	lines := make([]mediaLine, len(desc.media))
+	firstActive, plain, secure := -1, -1, -1
 	for i := range desc.media {
 		md := &desc.media[i]
-		r.lines[i] = mediaLine{media: md.media, protos: md.protos, formats: md.formats}
+		lines[i] = mediaLine{media: md.media, protos: md.protos, formats: md.formats}
 		if md.media != "audio" || md.port == 0 {
 			continue
 		}
 		if firstActive < 0 {
 			firstActive = i
 		}
-		if r.audio < 0 && plainRTP(md.protos) {
-			if g711, te := streamFormats(md); len(g711) > 0 {
-				r.audio, r.Formats, r.TelephoneEvent = i, g711, te
-			}
+		ok, sec := rtpProto(md.protos)
+		if !ok || (sec && secure >= 0) || (!sec && plain >= 0) {
+			continue
+		}
+		if g711, _ := streamFormats(md); len(g711) == 0 {
+			continue
+		}
+		if !sec {
+			plain = i
+		} else if _, err := chooseCrypto(cryptoValues(md.attrs)); err == nil {
+			secure = i
 		}
 	}
-	if r.audio < 0 && firstActive >= 0 {
-		r.audio = firstActive
-		r.Formats, r.TelephoneEvent = streamFormats(&desc.media[r.audio])
+	audio, alt := plain, secure
+	if audio < 0 || (secure >= 0 && secure < plain) {
+		audio, alt = secure, plain
 	}
-	if r.audio < 0 {
+	if audio < 0 {
+		audio = firstActive
+	}
+	if audio < 0 {
 		return nil, fmt.Errorf("%w: %d m-lines, none is m=audio with a non-zero port", ErrNoAudioStream, len(desc.media))
 	}
-	md := &desc.media[r.audio]
+	r, err := describeStream(desc, lines, audio)
+	if err != nil {
+		return nil, err
+	}
+	if alt >= 0 {
+		r.alt, _ = describeStream(desc, lines, alt) // without a usable c=, no alternative
+	}
+	return r, nil
+}
+
+// describeStream describes the m-line i of desc.
+func describeStream(desc *offerDesc, lines []mediaLine, i int) (*RemoteMedia, error) {
+	md := &desc.media[i]
+	r := &RemoteMedia{
+		SessionID:      desc.sessionID,
+		SessionVersion: desc.sessionVersion,
+		lines:          lines,
+		audio:          i,
+		crypto:         cryptoValues(md.attrs),
+	}
+	r.Formats, r.TelephoneEvent = streamFormats(md)
 	addr, err := connectionAddr(desc, md)
 	if err != nil {
 		return nil, err
@@ -184,10 +215,31 @@ func readOffer(desc *offerDesc) (*RemoteMedia, error) {
 	return r, nil
 }
 
-// plainRTP reports whether protos is RTP/AVP or RTP/AVPF: the server has no
-// SRTP, and AVPF peers interoperate with a plain AVP endpoint (RFC 4585 §5).
-func plainRTP(protos []string) bool {
-	return len(protos) == 2 && protos[0] == "RTP" && (protos[1] == "AVP" || protos[1] == "AVPF")
+// cryptoValues returns the values of the a=crypto lines among attrs.
+func cryptoValues(attrs []offerAttr) []string {
+	var out []string
+	for _, a := range attrs {
+		if a.key == "crypto" {
+			out = append(out, a.value)
+		}
+	}
+	return out
+}
+
+// rtpProto reports whether protos is a transport the server speaks:
+// RTP/AVP or RTP/AVPF (AVPF peers interoperate with a plain AVP endpoint,
+// RFC 4585 §5), or their SRTP forms RTP/SAVP and RTP/SAVPF (secure).
+func rtpProto(protos []string) (ok, secure bool) {
+	if len(protos) != 2 || protos[0] != "RTP" {
+		return false, false
+	}
+	switch protos[1] {
+	case "AVP", "AVPF":
+		return true, false
+	case "SAVP", "SAVPF":
+		return true, true
+	}
+	return false, false
 }
 
 // rtpmap returns the encoding of the m-line's first rtpmap for the format

@@ -280,6 +280,13 @@ func crlf(s string) []byte { return []byte(strings.ReplaceAll(s, "\n", "\r\n")) 
 
 var testLocal = LocalMedia{Addr: netip.MustParseAddrPort("192.0.2.10:20000"), SessionID: 42, SessionVersion: 1}
 
+// withSRTP is testLocal under an SRTP policy.
+func withSRTP(p SRTPPolicy) LocalMedia {
+	l := testLocal
+	l.SRTP = p
+	return l
+}
+
 // answerText is the server's answer to testLocal, session part included,
 // with the given m-line sections (LF here, CRLF on the wire).
 func answerText(media ...string) string {
@@ -289,7 +296,7 @@ func answerText(media ...string) string {
 // exported returns r without the m-line bookkeeping, to compare with a want.
 func exported(r *RemoteMedia) RemoteMedia {
 	e := *r
-	e.lines, e.audio = nil, 0
+	e.lines, e.audio, e.crypto, e.alt = nil, 0, nil, nil
 	return e
 }
 
@@ -398,8 +405,8 @@ func TestParseOffer(t *testing.T) {
 			Addr: netip.MustParseAddrPort("10.0.0.5:7078"), Proto: "RTP/AVPF",
 			Formats: []PayloadFormat{{8, PCMA}}, SessionID: 1, SessionVersion: 1,
 		}, false},
-		{"SRTP stream skipped for the plain RTP one", offerSRTPThenRTP, RemoteMedia{
-			Addr: netip.MustParseAddrPort("10.0.0.8:6002"), Proto: "RTP/AVP",
+		{"SRTP stream first, plain one kept as the alternative", offerSRTPThenRTP, RemoteMedia{
+			Addr: netip.MustParseAddrPort("10.0.0.8:6000"), Proto: "RTP/SAVP",
 			Formats: []PayloadFormat{{0, PCMU}}, TelephoneEvent: 101, SessionID: 1, SessionVersion: 1,
 		}, false},
 		{"remapped static and RTCP-reserved numbers", offerRemappedStatic, RemoteMedia{
@@ -410,7 +417,7 @@ func TestParseOffer(t *testing.T) {
 			Addr: netip.MustParseAddrPort("10.0.0.8:6000"), Proto: "RTP/AVP",
 			TelephoneEvent: 101, SessionID: 1, SessionVersion: 1,
 		}, false},
-		{"SRTP only parses, Answer declines it", offerSRTPOnly, RemoteMedia{
+		{"SRTP only", offerSRTPOnly, RemoteMedia{
 			Addr: netip.MustParseAddrPort("10.0.0.8:6000"), Proto: "RTP/SAVP",
 			Formats: []PayloadFormat{{0, PCMU}, {8, PCMA}}, SessionID: 1, SessionVersion: 1,
 		}, false},
@@ -562,7 +569,7 @@ func TestAnswer(t *testing.T) {
 			wantN: Negotiated{Codec: PCMA, PayloadType: 8, Remote: netip.MustParseAddrPort("10.0.0.5:7078"), Direction: SendRecv},
 		},
 		{
-			name: "SRTP stream declined, plain one answered", offer: offerSRTPThenRTP, local: testLocal, stance: SendRecv,
+			name: "SRTP off: SRTP stream declined, plain one answered", offer: offerSRTPThenRTP, local: withSRTP(SRTPOff), stance: SendRecv,
 			want: answerText("m=audio 0 RTP/SAVP 0 101\n", audioPCMU101+"a=sendrecv\n"),
 			wantN: Negotiated{Codec: PCMU, TelephoneEvent: 101,
 				Remote: netip.MustParseAddrPort("10.0.0.8:6002"), Direction: SendRecv},
@@ -637,7 +644,9 @@ func TestAnswerErrors(t *testing.T) {
 		wantMsg string
 	}{
 		{"G.729 only", g729, testLocal, SendRecv, ErrNoCommonCodec, "formats [18 101]"},
-		{"SRTP only", srtp, testLocal, SendRecv, ErrNoCommonCodec, "RTP/SAVP"},
+		{"SRTP only, SRTP off", srtp, withLocal(func(l *LocalMedia) { l.SRTP = SRTPOff }), SendRecv, ErrNoCommonCodec, "RTP/SAVP and SRTP is off"},
+		{"plain, SRTP required", pcmuOnly, withLocal(func(l *LocalMedia) { l.SRTP = SRTPRequired }), SendRecv, ErrSRTPRequired, "RTP/AVP"},
+		{"bad policy", pcmuOnly, withLocal(func(l *LocalMedia) { l.SRTP = 7 }), SendRecv, ErrInvalidArgument, "SRTPPolicy(7)"},
 		{"PCMU offered, PCMA accepted", pcmuOnly, withLocal(func(l *LocalMedia) { l.Codecs = []Codec{PCMA} }), SendRecv, ErrNoCommonCodec, "accepts [PCMA]"},
 		{"nil offer", nil, testLocal, SendRecv, ErrBadSDP, "nil offer"},
 		{"zero local address", baresip, LocalMedia{}, SendRecv, ErrInvalidArgument, "LocalMedia.Addr"},
@@ -822,6 +831,7 @@ var fuzzLocal = LocalMedia{Addr: netip.MustParseAddrPort("192.0.2.10:20000"), Se
 // typed error or answered with SDP that parses back to what was negotiated.
 func FuzzParseOffer(f *testing.F) {
 	f.Add(crlf(offerLinphone))
+	f.Add(crlf(offerSRTPThenRTP))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		offer, err := ParseOffer(data)
 		if err != nil {
@@ -836,8 +846,8 @@ func FuzzParseOffer(f *testing.F) {
 		for _, stance := range []Direction{SendRecv, SendOnly} {
 			answer, n, err := Answer(offer, fuzzLocal, stance)
 			if err != nil {
-				if !errors.Is(err, ErrNoCommonCodec) {
-					t.Fatalf("Answer error %v is not ErrNoCommonCodec", err)
+				if !errors.Is(err, ErrNoCommonCodec) && !errors.Is(err, ErrNoCrypto) {
+					t.Fatalf("Answer error %v is neither ErrNoCommonCodec nor ErrNoCrypto", err)
 				}
 				return
 			}
@@ -850,8 +860,13 @@ func FuzzParseOffer(f *testing.F) {
 			}
 			want := PayloadFormat{n.PayloadType, n.Codec}
 			if len(back.Formats) != 1 || back.Formats[0] != want || back.TelephoneEvent != n.TelephoneEvent ||
-				back.Direction != n.Direction || back.Addr != fuzzLocal.Addr {
+				back.Direction != n.Direction || back.Addr != fuzzLocal.Addr || back.Secure() != (n.SRTP != nil) {
 				t.Fatalf("answer parses as %+v, negotiated %+v\n%s", back, n, answer)
+			}
+			if n.SRTP != nil {
+				if c, err := back.Crypto(); err != nil || c.Key != n.SRTP.Local || c.Suite != n.SRTP.Suite {
+					t.Fatalf("answer's a=crypto %+v (%v) is not the negotiated %v key\n%s", c, err, n.SRTP.Suite, answer)
+				}
 			}
 		}
 	})
@@ -866,7 +881,7 @@ func FuzzParseAnswer(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		n, err := o.ParseAnswer(data)
 		if err != nil {
-			if !errors.Is(err, ErrBadSDP) && !errors.Is(err, ErrNoAudioStream) && !errors.Is(err, ErrNoCommonCodec) {
+			if !errors.Is(err, ErrBadSDP) && !errors.Is(err, ErrNoAudioStream) && !errors.Is(err, ErrNoCommonCodec) && !errors.Is(err, ErrNoCrypto) {
 				t.Fatalf("ParseAnswer error %v is not one of the documented ones", err)
 			}
 			return

@@ -38,6 +38,11 @@ func NewSession(local LocalMedia) *Session {
 func (s *Session) Answer(offer *RemoteMedia, stance Direction) ([]byte, Negotiated, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if offer != nil && s.local.SRTPKey.IsZero() && s.local.SRTP != SRTPOff && (offer.Secure() || offer.alt != nil) {
+		// One key for the dialog: every answer of the leg says the same,
+		// and the leg's SRTP context goes on under it.
+		s.local.SRTPKey = NewSRTPKey()
+	}
 	local := s.local
 	body, n, err := Answer(offer, local, stance)
 	if err != nil {
@@ -51,6 +56,11 @@ func (s *Session) Answer(offer *RemoteMedia, stance Direction) ([]byte, Negotiat
 		s.local.SessionVersion = local.SessionVersion
 	}
 	s.last = body
+	// Our next offer (a re-INVITE) keeps the stream's kind and key.
+	s.local.SRTPSuite = 0
+	if n.SRTP != nil {
+		s.local.SRTPSuite = n.SRTP.Suite
+	}
 	return body, n, nil
 }
 
@@ -94,8 +104,12 @@ func (s *Session) Last() []byte {
 }
 
 // Apply sets what an offer/answer exchange agreed on the endpoint: where to
-// send, the codec and payload types, and whether the peer holds the call.
+// send, the codec and payload types, whether the peer holds the call, and
+// the SRTP keys.
 func (e *Endpoint) Apply(n Negotiated) error {
+	if err := e.SetSRTP(n.SRTP); err != nil {
+		return err
+	}
 	e.SetRemote(n.Remote)
 	if n.RemoteHold {
 		e.Hold()

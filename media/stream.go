@@ -52,7 +52,8 @@ type Stream struct {
 	marker   bool   // next packet carries the marker bit
 	paused   bool
 	lastTS   uint32
-	sent     bool // a packet was sent, so lastTS is meaningful
+	sent     bool     // a packet was sent, so lastTS is meaningful
+	protect  *srtpOut // the leg's SRTP encryption, nil for plain RTP
 
 	// Counters, atomic so that a shard's batch can record its results
 	// without taking the streams' locks (batch_linux.go).
@@ -142,6 +143,13 @@ func (st *Stream) announce(a *Frames, done chan struct{}) {
 		close(st.onceDone)
 	}
 	st.once, st.onceDone, st.frame = a, done, 0
+}
+
+// setProtect switches the stream's SRTP encryption (nil: plain).
+func (st *Stream) setProtect(p *srtpOut) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.protect = p
 }
 
 // setFormat changes what the leg expects and keeps the frames.
@@ -268,15 +276,27 @@ func (st *Stream) send(sh *shard, late time.Duration) {
 	}
 	st.lastTS = ts
 	st.sent = true
+	size := n + m
+	if st.protect != nil {
+		// In place, in the buffer the packet leaves from: the shared
+		// frame was copied into it above, so the music stays encoded
+		// once and each stream encrypts its own copy.
+		out, err := st.protect.protect(buf[:size])
+		if err != nil {
+			st.result(sh, err, m)
+			return
+		}
+		size = len(out)
+	}
 	if batched {
-		if err := sh.batchPush(st, n+m, m, st.dst); err != nil {
+		if err := sh.batchPush(st, size, m, st.dst); err != nil {
 			st.result(sh, err, m)
 			return
 		}
 		st.marker = false // a failed batched write loses the marker with the packet
 		return
 	}
-	_, err = st.w.WriteToUDPAddrPort(buf[:n+m], st.dst)
+	_, err = st.w.WriteToUDPAddrPort(buf[:size], st.dst)
 	if err == nil {
 		st.marker = false
 	}

@@ -255,7 +255,7 @@ func TestStreamTranscodesFramesToLegCodec(t *testing.T) {
 		defer s.Close()
 		w := &memWriter{}
 		ulaw := testFrames(PCMU, 2)
-		_, err := s.play(w, testDst, ulaw, PCMA, 97, newTxState(time.Now()), false)
+		_, err := s.play(w, testDst, ulaw, PCMA, 97, newTxState(time.Now()), false, nil)
 		require.NoError(t, err)
 		time.Sleep(30 * time.Millisecond)
 		synctest.Wait()
@@ -279,12 +279,12 @@ func TestStreamHandoffContinuesIdentity(t *testing.T) {
 		defer s.Close()
 		w := &memWriter{}
 		frames := testFrames(PCMU, 1)
-		first, err := s.play(w, testDst, frames, PCMU, 0, newTxState(time.Now()), false)
+		first, err := s.play(w, testDst, frames, PCMU, 0, newTxState(time.Now()), false, nil)
 		require.NoError(t, err)
 		time.Sleep(50 * time.Millisecond)
 		first.Stop()
 		time.Sleep(time.Second + 5*time.Millisecond)
-		second, err := s.play(w, testDst, frames, PCMU, 0, first.handoff(), false)
+		second, err := s.play(w, testDst, frames, PCMU, 0, first.handoff(), false, nil)
 		require.NoError(t, err)
 		time.Sleep(15 * time.Millisecond)
 		synctest.Wait()

@@ -175,6 +175,7 @@ func (p *Phone) accept(req *sip.Request, tx sip.ServerTransaction, d *dialog, of
 		SessionID:      1 + rand.Uint64N(1<<62),
 		SessionVersion: 1,
 		Codecs:         p.codecs,
+		SRTPKey:        media.NewSRTPKey(), // used if the caller offers SRTP
 	}
 	c := &Call{
 		phone: p, dlg: d, setup: req.CloneHeaders(), done: make(chan struct{}),
@@ -196,6 +197,7 @@ func (p *Phone) accept(req *sip.Request, tx sip.ServerTransaction, d *dialog, of
 		}
 		body, c.neg, c.remote = answer, neg, offer
 		epOpts.Remote, epOpts.Codec, epOpts.PayloadType, epOpts.TelephoneEvent = neg.Remote, neg.Codec, neg.PayloadType, neg.TelephoneEvent
+		epOpts.SRTP = neg.SRTP
 	} else {
 		o, err := media.NewOffer(local, media.SendRecv)
 		if err != nil {

@@ -29,8 +29,16 @@ type CallOptions struct {
 	LateOffer bool
 	// KeepAudio keeps the payload of each audio packet the call receives
 	// (the first 100 s of them), for Heard: a test that checks what was
-	// said, not only that packets came.
+	// said, not only that packets came. On an SRTP call they are the
+	// decrypted payloads.
 	KeepAudio bool
+	// SRTP, when set, offers RTP/SAVP with this suite and a fresh key
+	// (SDES, RFC 4568): the call then encrypts what it sends and decrypts
+	// what it receives. Zero offers plain RTP/AVP.
+	SRTP media.SRTPSuite
+	// KeepWire keeps each datagram the call's RTP port receives as it came
+	// (the first 5,000), for Wire: on an SRTP call, still encrypted.
+	KeepWire bool
 }
 
 // Call is one established call of a phone, outgoing or incoming: its dialog,
@@ -44,6 +52,7 @@ type Call struct {
 	done     chan struct{}
 	reinvite sync.Mutex // our re-INVITEs go one at a time
 	heard    *audioLog  // CallOptions.KeepAudio
+	wire     *audioLog  // CallOptions.KeepWire
 
 	mu            sync.Mutex
 	local         media.LocalMedia
@@ -277,6 +286,17 @@ func headerValue(hs []sip.Header, name string) string {
 
 // CallID returns the call's Call-ID.
 func (c *Call) CallID() string { return c.dlg.callID }
+
+// Wire returns the datagrams the call's RTP port received, as they came,
+// when it was placed with CallOptions.KeepWire; nil otherwise.
+func (c *Call) Wire() [][]byte {
+	if c.wire == nil {
+		return nil
+	}
+	c.wire.mu.Lock()
+	defer c.wire.mu.Unlock()
+	return append([][]byte(nil), c.wire.payloads...)
+}
 
 // RemoteSDP returns the peer's last session description (its offer or its
 // answer), nil while none has arrived (an INVITE without SDP before the ACK).

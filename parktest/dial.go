@@ -37,6 +37,9 @@ func (p *Phone) Call(ctx context.Context, target string, opts CallOptions) (*Cal
 		}
 		codecs = opts.Codecs
 	}
+	if opts.SRTP != 0 && !opts.SRTP.Valid() {
+		return nil, fmt.Errorf("%w: CallOptions.SRTP %v", ErrInvalidOptions, opts.SRTP)
+	}
 	conn, err := listenRTP()
 	if err != nil {
 		return nil, err
@@ -47,6 +50,8 @@ func (p *Phone) Call(ctx context.Context, target string, opts CallOptions) (*Cal
 		SessionID:      1 + rand.Uint64N(1<<62),
 		SessionVersion: 1,
 		Codecs:         codecs,
+		SRTPSuite:      opts.SRTP,
+		SRTPKey:        media.NewSRTPKey(), // one for the call, whoever offers SRTP
 	}
 	offer, err := media.NewOffer(local, media.SendRecv)
 	if err != nil {
@@ -132,17 +137,23 @@ func (p *Phone) Call(ctx context.Context, target string, opts CallOptions) (*Cal
 	epOpts := media.EndpointOptions{
 		Remote: neg.Remote, Codec: neg.Codec, PayloadType: neg.PayloadType,
 		TelephoneEvent: neg.TelephoneEvent, Scheduler: p.sched, Logger: p.log,
+		SRTP: neg.SRTP,
 	}
 	if opts.KeepAudio {
 		heard = &audioLog{}
 		epOpts.OnAudio = heard.add
+	}
+	var wire *audioLog
+	if opts.KeepWire {
+		wire = &audioLog{}
+		epOpts.OnPacket = wire.add
 	}
 	ep, err := media.NewEndpoint(conn, epOpts)
 	if err != nil {
 		return fail(fmt.Errorf("%w: 200 OK to INVITE %s: %w", ErrBadSDP, target, err))
 	}
 	c := &Call{
-		phone: p, dlg: d, outgoing: true, setup: res.CloneHeaders(), ep: ep, heard: heard,
+		phone: p, dlg: d, outgoing: true, setup: res.CloneHeaders(), ep: ep, heard: heard, wire: wire,
 		done: make(chan struct{}), local: local, lastSDP: lastSDP, offer: offer,
 		neg: neg, remote: remote, acks: map[uint32]*sip.Request{seq: ack},
 	}

@@ -162,6 +162,9 @@ func (c *Call) applyNegotiated(neg media.Negotiated, remote *media.RemoteMedia) 
 	c.mu.Lock()
 	c.neg, c.remote = neg, remote
 	c.mu.Unlock()
+	if err := c.ep.SetSRTP(neg.SRTP); err != nil {
+		c.phone.log.Debug("parktest: set SRTP keys", "error", err)
+	}
 	if err := c.ep.SetCodec(neg.Codec, neg.PayloadType, neg.TelephoneEvent); err != nil {
 		c.phone.log.Debug("parktest: set codec", "error", err)
 	}

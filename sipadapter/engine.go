@@ -54,6 +54,15 @@ type EngineConfig struct {
 	// LateOfferSwitch, when AcceptLateOffer is off, is named in the 488's
 	// warning as the way to turn it on ("-late-offer").
 	LateOfferSwitch string
+	// SRTP is the policy for SRTP media (SDES keys, RFC 4568). The zero
+	// value, media.SRTPOptional, answers an RTP/SAVP offer with SRTP (hold
+	// music, prompts and relayed audio encrypted for that leg) and a plain
+	// one with plain RTP; media.SRTPRequired answers a plain offer 488 with
+	// a Warning, and offers SRTP itself (recalls, late offers);
+	// media.SRTPOff answers RTP/SAVP as before SRTP, 488 unless the offer
+	// also has a plain stream. A bad or unknown a=crypto gets 488 with a
+	// Warning naming the fault.
+	SRTP media.SRTPPolicy
 	// ContactUser is the user part of the engine's Contact and SDP origin:
 	// "callpark" when empty.
 	ContactUser string
@@ -230,6 +239,9 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 		// c=0.0.0.0 means "on hold" to a phone: it would never send audio.
 		return nil, &ConfigError{"EngineConfig.MediaIP", cfg.MediaIP, "must be an address phones reach for RTP, not the unspecified address"}
 	}
+	if cfg.SRTP > media.SRTPOff {
+		return nil, &ConfigError{"EngineConfig.SRTP", cfg.SRTP, "must be media.SRTPOptional, SRTPRequired or SRTPOff"}
+	}
 	if cfg.ParkExtension == "" {
 		cfg.ParkExtension = DefaultParkExtension
 	}
@@ -287,7 +299,7 @@ func NewEngine(cfg EngineConfig) (*Engine, error) {
 	}
 	e.sched = media.NewScheduler(so)
 	e.media = legMedia{Ports: cfg.Ports, IP: cfg.MediaIP, Username: cfg.ContactUser, Scheduler: e.sched, Logger: e.log,
-		AcceptLateOffer: cfg.AcceptLateOffer, LateOfferSwitch: cfg.LateOfferSwitch}
+		AcceptLateOffer: cfg.AcceptLateOffer, LateOfferSwitch: cfg.LateOfferSwitch, SRTP: cfg.SRTP}
 	if cfg.SharedRTPPort {
 		if e.media.Shared, err = newSharedPort(cfg.Ports, e.sched, e.log); err != nil {
 			e.sched.Close()

@@ -33,6 +33,8 @@ type legMedia struct {
 	// LateOfferSwitch, when AcceptLateOffer is off, is named in the 488's
 	// warning as the way to turn it on ("-late-offer").
 	LateOfferSwitch string
+	// SRTP is the policy for plain and SRTP offers (EngineConfig.SRTP).
+	SRTP media.SRTPPolicy
 }
 
 // mediaRefusal is a new INVITE's media refused: the final response to send, and
@@ -69,12 +71,18 @@ func (m legMedia) endpoint(conn *media.Socket, n media.Negotiated) (*media.Endpo
 		TelephoneEvent: n.TelephoneEvent,
 		Scheduler:      m.Scheduler,
 		Logger:         logger.With("component", "rtp"),
+		SRTP:           n.SRTP,
 	})
 }
 
-// session is the SDP session of a leg whose RTP port is port.
+// session is the SDP session of a leg whose RTP port is port. Under
+// SRTPRequired our own offers (recalls, late offers) are SRTP too.
 func (m legMedia) session(port uint16) *media.Session {
-	return media.NewSession(media.LocalMedia{Addr: netip.AddrPortFrom(m.IP, port), Username: m.Username})
+	local := media.LocalMedia{Addr: netip.AddrPortFrom(m.IP, port), Username: m.Username, SRTP: m.SRTP}
+	if m.SRTP == media.SRTPRequired {
+		local.SRTPSuite, local.SRTPKey = media.SuiteAESCM128SHA1_80, media.NewSRTPKey()
+	}
+	return media.NewSession(local)
 }
 
 // Offering takes an RTP port for a call we place (a recall, a call to an
@@ -206,6 +214,7 @@ func (m legMedia) answerShared(req *sip.Request, offer *media.RemoteMedia, stanc
 		TelephoneEvent: n.TelephoneEvent,
 		Logger:         logger.With("component", "rtp"),
 		SignalingAddr:  requestSource(req).Addr(),
+		SRTP:           n.SRTP,
 	})
 	if err != nil {
 		return legConfig{}, nil, &mediaRefusal{Code: sip.StatusInternalServerError, Reason: "Server Internal Error", Err: err}

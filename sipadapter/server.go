@@ -12,6 +12,7 @@ import (
 	"github.com/emiago/sipgo"
 
 	"github.com/callpark/callpark/internal/siptransport"
+	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
 )
@@ -105,6 +106,9 @@ type Config struct {
 	// what SIP scanners (svwar) send: turn it on for the trunks that need
 	// it, with Park.AuthorizeRetrieve or Limits.Trusted narrowed to them.
 	AcceptLateOffer bool
+	// SRTP is the policy for SRTP media: EngineConfig.SRTP, default
+	// media.SRTPOptional (SRTP offers get SRTP, plain ones plain RTP).
+	SRTP media.SRTPPolicy
 	// Announcements: what the server says, and to whom (EngineConfig's
 	// fields of the same names).
 	Announcements Announcements
@@ -202,6 +206,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxMessageSize < 1024 || cfg.MaxMessageSize > 32<<10 {
 		return nil, &ConfigError{"Config.MaxMessageSize", cfg.MaxMessageSize, fmt.Sprintf("must be between 1024 and 32768 bytes, or 0 for %d", DefaultMaxMessageSize)}
+	}
+	if cfg.SRTP > media.SRTPOff {
+		return nil, &ConfigError{"Config.SRTP", cfg.SRTP, "must be media.SRTPOptional, SRTPRequired or SRTPOff"}
 	}
 	if cfg.Limits, err = cfg.Limits.withDefaults(); err != nil {
 		return nil, err
@@ -363,6 +370,7 @@ func (s *Server) listen(ctx context.Context) error {
 		MediaIP:         s.mediaIP,
 		AcceptLateOffer: s.cfg.AcceptLateOffer,
 		LateOfferSwitch: "Config.AcceptLateOffer, -late-offer",
+		SRTP:            s.cfg.SRTP,
 		ParkExtension:   s.cfg.ParkExtension,
 		Orbits:          s.table,
 		TLSAddr:         stack.TLSAddr,

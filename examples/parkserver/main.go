@@ -41,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf := parkflags.Register(fs)
 	cf := parkflags.RegisterCluster(fs)
 	hf := parkflags.RegisterHTTP(fs)
+	srtp := parkflags.RegisterSRTP(fs)
 	tf := parkflags.RegisterTLS(fs)
 	configPath := parkflags.RegisterConfig(fs)
 	abuse := registerAbuseFlags(fs)
@@ -103,6 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		RTPPortMin:    set.RTPPortMin,
 		RTPPortMax:    set.RTPPortMax,
 		SharedRTPPort: *sharedRTP,
+		SRTP:          srtp.Policy(),
 		Logger:        logger,
 		OutboundProxy: *outboundProxy,
 		CrossNode:     cs.CrossNode,

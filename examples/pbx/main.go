@@ -41,6 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pf := parkflags.Register(fs)
 	cf := parkflags.RegisterCluster(fs)
 	hf := parkflags.RegisterHTTP(fs)
+	srtp := parkflags.RegisterSRTP(fs)
 	tf := parkflags.RegisterTLS(fs)
 	configPath := parkflags.RegisterConfig(fs)
 	check := fs.Bool("check", false, "validate the flags, print the effective configuration, exit")
@@ -127,6 +128,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		MediaIP:       set.MediaIP,
 		RTPPortMin:    set.RTPPortMin,
 		RTPPortMax:    set.RTPPortMax,
+		SRTP:          srtp.Policy(),
 		Logger:        logger,
 		CrossNode:     cs.CrossNode,
 		Announcements: set.Announcements,

@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/callpark/callpark/internal/siptransport"
+	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/park"
 	"github.com/callpark/callpark/sipadapter"
@@ -24,6 +25,9 @@ import (
 type Config struct {
 	// Listen is the address for SIP over UDP and TCP; port 0 picks one.
 	Listen string
+	// SRTP is the policy for SRTP media (sipadapter.EngineConfig.SRTP);
+	// the zero value answers SRTP offers with SRTP and plain ones plain.
+	SRTP media.SRTPPolicy
 	// TLSListen, when set, serves SIP over TLS too, with TLS (as
 	// sipadapter.Config.TLSListen): phones registered over TLS are called
 	// over TLS, and their park dialogs stay on it.
@@ -296,6 +300,7 @@ func (p *PBX) Listen(ctx context.Context) error {
 		Announcements:  p.cfg.Announcements,
 		Notify:         p.cfg.Notify,
 		Paging:         p.cfg.Paging,
+		SRTP:           p.cfg.SRTP,
 		Metrics:        p.metrics,
 		TLSAddr:        stack.TLSAddr,
 	})
