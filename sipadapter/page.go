@@ -135,5 +135,19 @@ func (e *Engine) page(uri string, o orbit.Orbit, party string) {
 		e.log.Info("paged", "to", uri, "orbit", o)
 	case <-e.tasksCtx.Done():
 		err = fmt.Errorf("page cut short: %w", e.tasksCtx.Err())
+		return
+	}
+	// The last frame has left, not been heard: the speaker's jitter buffer
+	// still holds the end of the number, and a BYE now would cut it off.
+	t := time.NewTimer(playoutTail)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-e.tasksCtx.Done():
 	}
 }
+
+// playoutTail is how long a page stays up after its last frame is sent: more
+// than a phone's jitter buffer holds (60-200 ms), so the speaker plays the
+// whole announcement before the BYE closes its stream.
+const playoutTail = 300 * time.Millisecond
