@@ -1,6 +1,7 @@
 package sipadapter_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -118,4 +119,32 @@ func (p *rawUDPParty) reply(res *sip.Response, to netip.AddrPort) {
 	p.t.Helper()
 	_, err := p.contact.WriteToUDP([]byte(res.String()), net.UDPAddrFromAddrPort(to))
 	require.NoError(p.t, err)
+}
+
+// A party that never answers our BYE (gone, or a client that stopped
+// listening) holds nobody: the drain of a Shutdown counts its leg as over
+// once the BYE is out, and Shutdown returns within its bounds, not after
+// the BYE's 32 s. It used to wait the 32 s, then report its drain time as
+// run out (parkload's "the tool left calls connected").
+func TestShutdownDoesNotWaitForAnUnansweredBye(t *testing.T) {
+	srv := testServer(t, sipadapter.Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	party := newRawUDPParty(t, srv.Addr(), false)
+	res := party.invite(srv.ParkURI(), sdpOffer(4000, 1, "sendrecv"))
+	require.Equal(t, 200, res.StatusCode)
+	party.ack(res, "")
+
+	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
+	got, err := carol.Call(ctx, srv.OrbitURI(orbit.Orbit(res.GetHeader("X-Park-Orbit").Value())), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	party.next(sip.INVITE) // the re-INVITE for two-way audio, never answered
+	require.NoError(t, got.Hangup(ctx))
+	party.next(sip.BYE) // never answered either
+
+	drain, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, srv.Shutdown(drain), "nothing is connected: carol hung up, the party has its BYE")
+	require.Less(t, time.Since(start), 8*time.Second, "Shutdown waited for the BYE's answer past its bounds")
+	waitUntil(t, 5*time.Second, "the party's leg is freed", func() bool { return srv.OpenLegs() == 0 })
 }

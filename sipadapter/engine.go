@@ -201,7 +201,6 @@ type Engine struct {
 	active  int
 	stopped bool
 	idle    chan struct{}  // closed when active drops to 0 after stopped
-	noLegs  chan struct{}  // closed when the last leg goes, while Shutdown waits
 	tasks   sync.WaitGroup // notices and other fire-and-forget requests
 	// callsCtx ends when Shutdown begins: calls still ringing (Connect,
 	// transfers) stop.
@@ -489,31 +488,51 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// waitRelayed waits until the engine holds no leg (every relayed call has
-// been hung up by its parties), or ctx ends.
+// waitRelayed waits until the engine holds no connected leg (every relayed
+// call has been hung up by its parties), or ctx ends. A leg whose BYE we
+// sent is over for this: its party may never answer (a phone gone, a
+// client that stopped), and the wait for that answer is hangupAll's, with
+// its own bound. Like net/http's Shutdown it polls: a leg starting its BYE
+// tells nobody.
 func (e *Engine) waitRelayed(ctx context.Context) error {
-	e.mu.Lock()
-	n := len(e.legs)
+	n := e.connectedLegs()
 	if n == 0 {
-		e.mu.Unlock()
 		return nil
 	}
-	if e.noLegs == nil {
-		e.noLegs = make(chan struct{})
-	}
-	noLegs := e.noLegs
-	e.mu.Unlock()
 	e.log.Info("shutdown: waiting for the calls still connected to hang up", "legs", n)
-	select {
-	case <-noLegs:
-		return nil
-	case <-ctx.Done():
-		e.mu.Lock()
-		n = len(e.legs)
-		e.mu.Unlock()
-		e.log.Warn("shutdown: drain time over, hanging up the calls still connected", "legs", n)
-		return ctx.Err()
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if e.connectedLegs() == 0 {
+				return nil
+			}
+		case <-ctx.Done():
+			e.log.Warn("shutdown: drain time over, hanging up the calls still connected", "legs", e.connectedLegs())
+			return ctx.Err()
+		}
 	}
+}
+
+// drainPoll is how often waitRelayed counts the legs still connected.
+const drainPoll = 50 * time.Millisecond
+
+// connectedLegs counts the legs neither side has hung up.
+func (e *Engine) connectedLegs() int {
+	e.mu.Lock()
+	legs := make([]*callLeg, 0, len(e.legs))
+	for _, l := range e.legs {
+		legs = append(legs, l)
+	}
+	e.mu.Unlock()
+	n := 0
+	for _, l := range legs { // outside e.mu: a leg takes its lock first
+		if !l.hangingUp() {
+			n++
+		}
+	}
+	return n
 }
 
 // hangupAll sends BYE on every leg the engine holds and frees them.

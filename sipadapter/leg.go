@@ -62,7 +62,6 @@ type callLeg struct {
 	settled    chan struct{}
 	settleOnce sync.Once
 	closeOnce  sync.Once
-	byeOnce    sync.Once
 	// offering is held while our own re-INVITE is in progress: one at a
 	// time (RFC 3261 §14.1). A BYE does not wait for it.
 	offering sync.Mutex
@@ -80,7 +79,8 @@ type callLeg struct {
 	relay     *media.Relay
 	call      *park.Call // while parked
 	closed    bool
-	ending    bool // Hangup is sending our BYE
+	ending    bool          // Hangup is sending our BYE
+	byeDone   chan struct{} // closed once our BYE is answered or given up
 	// lateOffer is our offer in the 200 to an INVITE without SDP, until
 	// the ACK answers it; lateOfferErr is why that answer was refused.
 	lateOffer    *media.Offer
@@ -251,6 +251,14 @@ func (l *callLeg) Confirm() {
 	}
 }
 
+// hangingUp reports whether the leg is over or ending: its party hung up,
+// or our BYE is out.
+func (l *callLeg) hangingUp() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed || l.ending
+}
+
 // Hangup implements park.Leg: BYE, once, then Close. A leg whose party has
 // already hung up gets no BYE.
 func (l *callLeg) Hangup(ctx context.Context) error {
@@ -261,25 +269,40 @@ func (l *callLeg) Hangup(ctx context.Context) error {
 		l.Close()
 		return nil
 	}
-	l.byeOnce.Do(func() {
-		// The BYE does not wait for our re-INVITE in progress: its answer
-		// may take seconds (a lost packet under load, a slow phone), and
-		// the party would hear the call end that much later. Nor is that
-		// re-INVITE given up: its transaction runs to its end (the party
-		// answers 487 once it has the BYE, or a 200 we acknowledge), and a
-		// cancelled context would also fail a TCP connection it is still
-		// opening, which sipgo shares with the BYE (the loss 93750b8
-		// reverted). The BYE only has to leave after it, with the next
-		// CSeq: sending orders the two.
-		l.sending.Lock()
-		l.mu.Lock()
-		l.ending = true
-		l.mu.Unlock()
-		l.sending.Unlock()
-		if err := l.dlg.Bye(ctx); err != nil {
-			l.log.Debug("BYE failed", "party", l.party, "err", err)
+	// The BYE does not wait for our re-INVITE in progress: its answer may
+	// take seconds (a lost packet under load, a slow phone), and the party
+	// would hear the call end that much later. Nor is that re-INVITE given
+	// up: its transaction runs to its end (the party answers 487 once it
+	// has the BYE, or a 200 we acknowledge), and a cancelled context would
+	// also fail a TCP connection it is still opening, which sipgo shares
+	// with the BYE (the loss 93750b8 reverted). The BYE only has to leave
+	// after it, with the next CSeq: sending orders the two.
+	l.sending.Lock()
+	l.mu.Lock()
+	first := !l.ending
+	if first {
+		l.ending, l.byeDone = true, make(chan struct{})
+	}
+	done := l.byeDone
+	l.mu.Unlock()
+	l.sending.Unlock()
+	if !first {
+		// Someone else's BYE is out. Its answer may be 32 s away (a
+		// party gone silent), and whoever waits for it (a bridge's end,
+		// with no deadline) must not hold this caller (a Shutdown with
+		// one) past its own.
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil
 		}
-	})
+		l.Close()
+		return nil
+	}
+	if err := l.dlg.Bye(ctx); err != nil {
+		l.log.Debug("BYE failed", "party", l.party, "err", err)
+	}
+	close(done)
 	l.Close()
 	return nil
 }

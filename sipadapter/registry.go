@@ -79,10 +79,6 @@ func (e *Engine) forget(l *callLeg) {
 		delete(e.legSources, l)
 		e.guard.releaseDialog(src)
 	}
-	if len(e.legs) == 0 && e.noLegs != nil {
-		close(e.noLegs)
-		e.noLegs = nil
-	}
 }
 
 // countAgainst makes l's dialog the one admitDialog counted for src, to be
