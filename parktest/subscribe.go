@@ -18,6 +18,7 @@ type Notify struct {
 	Event       string // the Event header: "dialog", "refer;id=7"
 	State       string // the Subscription-State header: "active;expires=3600", "terminated;reason=timeout"
 	ContentType string // the Content-Type header, empty if none
+	Contact     string // the Contact header's value: where the notifier takes requests
 	Body        []byte
 }
 
@@ -167,6 +168,9 @@ func (s *Subscription) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 		Event: headerValue(req.Headers(), "Event"),
 		State: headerValue(req.Headers(), "Subscription-State"),
 		Body:  bytes.Clone(req.Body()),
+	}
+	if c := req.Contact(); c != nil {
+		n.Contact = c.Value()
 	}
 	if ct := req.ContentType(); ct != nil {
 		n.ContentType = ct.Value()

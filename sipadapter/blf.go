@@ -114,12 +114,17 @@ type blfService struct {
 	closed   bool
 }
 
-// contact is the Contact of a subscription over network.
-func (b *blfService) contact(user, network string) sip.Uri {
-	if b.tlsAddr.IsValid() && strings.EqualFold(network, "TLS") {
-		return tlsURI(user, b.tlsAddr)
+// contact is our Contact in sub: at the TLS address for a subscription
+// over TLS, sips: when its SUBSCRIBE named a sips: URI (RFC 3261 §12.1.1,
+// RFC 6665 §4.1.2.2: the NOTIFYs are a dialog's requests).
+func (b *blfService) contact(sub *subscription) sip.Uri {
+	if b.tlsAddr.IsValid() && strings.EqualFold(sub.network, "TLS") {
+		if sub.sips {
+			return sipsURI(sub.user, b.tlsAddr)
+		}
+		return tlsURI(sub.user, b.tlsAddr)
 	}
-	return sipURI(user, b.addr)
+	return sipURI(sub.user, b.addr)
 }
 
 // newBLF checks cfg, fills in its defaults and starts observing cfg.Lot.
@@ -206,6 +211,7 @@ type subscription struct {
 	remote  sip.FromHeader // the subscriber, as To of our NOTIFYs
 	target  sip.Uri        // its Contact
 	network string
+	sips    bool       // its SUBSCRIBE named a sips: URI (over TLS: Tracked refuses it otherwise)
 	conn    string     // over TLS, the watcher's connection (its SUBSCRIBE's source)
 	source  netip.Addr // counted in blfService.perSource while in subs; zero: not counted
 
@@ -371,6 +377,7 @@ func (b *blfService) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) 
 		remote:  sip.FromHeader{DisplayName: from.DisplayName, Address: *from.Address.Clone(), Params: from.Params.Clone()},
 		target:  *contact.Address.Clone(),
 		network: req.Transport(),
+		sips:    strings.EqualFold(req.Recipient.Scheme, "sips"),
 		cseq:    1,
 	}
 	if strings.EqualFold(sub.network, "TLS") {
@@ -385,7 +392,7 @@ func (b *blfService) ServeSubscribe(req *sip.Request, tx sip.ServerTransaction) 
 	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
 	res.To().Params.Add("tag", sub.ourTag)
 	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expiry/time.Second))))
-	res.AppendHeader(&sip.ContactHeader{Address: b.contact(user, sub.network)})
+	res.AppendHeader(&sip.ContactHeader{Address: b.contact(sub)})
 	respond(b.log, tx, res)
 
 	if expiry == 0 {

@@ -61,7 +61,7 @@ func (sub *subscription) notify(ctx context.Context, dialogs []blfDialog, state 
 	req.AppendHeader(&callID)
 	sub.cseq++
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: sub.cseq, MethodName: sip.NOTIFY})
-	req.AppendHeader(&sip.ContactHeader{Address: b.contact(sub.user, sub.network)})
+	req.AppendHeader(&sip.ContactHeader{Address: b.contact(sub)})
 	req.AppendHeader(sip.NewHeader("Event", "dialog"))
 	req.AppendHeader(sip.NewHeader("Subscription-State", state))
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/dialog-info+xml"))

@@ -191,3 +191,38 @@ func TestBLFOverTLS(t *testing.T) {
 	require.NoError(t, parked.Hangup(ctx))
 	require.NoError(t, sub.Unsubscribe(ctx))
 }
+
+// A watcher that subscribes to a sips: URI (the whole lot's) gets a sips: Contact in every
+// NOTIFY (the subscription is a dialog: RFC 3261 §12.1.1, RFC 6665
+// §4.1.2.2), and its lamp still lights; one subscribing to a sip: URI over
+// TLS gets the TLS address with transport=tls.
+func TestBLFOverTLSWithSipsURI(t *testing.T) {
+	ca := tlstest.NewCA(t, "callpark test CA")
+	srv := tlsServer(t, ca, false, sipadapter.Config{})
+	ctx := ctxFor(t, 20*time.Second)
+	watcher := tlsPhone(t, "watcher", ca.Issue(t, tlstest.Leaf{}), ca)
+	secure, err := watcher.Subscribe(ctx, fmt.Sprintf("sips:700@%s", srv.TLSAddr()), "dialog", time.Hour)
+	require.NoError(t, err)
+	plain, err := watcher.Subscribe(ctx, tlsURI(srv, "700"), "dialog", time.Hour)
+	require.NoError(t, err)
+	for _, sub := range []*parktest.Subscription{secure, plain} {
+		n := nextNotify(t, ctx, sub)
+		if sub == secure {
+			require.Contains(t, n.Contact, "<sips:700@"+srv.TLSAddr().String(), "a sips: subscription's NOTIFY")
+		} else {
+			require.Contains(t, n.Contact, "<sip:700@"+srv.TLSAddr().String()+";transport=tls>", "a sip: subscription over TLS")
+		}
+	}
+
+	alice := tlsPhone(t, "alice", ca.Issue(t, tlstest.Leaf{}), ca)
+	parked, err := alice.Call(ctx, tlsURI(srv, "700"), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	n := nextNotify(t, ctx, secure)
+	info, err := parktest.ParseDialogInfo(n.Body)
+	require.NoError(t, err)
+	require.NotEmpty(t, info.Dialogs, "lit over the sips: subscription")
+	require.Contains(t, n.Contact, "<sips:")
+	require.NoError(t, parked.Hangup(ctx))
+	require.NoError(t, secure.Unsubscribe(ctx))
+	require.NoError(t, plain.Unsubscribe(ctx))
+}
