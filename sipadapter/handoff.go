@@ -112,6 +112,11 @@ func (h handoff) marshal() []byte {
 // (Redis): every field is checked before a dialog is built from it.
 func parseHandoff(b []byte) (handoff, error) {
 	var h handoff
+	if len(b) == 0 {
+		// The store had none, or none this node could read (a handoff
+		// sealed with another cluster key: redispark logged why).
+		return h, &HandoffError{Field: "(all)", Why: "none this node can read"}
+	}
 	if err := json.Unmarshal(b, &h); err != nil {
 		return h, fmt.Errorf("sipadapter: handoff: %w", err)
 	}

@@ -1,7 +1,9 @@
 package sipadapter_test
 
 import (
+	"bytes"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/callpark/callpark/media"
 	"github.com/callpark/callpark/orbit"
+	"github.com/callpark/callpark/park/redispark"
 	"github.com/callpark/callpark/parktest"
 	"github.com/callpark/callpark/sipadapter"
 )
@@ -20,13 +23,24 @@ import (
 // over with a re-INVITE offering RTP/SAVP with a fresh key of its own (not
 // A's: no key is handed over, and none is written to Redis), the phone
 // answers with its key, and the music it hears from B authenticates under
-// B's key and crosses the wire encrypted.
+// B's key and crosses the wire encrypted. With and without a cluster key
+// sealing the handoff.
 func TestTakeoverOfAnSRTPCallResumesEncryptedMusic(t *testing.T) {
+	for _, sealed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) { testSRTPTakeover(t, sealed) })
+	}
+}
+
+func testSRTPTakeover(t *testing.T, sealed bool) {
+	var key []byte
+	if sealed {
+		key = bytes.Repeat([]byte{0x5a}, redispark.HandoffKeyLen)
+	}
 	m := miniredis.RunT(t)
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	m.SetTime(now)
-	a := clusterNodeLease(t, m, "a", sipadapter.Config{}, 12000, 2*time.Second)
-	b := clusterNodeLease(t, m, "b", sipadapter.Config{}, 12500, time.Minute)
+	a := sealedClusterNode(t, m, "a", sipadapter.Config{}, 12000, 2*time.Second, key)
+	b := sealedClusterNode(t, m, "b", sipadapter.Config{}, 12500, time.Minute, key)
 	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
 	ctx := ctxFor(t, 30*time.Second)
 	music, err := media.Tone("test music", 440, time.Second) // the nodes' music (clusterNodeLease)
@@ -55,6 +69,7 @@ func TestTakeoverOfAnSRTPCallResumesEncryptedMusic(t *testing.T) {
 		require.NotContains(t, rec, strings.TrimRight(b64, "="), "no key in the record")
 	}
 	require.NotContains(t, string(info.Handoff), "inline:")
+	require.Equal(t, sealed, !strings.Contains(rec, base64.StdEncoding.EncodeToString(info.Handoff)), "sealed in Redis with a key, in the clear without")
 	waitUntil(t, 10*time.Second, "b hears of the call", func() bool { _, ok := b.Lot().Lookup(o); return ok })
 
 	m.SetTime(now.Add(3 * time.Second)) // a's lease runs out
