@@ -190,3 +190,37 @@ func TestRedisMutualTLS(t *testing.T) {
 	require.Equal(t, 0, run(args, &out, &errOut), errOut.String())
 	require.Contains(t, out.String(), "a client certificate")
 }
+
+// A node with another cluster key cannot read the handoff of a call whose
+// node died: it logs an error naming -cluster-key, and the call ends lost,
+// once, its orbit free again (CLUSTER.md 12), rather than in silence.
+func TestClusterKeyMismatchLosesTheCallOnce(t *testing.T) {
+	_, flags := secureRedis(t, redistest.Options{})
+	flags = append(flags, "-policy", "lowest")
+	keyA := writeFile(t, "a.key", strings.Repeat("5a", 32))
+	keyB := writeFile(t, "b.key", strings.Repeat("a5", 32))
+	nodes := []*parkServerProcess{
+		startSecureNode(t, 0, append(flags, "-cluster-key", keyA)),
+		startSecureNode(t, 1, append(flags, "-cluster-key", keyB)),
+	}
+	ctx := clusterCtx(t)
+	alice := parktest.NewPhone(t, parktest.PhoneOptions{User: "alice"})
+	parked, err := alice.Call(ctx, parkURI(nodes[0]), parktest.CallOptions{SRTP: media.SuiteAESCM128SHA1_80, Mute: true})
+	require.NoError(t, err)
+	o := parked.Orbit()
+	id := parkIDOf(t, nodes[0], o)
+	time.Sleep(recordsWritten)
+	require.NoError(t, nodes[0].Cmd.Process.Signal(syscall.SIGKILL))
+	<-nodes[0].Exited
+
+	line := nodes[1].WaitLine("cannot be read here", clusterLease+5*time.Second)
+	require.Contains(t, line, "level=ERROR")
+	require.Contains(t, line, "-cluster-key")
+	require.Contains(t, line, "park_id="+id)
+	requireEndedOnce(t, nodes, "lost", id)
+	bob := parktest.NewPhone(t, parktest.PhoneOptions{User: "bob"})
+	again, err := bob.Call(ctx, parkURI(nodes[1]), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	require.Equal(t, o, again.Orbit(), "the orbit is free again")
+	require.NoError(t, again.Hangup(ctx))
+}
