@@ -3,6 +3,7 @@ package sipadapter_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -69,6 +70,13 @@ func testSRTPTakeover(t *testing.T, sealed bool) {
 		require.NotContains(t, rec, strings.TrimRight(b64, "="), "no key in the record")
 	}
 	require.NotContains(t, string(info.Handoff), "inline:")
+	dump := dumpRedis(t, m)
+	require.Equal(t, !sealed, strings.Contains(dump, `"srtp":"AES_CM_128_HMAC_SHA1_80"`), "the dump reads the handoff when it is in the clear")
+	require.NotContains(t, dump, "a=crypto", "no SDP in Redis")
+	require.NotContains(t, dump, "inline:")
+	for _, k := range []media.SRTPKey{before.Local, before.Remote} {
+		require.NotContains(t, dump, strings.TrimRight(base64.StdEncoding.EncodeToString(k[:]), "="), "no key anywhere in Redis")
+	}
 	require.Equal(t, sealed, !strings.Contains(rec, base64.StdEncoding.EncodeToString(info.Handoff)), "sealed in Redis with a key, in the clear without")
 	waitUntil(t, 10*time.Second, "b hears of the call", func() bool { _, ok := b.Lot().Lookup(o); return ok })
 
@@ -103,4 +111,45 @@ func testSRTPTakeover(t *testing.T, sealed bool) {
 		t.Fatal("the parked call ended")
 	default:
 	}
+}
+
+// dumpRedis returns every value Redis holds, one a line, base64 inside
+// JSON decoded (a record's handoff) so that what it hides is searched too.
+func dumpRedis(t *testing.T, m *miniredis.Miniredis) string {
+	t.Helper()
+	var b strings.Builder
+	add := func(vals []string, err error) {
+		require.NoError(t, err)
+		for _, v := range vals {
+			b.WriteString(v + "\n")
+			var rec struct{ Handoff []byte }
+			if json.Unmarshal([]byte(v), &rec) == nil {
+				b.Write(rec.Handoff)
+				b.WriteString("\n")
+			}
+		}
+	}
+	for _, k := range m.Keys() {
+		b.WriteString(k + "\n")
+		switch m.Type(k) {
+		case "string":
+			v, err := m.Get(k)
+			add([]string{v}, err)
+		case "hash":
+			fields, err := m.HKeys(k)
+			add(fields, err)
+			for _, f := range fields {
+				add([]string{m.HGet(k, f)}, nil)
+			}
+		case "set":
+			add(m.Members(k))
+		case "zset":
+			add(m.ZMembers(k))
+		case "list":
+			add(m.List(k))
+		default:
+			t.Fatalf("key %s of type %s", k, m.Type(k))
+		}
+	}
+	return b.String()
 }
