@@ -69,7 +69,9 @@ func (c *Call) Update() {
 // the orbit is this node's already. The Adopter rebuilds the leg and the
 // call waits as it did (a call that was ringing rings again, from the
 // attempt that was under way). A call the Adopter cannot continue, or
-// whose handoff is empty (the cluster could not read it), ends as Lost; ErrClosed, with nothing kept, once Shutdown has begun.
+// whose handoff is empty (the cluster could not read it: the Adopter is
+// not asked), ends as Lost; ErrClosed, with nothing kept, once Shutdown
+// has begun.
 func (l *Lot) takeOver(ctx context.Context, info CallInfo) error {
 	l.mu.Lock()
 	if l.closing {

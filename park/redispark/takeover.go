@@ -200,8 +200,8 @@ func (d *Directory) claim(o orbit.Orbit, take func(context.Context, park.CallInf
 	info.Orbit, info.Node = o, from
 	if info.Handoff, err = d.seal.open(r.Handoff, o, r.ParkID); err != nil {
 		// Not this node's to read: no dialog to continue, no BYE to send.
-		// The lot ends the call as lost (the Adopter refuses an empty
-		// handoff), once, for every node to hear.
+		// The lot ends a call without a handoff as lost, once, for every
+		// node to hear, without asking its Adopter.
 		d.log.Error("takeover: the call's handoff cannot be read here (check -cluster-key on every node); the call is lost",
 			"orbit", o, "park_id", r.ParkID, "from", from, "err", err)
 		info.Handoff = nil
