@@ -91,7 +91,10 @@ func testSRTPTakeover(t *testing.T, sealed bool) {
 	got, _ := b.Lot().Lookup(o)
 	require.Contains(t, string(got.Handoff), `"srtp":"AES_CM_128_HMAC_SHA1_80"`, "b's handoff says SRTP too")
 
-	// From now on every packet comes from b: count from here.
+	// a has closed its leg; a few of b's packets more and any of a's still
+	// queued at the phone have been read (one socket, in order). From
+	// then on every packet comes from b: count from there.
+	require.NoError(t, parked.WaitReceived(ctx, parked.Received()+5))
 	bad := parked.RTPStats().Unauthenticated
 	heard, wire := len(parked.Heard()), len(parked.Wire())
 	require.NoError(t, parked.WaitReceived(ctx, parked.Received()+25), "music again, from b")

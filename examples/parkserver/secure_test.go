@@ -122,7 +122,7 @@ func startSecureNode(t *testing.T, i int, flags []string) *parkServerProcess {
 // which flag to look at (exit 1); flags that cannot work stop it at once
 // (exit 2). No password is ever printed.
 func TestSecureRedisRefusals(t *testing.T) {
-	redisSrv, flags := secureRedis(t, redistest.Options{})
+	_, flags := secureRedis(t, redistest.Options{})
 	tlsURL := flags[1]
 	withPassword := strings.Replace(tlsURL, "callpark@", "callpark:bad-p4ss@", 1)
 	otherCA := tlstest.NewCA(t, "another CA").WriteCA(t, t.TempDir())
@@ -169,7 +169,6 @@ func TestSecureRedisRefusals(t *testing.T) {
 			}
 		})
 	}
-	_ = redisSrv
 }
 
 // A Redis that wants client certificates (tls-auth-clients yes) takes a
