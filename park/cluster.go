@@ -45,7 +45,8 @@ type Cluster interface {
 	// stopped (CLUSTER.md 10-11), until stop is called. For each call the
 	// cluster claims for this node (fenced: one node per call; its orbit
 	// is then held by this node), it calls take with the call as its old
-	// node last wrote it, Handoff set. take returns once the call is
+	// node last wrote it, Handoff set (nil when the cluster could not read
+	// it: the call then ends as Lost). take returns once the call is
 	// parked here or has ended as Lost; ErrClosed when the lot took
 	// nothing (it is shutting down), and the cluster then offers the call
 	// to another node. NewLot calls it when Config.Adopter is set.

@@ -24,6 +24,10 @@ func errHanding(o orbit.Orbit) error {
 	return fmt.Errorf("orbit %s: call being handed to another node: %w", o, orbit.ErrUnavailable)
 }
 
+// errNoHandoff is the reason of a call lost because its record held no
+// handoff this node could read.
+var errNoHandoff = errors.New("park: the call's handoff is missing or unreadable here")
+
 // handoffOf reads a leg's handoff when the lot is in a cluster and the leg
 // is Portable; nil otherwise. A failure is logged: the call stays, but no
 // other node could take it over.
@@ -64,8 +68,10 @@ func (c *Call) Update() {
 // takeOver continues here a call of another node, for Cluster.TakeOver:
 // the orbit is this node's already. The Adopter rebuilds the leg and the
 // call waits as it did (a call that was ringing rings again, from the
-// attempt that was under way). A call the Adopter cannot continue ends as
-// Lost; ErrClosed, with nothing kept, once Shutdown has begun.
+// attempt that was under way). A call the Adopter cannot continue, or
+// whose handoff is empty (the cluster could not read it: the Adopter is
+// not asked), ends as Lost; ErrClosed, with nothing kept, once Shutdown
+// has begun.
 func (l *Lot) takeOver(ctx context.Context, info CallInfo) error {
 	l.mu.Lock()
 	if l.closing {
@@ -85,7 +91,15 @@ func (l *Lot) takeOver(ctx context.Context, info CallInfo) error {
 	l.mu.Unlock()
 	defer l.takers.Done()
 
-	leg, err := l.cfg.Adopter.Adopt(ctx, c)
+	var leg Leg
+	var err error
+	if len(info.Handoff) == 0 {
+		// The cluster could not read it (sealed with another key): there
+		// is no dialog to continue, and the call is lost.
+		err = errNoHandoff
+	} else {
+		leg, err = l.cfg.Adopter.Adopt(ctx, c)
+	}
 	if errors.Is(err, ErrClosed) { // the host takes nothing now: another node will
 		l.mu.Lock()
 		if !c.gone() {

@@ -151,6 +151,32 @@ func TestTakeOverRefusedIsLost(t *testing.T) {
 	})
 }
 
+// A call whose handoff the cluster could not read (sealed with another
+// key) comes without one: it is lost at once, once, without asking the
+// Adopter, and its orbit is free again.
+func TestTakeOverWithoutHandoffIsLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cl := newTestCluster()
+		ad := &adopted{}
+		lot, alloc, log := newTestLot(t, "701-709", Config{Cluster: cl, Adopter: ad})
+		require.NoError(t, alloc.Reserve(t.Context(), "704"))
+		info := deadCall("704", time.Now().Add(time.Minute))
+		info.Handoff = nil
+		require.NoError(t, cl.take(t.Context(), info))
+		synctest.Wait()
+		ends := log.ended("b-704")
+		require.Len(t, ends, 1, "one end")
+		require.Equal(t, Lost, ends[0].Outcome)
+		require.ErrorIs(t, ends[0].Err, errNoHandoff)
+		ad.mu.Lock()
+		require.Empty(t, ad.calls, "the Adopter is not asked")
+		ad.mu.Unlock()
+		require.Zero(t, alloc.InUse(), "the orbit is free again")
+		_, ok := lot.Lookup("704")
+		require.False(t, ok)
+	})
+}
+
 func TestShutdownHandsCallsOver(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cl := newTestCluster()

@@ -33,6 +33,13 @@ func clusterNode(t *testing.T, m *miniredis.Miniredis, name string, cfg sipadapt
 // its own calls another node took.
 func clusterNodeLease(t *testing.T, m *miniredis.Miniredis, name string, cfg sipadapter.Config, rtp int, lease time.Duration) *sipadapter.Server {
 	t.Helper()
+	return sealedClusterNode(t, m, name, cfg, rtp, lease, nil)
+}
+
+// sealedClusterNode is clusterNodeLease whose directory seals handoffs
+// with key (redispark.Config.HandoffKey; nil: in the clear).
+func sealedClusterNode(t *testing.T, m *miniredis.Miniredis, name string, cfg sipadapter.Config, rtp int, lease time.Duration, key []byte) *sipadapter.Server {
+	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1})
 	r, err := orbit.ParseRange("701-799")
 	require.NoError(t, err)
@@ -46,7 +53,7 @@ func clusterNodeLease(t *testing.T, m *miniredis.Miniredis, name string, cfg sip
 		},
 	})
 	require.NoError(t, err)
-	dir, err := redispark.New(redispark.Config{Orbits: alloc})
+	dir, err := redispark.New(redispark.Config{Orbits: alloc, HandoffKey: key})
 	require.NoError(t, err)
 	music, err := media.Tone("test music", 440, time.Second)
 	require.NoError(t, err)

@@ -45,6 +45,13 @@ type handoff struct {
 	SDPVersion uint64 `json:"sdp_version"`
 	// Codec is the codec in use ("PCMU", "PCMA"), offered first again.
 	Codec string `json:"codec"`
+	// SRTP is the leg's SRTP suite ("AES_CM_128_HMAC_SHA1_80"), empty
+	// for plain RTP. The keys are not handed over: the new node offers
+	// RTP/SAVP with a fresh key of its own (the party answers with its
+	// key), so no key is ever written to the cluster's store, and the old
+	// node's key is never used again with a new sender's SSRC, sequence
+	// and rollover counter (RFC 3711 §9.1: keystream reuse).
+	SRTP string `json:"srtp,omitempty"`
 }
 
 // takeoverAnswerWait bounds the party's answer to a takeover re-INVITE. A
@@ -89,6 +96,9 @@ func (l *callLeg) handoff() (handoff, error) {
 	}
 	h.SDPID, h.SDPVersion = l.sdp.Origin()
 	h.Codec = l.ep.Codec().String()
+	if suite, ok := l.ep.SRTP(); ok {
+		h.SRTP = suite.String()
+	}
 	return h, nil // checked where it is read (parseHandoff), not each time it is written
 }
 
@@ -102,6 +112,11 @@ func (h handoff) marshal() []byte {
 // (Redis): every field is checked before a dialog is built from it.
 func parseHandoff(b []byte) (handoff, error) {
 	var h handoff
+	if len(b) == 0 {
+		// The store had none, or none this node could read (a handoff
+		// sealed with another cluster key: redispark logged why).
+		return h, &HandoffError{Field: "(all)", Why: "none this node can read"}
+	}
 	if err := json.Unmarshal(b, &h); err != nil {
 		return h, fmt.Errorf("sipadapter: handoff: %w", err)
 	}
@@ -156,6 +171,9 @@ func (h handoff) check() error {
 	}
 	if _, ok := codecNamed(h.Codec); !ok {
 		return bad("codec", fmt.Sprintf("%q", h.Codec))
+	}
+	if _, ok := suiteNamed(h.SRTP); !ok {
+		return bad("srtp", fmt.Sprintf("%q is no SRTP suite", h.SRTP))
 	}
 	inv, res, err := h.messages("127.0.0.1:5060", "<sip:park@127.0.0.1:5060>")
 	if err != nil {
@@ -229,6 +247,19 @@ func codecNamed(name string) (media.Codec, bool) {
 	return 0, false
 }
 
+// suiteNamed reads a handoff's SRTP suite: "" is plain RTP (0).
+func suiteNamed(name string) (media.SRTPSuite, bool) {
+	if name == "" {
+		return 0, true
+	}
+	for _, s := range []media.SRTPSuite{media.SuiteAESCM128SHA1_80, media.SuiteAESCM128SHA1_32} {
+		if s.String() == name {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
 // adoptDialog builds, from h, the dialog this node continues: a client
 // session reading the INVITE and 2xx h's messages make up.
 func (e *Engine) adoptDialog(h handoff) (sipDialog, error) {
@@ -247,11 +278,13 @@ func (e *Engine) adoptDialog(h handoff) (sipDialog, error) {
 
 // adopt continues a parked leg from h, the handoff of another node: a new
 // RTP port, the dialog (adoptDialog), and a re-INVITE offering the party
-// one-way audio from here. The leg is filed under the dialog's key, so
+// one-way audio from here: SRTP if the leg was (a fresh key of ours; the
+// party's answer gives its own), unless this node's policy is SRTPOff. The leg is filed under the dialog's key, so
 // the party's BYE and re-INVITEs reach it. On error nothing is kept: the
 // party refused or did not answer (the caller ends the call as lost).
 func (e *Engine) adopt(ctx context.Context, h handoff, party string) (*callLeg, error) {
 	codec, _ := codecNamed(h.Codec)
+	suite, _ := suiteNamed(h.SRTP)
 	dlg, err := e.adoptDialog(h)
 	if err != nil {
 		return nil, err
@@ -264,10 +297,20 @@ func (e *Engine) adopt(ctx context.Context, h handoff, party string) (*callLeg, 
 	if err != nil {
 		return nil, err
 	}
-	sess := media.NewSession(media.LocalMedia{
+	local := media.LocalMedia{
 		Addr: netip.AddrPortFrom(e.media.IP, ep.LocalAddr().Port()), Username: e.media.Username,
-		SessionID: h.SDPID, SessionVersion: h.SDPVersion + 1,
-	})
+		SessionID: h.SDPID, SessionVersion: h.SDPVersion + 1, SRTP: e.media.SRTP,
+	}
+	switch {
+	case e.media.SRTP == media.SRTPOff:
+		// Plain, as this node's policy says; a party that insists on SRTP
+		// refuses, and the call is lost.
+	case suite != 0:
+		local.SRTPSuite, local.SRTPKey = suite, media.NewSRTPKey()
+	case e.media.SRTP == media.SRTPRequired:
+		local.SRTPSuite, local.SRTPKey = media.SuiteAESCM128SHA1_80, media.NewSRTPKey()
+	}
+	sess := media.NewSession(local)
 	l := e.newLeg(legConfig{Dialog: dlg, Endpoint: ep, SDP: sess, Direction: media.SendOnly, Confirmed: true, Party: party})
 	wait, cancel := context.WithTimeout(ctx, takeoverAnswerWait)
 	defer cancel()

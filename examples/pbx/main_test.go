@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/callpark/callpark/internal/redistest"
+	"github.com/callpark/callpark/internal/tlstest"
 	"github.com/callpark/callpark/orbit"
 	"github.com/callpark/callpark/orbit/redisorbit"
 	"github.com/stretchr/testify/require"
@@ -85,4 +86,28 @@ func TestCheckComparesTheClusterTable(t *testing.T) {
 	require.Equal(t, 2, run([]string{"-check", "-redis", srv.URL()}, &out, &errOut))
 	require.Contains(t, errOut.String(), `"801-899"`)
 	require.Contains(t, errOut.String(), `"701-799"`)
+}
+
+// The PBX takes the secured store's flags too: rediss:// with an ACL user,
+// its password from a file, the Redis CA, and a cluster key; a wrong
+// password is refused naming where to look.
+func TestCheckReachesASecuredRedis(t *testing.T) {
+	srv := redistest.StartWith(t, redistest.Options{TLS: tlstest.NewCA(t, "redis CA"), User: "pbx", UserPassword: "pbx-p4ss"})
+	dir := t.TempDir()
+	pass, key := filepath.Join(dir, "pass"), filepath.Join(dir, "key")
+	require.NoError(t, os.WriteFile(pass, []byte("pbx-p4ss\n"), 0o600))
+	require.NoError(t, os.WriteFile(key, []byte(strings.Repeat("ab", 32)), 0o600))
+	url := strings.Replace(srv.URL(), ":pbx-p4ss@", "@", 1)
+	args := []string{"-check", "-redis", url, "-redis-ca", srv.CAFile(), "-redis-password-file", pass, "-cluster-key", key}
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, run(args, &out, &errOut), errOut.String())
+	require.Contains(t, out.String(), "cluster-key on (handoffs sealed with -cluster-key)")
+	require.NotContains(t, out.String(), "pbx-p4ss")
+
+	require.NoError(t, os.WriteFile(pass, []byte("wrong\n"), 0o600))
+	out.Reset()
+	errOut.Reset()
+	require.Equal(t, 1, run(args, &out, &errOut))
+	require.Contains(t, errOut.String(), "WRONGPASS")
+	require.Contains(t, errOut.String(), "-redis-password-file")
 }

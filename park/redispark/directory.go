@@ -43,6 +43,14 @@ type Config struct {
 	Orbits *redisorbit.Allocator
 	// Logger receives the directory's diagnostics; nil discards them.
 	Logger *slog.Logger
+	// HandoffKey, when set, is the key (HandoffKeyLen bytes, random) the
+	// cluster's nodes share to seal the handoff of each call (seal.go):
+	// AES-256-GCM, bound to the call's record. Every node of a cluster
+	// needs the same key: a node without it, or with another, cannot read
+	// a sealed handoff, and a node with a key reads sealed ones only; a
+	// call taken over from a handoff a node cannot read ends as park.Lost,
+	// with an error logged. Nil leaves handoffs in the clear.
+	HandoffKey []byte
 }
 
 // ErrInvalidConfig is wrapped by every configuration error of New.
@@ -59,6 +67,7 @@ type Directory struct {
 	channel string
 	node    string
 	log     *slog.Logger
+	seal    *sealer // nil: handoffs in the clear
 	record  *redis.Script
 	calls   *redis.Script
 
@@ -97,6 +106,10 @@ func New(cfg Config) (*Directory, error) {
 	if cfg.Orbits == nil {
 		return nil, fmt.Errorf("%w: Config.Orbits is required", ErrInvalidConfig)
 	}
+	seal, err := newSealer(cfg.HandoffKey, cfg.Orbits.Cluster())
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -109,6 +122,7 @@ func New(cfg Config) (*Directory, error) {
 		channel: redislot.Events(cfg.Orbits.Cluster()),
 		node:    cfg.Orbits.Node(),
 		log:     log,
+		seal:    seal,
 		record:  script("record"),
 		calls:   script("calls"),
 		ctx:     ctx,
@@ -245,11 +259,11 @@ func (d *Directory) writeEvents(batch []park.Event) error {
 			continue
 		case park.EventUpdated:
 			// Only the handoff changed: the record, told to nobody.
-			rec, _ := json.Marshal(toRecord(e.Call, d.node))
+			rec, _ := json.Marshal(d.recordOf(e.Call))
 			writes = append(writes, write{orbit: e.Call.Orbit, rec: string(rec)})
 			continue
 		}
-		rec, _ := json.Marshal(toRecord(e.Call, d.node))
+		rec, _ := json.Marshal(d.recordOf(e.Call))
 		writes = append(writes, write{orbit: e.Call.Orbit, rec: string(rec), msg: string(msg)})
 	}
 	return d.send(writes)
@@ -261,12 +275,20 @@ func (d *Directory) rewrite() error {
 	d.wmu.Lock()
 	writes := make([]write, 0, len(d.local)+1)
 	for _, c := range d.local {
-		rec, _ := json.Marshal(toRecord(c, d.node))
+		rec, _ := json.Marshal(d.recordOf(c))
 		writes = append(writes, write{orbit: c.Orbit, rec: string(rec)})
 	}
 	d.wmu.Unlock()
 	sync, _ := json.Marshal(message{Kind: "sync", Node: d.node})
 	return d.send(append(writes, write{msg: string(sync)}))
+}
+
+// recordOf is the record of c as this node writes it, its handoff sealed
+// if the cluster has a key.
+func (d *Directory) recordOf(c park.CallInfo) record {
+	r := toRecord(c, d.node)
+	r.Handoff = d.seal.seal(r.Handoff, c.Orbit, c.ParkID)
+	return r
 }
 
 // write is one step of send: the record of the call in orbit (stored,

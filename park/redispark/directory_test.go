@@ -56,6 +56,13 @@ func (*leg) Hangup(context.Context) error           { return nil }
 
 func startNode(t *testing.T, addr, name string, lease time.Duration, opts ...func(*park.Config)) *node {
 	t.Helper()
+	return startSealedNode(t, addr, name, lease, nil, opts...)
+}
+
+// startSealedNode starts a node whose directory seals handoffs with key
+// (Config.HandoffKey; nil: in the clear).
+func startSealedNode(t *testing.T, addr, name string, lease time.Duration, key []byte, opts ...func(*park.Config)) *node {
+	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 	r, err := orbit.ParseRange("701-709")
 	require.NoError(t, err)
@@ -70,7 +77,7 @@ func startNode(t *testing.T, addr, name string, lease time.Duration, opts ...fun
 		},
 	})
 	require.NoError(t, err)
-	n.dir, err = New(Config{Orbits: n.alloc})
+	n.dir, err = New(Config{Orbits: n.alloc, HandoffKey: key})
 	require.NoError(t, err)
 	cfg := park.Config{Orbits: n.alloc, Cluster: n.dir}
 	for _, o := range opts {

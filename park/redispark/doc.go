@@ -26,4 +26,13 @@
 // share, one fenced claim per call, and the lot continues each one. The
 // calls that cannot be continued end for the observers with outcome
 // park.Lost, as do orphans nobody takes.
+//
+// A handoff holds what continues a party's dialog. With Config.HandoffKey,
+// a key every node of the cluster shares, each is sealed where it enters
+// Redis (AES-256-GCM, a fresh nonce per write, bound to its cluster, orbit
+// and park ID: seal.go), so that neither a reader of Redis learns a
+// dialog's identifiers nor a writer plants a handoff. A node that cannot
+// open one (no key, another key, or a handoff in the clear where it has a
+// key) logs an error and the call ends as park.Lost. No SRTP key is ever
+// in a handoff: the node taking a call over offers a fresh key of its own.
 package redispark

@@ -197,7 +197,15 @@ func (d *Directory) claim(o orbit.Orbit, take func(context.Context, park.CallInf
 		d.log.Warn("takeover: the call's record is unreadable; it is lost", "orbit", o, "err", err)
 	}
 	info := r.info()
-	info.Orbit, info.Node, info.Handoff = o, from, r.Handoff
+	info.Orbit, info.Node = o, from
+	if info.Handoff, err = d.seal.open(r.Handoff, o, r.ParkID); err != nil {
+		// Not this node's to read: no dialog to continue, no BYE to send.
+		// The lot ends a call without a handoff as lost, once, for every
+		// node to hear, without asking its Adopter.
+		d.log.Error("takeover: the call's handoff cannot be read here (check -cluster-key on every node); the call is lost",
+			"orbit", o, "park_id", r.ParkID, "from", from, "err", err)
+		info.Handoff = nil
+	}
 	d.fmu.Lock()
 	heard, had := d.remote[o]
 	delete(d.remote, o) // this lot's call now: not also another node's
@@ -249,7 +257,7 @@ func (d *Directory) HandOver(ctx context.Context, calls []park.CallInfo) (map[st
 	writes := make([]write, 0, len(calls))
 	orbits := make([]orbit.Orbit, 0, len(calls))
 	for _, c := range calls {
-		rec, _ := json.Marshal(toRecord(c, d.node))
+		rec, _ := json.Marshal(d.recordOf(c))
 		writes = append(writes, write{orbit: c.Orbit, rec: string(rec)})
 		orbits = append(orbits, c.Orbit)
 		parkIDs[c.Orbit] = c.ParkID

@@ -29,29 +29,33 @@ import (
 type ClusterFlags struct {
 	Redis, Name, Node, Advertise, CrossNode string
 	Lease                                   time.Duration
+	Secure                                  SecureFlags // secure.go
 }
 
 // RegisterCluster defines the cluster flags on fs.
 func RegisterCluster(fs *flag.FlagSet) *ClusterFlags {
 	c := new(ClusterFlags)
-	fs.StringVar(&c.Redis, "redis", "", "share the lot with every node using this Redis `URL` (redis://host:port/db or unix:///path) and the same -cluster; empty: in memory, one node")
+	fs.StringVar(&c.Redis, "redis", "", "share the lot with every node using this Redis `URL` (redis://host:port/db, rediss://user:password@host:port/db for TLS and an ACL user, or unix:///path) and the same -cluster; empty: in memory, one node")
 	fs.StringVar(&c.Name, "cluster", redisorbit.DefaultCluster, "the lot's `name` in Redis (its key prefix)")
 	fs.StringVar(&c.Node, "node", "", "this node's `name`, unique among live nodes (default: host name and listen port)")
 	fs.StringVar(&c.Advertise, "advertise", "", "the SIP `host:port` other nodes forward retrieves to (default: the -listen address)")
 	fs.DurationVar(&c.Lease, "lease", redisorbit.DefaultLease, "how long a silent node keeps its orbits: 2s to 60s")
 	fs.StringVar(&c.CrossNode, "cross-node", "proxy", "how a retrieve for another node's orbit is routed: proxy (forward the INVITE) or redirect (302)")
+	c.Secure.register(fs)
 	return c
 }
 
 // ClusterSettings are the checked cluster flags.
 type ClusterSettings struct {
 	Redis     *redis.Options // nil: no cluster
-	URL       string
+	URL       string         // -redis, its password redacted
 	Name      string
 	Node      string
 	Advertise string
 	Lease     time.Duration
 	CrossNode sipadapter.CrossNode
+	// ClusterKey seals the handoffs in Redis (-cluster-key); nil: none.
+	ClusterKey []byte
 }
 
 // Enabled reports whether -redis was given.
@@ -59,16 +63,22 @@ func (s ClusterSettings) Enabled() bool { return s.Redis != nil }
 
 // Resolve checks the cluster flags; listen is the program's SIP address.
 func (c *ClusterFlags) Resolve(listen netip.AddrPort) (ClusterSettings, error) {
-	s := ClusterSettings{Name: c.Name, Lease: c.Lease, URL: c.Redis}
+	s := ClusterSettings{Name: c.Name, Lease: c.Lease, URL: redactURL(c.Redis)}
 	var err error
 	if s.CrossNode, err = sipadapter.ParseCrossNode(c.CrossNode); err != nil {
 		return s, fmt.Errorf("-cross-node %q: want proxy or redirect", c.CrossNode)
 	}
 	if c.Redis == "" {
+		if names, set := c.Secure.any(); set {
+			return s, fmt.Errorf("%s: set -redis too, the cluster's Redis", names)
+		}
 		return s, nil
 	}
 	if s.Redis, err = redis.ParseURL(c.Redis); err != nil {
-		return s, fmt.Errorf("-redis %q: want redis://host:port/db or unix:///path: %v", c.Redis, err)
+		return s, fmt.Errorf("-redis %q: want redis://host:port/db, rediss://user:password@host:port/db or unix:///path: %v", s.URL, err)
+	}
+	if s.ClusterKey, err = c.Secure.secure(s.Redis, c.Redis); err != nil {
+		return s, err
 	}
 	// A silent Redis (paused, cut off) must cost a park a 503 within a
 	// second, not the client's 3 s read timeout times its retries: every
@@ -114,6 +124,21 @@ func (s ClusterSettings) Print(w io.Writer) {
 	fmt.Fprintf(w, "advertise   %s\n", cmp.Or(s.Advertise, "(the address picked when listening)"))
 	fmt.Fprintf(w, "lease       %v\n", s.Lease)
 	fmt.Fprintf(w, "cross-node  %s\n", s.CrossNode)
+	if s.Redis.TLSConfig != nil {
+		roots, mutual := "the system's roots", ""
+		if s.Redis.TLSConfig.RootCAs != nil {
+			roots = "-redis-ca"
+		}
+		if len(s.Redis.TLSConfig.Certificates) > 0 {
+			mutual = ", a client certificate"
+		}
+		fmt.Fprintf(w, "redis-tls   on (the server's certificate checked against %s%s)\n", roots, mutual)
+	}
+	sealed := "off (handoffs in Redis in the clear; no SRTP key is ever written)"
+	if s.ClusterKey != nil {
+		sealed = "on (handoffs sealed with -cluster-key)"
+	}
+	fmt.Fprintf(w, "cluster-key %s\n", sealed)
 }
 
 // orbitConfig is the allocator's configuration for these settings.
@@ -129,7 +154,7 @@ func (s ClusterSettings) orbitConfig(client *redis.Client, orbits *orbit.Table, 
 func (s ClusterSettings) Check(ctx context.Context, orbits *orbit.Table, policy orbit.Policy) error {
 	client := redis.NewClient(s.Redis)
 	defer client.Close()
-	return redisorbit.CheckTable(ctx, s.orbitConfig(client, orbits, policy, nil))
+	return joinError(s.URL, redisorbit.CheckTable(ctx, s.orbitConfig(client, orbits, policy, nil)))
 }
 
 // Cluster is a node's membership of a shared lot: its allocator and
@@ -164,9 +189,9 @@ func (s ClusterSettings) Join(ctx context.Context, orbits *orbit.Table, policy o
 	var err error
 	if c.Orbits, err = redisorbit.New(ctx, cfg); err != nil {
 		_ = c.client.Close()
-		return nil, err
+		return nil, joinError(s.URL, err)
 	}
-	if c.Directory, err = redispark.New(redispark.Config{Orbits: c.Orbits, Logger: cfg.Logger}); err != nil {
+	if c.Directory, err = redispark.New(redispark.Config{Orbits: c.Orbits, Logger: cfg.Logger, HandoffKey: s.ClusterKey}); err != nil {
 		_ = c.Orbits.Close(ctx)
 		_ = c.client.Close()
 		return nil, err
@@ -264,7 +289,7 @@ func (s ClusterSettings) JoinOrExit(prog string, orbits *orbit.Table, policy orb
 		return nil, 1
 	}
 	c.Apply(pc)
-	logger.Info("joined the cluster", "cluster", s.Name, "node", s.Node, "advertise", s.Advertise, "redis", s.URL)
+	logger.Info("joined the cluster", "cluster", s.Name, "node", s.Node, "advertise", s.Advertise, "redis", s.URL, "sealed", s.ClusterKey != nil)
 	return c, 0
 }
 
