@@ -89,7 +89,7 @@ capture=0
 display=0
 %s`, o.SIPPort, o.User, o.User, o.SIPPort, defaultProxy, o.RTPPort, proxy)), 0o644))
 	wav := filepath.Join(home, "tone.wav")
-	require.NoError(t, os.WriteFile(wav, toneWAV(440, 30*time.Second), 0o644))
+	require.NoError(t, os.WriteFile(wav, ToneWAV(440, 30*time.Second), 0o644))
 
 	// One daemon per Unix user: tests of other packages running at the
 	// same time wait their turn.
@@ -185,9 +185,10 @@ func (p *Linphone) WaitCallState(state string, timeout time.Duration) {
 	})
 }
 
-// toneWAV is an 8 kHz mono 16-bit WAV of a sine: the microphone linphone
-// needs when it has no sound card.
-func toneWAV(hz float64, d time.Duration) []byte {
+// ToneWAV is an 8 kHz mono 16-bit WAV of a sine: the microphone linphone
+// needs when it has no sound card, or music on hold whose G.711 a test
+// knows.
+func ToneWAV(hz float64, d time.Duration) []byte {
 	n := int(d.Seconds() * 8000)
 	data := make([]byte, 2*n)
 	for i := range n {
