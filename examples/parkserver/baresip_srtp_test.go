@@ -1,0 +1,197 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/callpark/callpark/examples/internal/softphone"
+	"github.com/callpark/callpark/internal/interop"
+	"github.com/callpark/callpark/internal/tlstest"
+	"github.com/callpark/callpark/internal/wirecap"
+)
+
+// The server's music in the SRTP tests is a 1 kHz tone (8 samples a
+// period at 8 kHz), so what G.711 of it looks like in the clear is known;
+// the phones' microphones are 440 Hz sines (baresip's ausine, linphone's
+// WAV).
+const (
+	srtpTestMusicHz = 1000
+	phoneToneHz     = 440
+)
+
+// writeToneMusic writes the tone the server plays as music on hold.
+func writeToneMusic(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tone.wav")
+	require.NoError(t, os.WriteFile(path, softphone.ToneWAV(srtpTestMusicHz, 2*time.Second), 0o644))
+	return path
+}
+
+// fromServerTo keeps what the server (its RTP ports, startParkServer's
+// 17000-17999) sends to a phone's RTP ports lo to hi.
+func fromServerTo(lo, hi int) wirecap.Filter {
+	to := wirecap.ToPorts(lo, hi)
+	return func(src, dst netip.AddrPort) bool {
+		return src.Port() >= 17000 && src.Port() <= 17999 && to(src, dst)
+	}
+}
+
+// requireSRTP checks that datagrams are SRTP and not G.711 of the tone hz
+// in the clear: an RTP header (SRTP leaves it readable) with a G.711
+// payload type, 20 ms of payload followed by an authentication tag (4 or
+// 10 bytes, the same on every packet), and a payload that, decoded as
+// G.711, has next to none of its energy at hz, as ciphertext decodes to
+// noise. It returns the tag's length.
+func requireSRTP(t *testing.T, what string, ds []wirecap.Datagram, hz float64) int {
+	t.Helper()
+	require.NotEmpty(t, ds, what)
+	tag := -1
+	for i, d := range ds {
+		p, ok := wirecap.ParseRTP(d.Payload)
+		require.True(t, ok, "%s: datagram %d from %v is not RTP: % x", what, i, d.Src, d.Payload)
+		require.Contains(t, []uint8{0, 8}, p.PayloadType, "%s: datagram %d", what, i)
+		if tag < 0 {
+			tag = len(p.Rest) - 160
+			require.Contains(t, []int{4, 10}, tag, "%s: %d bytes after the RTP header, want 160 of G.711 and an SRTP tag of 4 or 10", what, len(p.Rest))
+		}
+		require.Len(t, p.Rest, 160+tag, "%s: datagram %d", what, i)
+		share := wirecap.ToneShare(wirecap.DecodeG711(p.PayloadType, p.Rest[:160]), hz)
+		require.Less(t, share, 0.2, "%s: datagram %d decodes as G.711 of the %v Hz tone in the clear", what, i, hz)
+	}
+	return tag
+}
+
+// requirePlainTone checks that datagrams are plain RTP carrying G.711 of
+// the tone hz: 160 bytes of payload, no tag, and (for nearly every packet;
+// a phone's first frames may be silence) most of the energy at hz.
+func requirePlainTone(t *testing.T, what string, ds []wirecap.Datagram, hz float64) {
+	t.Helper()
+	require.NotEmpty(t, ds, what)
+	toned := 0
+	for i, d := range ds {
+		p, ok := wirecap.ParseRTP(d.Payload)
+		require.True(t, ok, "%s: datagram %d from %v is not RTP: % x", what, i, d.Src, d.Payload)
+		require.Contains(t, []uint8{0, 8}, p.PayloadType, "%s: datagram %d", what, i)
+		require.Len(t, p.Rest, 160, "%s: datagram %d: 20 ms of G.711 and nothing after it", what, i)
+		if wirecap.ToneShare(wirecap.DecodeG711(p.PayloadType, p.Rest), hz) > 0.5 {
+			toned++
+		}
+	}
+	require.GreaterOrEqual(t, toned, len(ds)*9/10, "%s: %d of %d datagrams are G.711 of the %v Hz tone", what, toned, len(ds), hz)
+}
+
+// phoneTLSFiles makes a CA, the server's certificate and key, and a
+// baresip phone's certificate and key in one PEM file (as baresip wants
+// them), and returns the files.
+func phoneTLSFiles(t *testing.T) (serverCert, serverKey, phoneBundle, caFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "callpark test CA")
+	serverCert, serverKey = tlstest.WriteFiles(t, dir, ca.Issue(t, tlstest.Leaf{}))
+	caFile = ca.WriteCA(t, dir)
+	phoneDir := t.TempDir()
+	phoneCert, phoneKey := tlstest.WriteFiles(t, phoneDir, ca.Issue(t, tlstest.Leaf{}))
+	certPEM, err := os.ReadFile(phoneCert)
+	require.NoError(t, err)
+	keyPEM, err := os.ReadFile(phoneKey)
+	require.NoError(t, err)
+	phoneBundle = filepath.Join(phoneDir, "phone.pem")
+	require.NoError(t, os.WriteFile(phoneBundle, append(certPEM, keyPEM...), 0o600))
+	return serverCert, serverKey, phoneBundle, caFile
+}
+
+// TestBaresipSRTPOverTLSParksAndIsRetrievedByAPlainPhone is SRTP with a
+// real phone: baresip with its srtp module and mediaenc=srtp-mand (RTP/SAVP,
+// SDES keys in a=crypto, which is why the signalling is TLS) parks at the
+// built server, hears the music, and a plain-RTP baresip retrieves it;
+// they hear each other through the relay, which decrypts one side and
+// encrypts the other. A capture of the loopback proves what the counters
+// cannot: the music and relayed audio reaching alice are SRTP, not G.711
+// in the clear, while what reaches carol is plain G.711 of alice's tone
+// (so the server decrypted alice's SRTP under the key she offered).
+func TestBaresipSRTPOverTLSParksAndIsRetrievedByAPlainPhone(t *testing.T) {
+	interop.RequireTool(t, "baresip", "baresip")
+	const aliceRTP, carolRTP = 21000, 21200
+	wire := wirecap.Start(t, fromServerTo(aliceRTP, carolRTP+99))
+	toAlice := wirecap.ToPorts(aliceRTP, aliceRTP+99)
+	toCarol := wirecap.ToPorts(carolRTP, carolRTP+99)
+
+	serverCert, serverKey, phoneBundle, caFile := phoneTLSFiles(t)
+	// optional, not required: carol's plain offer is welcome too.
+	srv := startParkServer(t, "-srtp", "optional", "-moh", writeToneMusic(t),
+		"-tls-listen", "127.0.0.1:0", "-tls-cert", serverCert, "-tls-key", serverKey)
+	line := srv.WaitLine(`msg="park server listening"`, 5*time.Second)
+	tlsAddr := regexp.MustCompile(`tls=(\S+)`).FindStringSubmatch(line)[1]
+
+	alice := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "alice", SIPPort: 31571, CtrlPort: 30571, RTPLow: aliceRTP,
+		TLSCert: phoneBundle, TLSCA: caFile, MediaEnc: "srtp-mand"})
+	carol := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "carol", SIPPort: 31575, CtrlPort: 30575, RTPLow: carolRTP})
+
+	alice.Do("dial", "sip:700@"+tlsAddr+";transport=tls")
+	line = srv.WaitLine("msg=parked", 15*time.Second, "party=sip:alice")
+	orbit := regexp.MustCompile(`orbit=(\S+)`).FindStringSubmatch(line)[1]
+	ai := alice.WaitEvent(0, "CALL_ESTABLISHED", "700", 10*time.Second)
+	softphone.WaitFor(t, 10*time.Second, "alice hears hold music", func() bool {
+		rx, _ := alice.RTPCounts()
+		return rx >= 50
+	})
+	music := wire.Wait(t, 0, 50, toAlice, 10*time.Second)
+	tag := requireSRTP(t, "music to alice", music, srtpTestMusicHz)
+	t.Logf("music to alice: %d SRTP packets, %d-byte tag", len(music), tag)
+
+	carol.Do("dial", "sip:"+orbit+"@"+srv.Addr)
+	carol.WaitEvent(0, "CALL_ESTABLISHED", orbit, 10*time.Second)
+	srv.WaitLine("msg=retrieved", 10*time.Second, "orbit="+orbit, "retriever=sip:carol")
+	from := wire.Len()
+	aliceBefore, _ := alice.RTPCounts()
+	softphone.WaitFor(t, 10*time.Second, "carol hears alice and alice hears carol", func() bool {
+		carolRx, carolTx := carol.RTPCounts()
+		aliceRx, _ := alice.RTPCounts()
+		return carolRx >= 50 && carolTx >= 50 && aliceRx >= aliceBefore+50
+	})
+	requirePlainTone(t, "alice's audio relayed to carol", wire.Wait(t, from, 50, toCarol, 10*time.Second), phoneToneHz)
+	relayed := wire.Wait(t, from, 50, toAlice, 10*time.Second)
+	require.Equal(t, tag, requireSRTP(t, "carol's audio relayed to alice", relayed, phoneToneHz), "one suite for the leg")
+
+	carol.Do("hangup", "")
+	alice.WaitEvent(ai, "CALL_CLOSED", "700", 10*time.Second)
+}
+
+// TestBaresipPlainRefusedWhenSRTPRequired: with -srtp required a plain
+// baresip's park call gets 488 with a Warning saying why: the phone sees
+// the call fail with 488, the server logs the refusal, and the 488 on the
+// wire (SIP over UDP, captured) carries the Warning.
+func TestBaresipPlainRefusedWhenSRTPRequired(t *testing.T) {
+	interop.RequireTool(t, "baresip", "baresip")
+	const daveSIP = 31577
+	wire := wirecap.Start(t, wirecap.ToPorts(daveSIP, daveSIP))
+	srv := startParkServer(t, "-srtp", "required")
+	dave := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "dave", SIPPort: daveSIP, CtrlPort: 30577, RTPLow: 21400})
+
+	dave.Do("dial", "sip:700@"+srv.Addr)
+	closed := dave.WaitEvent(0, "CALL_CLOSED", "700", 15*time.Second)
+	require.Contains(t, fmt.Sprint(dave.Event(closed - 1)["param"]), "488", "baresip's reason for the closed call")
+	srv.WaitLine("msg=refused", 5*time.Second, "status=488", "SRTP is required")
+
+	var reply string
+	softphone.WaitFor(t, 5*time.Second, "the 488 to dave's SIP port is captured", func() bool {
+		for _, d := range wire.Datagrams() {
+			if strings.HasPrefix(string(d.Payload), "SIP/2.0 488") {
+				reply = string(d.Payload)
+			}
+		}
+		return reply != ""
+	})
+	require.Regexp(t, `(?m)^Warning: 399 callpark ".*SRTP is required.*"\r$`, reply)
+	for _, l := range srv.Lines() {
+		require.NotContains(t, l, "msg=parked", "nothing parked")
+	}
+}
