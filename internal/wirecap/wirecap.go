@@ -37,11 +37,13 @@ type Datagram struct {
 // Filter picks the datagrams a Capture keeps.
 type Filter func(src, dst netip.AddrPort) bool
 
-// ToPorts keeps the datagrams sent to 127.0.0.1 on a port from lo to hi.
+// ToPorts keeps the datagrams sent to a port from lo to hi, on any of the
+// host's addresses: a phone may name the host's other address in its SDP
+// (linphone does), which the kernel delivers on loopback all the same.
 func ToPorts(lo, hi int) Filter {
 	return func(_, dst netip.AddrPort) bool {
 		p := int(dst.Port())
-		return dst.Addr() == netip.AddrFrom4([4]byte{127, 0, 0, 1}) && p >= lo && p <= hi
+		return p >= lo && p <= hi
 	}
 }
 
