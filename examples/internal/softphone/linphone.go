@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,6 +28,11 @@ type LinphoneOptions struct {
 	// Registrar, when set (host:port), makes the phone register there as
 	// sip:User@Registrar with Password, in Realm.
 	Registrar, Password, Realm string
+	// MediaEncryption, when set, is linphone's [sip] media_encryption:
+	// "srtp" offers SDES keys (a=crypto); MediaEncryptionMandatory makes
+	// it offer RTP/SAVP and take no plain media.
+	MediaEncryption          string
+	MediaEncryptionMandatory bool
 }
 
 // Linphone is linphone-cli (linphonec in pipe mode) driven with
@@ -65,6 +71,14 @@ passwd=%[3]s
 realm=%[4]s
 `, o.Registrar, o.User, o.Password, o.Realm)
 	}
+	var encryption string
+	if o.MediaEncryption != "" {
+		mandatory := 0
+		if o.MediaEncryptionMandatory {
+			mandatory = 1
+		}
+		encryption = fmt.Sprintf("media_encryption=%s\nmedia_encryption_mandatory=%d\n", o.MediaEncryption, mandatory)
+	}
 	// With auto_net_state_mon=0 (needed on a loopback-only machine)
 	// linphone never thinks the network is up, so it would not register
 	// unless register_only_when_network_is_up=0.
@@ -81,13 +95,13 @@ auto_net_state_mon=0
 use_ipv6=0
 ipv6_migration_done=1
 register_only_when_network_is_up=0
-[rtp]
+%s[rtp]
 audio_rtp_port=%d
 [video]
 enabled=0
 capture=0
 display=0
-%s`, o.SIPPort, o.User, o.User, o.SIPPort, defaultProxy, o.RTPPort, proxy)), 0o644))
+%s`, o.SIPPort, o.User, o.User, o.SIPPort, defaultProxy, encryption, o.RTPPort, proxy)), 0o644))
 	wav := filepath.Join(home, "tone.wav")
 	require.NoError(t, os.WriteFile(wav, ToneWAV(440, 30*time.Second), 0o644))
 
@@ -100,7 +114,15 @@ display=0
 
 	p := &Linphone{t: t, home: home, bin: bin, rc: rc}
 	p.Run("exit") // a daemon left over from an earlier run would answer instead
-	require.NoError(t, p.cmd("init", "-c", rc, "-a").Run())
+	// Its log is what says why a call failed (SDP, SRTP): a failed test
+	// shows the lines that matter, after the daemon has stopped.
+	logFile := filepath.Join(home, "linphonec.log")
+	require.NoError(t, p.cmd("init", "-c", rc, "-a", "-d", "6", "-l", logFile).Run())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("linphonec %s log (errors, warnings, call states, SRTP):\n%s", o.User, logHighlights(logFile))
+		}
+	})
 	t.Cleanup(p.stop)
 	// init returns before the daemon listens: poll until it answers.
 	deadline := time.Now().Add(15 * time.Second)
@@ -114,6 +136,21 @@ display=0
 	p.Run("generic", "play "+wav)
 	return p
 }
+
+// logHighlights returns the last 200 lines of a linphonec log that are
+// errors, warnings, call state changes or about SRTP.
+func logHighlights(path string) string {
+	b, _ := os.ReadFile(path)
+	var keep []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if logHighlight.MatchString(line) {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep[max(0, len(keep)-200):], "\n")
+}
+
+var logHighlight = regexp.MustCompile(`-error-|-warning-|(?i)srtp|moving from state|encryption`)
 
 // stop asks the daemon to exit and waits until its process is gone. "exit"
 // returns once the daemon has read it, but linphonec goes on writing its
@@ -180,9 +217,18 @@ func (p *Linphone) Run(args ...string) string {
 // (StreamsRunning, ...).
 func (p *Linphone) WaitCallState(state string, timeout time.Duration) {
 	p.t.Helper()
-	WaitFor(p.t, timeout, "linphone shows a call in state "+state, func() bool {
-		return strings.Contains(p.Run("generic", "calls"), state)
-	})
+	var calls string
+	deadline := time.Now().Add(timeout)
+	for {
+		calls = p.Run("generic", "calls")
+		if strings.Contains(calls, state) {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("timed out waiting until linphone shows a call in state %s; it shows:\n%s", state, calls)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // ToneWAV is an 8 kHz mono 16-bit WAV of a sine: the microphone linphone
