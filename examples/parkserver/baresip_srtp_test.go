@@ -139,13 +139,15 @@ func TestBaresipSRTPOverTLSParksAndIsRetrievedByAPlainPhone(t *testing.T) {
 	line = srv.WaitLine("msg=parked", 15*time.Second, "party=sip:alice")
 	orbit := regexp.MustCompile(`orbit=(\S+)`).FindStringSubmatch(line)[1]
 	ai := alice.WaitEvent(0, "CALL_ESTABLISHED", "700", 10*time.Second)
-	softphone.WaitFor(t, 10*time.Second, "alice hears hold music", func() bool {
+	// "Parked at 701" (about 2 s), then the music: 3 s of packets hold
+	// both.
+	softphone.WaitFor(t, 15*time.Second, "alice hears the announcement and the music", func() bool {
 		rx, _ := alice.RTPCounts()
-		return rx >= 50
+		return rx >= 150
 	})
-	music := wire.Wait(t, 0, 50, toAlice, 10*time.Second)
-	tag := requireSRTP(t, "music to alice", music, srtpTestMusicHz)
-	t.Logf("music to alice: %d SRTP packets, %d-byte tag", len(music), tag)
+	music := wire.Wait(t, 0, 150, toAlice, 10*time.Second)
+	tag := requireSRTP(t, "announcement and music to alice", music, srtpTestMusicHz)
+	t.Logf("announcement and music to alice: %d SRTP packets, %d-byte tag", len(music), tag)
 
 	carol.Do("dial", "sip:"+orbit+"@"+srv.Addr)
 	carol.WaitEvent(0, "CALL_ESTABLISHED", orbit, 10*time.Second)
