@@ -56,10 +56,11 @@ type Baresip struct {
 	// registers, its own address when not.
 	URI string
 
-	t    testing.TB
-	name string
-	cmd  *exec.Cmd
-	ctrl net.Conn
+	t       testing.TB
+	name    string
+	cmd     *exec.Cmd
+	ctrl    net.Conn
+	logPath string
 
 	mu      sync.Mutex
 	events  []map[string]any
@@ -135,12 +136,13 @@ func StartBaresipConfig(t testing.TB, src, name string, ctrlPort int) *Baresip {
 
 func startBaresip(t testing.TB, bin, dir, name, uri string, ctrlPort int) *Baresip {
 	t.Helper()
-	p := &Baresip{t: t, name: name, URI: uri, replies: map[string]map[string]any{}, more: make(chan struct{})}
+	p := &Baresip{t: t, name: name, URI: uri, replies: map[string]map[string]any{}, more: make(chan struct{}),
+		logPath: filepath.Join(dir, "log")}
 	p.cmd = exec.Command(bin, "-4", "-f", dir)
 	// A console module reads stdin; one that ends would stop the phone.
 	stdin, err := p.cmd.StdinPipe()
 	require.NoError(t, err)
-	logFile, err := os.Create(filepath.Join(dir, "log"))
+	logFile, err := os.Create(p.logPath)
 	require.NoError(t, err)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	require.NoError(t, p.cmd.Start())
@@ -276,6 +278,13 @@ func (p *Baresip) Events() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.events)
+}
+
+// Log returns what the phone has printed so far (its console and
+// warnings: "srtp: failed to decrypt RTP packet ..." and the like).
+func (p *Baresip) Log() string {
+	b, _ := os.ReadFile(p.logPath)
+	return string(b)
 }
 
 // Event returns the i-th event the phone has sent (WaitEvent's return
