@@ -139,6 +139,7 @@ func TestBaresipSRTPOverTLSParksAndIsRetrievedByAPlainPhone(t *testing.T) {
 	line = srv.WaitLine("msg=parked", 15*time.Second, "party=sip:alice")
 	orbit := regexp.MustCompile(`orbit=(\S+)`).FindStringSubmatch(line)[1]
 	ai := alice.WaitEvent(0, "CALL_ESTABLISHED", "700", 10*time.Second)
+	requireBaresipSRTP(t, alice, "700")
 	// "Parked at 701" (about 2 s), then the music: 3 s of packets hold
 	// both.
 	softphone.WaitFor(t, 15*time.Second, "alice hears the announcement and the music", func() bool {
@@ -165,6 +166,68 @@ func TestBaresipSRTPOverTLSParksAndIsRetrievedByAPlainPhone(t *testing.T) {
 
 	carol.Do("hangup", "")
 	alice.WaitEvent(ai, "CALL_CLOSED", "700", 10*time.Second)
+	require.NotContains(t, alice.Log(), "srtp: failed to decrypt", "alice decrypted all the server sent")
+}
+
+// requireBaresipSRTP waits for the phone's word that its call with peer is
+// SRTP: baresip's CALL_MENC event (sent once the srtp module has its keys),
+// naming the suite the server chose.
+func requireBaresipSRTP(t *testing.T, p *softphone.Baresip, peer string) {
+	t.Helper()
+	i := p.WaitEvent(0, "CALL_MENC", peer, 10*time.Second)
+	require.Equal(t, "0,audio,AES_CM_128_HMAC_SHA1_80", p.Event(i - 1)["param"], "baresip's media encryption event for the audio stream names the suite")
+}
+
+// TestBaresipSRTPAndPlainParkedTogether: two SRTP phones and a plain one
+// parked at once, all on the server's one shared RTP port (-shared-rtp,
+// the default), where the music of every parked call leaves in the same
+// sendmmsg batches and each SRTP packet is encrypted in the batch's buffer
+// under its own leg's key. Each phone hears the music (baresip drops what
+// fails to decrypt, and logs it); on the wire the SRTP phones get SRTP and
+// the plain phone gets the music's tone in the clear, the control that
+// shows the capture's check tells the two apart.
+func TestBaresipSRTPAndPlainParkedTogether(t *testing.T) {
+	interop.RequireTool(t, "baresip", "baresip")
+	const aliceRTP, carolRTP, daveRTP = 21000, 21200, 21400
+	wire := wirecap.Start(t, fromServerTo(aliceRTP, daveRTP+99))
+	srv := startParkServer(t, "-srtp", "optional", "-moh", writeToneMusic(t))
+	alice := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "alice", SIPPort: 31571, CtrlPort: 30571, RTPLow: aliceRTP, MediaEnc: "srtp-mand"})
+	carol := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "carol", SIPPort: 31575, CtrlPort: 30575, RTPLow: carolRTP})
+	dave := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "dave", SIPPort: 31577, CtrlPort: 30577, RTPLow: daveRTP, MediaEnc: "srtp-mand"})
+	phones := []*softphone.Baresip{alice, carol, dave}
+	for _, p := range phones {
+		p.Do("dial", "sip:700@"+srv.Addr)
+	}
+	for _, p := range phones {
+		p.WaitEvent(0, "CALL_ESTABLISHED", "700", 10*time.Second)
+	}
+	requireBaresipSRTP(t, alice, "700")
+	requireBaresipSRTP(t, dave, "700")
+	// Past the "parked at" announcements (about 2 s) into the music.
+	softphone.WaitFor(t, 15*time.Second, "each hears the announcement and the music", func() bool {
+		for _, p := range phones {
+			if rx, _ := p.RTPCounts(); rx < 150 {
+				return false
+			}
+		}
+		return true
+	})
+	var ports []uint16
+	for _, lo := range []int{aliceRTP, carolRTP, daveRTP} {
+		ds := wire.Wait(t, 0, 150, wirecap.ToPorts(lo, lo+99), 10*time.Second)
+		ports = append(ports, ds[0].Src.Port())
+		if lo == carolRTP {
+			// The tail: the announcement comes first.
+			requirePlainTone(t, "music to carol", ds[len(ds)-50:], srtpTestMusicHz)
+		} else {
+			requireSRTP(t, fmt.Sprintf("announcement and music to the phone at %d", ds[0].Dst.Port()), ds, srtpTestMusicHz)
+		}
+	}
+	require.Equal(t, ports[0], ports[1], "one shared port")
+	require.Equal(t, ports[0], ports[2], "one shared port")
+	for _, p := range []*softphone.Baresip{alice, dave} {
+		require.NotContains(t, p.Log(), "srtp: failed to decrypt")
+	}
 }
 
 // TestBaresipPlainRefusedWhenSRTPRequired: with -srtp required a plain
