@@ -260,3 +260,112 @@ func TestBaresipPlainRefusedWhenSRTPRequired(t *testing.T) {
 		require.NotContains(t, l, "msg=parked", "nothing parked")
 	}
 }
+
+// TestBaresipSRTPRetrievedBySRTPPhoneHoldAndResume: an SRTP phone retrieves
+// an SRTP parked call, so the relay decrypts under one leg's key and
+// encrypts under the other's; then each phone puts the call on hold and
+// takes it back (re-INVITEs with RTP/SAVP and their keys, answered with the
+// server's same key for the leg), and they still hear each other. On the
+// wire both legs stay SRTP.
+func TestBaresipSRTPRetrievedBySRTPPhoneHoldAndResume(t *testing.T) {
+	interop.RequireTool(t, "baresip", "baresip")
+	const aliceSIP, carolSIP, aliceRTP, carolRTP = 31571, 31575, 21000, 21200
+	media := fromServerTo(aliceRTP, carolRTP+99)
+	wire := wirecap.Start(t, func(src, dst netip.AddrPort) bool {
+		return media(src, dst) || src.Port() == aliceSIP || dst.Port() == aliceSIP || src.Port() == carolSIP || dst.Port() == carolSIP
+	})
+	srv := startParkServer(t, "-srtp", "required", "-moh", writeToneMusic(t))
+	alice := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "alice", SIPPort: aliceSIP, CtrlPort: 30571, RTPLow: aliceRTP, MediaEnc: "srtp-mand"})
+	carol := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "carol", SIPPort: carolSIP, CtrlPort: 30575, RTPLow: carolRTP, MediaEnc: "srtp-mand"})
+
+	alice.Do("dial", "sip:700@"+srv.Addr)
+	line := srv.WaitLine("msg=parked", 15*time.Second, "party=sip:alice")
+	orbit := regexp.MustCompile(`orbit=(\S+)`).FindStringSubmatch(line)[1]
+	ai := alice.WaitEvent(0, "CALL_ESTABLISHED", "700", 10*time.Second)
+	requireBaresipSRTP(t, alice, "700")
+	softphone.WaitFor(t, 10*time.Second, "alice hears the park", func() bool {
+		rx, _ := alice.RTPCounts()
+		return rx >= 50
+	})
+
+	carol.Do("dial", "sip:"+orbit+"@"+srv.Addr)
+	carol.WaitEvent(0, "CALL_ESTABLISHED", orbit, 10*time.Second)
+	requireBaresipSRTP(t, carol, orbit)
+	srv.WaitLine("msg=retrieved", 10*time.Second, "orbit="+orbit, "retriever=sip:carol")
+	from := wire.Len()
+	softphone.BothWays(t, alice, carol)
+	requireSRTP(t, "carol's audio relayed to alice", wire.Wait(t, from, 50, wirecap.ToPorts(aliceRTP, aliceRTP+99), 10*time.Second), phoneToneHz)
+	requireSRTP(t, "alice's audio relayed to carol", wire.Wait(t, from, 50, wirecap.ToPorts(carolRTP, carolRTP+99), 10*time.Second), phoneToneHz)
+
+	for _, p := range []struct {
+		phone *softphone.Baresip
+		sip   uint16
+	}{{alice, aliceSIP}, {carol, carolSIP}} {
+		from := wire.Len()
+		p.phone.Do("hold", "")
+		sipExchange(t, wire, from, p.sip, "a=sendonly", "a=recvonly")
+		from = wire.Len()
+		p.phone.Do("resume", "")
+		sipExchange(t, wire, from, p.sip, "a=sendrecv", "a=sendrecv")
+		softphone.BothWays(t, alice, carol)
+	}
+	carol.Do("hangup", "")
+	alice.WaitEvent(ai, "CALL_CLOSED", "700", 10*time.Second)
+	for _, p := range []*softphone.Baresip{alice, carol} {
+		require.NotContains(t, p.Log(), "srtp: failed to decrypt")
+	}
+}
+
+// sipExchange waits until the phone at SIP port sip has sent a re-INVITE
+// whose SDP is RTP/SAVP with a=crypto and has offer (its direction), and
+// the server has answered it 200 with RTP/SAVP, a=crypto and answer.
+func sipExchange(t *testing.T, wire *wirecap.Capture, from int, sip uint16, offer, answer string) {
+	t.Helper()
+	softphone.WaitFor(t, 10*time.Second, fmt.Sprintf("a re-INVITE from port %d with %s answered 200 with %s", sip, offer, answer), func() bool {
+		offered := false
+		for _, d := range wire.Datagrams()[from:] {
+			msg := string(d.Payload)
+			srtp := strings.Contains(msg, "RTP/SAVP") && strings.Contains(msg, "a=crypto:")
+			switch {
+			case d.Src.Port() == sip && strings.HasPrefix(msg, "INVITE ") && srtp && strings.Contains(msg, offer+"\r\n"):
+				offered = true
+			case offered && d.Dst.Port() == sip && strings.HasPrefix(msg, "SIP/2.0 200") && srtp && strings.Contains(msg, answer+"\r\n"):
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestBaresipFallbackAnswersTheServersSRTPOffer: with -srtp required the
+// server's own offers are SRTP. A parked SRTP call times out to the
+// fallback, a baresip that takes SRTP only: the server's INVITE offers
+// RTP/SAVP with its key, baresip answers with its own, and the two phones
+// hear each other through the relay, SRTP on both legs.
+func TestBaresipFallbackAnswersTheServersSRTPOffer(t *testing.T) {
+	interop.RequireTool(t, "baresip", "baresip")
+	const aliceRTP, bobRTP = 21000, 21500
+	wire := wirecap.Start(t, fromServerTo(aliceRTP, bobRTP+99))
+	bob := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "bob", SIPPort: 31579, CtrlPort: 30579, RTPLow: bobRTP, MediaEnc: "srtp-mand"})
+	srv := startParkServer(t, "-srtp", "required", "-timeout", "10s", "-fallback", bob.URI)
+	alice := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "alice", SIPPort: 31571, CtrlPort: 30571, RTPLow: aliceRTP, MediaEnc: "srtp-mand"})
+
+	alice.Do("dial", "sip:700@"+srv.Addr)
+	srv.WaitLine("msg=parked", 15*time.Second, "party=sip:alice")
+	ai := alice.WaitEvent(0, "CALL_ESTABLISHED", "700", 10*time.Second)
+	// The -timeout (10 s, its least) runs out; bob answers by itself.
+	bob.WaitEvent(0, "CALL_ESTABLISHED", "", 30*time.Second)
+	requireBaresipSRTP(t, bob, "")
+	srv.WaitLine("msg=fallback", 10*time.Second, "target="+bob.URI)
+	srv.WaitLine("msg=forwarded", 10*time.Second)
+	from := wire.Len()
+	softphone.BothWays(t, alice, bob)
+	requireSRTP(t, "alice's audio relayed to bob", wire.Wait(t, from, 50, wirecap.ToPorts(bobRTP, bobRTP+99), 10*time.Second), phoneToneHz)
+	requireSRTP(t, "bob's audio relayed to alice", wire.Wait(t, from, 50, wirecap.ToPorts(aliceRTP, aliceRTP+99), 10*time.Second), phoneToneHz)
+
+	bob.Do("hangup", "")
+	alice.WaitEvent(ai, "CALL_CLOSED", "700", 10*time.Second)
+	for _, p := range []*softphone.Baresip{alice, bob} {
+		require.NotContains(t, p.Log(), "srtp: failed to decrypt")
+	}
+}
