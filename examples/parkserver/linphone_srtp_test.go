@@ -18,17 +18,24 @@ import (
 )
 
 // TestLinphoneSRTPMandatoryParksAndIsRetrievedByAPlainPhone: linphone with
-// SRTP mandatory (RTP/SAVP, SDES keys over plain UDP signalling, as
-// linphone allows) parks at the built server, hears the "parked at"
-// announcement and the music, and a plain baresip retrieves it; they hear
-// each other. What linphone plays is recorded to WAV files: the music's
-// tone and then carol's are in them, so linphone decrypted the server's
-// SRTP. The capture checks what went on the wire: SRTP to linphone, never
-// the tone in the clear, and linphone's 440 Hz reaching carol as plain
-// G.711 (the server decrypted linphone's SRTP).
+// SRTP mandatory (RTP/SAVP, SDES) parks at the built server, hears the
+// "parked at" announcement and the music, and a plain baresip retrieves it;
+// they hear each other. What linphone plays is recorded to WAV files: the
+// music's tone and then carol's are in them, so linphone decrypted the
+// server's SRTP. The capture checks what went on the wire: SRTP to
+// linphone, never the tone in the clear, and linphone's 440 Hz reaching
+// carol as plain G.711 (the server decrypted linphone's SRTP). Over UDP
+// (linphone sends SDES keys over it) and over TLS, where linphone sends
+// its responses to the Via of the server's requests (the retrieve's
+// re-INVITE, the BYE): a Via naming the plain port left them unanswered.
 func TestLinphoneSRTPMandatoryParksAndIsRetrievedByAPlainPhone(t *testing.T) {
 	interop.RequireTool(t, "linphonecsh", "linphone-cli")
 	interop.RequireTool(t, "baresip", "baresip")
+	t.Run("udp", func(t *testing.T) { linphoneSRTPParkRetrieve(t, false) })
+	t.Run("tls", func(t *testing.T) { linphoneSRTPParkRetrieve(t, true) })
+}
+
+func linphoneSRTPParkRetrieve(t *testing.T, overTLS bool) {
 	const aliceSIP, aliceRTP, carolRTP = 31581, 21600, 21800
 	toAlice := wirecap.ToPorts(aliceRTP, aliceRTP)
 	toCarol := wirecap.ToPorts(carolRTP, carolRTP+99)
@@ -37,9 +44,21 @@ func TestLinphoneSRTPMandatoryParksAndIsRetrievedByAPlainPhone(t *testing.T) {
 		return fromServer(src, dst) || src.Port() == aliceSIP || dst.Port() == aliceSIP // the SIP, to print on failure
 	})
 
-	srv := startParkServer(t, "-srtp", "optional", "-moh", writeToneMusic(t))
-	alice := softphone.StartLinphone(t, softphone.LinphoneOptions{User: "alice", SIPPort: aliceSIP, RTPPort: aliceRTP,
-		MediaEncryption: "srtp", MediaEncryptionMandatory: true})
+	args := []string{"-srtp", "optional", "-moh", writeToneMusic(t)}
+	aliceOpts := softphone.LinphoneOptions{User: "alice", SIPPort: aliceSIP, RTPPort: aliceRTP,
+		MediaEncryption: "srtp", MediaEncryptionMandatory: true}
+	if overTLS {
+		serverCert, serverKey, _, caFile := phoneTLSFiles(t)
+		args = append(args, "-tls-listen", "127.0.0.1:0", "-tls-cert", serverCert, "-tls-key", serverKey)
+		aliceOpts.TLSCA = caFile
+	}
+	srv := startParkServer(t, args...)
+	parkURI := "sip:700@" + srv.Addr
+	if overTLS {
+		line := srv.WaitLine(`msg="park server listening"`, 5*time.Second)
+		parkURI = "sip:700@" + regexp.MustCompile(`tls=(\S+)`).FindStringSubmatch(line)[1] + ";transport=tls"
+	}
+	alice := softphone.StartLinphone(t, aliceOpts)
 	carol := softphone.StartBaresip(t, softphone.BaresipOptions{Name: "carol", SIPPort: 31585, CtrlPort: 30585, RTPLow: carolRTP})
 	defer func() {
 		if t.Failed() {
@@ -57,7 +76,7 @@ func TestLinphoneSRTPMandatoryParksAndIsRetrievedByAPlainPhone(t *testing.T) {
 	heardParked, heardRetrieved := filepath.Join(dir, "parked.wav"), filepath.Join(dir, "retrieved.wav")
 	alice.Run("generic", "record "+heardParked)
 
-	alice.Run("generic", "call sip:700@"+srv.Addr)
+	alice.Run("generic", "call "+parkURI)
 	line := srv.WaitLine("msg=parked", 15*time.Second, "party=sip:alice")
 	orbit := regexp.MustCompile(`orbit=(\S+)`).FindStringSubmatch(line)[1]
 	// The server's answer is sendonly: linphone shows the call as put on
@@ -97,6 +116,15 @@ func TestLinphoneSRTPMandatoryParksAndIsRetrievedByAPlainPhone(t *testing.T) {
 	softphone.WaitFor(t, 15*time.Second, "linphone's call ends", func() bool {
 		return strings.Contains(alice.Run("generic", "calls"), "No active call")
 	})
+	// linphone answers the server's requests at their Via's sent-by: it
+	// never failed to connect there.
+	if strings.Contains(alice.Log(), "Cannot connect to") {
+		t.Error("linphone opened a connection to answer the server, and failed (its log's errors follow)")
+	}
+	srv.WaitLine(`msg="hung up"`, 5*time.Second, "party=sip:carol")
+	for _, l := range srv.Lines() {
+		require.NotContains(t, l, "failed", "the server's requests to linphone got their answers")
+	}
 }
 
 // toneWindows counts the 20 ms windows of what linphone recorded into

@@ -33,6 +33,13 @@ type LinphoneOptions struct {
 	// it offer RTP/SAVP and take no plain media.
 	MediaEncryption          string
 	MediaEncryptionMandatory bool
+	// TLSCA, when set, is the CA file linphone trusts (root_ca): the phone
+	// listens for TLS on SIPPort+1 too and can call sip:...;transport=tls
+	// URIs. It verifies the server's chain but not its name
+	// (verify_server_cn=0): with the name checked, linphone 5.1.65 refused
+	// the tests' certificates for 127.0.0.1 ("X509 - Certificate
+	// verification failed").
+	TLSCA string
 }
 
 // Linphone is linphone-cli (linphonec in pipe mode) driven with
@@ -40,10 +47,11 @@ type LinphoneOptions struct {
 // only and auto-answer. linphonecsh talks to one daemon per Unix user, so a
 // test runs one linphone at a time.
 type Linphone struct {
-	t    testing.TB
-	home string
-	bin  string
-	rc   string // its config file: names the daemon's process
+	t       testing.TB
+	home    string
+	bin     string
+	rc      string // its config file: names the daemon's process
+	logFile string
 }
 
 // StartLinphone starts the daemon and waits until it answers; the test's
@@ -79,6 +87,10 @@ realm=%[4]s
 		}
 		encryption = fmt.Sprintf("media_encryption=%s\nmedia_encryption_mandatory=%d\n", o.MediaEncryption, mandatory)
 	}
+	tls := "sip_tls_port=0\n"
+	if o.TLSCA != "" {
+		tls = fmt.Sprintf("sip_tls_port=%d\nroot_ca=%s\nverify_server_certs=1\nverify_server_cn=0\n", o.SIPPort+1, o.TLSCA)
+	}
 	// With auto_net_state_mon=0 (needed on a loopback-only machine)
 	// linphone never thinks the network is up, so it would not register
 	// unless register_only_when_network_is_up=0.
@@ -86,8 +98,7 @@ realm=%[4]s
 	require.NoError(t, os.WriteFile(rc, []byte(fmt.Sprintf(`[sip]
 sip_port=%d
 sip_tcp_port=0
-sip_tls_port=0
-bind_address=127.0.0.1
+%sbind_address=127.0.0.1
 guess_hostname=0
 contact="%s" <sip:%s@127.0.0.1:%d>
 default_proxy=%s
@@ -101,7 +112,7 @@ audio_rtp_port=%d
 enabled=0
 capture=0
 display=0
-%s`, o.SIPPort, o.User, o.User, o.SIPPort, defaultProxy, encryption, o.RTPPort, proxy)), 0o644))
+%s`, o.SIPPort, tls, o.User, o.User, o.SIPPort, defaultProxy, encryption, o.RTPPort, proxy)), 0o644))
 	wav := filepath.Join(home, "tone.wav")
 	require.NoError(t, os.WriteFile(wav, ToneWAV(440, 30*time.Second), 0o644))
 
@@ -116,11 +127,11 @@ display=0
 	p.Run("exit") // a daemon left over from an earlier run would answer instead
 	// Its log is what says why a call failed (SDP, SRTP): a failed test
 	// shows the lines that matter, after the daemon has stopped.
-	logFile := filepath.Join(home, "linphonec.log")
-	require.NoError(t, p.cmd("init", "-c", rc, "-a", "-d", "6", "-l", logFile).Run())
+	p.logFile = filepath.Join(home, "linphonec.log")
+	require.NoError(t, p.cmd("init", "-c", rc, "-a", "-d", "6", "-l", p.logFile).Run())
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("linphonec %s log (errors, warnings, call states, SRTP):\n%s", o.User, logHighlights(logFile))
+			t.Logf("linphonec %s log (errors, warnings, call states, SRTP):\n%s", o.User, logHighlights(p.logFile))
 		}
 	})
 	t.Cleanup(p.stop)
@@ -135,6 +146,12 @@ display=0
 	p.Run("generic", "soundcard use files")
 	p.Run("generic", "play "+wav)
 	return p
+}
+
+// Log returns linphonec's log so far (all of it: -d 6).
+func (p *Linphone) Log() string {
+	b, _ := os.ReadFile(p.logFile)
+	return string(b)
 }
 
 // logHighlights returns the last 200 lines of a linphonec log that are
