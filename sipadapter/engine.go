@@ -96,7 +96,8 @@ type EngineConfig struct {
 	OnTelling func(Telling)
 	// TLSAddr is where the host serves SIP over TLS, if it does: dialogs
 	// and subscriptions made over TLS get it as their Contact, so they
-	// stay on TLS. Zero: no TLS.
+	// stay on TLS. Zero: no TLS. Give the client's SourceRouter the same
+	// address (SetTLSAddr) for the Via of requests over TLS.
 	TLSAddr netip.AddrPort
 	// Metrics counts what the engine and its lot do, for Prometheus.
 	// Nil: the engine makes its own (Engine.Metrics).

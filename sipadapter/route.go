@@ -22,7 +22,8 @@ var ErrSenderClosed = siptransport.ErrSenderClosed
 // RouteSources installs a SourceRouter on client, whose user agent is ua,
 // for a host listening on udp over UDP (and TCP on the same port). A host
 // that gives its own client to an Engine installs one first; the Server
-// does so itself.
+// does so itself. A host that also serves TLS (EngineConfig.TLSAddr) calls
+// its SetTLSAddr, so that requests over TLS name the TLS port in their Via.
 func RouteSources(client *sipgo.Client, ua *sipgo.UserAgent, udp netip.AddrPort) *SourceRouter {
 	return siptransport.Route(client, ua, udp)
 }

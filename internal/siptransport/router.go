@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 
 	"github.com/emiago/sipgo"
@@ -42,6 +43,7 @@ type Router struct {
 	tx  *sip.TransactionLayer
 	tp  *sip.TransportLayer
 	udp sip.Addr
+	tls netip.AddrPort // zero until SetTLSAddr
 
 	mu     sync.RWMutex // held for reading while a request is handed to sipgo
 	closed bool
@@ -60,6 +62,31 @@ func Route(client *sipgo.Client, ua *sipgo.UserAgent, udp netip.AddrPort) *Route
 	return r
 }
 
+// SetTLSAddr tells the router where the host serves SIP over TLS. A
+// request over TLS then names that address in its Via (the sent-by of RFC
+// 3261 §18.1.1) instead of the UDP and TCP listener's, which sipgo puts in
+// every Via: a peer that sends its responses to the sent-by, not back over
+// the connection the request came on, connected to the plain port with TLS
+// and failed (linphone: the retrieve's re-INVITE and the BYE of a parked
+// call never got their 200). Call it before the first request.
+func (r *Router) SetTLSAddr(addr netip.AddrPort) { r.tls = addr }
+
+// tlsSentBy rewrites the Via that the client put on a request over TLS (our
+// host, our UDP port) to name the TLS listener.
+func (r *Router) tlsSentBy(req *sip.Request) {
+	if !r.tls.IsValid() || !strings.EqualFold(req.Transport(), "TLS") {
+		return
+	}
+	via := req.Via()
+	if via == nil || via.Port != r.udp.Port || via.Host != r.udp.IP.String() {
+		return // not the one the client wrote
+	}
+	via.Port = int(r.tls.Port())
+	if !r.tls.Addr().IsUnspecified() {
+		via.Host = r.tls.Addr().String()
+	}
+}
+
 // Request sends req from the right place: in a new client transaction, or,
 // for an ACK (which sipgo hands here too), straight to the transport. It
 // implements sipgo.ClientTransactionRequester.
@@ -71,6 +98,7 @@ func (r *Router) Request(ctx context.Context, req *sip.Request) (sip.ClientTrans
 	}
 	if sip.IsReliable(req.Transport()) {
 		req.Laddr = sip.Addr{}
+		r.tlsSentBy(req)
 	} else {
 		r.udp.Copy(&req.Laddr)
 	}

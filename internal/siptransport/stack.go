@@ -154,6 +154,9 @@ func Listen(opts Options) (*Stack, error) {
 		return fail(err)
 	}
 	s.Router = Route(s.Client, s.UA, s.Addr)
+	if s.TLSAddr.IsValid() {
+		s.Router.SetTLSAddr(s.TLSAddr)
+	}
 	return s, nil
 }
 

@@ -1,9 +1,13 @@
 package siptransport
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +15,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/callpark/callpark/internal/tlstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -77,4 +83,58 @@ func TestListenPairTakenPort(t *testing.T) {
 	_, _, err = ListenPair(udp.LocalAddr().(*net.UDPAddr).AddrPort())
 	require.Error(t, err, "a port in use is refused, naming it")
 	require.Contains(t, err.Error(), udp.LocalAddr().String())
+}
+
+// A request over TLS names the TLS listener in its Via, not the UDP and TCP
+// one: a peer that answers to the sent-by rather than over the connection
+// (linphone) must reach a port that speaks TLS. Over UDP and TCP the Via
+// names the shared port as before.
+func TestTLSRequestsViaNamesTheTLSListener(t *testing.T) {
+	ca := tlstest.NewCA(t, "callpark test CA")
+	conf := &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, tlstest.Leaf{})}, RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
+	s, err := Listen(Options{Addr: loopback, UserAgent: "test", TLSAddr: loopback, TLS: conf})
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Serve())
+	require.NotEqual(t, s.Addr.Port(), s.TLSAddr.Port())
+
+	peer, err := tls.Listen("tcp", "127.0.0.1:0", conf)
+	require.NoError(t, err)
+	defer peer.Close()
+	vias := make(chan string, 1)
+	go func() {
+		c, err := peer.Accept()
+		if err != nil {
+			vias <- err.Error()
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		var via string
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				break
+			}
+			if strings.HasPrefix(line, "Via: ") {
+				via = strings.TrimSpace(line)
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		vias <- via
+	}()
+	u := sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: peer.Addr().(*net.TCPAddr).Port, UriParams: sip.NewParams()}
+	u.UriParams.Add("transport", "tls")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	go func() { _, _ = s.Client.Do(ctx, sip.NewRequest(sip.OPTIONS, u)) }()
+	select {
+	case via := <-vias:
+		require.Contains(t, via, fmt.Sprintf("SIP/2.0/TLS %s;", s.TLSAddr))
+	case <-time.After(5 * time.Second):
+		t.Fatal("no request reached the TLS peer")
+	}
+	cancel()
 }

@@ -42,6 +42,11 @@ type BaresipOptions struct {
 	// sip:Name@127.0.0.1:SIPPort+1;transport=tls, so calls to and from it
 	// go over TLS.
 	TLSCert, TLSCA string
+	// MediaEnc, when set, loads baresip's srtp module and puts
+	// ;mediaenc=MediaEnc on the account: "srtp-mand" offers RTP/SAVP with
+	// a=crypto lines (SDES, RFC 4568) and takes nothing else, "srtp" offers
+	// RTP/AVP with a=crypto (best effort: plain if the answer has none).
+	MediaEnc string
 }
 
 // Baresip is a real softphone (baresip 1.x) driven over its ctrl_tcp control
@@ -51,10 +56,11 @@ type Baresip struct {
 	// registers, its own address when not.
 	URI string
 
-	t    testing.TB
-	name string
-	cmd  *exec.Cmd
-	ctrl net.Conn
+	t       testing.TB
+	name    string
+	cmd     *exec.Cmd
+	ctrl    net.Conn
+	logPath string
 
 	mu      sync.Mutex
 	events  []map[string]any
@@ -93,11 +99,17 @@ ctrl_tcp_listen 127.0.0.1:%d
 		config += fmt.Sprintf("sip_certificate %s\nsip_cafile %s\n", o.TLSCert, o.TLSCA)
 		uri = fmt.Sprintf("sip:%s@127.0.0.1:%d;transport=tls", o.Name, o.SIPPort+1)
 	}
+	if o.MediaEnc != "" {
+		config += "module          srtp.so\n"
+	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config"), []byte(config), 0o644))
 	account := "<" + uri + ">;regint=0;answermode=auto"
 	if o.Registrar != "" {
 		uri = "sip:" + o.Name + "@" + o.Registrar
 		account = "<" + uri + ">;auth_user=" + o.Name + ";auth_pass=" + o.Password + ";regint=600;answermode=auto"
+	}
+	if o.MediaEnc != "" {
+		account += ";mediaenc=" + o.MediaEnc
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "accounts"), []byte(account+"\n"), 0o644))
 	return startBaresip(t, bin, dir, o.Name, uri, o.CtrlPort)
@@ -124,12 +136,13 @@ func StartBaresipConfig(t testing.TB, src, name string, ctrlPort int) *Baresip {
 
 func startBaresip(t testing.TB, bin, dir, name, uri string, ctrlPort int) *Baresip {
 	t.Helper()
-	p := &Baresip{t: t, name: name, URI: uri, replies: map[string]map[string]any{}, more: make(chan struct{})}
+	p := &Baresip{t: t, name: name, URI: uri, replies: map[string]map[string]any{}, more: make(chan struct{}),
+		logPath: filepath.Join(dir, "log")}
 	p.cmd = exec.Command(bin, "-4", "-f", dir)
 	// A console module reads stdin; one that ends would stop the phone.
 	stdin, err := p.cmd.StdinPipe()
 	require.NoError(t, err)
-	logFile, err := os.Create(filepath.Join(dir, "log"))
+	logFile, err := os.Create(p.logPath)
 	require.NoError(t, err)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	require.NoError(t, p.cmd.Start())
@@ -265,6 +278,22 @@ func (p *Baresip) Events() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.events)
+}
+
+// Log returns what the phone has printed so far (its console and
+// warnings: "srtp: failed to decrypt RTP packet ..." and the like).
+func (p *Baresip) Log() string {
+	b, _ := os.ReadFile(p.logPath)
+	return string(b)
+}
+
+// Event returns the i-th event the phone has sent (WaitEvent's return
+// value minus one is the one it matched): its fields as ctrl_tcp gives
+// them (type, peeruri, param...).
+func (p *Baresip) Event(i int) map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.events[i]
 }
 
 // RTPCounts reads the current call's packet counters from audio_debug:

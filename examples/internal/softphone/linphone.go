@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,6 +28,18 @@ type LinphoneOptions struct {
 	// Registrar, when set (host:port), makes the phone register there as
 	// sip:User@Registrar with Password, in Realm.
 	Registrar, Password, Realm string
+	// MediaEncryption, when set, is linphone's [sip] media_encryption:
+	// "srtp" offers SDES keys (a=crypto); MediaEncryptionMandatory makes
+	// it offer RTP/SAVP and take no plain media.
+	MediaEncryption          string
+	MediaEncryptionMandatory bool
+	// TLSCA, when set, is the CA file linphone trusts (root_ca): the phone
+	// listens for TLS on SIPPort+1 too and can call sip:...;transport=tls
+	// URIs. It verifies the server's chain but not its name
+	// (verify_server_cn=0): with the name checked, linphone 5.1.65 refused
+	// the tests' certificates for 127.0.0.1 ("X509 - Certificate
+	// verification failed").
+	TLSCA string
 }
 
 // Linphone is linphone-cli (linphonec in pipe mode) driven with
@@ -34,10 +47,11 @@ type LinphoneOptions struct {
 // only and auto-answer. linphonecsh talks to one daemon per Unix user, so a
 // test runs one linphone at a time.
 type Linphone struct {
-	t    testing.TB
-	home string
-	bin  string
-	rc   string // its config file: names the daemon's process
+	t       testing.TB
+	home    string
+	bin     string
+	rc      string // its config file: names the daemon's process
+	logFile string
 }
 
 // StartLinphone starts the daemon and waits until it answers; the test's
@@ -65,6 +79,18 @@ passwd=%[3]s
 realm=%[4]s
 `, o.Registrar, o.User, o.Password, o.Realm)
 	}
+	var encryption string
+	if o.MediaEncryption != "" {
+		mandatory := 0
+		if o.MediaEncryptionMandatory {
+			mandatory = 1
+		}
+		encryption = fmt.Sprintf("media_encryption=%s\nmedia_encryption_mandatory=%d\n", o.MediaEncryption, mandatory)
+	}
+	tls := "sip_tls_port=0\n"
+	if o.TLSCA != "" {
+		tls = fmt.Sprintf("sip_tls_port=%d\nroot_ca=%s\nverify_server_certs=1\nverify_server_cn=0\n", o.SIPPort+1, o.TLSCA)
+	}
 	// With auto_net_state_mon=0 (needed on a loopback-only machine)
 	// linphone never thinks the network is up, so it would not register
 	// unless register_only_when_network_is_up=0.
@@ -72,8 +98,7 @@ realm=%[4]s
 	require.NoError(t, os.WriteFile(rc, []byte(fmt.Sprintf(`[sip]
 sip_port=%d
 sip_tcp_port=0
-sip_tls_port=0
-bind_address=127.0.0.1
+%sbind_address=127.0.0.1
 guess_hostname=0
 contact="%s" <sip:%s@127.0.0.1:%d>
 default_proxy=%s
@@ -81,15 +106,15 @@ auto_net_state_mon=0
 use_ipv6=0
 ipv6_migration_done=1
 register_only_when_network_is_up=0
-[rtp]
+%s[rtp]
 audio_rtp_port=%d
 [video]
 enabled=0
 capture=0
 display=0
-%s`, o.SIPPort, o.User, o.User, o.SIPPort, defaultProxy, o.RTPPort, proxy)), 0o644))
+%s`, o.SIPPort, tls, o.User, o.User, o.SIPPort, defaultProxy, encryption, o.RTPPort, proxy)), 0o644))
 	wav := filepath.Join(home, "tone.wav")
-	require.NoError(t, os.WriteFile(wav, toneWAV(440, 30*time.Second), 0o644))
+	require.NoError(t, os.WriteFile(wav, ToneWAV(440, 30*time.Second), 0o644))
 
 	// One daemon per Unix user: tests of other packages running at the
 	// same time wait their turn.
@@ -100,7 +125,15 @@ display=0
 
 	p := &Linphone{t: t, home: home, bin: bin, rc: rc}
 	p.Run("exit") // a daemon left over from an earlier run would answer instead
-	require.NoError(t, p.cmd("init", "-c", rc, "-a").Run())
+	// Its log is what says why a call failed (SDP, SRTP): a failed test
+	// shows the lines that matter, after the daemon has stopped.
+	p.logFile = filepath.Join(home, "linphonec.log")
+	require.NoError(t, p.cmd("init", "-c", rc, "-a", "-d", "6", "-l", p.logFile).Run())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("linphonec %s log (errors, warnings, call states, SRTP):\n%s", o.User, logHighlights(p.logFile))
+		}
+	})
 	t.Cleanup(p.stop)
 	// init returns before the daemon listens: poll until it answers.
 	deadline := time.Now().Add(15 * time.Second)
@@ -114,6 +147,27 @@ display=0
 	p.Run("generic", "play "+wav)
 	return p
 }
+
+// Log returns linphonec's log so far (all of it: -d 6).
+func (p *Linphone) Log() string {
+	b, _ := os.ReadFile(p.logFile)
+	return string(b)
+}
+
+// logHighlights returns the last 200 lines of a linphonec log that are
+// errors, warnings, call state changes or about SRTP.
+func logHighlights(path string) string {
+	b, _ := os.ReadFile(path)
+	var keep []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if logHighlight.MatchString(line) {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep[max(0, len(keep)-200):], "\n")
+}
+
+var logHighlight = regexp.MustCompile(`-error-|-warning-|(?i)srtp|moving from state|encryption`)
 
 // stop asks the daemon to exit and waits until its process is gone. "exit"
 // returns once the daemon has read it, but linphonec goes on writing its
@@ -180,14 +234,24 @@ func (p *Linphone) Run(args ...string) string {
 // (StreamsRunning, ...).
 func (p *Linphone) WaitCallState(state string, timeout time.Duration) {
 	p.t.Helper()
-	WaitFor(p.t, timeout, "linphone shows a call in state "+state, func() bool {
-		return strings.Contains(p.Run("generic", "calls"), state)
-	})
+	var calls string
+	deadline := time.Now().Add(timeout)
+	for {
+		calls = p.Run("generic", "calls")
+		if strings.Contains(calls, state) {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("timed out waiting until linphone shows a call in state %s; it shows:\n%s", state, calls)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
-// toneWAV is an 8 kHz mono 16-bit WAV of a sine: the microphone linphone
-// needs when it has no sound card.
-func toneWAV(hz float64, d time.Duration) []byte {
+// ToneWAV is an 8 kHz mono 16-bit WAV of a sine: the microphone linphone
+// needs when it has no sound card, or music on hold whose G.711 a test
+// knows.
+func ToneWAV(hz float64, d time.Duration) []byte {
 	n := int(d.Seconds() * 8000)
 	data := make([]byte, 2*n)
 	for i := range n {
