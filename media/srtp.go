@@ -50,26 +50,25 @@ type srtpOut struct {
 	suite SRTPSuite
 	key   SRTPKey
 
-	mu  sync.Mutex
-	ctx *srtp.Context
-	hdr rtp.Header // scratch for pion, so that encrypting allocates nothing
+	mu     sync.Mutex
+	sender *srtpSender // our own transform (srtp_send.go), not pion's
 }
 
 func newSRTPOut(suite SRTPSuite, key SRTPKey) (*srtpOut, error) {
-	ctx, err := srtp.CreateContext(key[:srtpMasterKeyLen], key[srtpMasterKeyLen:], suite.profile())
+	sender, err := newSRTPSender(suite, key)
 	if err != nil {
 		return nil, fmt.Errorf("media: SRTP context: %w", err)
 	}
-	return &srtpOut{suite: suite, key: key, ctx: ctx}, nil
+	return &srtpOut{suite: suite, key: key, sender: sender}, nil
 }
 
 // protect encrypts the RTP packet pkt in place and returns it with its
 // authentication tag appended, within pkt's capacity (the callers' buffers
-// keep srtpTrailerMax bytes spare; pion would allocate otherwise).
+// keep srtpTrailerMax bytes spare; it would allocate otherwise).
 func (o *srtpOut) protect(pkt []byte) ([]byte, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.ctx.EncryptRTP(pkt, pkt, &o.hdr)
+	return o.sender.protect(pkt)
 }
 
 // srtpIn decrypts what one leg reads. It is used under the leg's relayMu,

@@ -1,0 +1,278 @@
+package media
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/sha1" //nolint:gosec // HMAC-SHA1 is what RFC 3711's suites are
+	"crypto/subtle"
+	"encoding"
+	"encoding/binary"
+	"errors"
+	"hash"
+)
+
+// The sending half of SRTP's AES_CM_128_HMAC_SHA1_80 and _32 transforms
+// (RFC 3711 §4), done here rather than by pion's Context for speed (issue
+// 17): each packet costs one AES-CM keystream over the payload and one
+// HMAC-SHA1 over the packet and rollover counter, and nothing else. pion's
+// EncryptRTP parses the header into an rtp.Header, looks the SSRC up in a
+// map, takes a keystream buffer from a sync.Pool and XORs it 16 bytes at a
+// time; here the header's length and fields are read in place, the one
+// SSRC a leg sends is found first, and the keystream is XORed in one call.
+// The output is pion's, byte for byte (srtp_send_test.go checks it across
+// rollover counter wraps, and that pion decrypts it).
+//
+// The keystream is still made one AES block at a time (block.Encrypt):
+// crypto/cipher's bulk counter mode (NewCTR) allocates and copies the key
+// schedule for each IV, which costs more than the ten single blocks of a
+// 160-byte payload (BENCHMARKS.md, issue 17).
+
+// RFC 3711 §4.3.1 key derivation labels.
+const (
+	srtpLabelEncryption = 0x00
+	srtpLabelAuth       = 0x01
+	srtpLabelSalt       = 0x02
+)
+
+const (
+	srtpSaltLen    = 14 // session salt, 112 bits
+	srtpAuthKeyLen = 20 // HMAC-SHA1 session key, 160 bits
+	srtpROCLen     = 4  // the rollover counter the tag covers after the packet
+
+	seqHalf = 1 << 15 // RFC 3711 §3.3.1's 2^15
+	seqSpan = 1 << 16
+)
+
+var (
+	errSRTPShort    = errors.New("media: SRTP: packet shorter than its RTP header")
+	errSRTPExhaust  = errors.New("media: SRTP: the key protected 2^48 packets, RFC 3711 §9.2 wants a new one")
+	errSRTPHashType = errors.New("media: SRTP: SHA-1 state cannot be restored")
+)
+
+// sha1State is a SHA-1 digest whose state can be set back to a saved one
+// (crypto/sha1's digest is).
+type sha1State interface {
+	hash.Hash
+	encoding.BinaryUnmarshaler
+}
+
+// srtpSender protects one leg's outgoing RTP packets with one master key.
+// It is not safe for concurrent use (srtpOut locks around it).
+type srtpSender struct {
+	block  cipher.Block // AES-128 under the session encryption key
+	salt   [srtpSaltLen]byte
+	tagLen int
+
+	// HMAC-SHA1 (RFC 2104) with the session authentication key: the
+	// inner and outer digests are set back to their state after the
+	// key's ipad and opad block for each packet, so that a packet costs
+	// its own blocks only.
+	inner, outer           sha1State
+	innerSaved, outerSaved []byte
+
+	// Scratch for each packet, here rather than on the stack because
+	// the cipher and digests are interfaces, which would make them escape.
+	iv  [aes.BlockSize]byte
+	ks  [12 * aes.BlockSize]byte // keystream, up to 192 bytes at a time
+	sum [sha1.Size]byte
+
+	// streams holds the rollover state of each SSRC sent under the key
+	// (a leg sends one; the slice is searched from the front).
+	streams []srtpSendStream
+}
+
+// srtpSendStream is one SSRC's packet index (RFC 3711 §3.3.1: rollover
+// counter and highest sequence number), tracked as pion's sender tracks it
+// so that both compute the same index for any sequence of packets.
+type srtpSendStream struct {
+	ssrc    uint32
+	started bool
+	index   uint64 // ROC<<16 | highest sequence number sent
+}
+
+func newSRTPSender(suite SRTPSuite, key SRTPKey) (*srtpSender, error) {
+	master, err := aes.NewCipher(key[:srtpMasterKeyLen])
+	if err != nil {
+		return nil, err
+	}
+	masterSalt := key[srtpMasterKeyLen:]
+	var encKey [srtpMasterKeyLen]byte
+	var authKey [srtpAuthKeyLen]byte
+	s := &srtpSender{tagLen: suite.authTagLen(), streams: make([]srtpSendStream, 0, 1)}
+	srtpKDF(master, masterSalt, srtpLabelEncryption, encKey[:])
+	srtpKDF(master, masterSalt, srtpLabelAuth, authKey[:])
+	srtpKDF(master, masterSalt, srtpLabelSalt, s.salt[:])
+	if s.block, err = aes.NewCipher(encKey[:]); err != nil {
+		return nil, err
+	}
+	if s.inner, s.innerSaved, err = sha1Keyed(authKey[:], 0x36); err != nil {
+		return nil, err
+	}
+	if s.outer, s.outerSaved, err = sha1Keyed(authKey[:], 0x5c); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// srtpKDF fills out with the AES-CM PRF's output for label (RFC 3711
+// §4.3.1 and §4.3.3, key derivation rate 0): the keystream under the master
+// key from IV = (label<<48 XOR master salt) * 2^16.
+func srtpKDF(master cipher.Block, masterSalt []byte, label byte, out []byte) {
+	var iv, ks [aes.BlockSize]byte
+	copy(iv[:], masterSalt)
+	iv[7] ^= label
+	for i := 0; i < len(out); i += aes.BlockSize {
+		binary.BigEndian.PutUint16(iv[14:], uint16(i/aes.BlockSize))
+		master.Encrypt(ks[:], iv[:])
+		copy(out[i:], ks[:])
+	}
+}
+
+// sha1Keyed returns a SHA-1 digest that has hashed the HMAC key block (key
+// XOR pad, RFC 2104), and its state saved to restore per packet.
+func sha1Keyed(key []byte, pad byte) (sha1State, []byte, error) {
+	h, ok := sha1.New().(sha1State)
+	if !ok {
+		return nil, nil, errSRTPHashType
+	}
+	m, ok := h.(encoding.BinaryMarshaler)
+	if !ok {
+		return nil, nil, errSRTPHashType
+	}
+	var block [sha1.BlockSize]byte
+	copy(block[:], key)
+	for i := range block {
+		block[i] ^= pad
+	}
+	h.Write(block[:])
+	saved, err := m.MarshalBinary()
+	return h, saved, err
+}
+
+// protect encrypts the RTP packet pkt in place and returns it with its tag
+// appended: within pkt's capacity if it has tagLen bytes spare, in a new
+// buffer otherwise.
+func (s *srtpSender) protect(pkt []byte) ([]byte, error) {
+	n := len(pkt)
+	hdr, ok := rtpHeaderLen(pkt)
+	if !ok {
+		return nil, errSRTPShort
+	}
+	if cap(pkt)-n < s.tagLen {
+		grown := make([]byte, n, n+s.tagLen)
+		copy(grown, pkt)
+		pkt = grown
+	}
+	seq := binary.BigEndian.Uint16(pkt[2:])
+	ssrc := binary.BigEndian.Uint32(pkt[8:])
+	st := s.stream(ssrc)
+	roc, diff, exhausted := st.next(seq)
+	if exhausted {
+		return nil, errSRTPExhaust
+	}
+	st.update(seq, diff)
+
+	// RFC 3711 §4.1.1: IV = (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16);
+	// the keystream's block j is AES(IV + j), and j fits in IV's low 16
+	// bits, which are zero.
+	iv, ks := s.iv[:], s.ks[:]
+	copy(iv, s.salt[:])
+	binary.BigEndian.PutUint32(iv[4:], binary.BigEndian.Uint32(iv[4:])^ssrc)
+	binary.BigEndian.PutUint32(iv[8:], binary.BigEndian.Uint32(iv[8:])^roc)
+	binary.BigEndian.PutUint16(iv[12:], binary.BigEndian.Uint16(iv[12:])^seq)
+	j := 0
+	for p := pkt[hdr:n]; len(p) > 0; {
+		m := 0
+		for ; m < len(ks) && m < len(p); m += aes.BlockSize {
+			binary.BigEndian.PutUint16(iv[14:], uint16(j))
+			s.block.Encrypt(ks[m:], iv)
+			j++
+		}
+		p = p[subtle.XORBytes(p, p, ks[:min(m, len(p))]):]
+	}
+
+	// RFC 3711 §4.2: the tag is HMAC(k_a, packet || ROC), cut to tagLen.
+	// The ROC is hashed from where the tag goes, contiguous with the
+	// packet, and overwritten by the tag.
+	full := pkt[:n+s.tagLen]
+	binary.BigEndian.PutUint32(full[n:], roc)
+	tag := s.mac(full[:n+srtpROCLen])
+	copy(full[n:], tag[:s.tagLen])
+	return full, nil
+}
+
+// mac returns HMAC-SHA1 over msg under the session authentication key, in
+// s.sum.
+func (s *srtpSender) mac(msg []byte) []byte {
+	// The saved states are what these digests marshaled: restoring them
+	// cannot fail.
+	_ = s.inner.UnmarshalBinary(s.innerSaved)
+	s.inner.Write(msg)
+	sum := s.inner.Sum(s.sum[:0])
+	_ = s.outer.UnmarshalBinary(s.outerSaved)
+	s.outer.Write(sum)
+	return s.outer.Sum(s.sum[:0])
+}
+
+// rtpHeaderLen returns the length of pkt's RTP header: the fixed part,
+// the CSRCs and the extension, all of which SRTP leaves in the clear.
+func rtpHeaderLen(pkt []byte) (int, bool) {
+	if len(pkt) < rtpHeaderSize {
+		return 0, false
+	}
+	n := rtpHeaderSize + 4*int(pkt[0]&0x0f)
+	if pkt[0]&0x10 != 0 {
+		if len(pkt) < n+4 {
+			return 0, false
+		}
+		n += 4 + 4*int(binary.BigEndian.Uint16(pkt[n+2:]))
+	}
+	return n, n <= len(pkt)
+}
+
+// stream returns ssrc's rollover state, a new one for an SSRC not sent
+// before.
+func (s *srtpSender) stream(ssrc uint32) *srtpSendStream {
+	for i := range s.streams {
+		if s.streams[i].ssrc == ssrc {
+			return &s.streams[i]
+		}
+	}
+	s.streams = append(s.streams, srtpSendStream{ssrc: ssrc})
+	return &s.streams[len(s.streams)-1]
+}
+
+// next returns the rollover counter for seq, the step from the highest
+// index sent to seq's, and whether the 48-bit index ran out (pion's
+// nextRolloverCount, for the sender: RFC 3711 §3.3.1 with the highest
+// index sent as s_l).
+func (st *srtpSendStream) next(seq uint16) (roc uint32, diff int32, exhausted bool) {
+	localROC := uint32(st.index >> 16)
+	localSeq := int32(st.index & (seqSpan - 1))
+	s := int32(seq)
+	roc = localROC
+	if st.started {
+		switch {
+		case st.index <= seqHalf:
+			diff = s - localSeq
+		case localSeq < seqHalf && s-localSeq > seqHalf:
+			roc, diff = localROC-1, s-localSeq-seqSpan
+		case localSeq >= seqHalf && localSeq-seqHalf > s:
+			roc, diff = localROC+1, s-localSeq+seqSpan
+		default:
+			diff = s - localSeq
+		}
+	}
+	return roc, diff, roc == 0 && localROC == 1<<32-1
+}
+
+// update moves the highest index sent on to seq's if seq is ahead.
+func (st *srtpSendStream) update(seq uint16, diff int32) {
+	switch {
+	case !st.started:
+		st.index |= uint64(seq)
+		st.started = true
+	case diff > 0:
+		st.index += uint64(diff)
+	}
+}
