@@ -22,10 +22,13 @@ import (
 // The output is pion's, byte for byte (srtp_send_test.go checks it across
 // rollover counter wraps, and that pion decrypts it).
 //
-// The keystream is still made one AES block at a time (block.Encrypt):
-// crypto/cipher's bulk counter mode (NewCTR) allocates and copies the key
-// schedule for each IV, which costs more than the ten single blocks of a
-// 160-byte payload (BENCHMARKS.md, issue 17).
+// The keystream is AES-128 over the packet's counter blocks, four at a time
+// with AES-NI on amd64 (srtp_aes_amd64.s), where a block at a time through
+// cipher.Block waits out each block's ten rounds. crypto/cipher's own bulk
+// counter mode (NewCTR) would do that too, but it allocates and copies the
+// key schedule for each IV, so that it costs more than the ten single
+// blocks of a 160-byte payload (BENCHMARKS.md, issue 17). Without AES-NI
+// (or with -tags purego) the blocks go one at a time through crypto/aes.
 
 // RFC 3711 §4.3.1 key derivation labels.
 const (
@@ -60,6 +63,7 @@ type sha1State interface {
 // It is not safe for concurrent use (srtpOut locks around it).
 type srtpSender struct {
 	block  cipher.Block // AES-128 under the session encryption key
+	rk     *aes128Keys  // its round keys for AES instructions, nil without
 	salt   [srtpSaltLen]byte
 	tagLen int
 
@@ -105,6 +109,7 @@ func newSRTPSender(suite SRTPSuite, key SRTPKey) (*srtpSender, error) {
 	if s.block, err = aes.NewCipher(encKey[:]); err != nil {
 		return nil, err
 	}
+	s.rk = newAES128Keys(encKey[:])
 	if s.inner, s.innerSaved, err = sha1Keyed(authKey[:], 0x36); err != nil {
 		return nil, err
 	}
@@ -182,12 +187,8 @@ func (s *srtpSender) protect(pkt []byte) ([]byte, error) {
 	binary.BigEndian.PutUint16(iv[12:], binary.BigEndian.Uint16(iv[12:])^seq)
 	j := 0
 	for p := pkt[hdr:n]; len(p) > 0; {
-		m := 0
-		for ; m < len(ks) && m < len(p); m += aes.BlockSize {
-			binary.BigEndian.PutUint16(iv[14:], uint16(j))
-			s.block.Encrypt(ks[m:], iv)
-			j++
-		}
+		m := s.keystream(ks, iv, j, len(p))
+		j += m / aes.BlockSize
 		p = p[subtle.XORBytes(p, p, ks[:min(m, len(p))]):]
 	}
 
@@ -199,6 +200,30 @@ func (s *srtpSender) protect(pkt []byte) ([]byte, error) {
 	tag := s.mac(full[:n+srtpROCLen])
 	copy(full[n:], tag[:s.tagLen])
 	return full, nil
+}
+
+// keystream writes to ks the keystream blocks from block j on, given the
+// packet's IV in iv (whose last two bytes it uses), enough for want bytes
+// or as many as ks holds, and returns how many bytes it wrote: with AES
+// instructions in fours, through rk, else one block.Encrypt call a block.
+func (s *srtpSender) keystream(ks, iv []byte, j, want int) int {
+	if s.rk == nil {
+		m := 0
+		for ; m < len(ks) && m < want; m += aes.BlockSize {
+			binary.BigEndian.PutUint16(iv[14:], uint16(j))
+			s.block.Encrypt(ks[m:], iv)
+			j++
+		}
+		return m
+	}
+	m := min((want+63)&^63, len(ks)) // whole fours: a spare block costs less than a second pass
+	for b := 0; b < m; b += aes.BlockSize {
+		copy(ks[b:b+14], iv)
+		binary.BigEndian.PutUint16(ks[b+14:], uint16(j))
+		j++
+	}
+	s.rk.encryptBlocks(ks[:m], ks[:m])
+	return m
 }
 
 // mac returns HMAC-SHA1 over msg under the session authentication key, in

@@ -100,12 +100,25 @@ func srtpSeqs(r *rand.Rand, n int) []uint16 {
 // rollover counter wraps, jumps, late packets, several SSRCs, CSRCs and
 // header extensions; and pion's receiver authenticates and decrypts them.
 func TestSRTPSenderMatchesPion(t *testing.T) {
-	for _, suite := range []SRTPSuite{SuiteAESCM128SHA1_80, SuiteAESCM128SHA1_32} {
-		t.Run(suite.String(), func(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		suite   SRTPSuite
+		generic bool
+	}{
+		{"80", SuiteAESCM128SHA1_80, false},
+		{"32", SuiteAESCM128SHA1_32, false},
+		{"80-generic", SuiteAESCM128SHA1_80, true},
+		{"32-generic", SuiteAESCM128SHA1_32, true},
+	} {
+		suite := c.suite
+		t.Run(c.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(17, uint64(suite)))
 			key := testSRTPKey(r)
 			ours, err := newSRTPSender(suite, key)
 			require.NoError(t, err)
+			if c.generic {
+				ours.rk = nil // crypto/aes block by block, as without AES-NI
+			}
 			pionOut, err := srtp.CreateContext(key[:srtpMasterKeyLen], key[srtpMasterKeyLen:], suite.profile())
 			require.NoError(t, err)
 			pionIn, err := srtp.CreateContext(key[:srtpMasterKeyLen], key[srtpMasterKeyLen:], suite.profile())
@@ -149,6 +162,40 @@ func TestSRTPSenderMatchesPion(t *testing.T) {
 			require.Greater(t, decrypted, 65000, "pion's receiver took most of them")
 			require.GreaterOrEqual(t, ours.stream(ssrcs[0]).index>>16, uint64(2), "the run crosses rollover counter wraps")
 		})
+	}
+}
+
+// The AES-NI key schedule and blocks are crypto/aes's: FIPS 197 C.1, and
+// random keys and blocks.
+func TestAES128Blocks(t *testing.T) {
+	key, _ := hex.DecodeString("000102030405060708090a0b0c0d0e0f")
+	rk := newAES128Keys(key)
+	if rk == nil {
+		t.Skip("no AES instructions in this build")
+	}
+	buf := make([]byte, 64)
+	copy(buf, []byte{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff})
+	rk.encryptBlocks(buf, buf)
+	require.Equal(t, "69c4e0d86a7b0430d8cdb78070b4c55a", hex.EncodeToString(buf[:16]))
+
+	r := rand.New(rand.NewPCG(9, 10))
+	for range 200 {
+		full := testSRTPKey(r)
+		key := full[:16]
+		rk := newAES128Keys(key)
+		block, err := aes.NewCipher(key)
+		require.NoError(t, err)
+		src := make([]byte, 64*(1+r.IntN(4)))
+		for i := range src {
+			src[i] = byte(r.Uint32())
+		}
+		got := make([]byte, len(src))
+		rk.encryptBlocks(got, src)
+		want := make([]byte, len(src))
+		for i := 0; i < len(src); i += 16 {
+			block.Encrypt(want[i:], src[i:])
+		}
+		require.Equal(t, want, got)
 	}
 }
 
