@@ -60,29 +60,47 @@ type sha1State interface {
 }
 
 // srtpSender protects one leg's outgoing RTP packets with one master key.
-// It is not safe for concurrent use (srtpOut locks around it).
+// It is not safe for concurrent use (srtpOut locks around it). What each
+// packet reads is kept together, a few cache lines: with a thousand legs
+// on a shard, each leg's state is out of cache by its next packet.
 type srtpSender struct {
-	block  cipher.Block // AES-128 under the session encryption key
-	rk     *aes128Keys  // its round keys for AES instructions, nil without
+	rk     aes128Keys // the session encryption key's round keys, if fastAES
 	salt   [srtpSaltLen]byte
-	tagLen int
+	tagLen int8
+	// fastAES and fastSHA say whether the keystream and the tag are made
+	// with the CPU's AES and SHA instructions (srtp_aes_amd64.s,
+	// srtp_sha1_amd64.s); otherwise with crypto/aes and crypto/sha1,
+	// through slow.
+	fastAES, fastSHA bool
 
-	// HMAC-SHA1 (RFC 2104) with the session authentication key: the
-	// inner and outer digests are set back to their state after the
-	// key's ipad and opad block for each packet, so that a packet costs
-	// its own blocks only.
+	// HMAC-SHA1 (RFC 2104) with the session authentication key: SHA-1's
+	// state after the key's ipad block and after its opad block, so that
+	// a packet costs its own blocks only (if fastSHA).
+	ipadState, opadState [5]uint32
+
+	// first is the rollover state of the first SSRC sent under the key,
+	// more those of any others (a leg sends one).
+	first srtpSendStream
+	more  []srtpSendStream
+
+	slow *srtpSlow // nil if fastAES and fastSHA
+}
+
+// srtpSlow is the sender's state for crypto/aes and crypto/sha1, where the
+// CPU has no AES or SHA instructions (or the build is purego).
+type srtpSlow struct {
+	block cipher.Block // AES-128 under the session encryption key
+
+	// The digests are set back to their state after the ipad and opad
+	// blocks for each packet.
 	inner, outer           sha1State
 	innerSaved, outerSaved []byte
 
-	// Scratch for each packet, here rather than on the stack because
-	// the cipher and digests are interfaces, which would make them escape.
+	// Scratch for each packet, here rather than on the stack because the
+	// cipher and digests are interfaces, which would make it escape.
 	iv  [aes.BlockSize]byte
-	ks  [12 * aes.BlockSize]byte // keystream, up to 192 bytes at a time
+	ks  [12 * aes.BlockSize]byte
 	sum [sha1.Size]byte
-
-	// streams holds the rollover state of each SSRC sent under the key
-	// (a leg sends one; the slice is searched from the front).
-	streams []srtpSendStream
 }
 
 // srtpSendStream is one SSRC's packet index (RFC 3711 §3.3.1: rollover
@@ -90,6 +108,7 @@ type srtpSender struct {
 // so that both compute the same index for any sequence of packets.
 type srtpSendStream struct {
 	ssrc    uint32
+	used    bool // this slot is ssrc's
 	started bool
 	index   uint64 // ROC<<16 | highest sequence number sent
 }
@@ -102,21 +121,40 @@ func newSRTPSender(suite SRTPSuite, key SRTPKey) (*srtpSender, error) {
 	masterSalt := key[srtpMasterKeyLen:]
 	var encKey [srtpMasterKeyLen]byte
 	var authKey [srtpAuthKeyLen]byte
-	s := &srtpSender{tagLen: suite.authTagLen(), streams: make([]srtpSendStream, 0, 1)}
+	s := &srtpSender{tagLen: int8(suite.authTagLen())}
 	srtpKDF(master, masterSalt, srtpLabelEncryption, encKey[:])
 	srtpKDF(master, masterSalt, srtpLabelAuth, authKey[:])
 	srtpKDF(master, masterSalt, srtpLabelSalt, s.salt[:])
-	if s.block, err = aes.NewCipher(encKey[:]); err != nil {
-		return nil, err
+	if rk := newAES128Keys(encKey[:]); rk != nil {
+		s.rk, s.fastAES = *rk, true
 	}
-	s.rk = newAES128Keys(encKey[:])
-	if s.inner, s.innerSaved, err = sha1Keyed(authKey[:], 0x36); err != nil {
-		return nil, err
+	if hasSHA1Blocks() {
+		s.ipadState = sha1KeyedState(authKey[:], 0x36)
+		s.opadState = sha1KeyedState(authKey[:], 0x5c)
+		s.fastSHA = true
 	}
-	if s.outer, s.outerSaved, err = sha1Keyed(authKey[:], 0x5c); err != nil {
-		return nil, err
+	if s.fastAES && s.fastSHA {
+		return s, nil
 	}
-	return s, nil
+	return s, s.setSlow(encKey[:], authKey[:])
+}
+
+// setSlow sets s up to encrypt with crypto/aes and authenticate with
+// crypto/sha1, as it does where fastAES or fastSHA is false.
+func (s *srtpSender) setSlow(encKey, authKey []byte) error {
+	sl := new(srtpSlow)
+	var err error
+	if sl.block, err = aes.NewCipher(encKey); err != nil {
+		return err
+	}
+	if sl.inner, sl.innerSaved, err = sha1Keyed(authKey, 0x36); err != nil {
+		return err
+	}
+	if sl.outer, sl.outerSaved, err = sha1Keyed(authKey, 0x5c); err != nil {
+		return err
+	}
+	s.slow = sl
+	return nil
 }
 
 // srtpKDF fills out with the AES-CM PRF's output for label (RFC 3711
@@ -154,6 +192,19 @@ func sha1Keyed(key []byte, pad byte) (sha1State, []byte, error) {
 	return h, saved, err
 }
 
+// sha1KeyedState returns SHA-1's state after the HMAC key block (key XOR
+// pad) with sha1Blocks.
+func sha1KeyedState(key []byte, pad byte) [5]uint32 {
+	h := [5]uint32{0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0} // FIPS 180-4 §5.3.1
+	var block [sha1.BlockSize]byte
+	copy(block[:], key)
+	for i := range block {
+		block[i] ^= pad
+	}
+	sha1Blocks(&h, block[:])
+	return h
+}
+
 // protect encrypts the RTP packet pkt in place and returns it with its tag
 // appended: within pkt's capacity if it has tagLen bytes spare, in a new
 // buffer otherwise.
@@ -163,8 +214,9 @@ func (s *srtpSender) protect(pkt []byte) ([]byte, error) {
 	if !ok {
 		return nil, errSRTPShort
 	}
-	if cap(pkt)-n < s.tagLen {
-		grown := make([]byte, n, n+s.tagLen)
+	tagLen := int(s.tagLen)
+	if cap(pkt)-n < tagLen {
+		grown := make([]byte, n, n+tagLen)
 		copy(grown, pkt)
 		pkt = grown
 	}
@@ -180,63 +232,109 @@ func (s *srtpSender) protect(pkt []byte) ([]byte, error) {
 	// RFC 3711 §4.1.1: IV = (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16);
 	// the keystream's block j is AES(IV + j), and j fits in IV's low 16
 	// bits, which are zero.
-	iv, ks := s.iv[:], s.ks[:]
-	copy(iv, s.salt[:])
+	var iv [aes.BlockSize]byte
+	copy(iv[:], s.salt[:])
 	binary.BigEndian.PutUint32(iv[4:], binary.BigEndian.Uint32(iv[4:])^ssrc)
 	binary.BigEndian.PutUint32(iv[8:], binary.BigEndian.Uint32(iv[8:])^roc)
 	binary.BigEndian.PutUint16(iv[12:], binary.BigEndian.Uint16(iv[12:])^seq)
-	j := 0
-	for p := pkt[hdr:n]; len(p) > 0; {
-		m := s.keystream(ks, iv, j, len(p))
-		j += m / aes.BlockSize
-		p = p[subtle.XORBytes(p, p, ks[:min(m, len(p))]):]
+	if s.fastAES {
+		s.xorKeyStream(pkt[hdr:n], &iv)
+	} else {
+		s.slow.xorKeyStream(pkt[hdr:n], &iv)
 	}
 
 	// RFC 3711 §4.2: the tag is HMAC(k_a, packet || ROC), cut to tagLen.
 	// The ROC is hashed from where the tag goes, contiguous with the
 	// packet, and overwritten by the tag.
-	full := pkt[:n+s.tagLen]
+	full := pkt[:n+tagLen]
 	binary.BigEndian.PutUint32(full[n:], roc)
-	tag := s.mac(full[:n+srtpROCLen])
-	copy(full[n:], tag[:s.tagLen])
+	if s.fastSHA {
+		s.mac(full[:n+srtpROCLen], full[n:])
+	} else {
+		copy(full[n:], s.slow.mac(full[:n+srtpROCLen]))
+	}
 	return full, nil
 }
 
-// keystream writes to ks the keystream blocks from block j on, given the
-// packet's IV in iv (whose last two bytes it uses), enough for want bytes
-// or as many as ks holds, and returns how many bytes it wrote: with AES
-// instructions in fours, through rk, else one block.Encrypt call a block.
-func (s *srtpSender) keystream(ks, iv []byte, j, want int) int {
-	if s.rk == nil {
-		m := 0
-		for ; m < len(ks) && m < want; m += aes.BlockSize {
-			binary.BigEndian.PutUint16(iv[14:], uint16(j))
-			s.block.Encrypt(ks[m:], iv)
+// xorKeyStream XORs p with the keystream from iv (RFC 3711 §4.1.1), made
+// with AES instructions four blocks at a time: the counter blocks are
+// written and encrypted in place, a spare block or two costing less than
+// another pass.
+func (s *srtpSender) xorKeyStream(p []byte, iv *[aes.BlockSize]byte) {
+	var ks [12 * aes.BlockSize]byte
+	for j := 0; len(p) > 0; {
+		m := min((len(p)+63)&^63, len(ks))
+		for b := 0; b < m; b += aes.BlockSize {
+			copy(ks[b:b+14], iv[:14])
+			binary.BigEndian.PutUint16(ks[b+14:], uint16(j))
 			j++
 		}
-		return m
+		s.rk.encryptBlocks(ks[:m], ks[:m])
+		p = p[subtle.XORBytes(p, p, ks[:min(m, len(p))]):]
 	}
-	m := min((want+63)&^63, len(ks)) // whole fours: a spare block costs less than a second pass
-	for b := 0; b < m; b += aes.BlockSize {
-		copy(ks[b:b+14], iv)
-		binary.BigEndian.PutUint16(ks[b+14:], uint16(j))
-		j++
+}
+
+// xorKeyStream is the sender's xorKeyStream with crypto/aes, one
+// block.Encrypt a block.
+func (sl *srtpSlow) xorKeyStream(p []byte, iv *[aes.BlockSize]byte) {
+	sl.iv = *iv
+	for j := 0; len(p) > 0; {
+		m := 0
+		for ; m < len(sl.ks) && m < len(p); m += aes.BlockSize {
+			binary.BigEndian.PutUint16(sl.iv[14:], uint16(j))
+			sl.block.Encrypt(sl.ks[m:], sl.iv[:])
+			j++
+		}
+		p = p[subtle.XORBytes(p, p, sl.ks[:min(m, len(p))]):]
 	}
-	s.rk.encryptBlocks(ks[:m], ks[:m])
-	return m
+}
+
+// mac writes to tag the first len(tag) bytes of HMAC-SHA1 over msg under
+// the session authentication key, with sha1Blocks: SHA-1 from the ipad
+// state over msg and its padding (FIPS 180-4 §5.1.1, the length counting
+// the ipad block), then from the opad state over the inner digest.
+func (s *srtpSender) mac(msg, tag []byte) {
+	h := s.ipadState
+	whole := len(msg) &^ 63
+	if whole > 0 {
+		sha1Blocks(&h, msg[:whole])
+	}
+	var last [2 * sha1.BlockSize]byte
+	rest := copy(last[:], msg[whole:])
+	last[rest] = 0x80
+	end := sha1.BlockSize
+	if rest+1+8 > sha1.BlockSize {
+		end = 2 * sha1.BlockSize
+	}
+	binary.BigEndian.PutUint64(last[end-8:], uint64(sha1.BlockSize+len(msg))*8)
+	sha1Blocks(&h, last[:end])
+
+	o := s.opadState
+	var outer [sha1.BlockSize]byte
+	for i, v := range h {
+		binary.BigEndian.PutUint32(outer[4*i:], v)
+	}
+	outer[sha1.Size] = 0x80
+	binary.BigEndian.PutUint64(outer[sha1.BlockSize-8:], (sha1.BlockSize+sha1.Size)*8)
+	sha1Blocks(&o, outer[:])
+	var sum [sha1.Size]byte
+	for i, v := range o {
+		binary.BigEndian.PutUint32(sum[4*i:], v)
+	}
+	copy(tag, sum[:])
 }
 
 // mac returns HMAC-SHA1 over msg under the session authentication key, in
-// s.sum.
-func (s *srtpSender) mac(msg []byte) []byte {
+// sl.sum, with crypto/sha1.
+func (sl *srtpSlow) mac(msg []byte) []byte {
 	// The saved states are what these digests marshaled: restoring them
 	// cannot fail.
-	_ = s.inner.UnmarshalBinary(s.innerSaved)
-	s.inner.Write(msg)
-	sum := s.inner.Sum(s.sum[:0])
-	_ = s.outer.UnmarshalBinary(s.outerSaved)
-	s.outer.Write(sum)
-	return s.outer.Sum(s.sum[:0])
+	_ = sl.inner.UnmarshalBinary(sl.innerSaved)
+	sl.inner.Write(msg)
+	sum := sl.inner.Sum(sl.sum[:0])
+	_ = sl.outer.UnmarshalBinary(sl.outerSaved)
+	sl.outer.Write(sum)
+	return sl.outer.Sum(sl.sum[:0])
 }
 
 // rtpHeaderLen returns the length of pkt's RTP header: the fixed part,
@@ -258,13 +356,20 @@ func rtpHeaderLen(pkt []byte) (int, bool) {
 // stream returns ssrc's rollover state, a new one for an SSRC not sent
 // before.
 func (s *srtpSender) stream(ssrc uint32) *srtpSendStream {
-	for i := range s.streams {
-		if s.streams[i].ssrc == ssrc {
-			return &s.streams[i]
+	if s.first.ssrc == ssrc && s.first.used {
+		return &s.first
+	}
+	if !s.first.used {
+		s.first = srtpSendStream{ssrc: ssrc, used: true}
+		return &s.first
+	}
+	for i := range s.more {
+		if s.more[i].ssrc == ssrc {
+			return &s.more[i]
 		}
 	}
-	s.streams = append(s.streams, srtpSendStream{ssrc: ssrc})
-	return &s.streams[len(s.streams)-1]
+	s.more = append(s.more, srtpSendStream{ssrc: ssrc, used: true})
+	return &s.more[len(s.more)-1]
 }
 
 // next returns the rollover counter for seq, the step from the highest

@@ -3,6 +3,8 @@ package media
 import (
 	"bytes"
 	"crypto/aes"
+	"crypto/hmac"
+	"crypto/sha1"
 	"encoding/binary"
 	"encoding/hex"
 	"math/rand/v2"
@@ -101,14 +103,15 @@ func srtpSeqs(r *rand.Rand, n int) []uint16 {
 // header extensions; and pion's receiver authenticates and decrypts them.
 func TestSRTPSenderMatchesPion(t *testing.T) {
 	for _, c := range []struct {
-		name    string
-		suite   SRTPSuite
-		generic bool
+		name             string
+		suite            SRTPSuite
+		slowAES, slowSHA bool
 	}{
-		{"80", SuiteAESCM128SHA1_80, false},
-		{"32", SuiteAESCM128SHA1_32, false},
-		{"80-generic", SuiteAESCM128SHA1_80, true},
-		{"32-generic", SuiteAESCM128SHA1_32, true},
+		{"80", SuiteAESCM128SHA1_80, false, false},
+		{"32", SuiteAESCM128SHA1_32, false, false},
+		{"80-crypto-aes", SuiteAESCM128SHA1_80, true, false},
+		{"80-crypto-sha1", SuiteAESCM128SHA1_80, false, true},
+		{"32-crypto-both", SuiteAESCM128SHA1_32, true, true},
 	} {
 		suite := c.suite
 		t.Run(c.name, func(t *testing.T) {
@@ -116,8 +119,17 @@ func TestSRTPSenderMatchesPion(t *testing.T) {
 			key := testSRTPKey(r)
 			ours, err := newSRTPSender(suite, key)
 			require.NoError(t, err)
-			if c.generic {
-				ours.rk = nil // crypto/aes block by block, as without AES-NI
+			if c.slowAES || c.slowSHA {
+				// crypto/aes or crypto/sha1, as without AES-NI
+				// or the SHA extensions
+				master, err := aes.NewCipher(key[:srtpMasterKeyLen])
+				require.NoError(t, err)
+				var enc, auth [srtpAuthKeyLen]byte
+				srtpKDF(master, key[srtpMasterKeyLen:], srtpLabelEncryption, enc[:srtpMasterKeyLen])
+				srtpKDF(master, key[srtpMasterKeyLen:], srtpLabelAuth, auth[:])
+				require.NoError(t, ours.setSlow(enc[:srtpMasterKeyLen], auth[:]))
+				ours.fastAES = ours.fastAES && !c.slowAES
+				ours.fastSHA = ours.fastSHA && !c.slowSHA
 			}
 			pionOut, err := srtp.CreateContext(key[:srtpMasterKeyLen], key[srtpMasterKeyLen:], suite.profile())
 			require.NoError(t, err)
@@ -199,6 +211,32 @@ func TestAES128Blocks(t *testing.T) {
 	}
 }
 
+// sha1Blocks with the HMAC's padding is crypto/hmac's HMAC-SHA1, for
+// messages of every length around the block boundaries.
+func TestSRTPSenderMAC(t *testing.T) {
+	if !hasSHA1Blocks() {
+		t.Skip("no SHA extensions in this build")
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	key := make([]byte, srtpAuthKeyLen)
+	for i := range key {
+		key[i] = byte(r.Uint32())
+	}
+	s := &srtpSender{ipadState: sha1KeyedState(key, 0x36), opadState: sha1KeyedState(key, 0x5c)}
+	for n := range 300 {
+		msg := make([]byte, n)
+		for i := range msg {
+			msg[i] = byte(r.Uint32())
+		}
+		h := hmac.New(sha1.New, key)
+		h.Write(msg)
+		want := h.Sum(nil)
+		got := make([]byte, sha1.Size)
+		s.mac(msg, got)
+		require.Equal(t, want, got, "%d bytes", n)
+	}
+}
+
 // A packet without room for the tag gets a new buffer; the one given is
 // left as it was.
 func TestSRTPSenderGrows(t *testing.T) {
@@ -234,7 +272,7 @@ func TestSRTPSenderShort(t *testing.T) {
 		_, err := ours.protect(pkt)
 		require.ErrorIs(t, err, errSRTPShort, "% x", pkt)
 	}
-	require.Empty(t, ours.streams)
+	require.False(t, ours.first.used)
 }
 
 // The sender stops at the end of the 48-bit index (RFC 3711 §9.2), as
@@ -245,7 +283,7 @@ func TestSRTPSenderExhausted(t *testing.T) {
 	require.NoError(t, err)
 	_, err = ours.protect(testRTP(r, 65535, 9, 10, 0, -1))
 	require.NoError(t, err)
-	ours.streams[0].index = 1<<48 - 1
+	ours.first.index = 1<<48 - 1
 	_, err = ours.protect(testRTP(r, 0, 9, 10, 0, -1))
 	require.ErrorIs(t, err, errSRTPExhaust)
 }
