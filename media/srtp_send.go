@@ -3,9 +3,9 @@ package media
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/sha1" //nolint:gosec // HMAC-SHA1 is what RFC 3711's suites are
 	"crypto/subtle"
-	"encoding"
 	"encoding/binary"
 	"errors"
 	"hash"
@@ -27,8 +27,12 @@ import (
 // cipher.Block waits out each block's ten rounds. crypto/cipher's own bulk
 // counter mode (NewCTR) would do that too, but it allocates and copies the
 // key schedule for each IV, so that it costs more than the ten single
-// blocks of a 160-byte payload (BENCHMARKS.md, issue 17). Without AES-NI
-// (or with -tags purego) the blocks go one at a time through crypto/aes.
+// blocks of a 160-byte payload (BENCHMARKS.md, issue 17). The tag is
+// SHA-1 from the states after the HMAC key's ipad and opad blocks, kept as
+// five words each, over the packet's own blocks with the SHA extensions
+// (srtp_sha1_amd64.s, crypto/sha1's routine), padded on the stack. Without
+// AES-NI or the SHA extensions (or with -tags purego, or off amd64) that
+// half goes through crypto/aes block by block, or crypto/hmac.
 
 // RFC 3711 §4.3.1 key derivation labels.
 const (
@@ -47,17 +51,9 @@ const (
 )
 
 var (
-	errSRTPShort    = errors.New("media: SRTP: packet shorter than its RTP header")
-	errSRTPExhaust  = errors.New("media: SRTP: the key protected 2^48 packets, RFC 3711 §9.2 wants a new one")
-	errSRTPHashType = errors.New("media: SRTP: SHA-1 state cannot be restored")
+	errSRTPShort   = errors.New("media: SRTP: packet shorter than its RTP header")
+	errSRTPExhaust = errors.New("media: SRTP: the key protected 2^48 packets, RFC 3711 §9.2 wants a new one")
 )
-
-// sha1State is a SHA-1 digest whose state can be set back to a saved one
-// (crypto/sha1's digest is).
-type sha1State interface {
-	hash.Hash
-	encoding.BinaryUnmarshaler
-}
 
 // srtpSender protects one leg's outgoing RTP packets with one master key.
 // It is not safe for concurrent use (srtpOut locks around it). What each
@@ -69,7 +65,7 @@ type srtpSender struct {
 	tagLen int8
 	// fastAES and fastSHA say whether the keystream and the tag are made
 	// with the CPU's AES and SHA instructions (srtp_aes_amd64.s,
-	// srtp_sha1_amd64.s); otherwise with crypto/aes and crypto/sha1,
+	// srtp_sha1_amd64.s); otherwise with crypto/aes and crypto/hmac,
 	// through slow.
 	fastAES, fastSHA bool
 
@@ -86,18 +82,18 @@ type srtpSender struct {
 	slow *srtpSlow // nil if fastAES and fastSHA
 }
 
-// srtpSlow is the sender's state for crypto/aes and crypto/sha1, where the
+// srtpSlow is the sender's state for crypto/aes and crypto/hmac, where the
 // CPU has no AES or SHA instructions (or the build is purego).
 type srtpSlow struct {
 	block cipher.Block // AES-128 under the session encryption key
 
-	// The digests are set back to their state after the ipad and opad
-	// blocks for each packet.
-	inner, outer           sha1State
-	innerSaved, outerSaved []byte
+	// HMAC-SHA1 under the session authentication key; crypto/hmac keeps
+	// the states after the ipad and opad blocks and restores them on
+	// Reset (as fast as restoring crypto/sha1 digests by hand: issue 17).
+	hmac hash.Hash
 
 	// Scratch for each packet, here rather than on the stack because the
-	// cipher and digests are interfaces, which would make it escape.
+	// cipher and the HMAC are interfaces, which would make it escape.
 	iv  [aes.BlockSize]byte
 	ks  [12 * aes.BlockSize]byte
 	sum [sha1.Size]byte
@@ -140,19 +136,14 @@ func newSRTPSender(suite SRTPSuite, key SRTPKey) (*srtpSender, error) {
 }
 
 // setSlow sets s up to encrypt with crypto/aes and authenticate with
-// crypto/sha1, as it does where fastAES or fastSHA is false.
+// crypto/hmac, as it does where fastAES or fastSHA is false.
 func (s *srtpSender) setSlow(encKey, authKey []byte) error {
 	sl := new(srtpSlow)
 	var err error
 	if sl.block, err = aes.NewCipher(encKey); err != nil {
 		return err
 	}
-	if sl.inner, sl.innerSaved, err = sha1Keyed(authKey, 0x36); err != nil {
-		return err
-	}
-	if sl.outer, sl.outerSaved, err = sha1Keyed(authKey, 0x5c); err != nil {
-		return err
-	}
+	sl.hmac = hmac.New(sha1.New, authKey)
 	s.slow = sl
 	return nil
 }
@@ -169,27 +160,6 @@ func srtpKDF(master cipher.Block, masterSalt []byte, label byte, out []byte) {
 		master.Encrypt(ks[:], iv[:])
 		copy(out[i:], ks[:])
 	}
-}
-
-// sha1Keyed returns a SHA-1 digest that has hashed the HMAC key block (key
-// XOR pad, RFC 2104), and its state saved to restore per packet.
-func sha1Keyed(key []byte, pad byte) (sha1State, []byte, error) {
-	h, ok := sha1.New().(sha1State)
-	if !ok {
-		return nil, nil, errSRTPHashType
-	}
-	m, ok := h.(encoding.BinaryMarshaler)
-	if !ok {
-		return nil, nil, errSRTPHashType
-	}
-	var block [sha1.BlockSize]byte
-	copy(block[:], key)
-	for i := range block {
-		block[i] ^= pad
-	}
-	h.Write(block[:])
-	saved, err := m.MarshalBinary()
-	return h, saved, err
 }
 
 // sha1KeyedState returns SHA-1's state after the HMAC key block (key XOR
@@ -325,16 +295,11 @@ func (s *srtpSender) mac(msg, tag []byte) {
 }
 
 // mac returns HMAC-SHA1 over msg under the session authentication key, in
-// sl.sum, with crypto/sha1.
+// sl.sum, with crypto/hmac.
 func (sl *srtpSlow) mac(msg []byte) []byte {
-	// The saved states are what these digests marshaled: restoring them
-	// cannot fail.
-	_ = sl.inner.UnmarshalBinary(sl.innerSaved)
-	sl.inner.Write(msg)
-	sum := sl.inner.Sum(sl.sum[:0])
-	_ = sl.outer.UnmarshalBinary(sl.outerSaved)
-	sl.outer.Write(sum)
-	return sl.outer.Sum(sl.sum[:0])
+	sl.hmac.Reset()
+	sl.hmac.Write(msg)
+	return sl.hmac.Sum(sl.sum[:0])
 }
 
 // rtpHeaderLen returns the length of pkt's RTP header: the fixed part,
