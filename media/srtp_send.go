@@ -55,11 +55,11 @@ var (
 	errSRTPExhaust = errors.New("media: SRTP: the key protected 2^48 packets, RFC 3711 §9.2 wants a new one")
 )
 
-// srtpSender protects one leg's outgoing RTP packets with one master key.
-// It is not safe for concurrent use (srtpOut locks around it). What each
-// packet reads is kept together, a few cache lines: with a thousand legs
-// on a shard, each leg's state is out of cache by its next packet.
-type srtpSender struct {
+// srtpSession is one master key's session keys and the two halves of the
+// transform, for either direction. What a packet reads is kept together, a
+// few cache lines: with a thousand legs on a shard, each leg's state is out
+// of cache by its next packet.
+type srtpSession struct {
 	rk     aes128Keys // the session encryption key's round keys, if fastAES
 	salt   [srtpSaltLen]byte
 	tagLen int8
@@ -74,12 +74,18 @@ type srtpSender struct {
 	// a packet costs its own blocks only (if fastSHA).
 	ipadState, opadState [5]uint32
 
+	slow *srtpSlow // nil if fastAES and fastSHA
+}
+
+// srtpSender protects one leg's outgoing RTP packets with one master key.
+// It is not safe for concurrent use (srtpOut locks around it).
+type srtpSender struct {
+	srtpSession
+
 	// first is the rollover state of the first SSRC sent under the key,
 	// more those of any others (a leg sends one).
 	first srtpSendStream
 	more  []srtpSendStream
-
-	slow *srtpSlow // nil if fastAES and fastSHA
 }
 
 // srtpSlow is the sender's state for crypto/aes and crypto/hmac, where the
@@ -110,14 +116,23 @@ type srtpSendStream struct {
 }
 
 func newSRTPSender(suite SRTPSuite, key SRTPKey) (*srtpSender, error) {
+	s := new(srtpSender)
+	if err := s.init(suite, key); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// init derives the session keys from the master key and salt.
+func (s *srtpSession) init(suite SRTPSuite, key SRTPKey) error {
 	master, err := aes.NewCipher(key[:srtpMasterKeyLen])
 	if err != nil {
-		return nil, err
+		return err
 	}
 	masterSalt := key[srtpMasterKeyLen:]
 	var encKey [srtpMasterKeyLen]byte
 	var authKey [srtpAuthKeyLen]byte
-	s := &srtpSender{tagLen: int8(suite.authTagLen())}
+	s.tagLen = int8(suite.authTagLen())
 	srtpKDF(master, masterSalt, srtpLabelEncryption, encKey[:])
 	srtpKDF(master, masterSalt, srtpLabelAuth, authKey[:])
 	srtpKDF(master, masterSalt, srtpLabelSalt, s.salt[:])
@@ -130,14 +145,14 @@ func newSRTPSender(suite SRTPSuite, key SRTPKey) (*srtpSender, error) {
 		s.fastSHA = true
 	}
 	if s.fastAES && s.fastSHA {
-		return s, nil
+		return nil
 	}
-	return s, s.setSlow(encKey[:], authKey[:])
+	return s.setSlow(encKey[:], authKey[:])
 }
 
 // setSlow sets s up to encrypt with crypto/aes and authenticate with
 // crypto/hmac, as it does where fastAES or fastSHA is false.
-func (s *srtpSender) setSlow(encKey, authKey []byte) error {
+func (s *srtpSession) setSlow(encKey, authKey []byte) error {
 	sl := new(srtpSlow)
 	var err error
 	if sl.block, err = aes.NewCipher(encKey); err != nil {
@@ -199,6 +214,19 @@ func (s *srtpSender) protect(pkt []byte) ([]byte, error) {
 	}
 	st.update(seq, diff)
 
+	s.crypt(pkt[hdr:n], ssrc, roc, seq)
+
+	// The ROC is hashed from where the tag goes, contiguous with the
+	// packet, and overwritten by the tag.
+	full := pkt[:n+tagLen]
+	binary.BigEndian.PutUint32(full[n:], roc)
+	s.tag(full[:n+srtpROCLen], full[n:])
+	return full, nil
+}
+
+// crypt XORs the payload p of packet index roc<<16|seq from ssrc with its
+// keystream: encrypts or decrypts it in place.
+func (s *srtpSession) crypt(p []byte, ssrc, roc uint32, seq uint16) {
 	// RFC 3711 §4.1.1: IV = (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16);
 	// the keystream's block j is AES(IV + j), and j fits in IV's low 16
 	// bits, which are zero.
@@ -208,29 +236,28 @@ func (s *srtpSender) protect(pkt []byte) ([]byte, error) {
 	binary.BigEndian.PutUint32(iv[8:], binary.BigEndian.Uint32(iv[8:])^roc)
 	binary.BigEndian.PutUint16(iv[12:], binary.BigEndian.Uint16(iv[12:])^seq)
 	if s.fastAES {
-		s.xorKeyStream(pkt[hdr:n], &iv)
+		s.xorKeyStream(p, &iv)
 	} else {
-		s.slow.xorKeyStream(pkt[hdr:n], &iv)
+		s.slow.xorKeyStream(p, &iv)
 	}
+}
 
-	// RFC 3711 §4.2: the tag is HMAC(k_a, packet || ROC), cut to tagLen.
-	// The ROC is hashed from where the tag goes, contiguous with the
-	// packet, and overwritten by the tag.
-	full := pkt[:n+tagLen]
-	binary.BigEndian.PutUint32(full[n:], roc)
+// tag writes to out the first len(out) bytes of the authentication tag
+// of msg, the authenticated portion and the ROC (RFC 3711 §4.2: HMAC(k_a,
+// packet || ROC), cut to the suite's length).
+func (s *srtpSession) tag(msg, out []byte) {
 	if s.fastSHA {
-		s.mac(full[:n+srtpROCLen], full[n:])
+		s.mac(msg, out)
 	} else {
-		copy(full[n:], s.slow.mac(full[:n+srtpROCLen]))
+		copy(out, s.slow.mac(msg))
 	}
-	return full, nil
 }
 
 // xorKeyStream XORs p with the keystream from iv (RFC 3711 §4.1.1), made
 // with AES instructions four blocks at a time: the counter blocks are
 // written and encrypted in place, a spare block or two costing less than
 // another pass.
-func (s *srtpSender) xorKeyStream(p []byte, iv *[aes.BlockSize]byte) {
+func (s *srtpSession) xorKeyStream(p []byte, iv *[aes.BlockSize]byte) {
 	var ks [12 * aes.BlockSize]byte
 	for j := 0; len(p) > 0; {
 		m := min((len(p)+63)&^63, len(ks))
@@ -263,7 +290,7 @@ func (sl *srtpSlow) xorKeyStream(p []byte, iv *[aes.BlockSize]byte) {
 // the session authentication key, with sha1Blocks: SHA-1 from the ipad
 // state over msg and its padding (FIPS 180-4 §5.1.1, the length counting
 // the ipad block), then from the opad state over the inner digest.
-func (s *srtpSender) mac(msg, tag []byte) {
+func (s *srtpSession) mac(msg, tag []byte) {
 	h := s.ipadState
 	whole := len(msg) &^ 63
 	if whole > 0 {
