@@ -48,7 +48,7 @@ type srtpReceiver struct {
 // srtpRecvStream is one SSRC's highest index received (tracked as pion's
 // receiver tracks it) and its replay window.
 type srtpRecvStream struct {
-	index  srtpSendStream
+	seq    srtpIndex
 	replay replaydetector.CheckAccepter
 }
 
@@ -83,7 +83,7 @@ func (r *srtpReceiver) unprotect(pkt []byte) ([]byte, error) {
 		tok  replaydetector.Token
 	)
 	if st != nil {
-		roc, diff, _ = st.index.next(seq)
+		roc, diff, _ = st.seq.next(seq)
 		// Before the tag, as pion does: a flood of replays costs no
 		// crypto. The window only moves on Accept, after the tag.
 		tok = st.replay.CheckSeq(uint64(roc)<<16 | uint64(seq))
@@ -119,13 +119,13 @@ func (r *srtpReceiver) unprotect(pkt []byte) ([]byte, error) {
 		tok = st.replay.CheckSeq(uint64(seq)) // a new window takes any index
 	}
 	st.replay.Accept(tok)
-	st.index.update(seq, diff)
+	st.seq.update(seq, diff)
 	return pkt[:n], nil
 }
 
 // stream returns ssrc's state, nil if no packet from it authenticated.
 func (r *srtpReceiver) stream(ssrc uint32) *srtpRecvStream {
-	if r.first != nil && r.first.index.ssrc == ssrc {
+	if r.first != nil && r.first.seq.ssrc == ssrc {
 		return r.first
 	}
 	return r.more[ssrc]
@@ -138,7 +138,7 @@ func (r *srtpReceiver) add(ssrc uint32) (*srtpRecvStream, error) {
 	if !ok {
 		return nil, errSRTPDetectors
 	}
-	st := &srtpRecvStream{index: srtpSendStream{ssrc: ssrc, used: true}, replay: det}
+	st := &srtpRecvStream{seq: srtpIndex{ssrc: ssrc, used: true}, replay: det}
 	if r.first == nil {
 		r.first = st
 		return st, nil

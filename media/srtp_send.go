@@ -84,8 +84,8 @@ type srtpSender struct {
 
 	// first is the rollover state of the first SSRC sent under the key,
 	// more those of any others (a leg sends one).
-	first srtpSendStream
-	more  []srtpSendStream
+	first srtpIndex
+	more  []srtpIndex
 }
 
 // srtpSlow is the sender's state for crypto/aes and crypto/hmac, where the
@@ -105,14 +105,15 @@ type srtpSlow struct {
 	sum [sha1.Size]byte
 }
 
-// srtpSendStream is one SSRC's packet index (RFC 3711 §3.3.1: rollover
-// counter and highest sequence number), tracked as pion's sender tracks it
-// so that both compute the same index for any sequence of packets.
-type srtpSendStream struct {
+// srtpIndex is one SSRC's packet index (RFC 3711 §3.3.1: rollover
+// counter and highest sequence number), tracked as pion tracks it (its
+// sender and its receiver alike), so that both compute the same index for
+// any sequence of packets.
+type srtpIndex struct {
 	ssrc    uint32
 	used    bool // this slot is ssrc's
 	started bool
-	index   uint64 // ROC<<16 | highest sequence number sent
+	index   uint64 // ROC<<16 | highest sequence number sent or received
 }
 
 func newSRTPSender(suite SRTPSuite, key SRTPKey) (*srtpSender, error) {
@@ -347,12 +348,12 @@ func rtpHeaderLen(pkt []byte) (int, bool) {
 
 // stream returns ssrc's rollover state, a new one for an SSRC not sent
 // before.
-func (s *srtpSender) stream(ssrc uint32) *srtpSendStream {
+func (s *srtpSender) stream(ssrc uint32) *srtpIndex {
 	if s.first.ssrc == ssrc && s.first.used {
 		return &s.first
 	}
 	if !s.first.used {
-		s.first = srtpSendStream{ssrc: ssrc, used: true}
+		s.first = srtpIndex{ssrc: ssrc, used: true}
 		return &s.first
 	}
 	for i := range s.more {
@@ -360,15 +361,15 @@ func (s *srtpSender) stream(ssrc uint32) *srtpSendStream {
 			return &s.more[i]
 		}
 	}
-	s.more = append(s.more, srtpSendStream{ssrc: ssrc, used: true})
+	s.more = append(s.more, srtpIndex{ssrc: ssrc, used: true})
 	return &s.more[len(s.more)-1]
 }
 
 // next returns the rollover counter for seq, the step from the highest
-// index sent to seq's, and whether the 48-bit index ran out (pion's
-// nextRolloverCount, for the sender: RFC 3711 §3.3.1 with the highest
-// index sent as s_l).
-func (st *srtpSendStream) next(seq uint16) (roc uint32, diff int32, exhausted bool) {
+// index so far to seq's, and whether the 48-bit index ran out (pion's
+// nextRolloverCount: RFC 3711 §3.3.1 with the highest index so far as
+// s_l, for the sender as for the receiver).
+func (st *srtpIndex) next(seq uint16) (roc uint32, diff int32, exhausted bool) {
 	localROC := uint32(st.index >> 16)
 	localSeq := int32(st.index & (seqSpan - 1))
 	s := int32(seq)
@@ -389,7 +390,7 @@ func (st *srtpSendStream) next(seq uint16) (roc uint32, diff int32, exhausted bo
 }
 
 // update moves the highest index sent on to seq's if seq is ahead.
-func (st *srtpSendStream) update(seq uint16, diff int32) {
+func (st *srtpIndex) update(seq uint16, diff int32) {
 	switch {
 	case !st.started:
 		st.index |= uint64(seq)
