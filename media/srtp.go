@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-
-	"github.com/pion/rtp"
-	"github.com/pion/srtp/v3"
 )
 
 // SRTP (RFC 3711) on a call leg. A leg with keys (EndpointOptions.SRTP,
@@ -29,16 +26,9 @@ const srtpTrailerMax = 10
 // SRTP remembers (RFC 3711 §3.3.2 wants at least 64).
 const srtpReplayWindow = 128
 
-// errUnauthenticated is what a failed decryption counts as; pion's errors
-// say why.
+// errUnauthenticated is what a failed decryption counts as; the wrapped
+// error says why.
 var errUnauthenticated = errors.New("media: SRTP packet failed authentication")
-
-func (s SRTPSuite) profile() srtp.ProtectionProfile {
-	if s == SuiteAESCM128SHA1_32 {
-		return srtp.ProtectionProfileAes128CmHmacSha1_32
-	}
-	return srtp.ProtectionProfileAes128CmHmacSha1_80
-}
 
 // srtpOut encrypts what one leg sends. A leg keeps it for its life (and
 // across plain spells, for as long as its key is the same), because the
@@ -50,26 +40,25 @@ type srtpOut struct {
 	suite SRTPSuite
 	key   SRTPKey
 
-	mu  sync.Mutex
-	ctx *srtp.Context
-	hdr rtp.Header // scratch for pion, so that encrypting allocates nothing
+	mu     sync.Mutex
+	sender *srtpSender // our own transform (srtp_send.go), not pion's
 }
 
 func newSRTPOut(suite SRTPSuite, key SRTPKey) (*srtpOut, error) {
-	ctx, err := srtp.CreateContext(key[:srtpMasterKeyLen], key[srtpMasterKeyLen:], suite.profile())
+	sender, err := newSRTPSender(suite, key)
 	if err != nil {
 		return nil, fmt.Errorf("media: SRTP context: %w", err)
 	}
-	return &srtpOut{suite: suite, key: key, ctx: ctx}, nil
+	return &srtpOut{suite: suite, key: key, sender: sender}, nil
 }
 
 // protect encrypts the RTP packet pkt in place and returns it with its
 // authentication tag appended, within pkt's capacity (the callers' buffers
-// keep srtpTrailerMax bytes spare; pion would allocate otherwise).
+// keep srtpTrailerMax bytes spare; it would allocate otherwise).
 func (o *srtpOut) protect(pkt []byte) ([]byte, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.ctx.EncryptRTP(pkt, pkt, &o.hdr)
+	return o.sender.protect(pkt)
 }
 
 // srtpIn decrypts what one leg reads. It is used under the leg's relayMu,
@@ -78,26 +67,21 @@ type srtpIn struct {
 	suite SRTPSuite
 	key   SRTPKey
 	mki   string
-	ctx   *srtp.Context
-	hdr   rtp.Header
+	recv  *srtpReceiver // our own transform (srtp_recv.go), not pion's
 }
 
 func newSRTPIn(k *SRTPKeys) (*srtpIn, error) {
-	opts := []srtp.ContextOption{srtp.SRTPReplayProtection(srtpReplayWindow)}
-	if len(k.RemoteMKI) > 0 {
-		opts = append(opts, srtp.MasterKeyIndicator(k.RemoteMKI))
-	}
-	ctx, err := srtp.CreateContext(k.Remote[:srtpMasterKeyLen], k.Remote[srtpMasterKeyLen:], k.Suite.profile(), opts...)
+	recv, err := newSRTPReceiver(k.Suite, k.Remote, k.RemoteMKI, srtpReplayWindow)
 	if err != nil {
 		return nil, fmt.Errorf("media: SRTP context: %w", err)
 	}
-	return &srtpIn{suite: k.Suite, key: k.Remote, mki: string(k.RemoteMKI), ctx: ctx}, nil
+	return &srtpIn{suite: k.Suite, key: k.Remote, mki: string(k.RemoteMKI), recv: recv}, nil
 }
 
 // unprotect authenticates and decrypts the SRTP packet pkt in place and
 // returns the RTP packet (pkt without its tag and MKI).
 func (in *srtpIn) unprotect(pkt []byte) ([]byte, error) {
-	out, err := in.ctx.DecryptRTP(pkt, pkt, &in.hdr)
+	out, err := in.recv.unprotect(pkt)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errUnauthenticated, err)
 	}
