@@ -1,5 +1,10 @@
 //go:build !purego
 
+// Derived from Go's crypto/internal/fips140/aes/aes_amd64.s:
+// Copyright The Go Authors. All rights reserved.
+// Use of this source code is governed by a BSD-style license that can be
+// found in the LICENSE-GO file beside it.
+
 #include "textflag.h"
 
 // One step of the AES-128 key schedule, as crypto/aes does it

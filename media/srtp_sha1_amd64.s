@@ -1,5 +1,10 @@
 //go:build !purego
 
+// Derived from Go's crypto/sha1/sha1block_amd64.s:
+// Copyright The Go Authors. All rights reserved.
+// Use of this source code is governed by a BSD-style license that can be
+// found in the LICENSE-GO file beside it.
+
 #include "textflag.h"
 
 // SHA-1's compression function with the SHA extensions, for the SRTP
