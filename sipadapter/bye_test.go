@@ -58,14 +58,7 @@ func TestByeOvertakesAPendingReInviteOnTheWire(t *testing.T) {
 		t.Run(fmt.Sprint(late), func(t *testing.T) {
 			srv := testServer(t, sipadapter.Config{})
 			ctx := ctxFor(t, 20*time.Second)
-			party := newRawUDPParty(t, srv.Addr(), false)
-			res := party.invite(srv.ParkURI(), sdpOffer(4000, 1, "sendrecv"))
-			require.Equal(t, 200, res.StatusCode)
-			party.ack(res, "")
-
-			carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
-			got, err := carol.Call(ctx, srv.OrbitURI(orbit.Orbit(res.GetHeader("X-Park-Orbit").Value())), parktest.CallOptions{Mute: true})
-			require.NoError(t, err)
+			party, got := parkRawAndRetrieve(t, ctx, srv)
 			reinvite, from := party.next(sip.INVITE)
 			require.Equal(t, "application/sdp", reinvite.ContentType().Value())
 
@@ -129,14 +122,7 @@ func (p *rawUDPParty) reply(res *sip.Response, to netip.AddrPort) {
 func TestShutdownDoesNotWaitForAnUnansweredBye(t *testing.T) {
 	srv := testServer(t, sipadapter.Config{})
 	ctx := ctxFor(t, 20*time.Second)
-	party := newRawUDPParty(t, srv.Addr(), false)
-	res := party.invite(srv.ParkURI(), sdpOffer(4000, 1, "sendrecv"))
-	require.Equal(t, 200, res.StatusCode)
-	party.ack(res, "")
-
-	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
-	got, err := carol.Call(ctx, srv.OrbitURI(orbit.Orbit(res.GetHeader("X-Park-Orbit").Value())), parktest.CallOptions{Mute: true})
-	require.NoError(t, err)
+	party, got := parkRawAndRetrieve(t, ctx, srv)
 	party.next(sip.INVITE) // the re-INVITE for two-way audio, never answered
 	require.NoError(t, got.Hangup(ctx))
 	party.next(sip.BYE) // never answered either
@@ -147,4 +133,19 @@ func TestShutdownDoesNotWaitForAnUnansweredBye(t *testing.T) {
 	require.NoError(t, srv.Shutdown(drain), "nothing is connected: carol hung up, the party has its BYE")
 	require.Less(t, time.Since(start), 8*time.Second, "Shutdown waited for the BYE's answer past its bounds")
 	waitUntil(t, 5*time.Second, "the party's leg is freed", func() bool { return srv.OpenLegs() == 0 })
+}
+
+// parkRawAndRetrieve parks a raw UDP party at srv and has carol retrieve
+// it; the server's re-INVITE for two-way audio is then on its way to the
+// party, left for the caller to read.
+func parkRawAndRetrieve(t *testing.T, ctx context.Context, srv *sipadapter.Server) (*rawUDPParty, *parktest.Call) {
+	t.Helper()
+	party := newRawUDPParty(t, srv.Addr(), false)
+	res := party.invite(srv.ParkURI(), sdpOffer(4000, 1, "sendrecv"))
+	require.Equal(t, 200, res.StatusCode)
+	party.ack(res, "")
+	carol := parktest.NewPhone(t, parktest.PhoneOptions{User: "carol"})
+	got, err := carol.Call(ctx, srv.OrbitURI(orbit.Orbit(res.GetHeader("X-Park-Orbit").Value())), parktest.CallOptions{Mute: true})
+	require.NoError(t, err)
+	return party, got
 }
