@@ -6,8 +6,9 @@
 // music or anything else of ours), read by N sockets through one epoll set
 // with kernel receive timestamps (parkload's hold receiver), both in this
 // one process on the same cores. It prints the share of packets received in
-// the window and p99 |Δ − 20 ms|, as parkload does: the best any park server
-// could do here with the load tool beside it.
+// the window and p99 |Δ − 20 ms|, as parkload does: what a bare sender gets
+// here with the load tool's receiver beside it, to set a park server's
+// figures against (BENCHMARKS.md, issue 16, goal 1).
 //
 //	go run ./examples/parkload/udpfloor -calls 5000 -window 20s
 package main
