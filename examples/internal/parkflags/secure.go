@@ -57,13 +57,9 @@ func (f *SecureFlags) secure(o *redis.Options, rawURL string) ([]byte, error) {
 		o.TLSConfig.MinVersion = tls.VersionTLS12
 	}
 	if f.RedisCA != "" {
-		pem, err := os.ReadFile(f.RedisCA)
+		pool, err := readCAPool("-redis-ca", f.RedisCA)
 		if err != nil {
-			return nil, fmt.Errorf("-redis-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("-redis-ca %s: no PEM certificate in it", f.RedisCA)
+			return nil, err
 		}
 		o.TLSConfig.RootCAs = pool
 	}

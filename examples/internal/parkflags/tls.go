@@ -72,18 +72,28 @@ func (f *TLSFlags) Resolve() (TLSSettings, error) {
 		},
 	}
 	if f.ClientCA != "" {
-		pem, err := os.ReadFile(f.ClientCA)
+		pool, err := readCAPool("-tls-client-ca", f.ClientCA)
 		if err != nil {
-			return s, fmt.Errorf("-tls-client-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return s, fmt.Errorf("-tls-client-ca %s: no PEM certificate in it", f.ClientCA)
+			return s, err
 		}
 		s.Config.ClientAuth, s.Config.ClientCAs, s.Config.RootCAs = tls.RequireAndVerifyClientCert, pool, pool
 		s.mutual = true
 	}
 	return s, nil
+}
+
+// readCAPool reads the PEM certificates of the file that flag names into a
+// pool of roots.
+func readCAPool(flag, path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it", flag, path)
+	}
+	return pool, nil
 }
 
 // loadPair reads and checks a certificate and its key.
