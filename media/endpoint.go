@@ -222,15 +222,9 @@ func newEndpoint(conn *net.UDPConn, local netip.AddrPort, opts EndpointOptions) 
 		tePT:     opts.TelephoneEvent,
 		tx:       newTxState(time.Now()),
 	}
-	if k := opts.SRTP; k != nil {
-		if err := k.check(); err != nil {
-			return nil, fmt.Errorf("EndpointOptions: %w", err)
-		}
-		if e.srtpOut, err = newSRTPOut(k.Suite, k.Local); err != nil {
-			return nil, err
-		}
-		if e.srtpIn, err = newSRTPIn(k); err != nil {
-			return nil, err
+	if opts.SRTP != nil {
+		if err := e.SetSRTP(opts.SRTP); err != nil {
+			return nil, fmt.Errorf("EndpointOptions.SRTP: %w", err)
 		}
 	}
 	return e, nil
