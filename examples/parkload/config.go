@@ -28,6 +28,7 @@ type config struct {
 	duration time.Duration
 
 	calls       int
+	rx          string // hold mode's receiver: rxAuto, rxRing or rxSockets
 	hold        time.Duration
 	rate        float64
 	cycleRate   float64 // cycle mode: starts per second in all; 0 = unpaced
@@ -70,7 +71,7 @@ func flagErr(format string, args ...any) error { return &errFlag{fmt.Sprintf(for
 // refused rather than silently ignored.
 var (
 	cycleOnly = []string{"workers", "duration", "cycle-rate"} // soak mode takes them too
-	holdOnly  = []string{"calls", "hold", "rate", "warmup", "checkpoints"}
+	holdOnly  = []string{"calls", "hold", "rate", "warmup", "checkpoints", "rx"}
 	soakOnly  = []string{"mix", "pickup-timeout", "recall-ring", "attempts", "sample-every", "settle"}
 )
 
@@ -98,6 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	hold := fs.Duration("hold", 30*time.Second, "hold mode: how long to measure the music once every call is parked")
 	rate := fs.Float64("rate", 500, "hold mode: new calls per second while parking (and BYEs per second at the end)")
 	checkpoints := fs.String("checkpoints", "", "hold mode: parked-call `counts` at which to pause ~1 s and sample the server (comma separated; 0 and -calls always)")
+	rx := fs.String("rx", rxAuto, "hold mode: what reads the music: ring (a packet ring of the datagrams to the calls' ports: Linux, CAP_NET_RAW, an IPv4 -local), sockets (each call's socket), or auto (the ring where it can be opened)")
 	parkExt := fs.String("park-ext", "700", "the server's park `extension`")
 	local := fs.String("local", "127.0.0.1", "local `IP` for SIP and RTP")
 	rtpPorts := fs.String("rtp-ports", "50000-59999", "local UDP `ports` for RTP (even ones are used)")
@@ -126,7 +128,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		transport: strings.ToLower(*transport),
 		mode:      strings.ToLower(*mode),
 		workers:   *workers, duration: *duration, cycleRate: *cycleRate,
-		calls: *calls, hold: *hold, rate: *rate,
+		calls: *calls, hold: *hold, rate: *rate, rx: *rx,
 		parkExt: *parkExt, timeout: *timeout, reinviteDelay: *reinviteDelay, warmup: *warmup, progress: *progress,
 		json: *jsonOut, verbose: *verbose, serverPID: *serverPID, cpuProfile: *cpuProfile,
 		pickupTimeout: *pickupTimeout, recallRing: *recallRing, attempts: *attempts,
@@ -209,6 +211,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 		if c.checkpoints, err = parseCheckpoints(*checkpoints, c.calls); err != nil {
 			return nil, err
+		}
+		switch c.rx {
+		case rxAuto, rxRing, rxSockets:
+		default:
+			return nil, flagErr("-rx %q: want ring, sockets or auto", *rx)
 		}
 	default:
 		return nil, flagErr("-mode %q: want cycle, hold or soak", *mode)

@@ -36,6 +36,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 	c, err = parseFlags([]string{"-mode", "hold", "-calls", "2000", "-checkpoints", "0, 500,1000", "-server-debug", "http://127.0.0.1:6060/debug/pprof/"}, io.Discard)
 	require.NoError(t, err)
 	require.Equal(t, []int{0, 500, 1000, 2000}, c.checkpoints)
+	require.Equal(t, rxAuto, c.rx)
 	require.Equal(t, 30*time.Second, c.hold)
 	require.Equal(t, 500.0, c.rate)
 	require.Equal(t, "http://127.0.0.1:6060", c.serverDebug)
@@ -78,6 +79,8 @@ func TestParseFlagsRefusals(t *testing.T) {
 		{[]string{"-mode", "hold", "-rate", "NaN"}, "-rate"},
 		{[]string{"-mode", "hold", "-calls", "100", "-checkpoints", "0,200"}, "-checkpoints"},
 		{[]string{"-mode", "hold", "-checkpoints", "500,100"}, "-checkpoints"},
+		{[]string{"-mode", "hold", "-rx", "pcap"}, "-rx"},
+		{[]string{"-rx", "ring"}, "-rx"}, // cycle mode
 		{[]string{"-mode", "hold", "-checkpoints", "x"}, "-checkpoints"},
 		{[]string{"-park-ext", ""}, "-park-ext"},
 		{[]string{"-park-ext", "7@0"}, "-park-ext"},

@@ -34,6 +34,9 @@ type holdRun struct {
 	phase  atomic.Value // string, for the progress line
 	park   AtomicHistogram
 	bye    AtomicHistogram
+	// receiver is the kind of holdReceiver reading the music (rxRing or
+	// rxSockets).
+	receiver string
 }
 
 // runHold is the hold mode: park -calls calls at -rate, pausing at each
@@ -44,10 +47,11 @@ func runHold(cfg *config, a *agent, probe *serverProbe, stderr io.Writer) (*repo
 	h.meters.win = newWindow()
 	h.meters.perSecond = make([]atomic.Uint64, int(cfg.hold/time.Second))
 	ports := newRTPPorts(cfg.local, cfg.rtpMin, cfg.rtpMax)
-	rx, err := newHoldReceiver(&h.meters, ports)
+	rx, kind, err := newHoldReceiver(&h.meters, ports, cfg.rx)
 	if err != nil {
 		return nil, err
 	}
+	h.receiver = kind
 	defer rx.stop()
 
 	// Every socket exists, and is read, before the first INVITE, so the
@@ -268,7 +272,7 @@ func (h *holdRun) hangupAll(ctx context.Context, interval time.Duration) (endedB
 // each.
 func (h *holdRun) rtpReport(held int, win time.Duration) rtpReport {
 	perCall := uint64(win / packetTime)
-	r := rtpReport{WindowS: win.Seconds(), Expected: uint64(held) * perCall, KernelTimestamps: h.meters.kernelTS.Load()}
+	r := rtpReport{WindowS: win.Seconds(), Expected: uint64(held) * perCall, KernelTimestamps: h.meters.kernelTS.Load(), Receiver: h.receiver}
 	worst := -1.0
 	var maxGap time.Duration
 	for _, c := range h.calls {

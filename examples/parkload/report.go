@@ -91,6 +91,7 @@ type rtpReport struct {
 	FirstPacket      *latency  `json:"first_packet,omitempty"` // ACK → first packet of music
 	BeforeAck        int       `json:"before_ack,omitempty"`   // calls whose music began before the ACK
 	KernelTimestamps bool      `json:"kernel_timestamps,omitempty"`
+	Receiver         string    `json:"receiver,omitempty"` // what read the music: rxRing or rxSockets
 }
 
 type toolReport struct {
@@ -291,6 +292,9 @@ func (r *report) writeText(w io.Writer) {
 			clock := "tool clock"
 			if x.KernelTimestamps {
 				clock = "kernel timestamps"
+			}
+			if x.Receiver != "" {
+				clock += ", read from the " + x.Receiver
 			}
 			p("jitter", "|Δ − 20 ms| p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms; longest gap %.1f ms (%s)",
 				x.Jitter.P50, x.Jitter.P99, x.Jitter.P999, x.Jitter.Max, x.MaxGapMs, clock)

@@ -216,6 +216,13 @@ func (s *holdStream) packet(m *holdMeters, pkt []byte, ts int64) {
 	s.last, s.lastSeq = ts, seq
 }
 
+// The hold receivers -rx names.
+const (
+	rxAuto    = "auto"    // the ring where this process may open one, else the sockets
+	rxRing    = "ring"    // ringReceiver (Linux, CAP_NET_RAW, IPv4)
+	rxSockets = "sockets" // each call's socket read (epollReceiver on Linux)
+)
+
 // holdReceiver owns the RTP sockets of the hold calls and reads them all.
 // open binds one more (before start); start begins reading; stop closes
 // every socket and returns once the counts are final.

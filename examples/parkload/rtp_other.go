@@ -2,7 +2,10 @@
 
 package main
 
-import "net"
+import (
+	"errors"
+	"net"
+)
 
 // enableRxTimestamps: kernel receive timestamps are used on Linux only;
 // elsewhere the reader stamps packets itself.
@@ -10,7 +13,11 @@ func enableRxTimestamps(*net.UDPConn) bool { return false }
 
 func rxTimestamp([]byte) (int64, bool) { return 0, false }
 
-// newHoldReceiver reads each socket from a goroutine of its own.
-func newHoldReceiver(m *holdMeters, ports *rtpPorts) (holdReceiver, error) {
-	return newGoroutineReceiver(m, ports), nil
+// newHoldReceiver reads each socket from a goroutine of its own: the
+// packet ring is Linux's.
+func newHoldReceiver(m *holdMeters, ports *rtpPorts, rx string) (holdReceiver, string, error) {
+	if rx == rxRing {
+		return nil, "", errors.New("-rx ring: a packet ring needs Linux")
+	}
+	return newGoroutineReceiver(m, ports), rxSockets, nil
 }
