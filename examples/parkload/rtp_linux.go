@@ -74,9 +74,7 @@ type epollReceiver struct {
 	byFD  []*holdStream // indexed by file descriptor
 	fds   []int
 
-	quit            atomic.Bool
-	done            chan struct{}
-	started, closed bool
+	rxLoop
 }
 
 // batchInterval is how long the receiver sleeps between drains. A call's
@@ -105,34 +103,11 @@ func newHoldReceiver(m *holdMeters, ports *rtpPorts, rx string) (holdReceiver, s
 		return nil, "", fmt.Errorf("epoll: %w", err)
 	}
 	m.kernelTS.Store(true)
-	return &epollReceiver{m: m, ports: ports, epfd: epfd, done: make(chan struct{})}, rxSockets, nil
+	return &epollReceiver{m: m, ports: ports, epfd: epfd, rxLoop: newRxLoop()}, rxSockets, nil
 }
 
 func (r *epollReceiver) open() (*holdStream, error) {
-	ip := r.ports.ip
-	family := syscall.AF_INET
-	if ip.Is6() {
-		family = syscall.AF_INET6
-	}
-	var fd, port int
-	err := r.ports.bind(func(p int) bool {
-		s, err := syscall.Socket(family, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return false
-		}
-		var sa syscall.Sockaddr
-		if ip.Is6() {
-			sa = &syscall.SockaddrInet6{Port: p, Addr: ip.As16()}
-		} else {
-			sa = &syscall.SockaddrInet4{Port: p, Addr: ip.As4()}
-		}
-		if err := syscall.Bind(s, sa); err != nil {
-			syscall.Close(s)
-			return false
-		}
-		fd, port = s, p
-		return true
-	})
+	fd, port, err := bindSocket(r.ports)
 	if err != nil {
 		return nil, err
 	}
@@ -154,10 +129,7 @@ func (r *epollReceiver) open() (*holdStream, error) {
 	return s, nil
 }
 
-func (r *epollReceiver) start() {
-	r.started = true
-	go r.loop()
-}
+func (r *epollReceiver) start() { r.run(r.loop) }
 
 // rxBatch is how many datagrams one recvmmsg takes from a socket. A call's
 // socket rarely holds more than one (the receiver drains every 5 ms, the
@@ -184,7 +156,6 @@ const epollET = 1 << 31
 const receiverNice = 10
 
 func (r *epollReceiver) loop() {
-	defer close(r.done)
 	// The thread is niced for good: it ends with this goroutine (a locked
 	// goroutine that exits takes its thread with it), so no niced thread
 	// runs anything else.
@@ -243,16 +214,72 @@ func (r *epollReceiver) loop() {
 }
 
 func (r *epollReceiver) stop() {
-	if r.closed {
+	if !r.halt() {
 		return
-	}
-	r.closed = true
-	if r.started {
-		r.quit.Store(true)
-		<-r.done
 	}
 	for _, fd := range r.fds {
 		syscall.Close(fd)
 	}
 	syscall.Close(r.epfd)
+}
+
+// bindSocket binds a non-blocking UDP socket, outside Go's poller, to the
+// next free even port of ports.
+func bindSocket(ports *rtpPorts) (fd, port int, err error) {
+	ip := ports.ip
+	family := syscall.AF_INET
+	if ip.Is6() {
+		family = syscall.AF_INET6
+	}
+	err = ports.bind(func(p int) bool {
+		s, err := syscall.Socket(family, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return false
+		}
+		var sa syscall.Sockaddr
+		if ip.Is6() {
+			sa = &syscall.SockaddrInet6{Port: p, Addr: ip.As16()}
+		} else {
+			sa = &syscall.SockaddrInet4{Port: p, Addr: ip.As4()}
+		}
+		if err := syscall.Bind(s, sa); err != nil {
+			syscall.Close(s)
+			return false
+		}
+		fd, port = s, p
+		return true
+	})
+	return fd, port, err
+}
+
+// rxLoop runs a receiver's reading loop: run starts it, the loop ends
+// once quit is set, and halt sets quit and waits for it.
+type rxLoop struct {
+	quit            atomic.Bool
+	done            chan struct{}
+	started, halted bool
+}
+
+func newRxLoop() rxLoop { return rxLoop{done: make(chan struct{})} }
+
+func (l *rxLoop) run(loop func()) {
+	l.started = true
+	go func() {
+		defer close(l.done)
+		loop()
+	}()
+}
+
+// halt ends the loop (if it started) and reports whether this was the
+// first halt, which closes the receiver's sockets.
+func (l *rxLoop) halt() bool {
+	if l.halted {
+		return false
+	}
+	l.halted = true
+	if l.started {
+		l.quit.Store(true)
+		<-l.done
+	}
+	return true
 }

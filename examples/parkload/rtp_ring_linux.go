@@ -40,9 +40,7 @@ type ringReceiver struct {
 	byPort []*holdStream // indexed by UDP port
 	socks  []int
 
-	quit            atomic.Bool
-	done            chan struct{}
-	started, closed bool
+	rxLoop
 }
 
 const (
@@ -70,7 +68,7 @@ func newRingReceiver(m *holdMeters, ports *rtpPorts) (*ringReceiver, error) {
 		return nil, fmt.Errorf("%w: AF_PACKET socket (needs CAP_NET_RAW): %v", errNoRing, err)
 	}
 	r := &ringReceiver{m: m, ports: ports, fd: fd, blocks: ringBlocks, bsize: ringBlockSize,
-		byPort: make([]*holdStream, 1<<16), done: make(chan struct{})}
+		byPort: make([]*holdStream, 1<<16), rxLoop: newRxLoop()}
 	if err := r.setup(); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -156,19 +154,7 @@ func ringFilter(ip [4]byte, lo, hi int) *unix.SockFprog {
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 func (r *ringReceiver) open() (*holdStream, error) {
-	var fd, port int
-	err := r.ports.bind(func(p int) bool {
-		s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return false
-		}
-		if err := unix.Bind(s, &unix.SockaddrInet4{Port: p, Addr: r.ports.ip.As4()}); err != nil {
-			unix.Close(s)
-			return false
-		}
-		fd, port = s, p
-		return true
-	})
+	fd, port, err := bindSocket(r.ports)
 	if err != nil {
 		return nil, err
 	}
@@ -181,16 +167,12 @@ func (r *ringReceiver) open() (*holdStream, error) {
 	return s, nil
 }
 
-func (r *ringReceiver) start() {
-	r.started = true
-	go r.loop()
-}
+func (r *ringReceiver) start() { r.run(r.loop) }
 
 // loop walks the ring's blocks in order: a block the kernel has handed over
 // (TP_STATUS_USER) is read and given back; the first one still the
 // kernel's ends the walk until the next batchInterval.
 func (r *ringReceiver) loop() {
-	defer close(r.done)
 	next, last := 0, false
 	for {
 		for {
@@ -254,13 +236,8 @@ func (r *ringReceiver) datagram(ip []byte, ts int64) {
 }
 
 func (r *ringReceiver) stop() {
-	if r.closed {
+	if !r.halt() {
 		return
-	}
-	r.closed = true
-	if r.started {
-		r.quit.Store(true)
-		<-r.done
 	}
 	for _, fd := range r.socks {
 		unix.Close(fd)
