@@ -34,8 +34,8 @@ type holdRun struct {
 	phase  atomic.Value // string, for the progress line
 	park   AtomicHistogram
 	bye    AtomicHistogram
-	// receiver is the kind of holdReceiver reading the music (rxRing or
-	// rxSockets).
+	// rx reads the music; receiver is its kind (rxRing or rxSockets).
+	rx       holdReceiver
 	receiver string
 }
 
@@ -51,7 +51,7 @@ func runHold(cfg *config, a *agent, probe *serverProbe, stderr io.Writer) (*repo
 	if err != nil {
 		return nil, err
 	}
-	h.receiver = kind
+	h.rx, h.receiver = rx, kind
 	defer rx.stop()
 
 	// Every socket exists, and is read, before the first INVITE, so the
@@ -272,7 +272,7 @@ func (h *holdRun) hangupAll(ctx context.Context, interval time.Duration) (endedB
 // each.
 func (h *holdRun) rtpReport(held int, win time.Duration) rtpReport {
 	perCall := uint64(win / packetTime)
-	r := rtpReport{WindowS: win.Seconds(), Expected: uint64(held) * perCall, KernelTimestamps: h.meters.kernelTS.Load(), Receiver: h.receiver}
+	r := rtpReport{WindowS: win.Seconds(), Expected: uint64(held) * perCall, KernelTimestamps: h.meters.kernelTS.Load(), Receiver: h.receiver, ToolDropped: h.rx.overruns()}
 	worst := -1.0
 	var maxGap time.Duration
 	for _, c := range h.calls {

@@ -92,6 +92,10 @@ type rtpReport struct {
 	BeforeAck        int       `json:"before_ack,omitempty"`   // calls whose music began before the ACK
 	KernelTimestamps bool      `json:"kernel_timestamps,omitempty"`
 	Receiver         string    `json:"receiver,omitempty"` // what read the music: rxRing or rxSockets
+	// ToolDropped: datagrams the tool's own receiver lost (its ring was
+	// full): the tool's overload, counted as missing above but not the
+	// server's doing.
+	ToolDropped uint64 `json:"tool_dropped,omitempty"`
 }
 
 type toolReport struct {
@@ -284,6 +288,9 @@ func (r *report) writeText(w io.Writer) {
 		x := r.RTP
 		p("rtp", "%d of %d expected in the %.1f s window = %.3f %%; %d lost by sequence; %d calls silent; worst call %.2f %%",
 			x.Received, x.Expected, x.WindowS, x.ReceivedPct, x.SeqLost, x.CallsSilent, x.WorstCallPct)
+		if x.ToolDropped > 0 {
+			p("tool drops", "%d datagrams dropped by the tool's own receiver (its ring was full): the tool fell behind, not the server", x.ToolDropped)
+		}
 		if n := len(x.PerSecondPct); n > 0 {
 			p("per second", "first %.2f %%, last %.2f %%, lowest %.2f %%, highest %.2f %% of the packets due",
 				x.PerSecondPct[0], x.PerSecondPct[n-1], slices.Min(x.PerSecondPct), slices.Max(x.PerSecondPct))

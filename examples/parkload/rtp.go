@@ -230,6 +230,10 @@ type holdReceiver interface {
 	open() (*holdStream, error)
 	start()
 	stop()
+	// overruns is how many datagrams the receiver itself has lost so far
+	// (its ring was full: the tool fell behind, not the server), where it
+	// can tell; 0 where it cannot.
+	overruns() uint64
 }
 
 // goroutineReceiver reads each socket in a goroutine of its own: simple and
@@ -291,6 +295,8 @@ func (r *goroutineReceiver) read(c *net.UDPConn, s *holdStream) {
 		s.packet(r.m, buf[:n], ts)
 	}
 }
+
+func (r *goroutineReceiver) overruns() uint64 { return 0 }
 
 func (r *goroutineReceiver) stop() {
 	for _, c := range r.conns {

@@ -213,6 +213,8 @@ func (r *epollReceiver) loop() {
 	}
 }
 
+func (r *epollReceiver) overruns() uint64 { return 0 }
+
 func (r *epollReceiver) stop() {
 	if !r.halt() {
 		return

@@ -39,6 +39,7 @@ type ringReceiver struct {
 	bsize  int
 	byPort []*holdStream // indexed by UDP port
 	socks  []int
+	drops  atomic.Uint64 // the ring's drops read so far (reading resets the kernel's count)
 
 	rxLoop
 }
@@ -60,6 +61,11 @@ const (
 var errNoRing = errors.New("no packet ring")
 
 func newRingReceiver(m *holdMeters, ports *rtpPorts) (*ringReceiver, error) {
+	return newRingReceiverBlocks(m, ports, ringBlocks)
+}
+
+// newRingReceiverBlocks is newRingReceiver with a ring of blocks blocks.
+func newRingReceiverBlocks(m *holdMeters, ports *rtpPorts, blocks int) (*ringReceiver, error) {
 	if !ports.ip.Is4() {
 		return nil, fmt.Errorf("%w: -local %s is not IPv4", errNoRing, ports.ip)
 	}
@@ -67,7 +73,7 @@ func newRingReceiver(m *holdMeters, ports *rtpPorts) (*ringReceiver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: AF_PACKET socket (needs CAP_NET_RAW): %v", errNoRing, err)
 	}
-	r := &ringReceiver{m: m, ports: ports, fd: fd, blocks: ringBlocks, bsize: ringBlockSize,
+	r := &ringReceiver{m: m, ports: ports, fd: fd, blocks: blocks, bsize: ringBlockSize,
 		byPort: make([]*holdStream, 1<<16), rxLoop: newRxLoop()}
 	if err := r.setup(); err != nil {
 		unix.Close(fd)
@@ -233,6 +239,15 @@ func (r *ringReceiver) datagram(ip []byte, ts int64) {
 	if s := r.byPort[port]; s != nil {
 		s.packet(r.m, ip[ihl+8:], ts)
 	}
+}
+
+// overruns reads the ring's drop count: datagrams the filter kept but no
+// free block could take.
+func (r *ringReceiver) overruns() uint64 {
+	if st, err := unix.GetsockoptTpacketStatsV3(r.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+		r.drops.Add(uint64(st.Drops))
+	}
+	return r.drops.Load()
 }
 
 func (r *ringReceiver) stop() {

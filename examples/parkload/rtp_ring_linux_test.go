@@ -3,6 +3,7 @@ package main
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,4 +46,37 @@ func TestRingFilterKeepsOnlyTheCallsDatagrams(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint32(5), st.Packets, "only the datagrams to 127.0.0.1:47000-47009 reach the ring")
 	require.Zero(t, st.Drops)
+}
+
+// TestRingOverrunsAreTheTools: datagrams a full ring cannot take are
+// counted as the tool's own drops, and the report says whose they are.
+func TestRingOverrunsAreTheTools(t *testing.T) {
+	if _, ok := holdReceivers(t)[rxRing]; !ok {
+		t.Skip("no packet ring here: needs CAP_NET_RAW")
+	}
+	m := &holdMeters{win: newWindow()}
+	r, err := newRingReceiverBlocks(m, newRTPPorts(netip.MustParseAddr("127.0.0.1"), 47000, 47009), 1)
+	require.NoError(t, err)
+	defer r.stop()
+	s, err := r.open()
+	require.NoError(t, err)
+
+	send, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	defer send.Close()
+	to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), s.port)
+	// Not started: nothing gives the one block back, and a block holds
+	// about 8,000 datagrams cut to 48 bytes.
+	for seq := range uint16(12000) {
+		_, err := send.WriteToUDPAddrPort(rtpPacket(seq), to)
+		require.NoError(t, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	drops := r.overruns()
+	require.Greater(t, drops, uint64(1000))
+	require.Equal(t, drops, r.overruns(), "the count is kept, not reset by reading")
+
+	var out strings.Builder
+	(&report{Mode: "hold", RTP: rtpReport{Receiver: rxRing, ToolDropped: drops}}).writeText(&out)
+	require.Contains(t, out.String(), "dropped by the tool's own receiver")
 }
