@@ -25,10 +25,12 @@ import (
 	"unsafe"
 )
 
+// mmsghdr is struct mmsghdr of sendmmsg(2) and recvmmsg(2); Go pads it
+// as C does on every architecture (an explicit pad was right on 64-bit
+// only).
 type mmsghdr struct {
 	hdr syscall.Msghdr
 	n   uint32
-	_   [4]byte
 }
 
 func main() {
