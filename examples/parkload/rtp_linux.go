@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -94,9 +93,12 @@ func newHoldReceiver(m *holdMeters, ports *rtpPorts, rx string) (holdReceiver, s
 		if err == nil {
 			return r, rxRing, nil
 		}
-		if rx == rxRing || !errors.Is(err, errNoRing) {
+		if rx == rxRing {
 			return nil, "", fmt.Errorf("-rx %s: %w", rx, err)
 		}
+		// auto: any ring this machine will not give (no CAP_NET_RAW, an
+		// IPv6 -local, no TPACKET_V3) means the sockets; the report says
+		// which receiver read the music.
 	}
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {

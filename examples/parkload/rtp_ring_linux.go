@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -45,7 +44,7 @@ type ringReceiver struct {
 }
 
 const (
-	ringBlockSize = 1 << 20 // 1 MiB: about 7,000 datagrams cut to 48 bytes
+	ringBlockSize = 1 << 20 // 1 MiB: about 8,000 datagrams cut to 48 bytes (128 bytes a frame)
 	ringBlocks    = 32      // a second and more of 250,000 datagrams a second
 	// ringRetire is how long the kernel fills a block before handing it
 	// over part full; below batchInterval, so each walk finds the packets
@@ -56,10 +55,6 @@ const (
 	ringSnap = 48
 )
 
-// errNoRing: this process cannot open a packet socket (no CAP_NET_RAW), or
-// -local is not IPv4.
-var errNoRing = errors.New("no packet ring")
-
 func newRingReceiver(m *holdMeters, ports *rtpPorts) (*ringReceiver, error) {
 	return newRingReceiverBlocks(m, ports, ringBlocks)
 }
@@ -67,15 +62,18 @@ func newRingReceiver(m *holdMeters, ports *rtpPorts) (*ringReceiver, error) {
 // newRingReceiverBlocks is newRingReceiver with a ring of blocks blocks.
 func newRingReceiverBlocks(m *holdMeters, ports *rtpPorts, blocks int) (*ringReceiver, error) {
 	if !ports.ip.Is4() {
-		return nil, fmt.Errorf("%w: -local %s is not IPv4", errNoRing, ports.ip)
+		return nil, fmt.Errorf("packet ring: -local %s is not IPv4", ports.ip)
 	}
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_IP)))
 	if err != nil {
-		return nil, fmt.Errorf("%w: AF_PACKET socket (needs CAP_NET_RAW): %v", errNoRing, err)
+		return nil, fmt.Errorf("packet ring: AF_PACKET socket (needs CAP_NET_RAW): %w", err)
 	}
 	r := &ringReceiver{m: m, ports: ports, fd: fd, blocks: blocks, bsize: ringBlockSize,
 		byPort: make([]*holdStream, 1<<16), rxLoop: newRxLoop()}
 	if err := r.setup(); err != nil {
+		if r.ring != nil {
+			_ = unix.Munmap(r.ring)
+		}
 		unix.Close(fd)
 		return nil, err
 	}

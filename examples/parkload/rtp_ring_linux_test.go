@@ -24,9 +24,7 @@ func TestRingFilterKeepsOnlyTheCallsDatagrams(t *testing.T) {
 	defer r.stop()
 	ring := r.(*ringReceiver)
 
-	send, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	defer send.Close()
+	send := rtpSender(t)
 	// Each destination is bound, so no ICMP answers anything.
 	to := func(addr string) netip.AddrPort {
 		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
@@ -36,10 +34,7 @@ func TestRingFilterKeepsOnlyTheCallsDatagrams(t *testing.T) {
 	}
 	in := to("127.0.0.1:47002")
 	for _, dst := range []netip.AddrPort{in, to("127.0.0.1:47010"), to("127.0.0.1:46998"), to("127.0.0.2:47004")} {
-		for seq := range uint16(5) {
-			_, err := send.WriteToUDPAddrPort(rtpPacket(seq), dst)
-			require.NoError(t, err)
-		}
+		send(dst, 0, 5)
 	}
 	time.Sleep(20 * time.Millisecond)
 	st, err := unix.GetsockoptTpacketStatsV3(ring.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
@@ -61,16 +56,9 @@ func TestRingOverrunsAreTheTools(t *testing.T) {
 	s, err := r.open()
 	require.NoError(t, err)
 
-	send, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	defer send.Close()
-	to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), s.port)
 	// Not started: nothing gives the one block back, and a block holds
 	// about 8,000 datagrams cut to 48 bytes.
-	for seq := range uint16(12000) {
-		_, err := send.WriteToUDPAddrPort(rtpPacket(seq), to)
-		require.NoError(t, err)
-	}
+	rtpSender(t)(local(s.port), 0, 12000)
 	time.Sleep(20 * time.Millisecond)
 	drops := r.overruns()
 	require.Greater(t, drops, uint64(1000))

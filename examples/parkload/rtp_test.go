@@ -10,6 +10,27 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// rtpSender returns a function that sends packets with the sequence
+// numbers from first up to (not including) end to a port on 127.0.0.1,
+// from a socket of its own that the test closes.
+func rtpSender(t *testing.T) func(to netip.AddrPort, first, end uint16) {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return func(to netip.AddrPort, first, end uint16) {
+		for seq := first; seq != end; seq++ {
+			_, err := c.WriteToUDPAddrPort(rtpPacket(seq), to)
+			require.NoError(t, err)
+		}
+	}
+}
+
+// local is 127.0.0.1:port.
+func local(port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+}
+
 // rtpPacket is a minimal RTP header with seq, then a G.711 payload.
 func rtpPacket(seq uint16) []byte {
 	p := make([]byte, 172)
@@ -72,16 +93,13 @@ func testReceiver(t *testing.T, newRx func(*holdMeters, *rtpPorts) (holdReceiver
 	m.win.start.Store(now.UnixNano())
 	rx.start()
 
-	send, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	defer send.Close()
+	send := rtpSender(t)
 	for seq := range uint16(5) {
 		for i, s := range streams {
 			if i == 2 && seq == 2 {
 				continue // one loss
 			}
-			_, err := send.WriteToUDPAddrPort(rtpPacket(seq), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), s.port))
-			require.NoError(t, err)
+			send(local(s.port), seq, seq+1)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -149,18 +167,11 @@ func TestHoldReceiverDrainsABacklog(t *testing.T) {
 			m.win.end.Store(now.Add(time.Hour).UnixNano())
 			m.win.start.Store(now.UnixNano())
 
-			send, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			require.NoError(t, err)
-			defer send.Close()
-			to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), s.port)
-			for seq := range uint16(11) {
-				_, err := send.WriteToUDPAddrPort(rtpPacket(seq), to)
-				require.NoError(t, err)
-			}
+			send := rtpSender(t)
+			send(local(s.port), 0, 11)
 			r.start()
 			time.Sleep(50 * time.Millisecond)
-			_, err = send.WriteToUDPAddrPort(rtpPacket(11), to)
-			require.NoError(t, err)
+			send(local(s.port), 11, 12)
 			time.Sleep(50 * time.Millisecond)
 			r.stop()
 			require.Equal(t, uint64(12), s.stats.inWindow)
