@@ -35,7 +35,6 @@ type ringReceiver struct {
 	fd     int
 	ring   []byte
 	blocks int
-	bsize  int
 	byPort []*holdStream // indexed by UDP port
 	socks  []int
 	drops  atomic.Uint64 // the ring's drops read so far (reading resets the kernel's count)
@@ -68,7 +67,7 @@ func newRingReceiverBlocks(m *holdMeters, ports *rtpPorts, blocks int) (*ringRec
 	if err != nil {
 		return nil, fmt.Errorf("packet ring: AF_PACKET socket (needs CAP_NET_RAW): %w", err)
 	}
-	r := &ringReceiver{m: m, ports: ports, fd: fd, blocks: blocks, bsize: ringBlockSize,
+	r := &ringReceiver{m: m, ports: ports, fd: fd, blocks: blocks,
 		byPort: make([]*holdStream, 1<<16), rxLoop: newRxLoop()}
 	if err := r.setup(); err != nil {
 		if r.ring != nil {
@@ -95,16 +94,16 @@ func (r *ringReceiver) setup() error {
 		return fmt.Errorf("TPACKET_V3: %w", err)
 	}
 	req := unix.TpacketReq3{
-		Block_size: uint32(r.bsize), Block_nr: uint32(r.blocks),
-		Frame_size: 2048, Frame_nr: uint32(r.bsize / 2048 * r.blocks),
+		Block_size: uint32(ringBlockSize), Block_nr: uint32(r.blocks),
+		Frame_size: 2048, Frame_nr: uint32(ringBlockSize / 2048 * r.blocks),
 		Retire_blk_tov: ringRetire,
 	}
 	if err := unix.SetsockoptTpacketReq3(r.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
 		return fmt.Errorf("PACKET_RX_RING: %w", err)
 	}
-	ring, err := unix.Mmap(r.fd, 0, r.bsize*r.blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_LOCKED)
+	ring, err := unix.Mmap(r.fd, 0, ringBlockSize*r.blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_LOCKED)
 	if err != nil {
-		if ring, err = unix.Mmap(r.fd, 0, r.bsize*r.blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		if ring, err = unix.Mmap(r.fd, 0, ringBlockSize*r.blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
 			return fmt.Errorf("packet ring mmap: %w", err)
 		}
 	}
@@ -180,7 +179,7 @@ func (r *ringReceiver) loop() {
 	next, last := 0, false
 	for {
 		for {
-			b := r.ring[next*r.bsize : (next+1)*r.bsize]
+			b := r.ring[next*ringBlockSize : (next+1)*ringBlockSize]
 			status := (*uint32)(unsafe.Pointer(&b[8])) // tpacket_block_desc.hdr.bh1.block_status
 			if atomic.LoadUint32(status)&unix.TP_STATUS_USER == 0 {
 				break

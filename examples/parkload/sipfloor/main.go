@@ -78,10 +78,8 @@ func run(mode string, calls, rate int, listen string) error {
 		return fmt.Errorf("-mode %q: want sipgo, raw or rawgo", mode)
 	}
 
-	host, port, _ := net.SplitHostPort(conn.LocalAddr().String())
-	var sippPort int
-	fmt.Sscan(port, &sippPort)
-	cmd := exec.Command(sipp, "-sn", "uac", conn.LocalAddr().String(), "-i", host, "-p", fmt.Sprint(sippPort+11),
+	at := conn.LocalAddr().(*net.UDPAddr)
+	cmd := exec.Command(sipp, "-sn", "uac", at.String(), "-i", at.IP.String(), "-p", fmt.Sprint(at.Port+11),
 		"-r", fmt.Sprint(rate), "-m", fmt.Sprint(calls), "-nostdin", "-timeout", fmt.Sprint(calls/rate+30)+"s")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
