@@ -156,6 +156,10 @@ func TestParseTarget(t *testing.T) {
 		{name: "header name not a token", in: "sip:700@h?Bad%20Name=1", wantErr: `URI header name "Bad%20Name"`},
 		{name: "line break in a value", in: "sip:700@h?X=a%0D%0AVia:%20evil", wantErr: "line break"},
 		{name: "bad escape", in: "sip:700@h?X=%zz", wantErr: "URI header X"},
+		{name: "line break in the password", in: "sip:0:\r@0", wantErr: `byte '\r' at 6`},
+		{name: "space in the user", in: "sip:7 00@h", wantErr: `byte ' ' at 5`},
+		{name: "quote in a parameter", in: `sip:700@h;x="y"`, wantErr: `byte '"'`},
+		{name: "bracket inside", in: "<sip:700@h>>", wantErr: `byte '>'`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
