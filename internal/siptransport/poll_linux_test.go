@@ -38,6 +38,7 @@ func pollingListener(t *testing.T) (*Listener, *blockCounter) {
 	require.Nil(t, l.poll, "only a *net.UDPConn is polled")
 	l.poll = newPollReader(conn)
 	require.NotNil(t, l.poll)
+	l.busyGap = time.Minute
 	return l, counter
 }
 
@@ -63,11 +64,17 @@ func readString(t *testing.T, l *Listener) (string, net.Addr) {
 
 func TestListenerTakesABurstWithoutWaking(t *testing.T) {
 	l, counter := pollingListener(t)
-	first := sendFrom(t, l.LocalAddr(), "a")
+	// One datagram is not yet traffic: the next read blocks too. Two
+	// within busyGap are.
+	first := sendFrom(t, l.LocalAddr(), "a", "a2")
 	got, from := readString(t, l)
 	require.Equal(t, "a", got)
 	require.Equal(t, first.String(), from.String())
-	require.EqualValues(t, 1, counter.blocking.Load())
+	require.Zero(t, l.busy)
+	got, _ = readString(t, l)
+	require.Equal(t, "a2", got)
+	require.Positive(t, l.busy)
+	require.EqualValues(t, 2, counter.blocking.Load())
 	<-counter.entered
 
 	// A burst from two senders, already waiting: taken in order, each with
@@ -82,7 +89,7 @@ func TestListenerTakesABurstWithoutWaking(t *testing.T) {
 		require.Equal(t, want.payload, got)
 		require.Equal(t, want.from.String(), from.String())
 	}
-	require.EqualValues(t, 1, counter.blocking.Load(), "a busy socket is not waited on")
+	require.EqualValues(t, 2, counter.blocking.Load(), "a busy socket is not waited on")
 
 	// Quiet for pollIdle looks: the listener waits for the kernel again,
 	// and a datagram sent then still comes.
@@ -105,12 +112,13 @@ func TestListenerTakesABurstWithoutWaking(t *testing.T) {
 	r := <-done
 	require.NoError(t, r.err)
 	require.Equal(t, "e", r.payload)
-	require.EqualValues(t, 2, counter.blocking.Load())
+	require.EqualValues(t, 3, counter.blocking.Load())
 }
 
 func TestListenerClosedWhileBusy(t *testing.T) {
 	l, _ := pollingListener(t)
-	sendFrom(t, l.LocalAddr(), "a")
+	sendFrom(t, l.LocalAddr(), "a", "b")
+	readString(t, l)
 	readString(t, l)
 	require.Positive(t, l.busy)
 	require.NoError(t, l.Close())

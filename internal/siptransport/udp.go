@@ -13,11 +13,13 @@ import (
 // bound is only not pinned at shutdown (see Pin).
 const maxPeers = 1 << 16
 
-// pollInterval is how often a busy listener looks at its socket, and
-// pollIdle how many empty looks in a row make it wait for the kernel again.
+// pollInterval is how often a busy listener looks at its socket, pollIdle
+// how many empty looks in a row make it wait for the kernel again, and
+// pollBusy how close two wake-ups must come for it to start looking.
 const (
 	pollInterval = 250 * time.Microsecond
 	pollIdle     = 8
+	pollBusy     = time.Millisecond
 )
 
 // Listener is a UDP socket as sipgo's read loop sees it. It remembers where
@@ -31,17 +33,22 @@ const (
 // second is idle between most of its seven thousand datagrams: reading on
 // a 250 µs clock took the server's CPU per cycle from 755-772 µs to
 // 608-650 µs, with the p99 setup unchanged (BENCHMARKS.md, issue 16,
-// goal 2). So once a datagram has come, the listener takes what the socket
-// holds without waiting and, when it is empty, sleeps pollInterval in the
-// kernel (not on a Go timer, whose wake-up is what costs, and which rounds
-// up to a millisecond) before looking again; after pollIdle empty looks
-// it waits for the kernel's wake-up once more. A datagram waits at most
-// pollInterval longer; an idle listener wakes no more often than before.
+// goal 2). So once datagrams come less than pollBusy apart, the listener
+// takes what the socket holds without waiting and, when it is empty,
+// sleeps pollInterval in the kernel (not on a Go timer, whose wake-up is
+// what costs, and which rounds up to a millisecond) before looking again;
+// after pollIdle empty looks it waits for the kernel's wake-up once more.
+// A datagram waits at most pollInterval longer; a listener with a few
+// messages a second, as a phone's, never polls.
 type Listener struct {
 	net.PacketConn
 	served chan struct{} // closed by Stopped when the read loop has returned
 	poll   *pollReader   // nil where the socket cannot be read without waiting
 	busy   int           // empty looks left before blocking again; read loop only
+	woken  time.Time     // when a blocking read last returned; read loop only
+	// busyGap is pollBusy; tests make it longer, so that a slow machine
+	// cannot make two reads of queued datagrams look far apart.
+	busyGap time.Duration
 
 	mu       sync.Mutex
 	reading  bool // the read loop is inside ReadFrom, between datagrams
@@ -55,7 +62,7 @@ type Listener struct {
 
 // NewListener wraps c for sipgo's ServeUDP.
 func NewListener(c net.PacketConn) *Listener {
-	return &Listener{PacketConn: c, served: make(chan struct{}), poll: newPollReader(c), peers: make(map[string]struct{})}
+	return &Listener{PacketConn: c, served: make(chan struct{}), poll: newPollReader(c), busyGap: pollBusy, peers: make(map[string]struct{})}
 }
 
 // ReadFrom reads the next datagram for sipgo. Once Drain has begun it drops
@@ -101,8 +108,14 @@ func (l *Listener) read(b []byte) (int, net.Addr, error) {
 		}
 	}
 	n, addr, err := l.PacketConn.ReadFrom(b)
-	if err == nil {
-		l.busy = pollIdle
+	if err == nil && l.poll != nil {
+		// Two datagrams within pollBusy of each other make the socket busy;
+		// a phone's listener, a few messages a second, never polls.
+		now := time.Now()
+		if now.Sub(l.woken) < l.busyGap {
+			l.busy = pollIdle
+		}
+		l.woken = now
 	}
 	return n, addr, err
 }
