@@ -31,9 +31,9 @@ const (
 // each datagram. Waking an idle Go program costs its scheduler more CPU
 // than a SIP message's own work, and a park server at a thousand cycles a
 // second is idle between most of its seven thousand datagrams: reading on
-// a 250 µs clock took the server's CPU per cycle from 755-772 µs to
-// 608-650 µs, with the p99 setup unchanged (BENCHMARKS.md, issue 16,
-// goal 2). So once datagrams come less than pollBusy apart, the listener
+// a 250 µs clock took the server's CPU per cycle from 744 to 678 µs on
+// average there, and from 1,112 to 936 µs at 500 cycles a second, with the
+// p99 setup unchanged (BENCHMARKS.md, issue 16, goals 2 and 5). So once datagrams come less than pollBusy apart, the listener
 // takes what the socket holds without waiting and, when it is empty,
 // sleeps pollInterval in the kernel (not on a Go timer, whose wake-up is
 // what costs, and which rounds up to a millisecond) before looking again;
