@@ -2,6 +2,7 @@ package siptransport
 
 import (
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,7 +63,17 @@ func readString(t *testing.T, l *Listener) (string, net.Addr) {
 	return string(b[:n]), addr
 }
 
+// atLeastTwoPs makes the test's program run with two Ps or more, as a
+// listener polls only then.
+func atLeastTwoPs(t *testing.T) {
+	if prev := runtime.GOMAXPROCS(0); prev < 2 {
+		runtime.GOMAXPROCS(2)
+		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	}
+}
+
 func TestListenerTakesABurstWithoutWaking(t *testing.T) {
+	atLeastTwoPs(t)
 	l, counter := pollingListener(t)
 	// One datagram is not yet traffic: the next read blocks too. Two
 	// within busyGap are.
@@ -116,6 +127,7 @@ func TestListenerTakesABurstWithoutWaking(t *testing.T) {
 }
 
 func TestListenerClosedWhileBusy(t *testing.T) {
+	atLeastTwoPs(t)
 	l, _ := pollingListener(t)
 	sendFrom(t, l.LocalAddr(), "a", "b")
 	readString(t, l)
@@ -149,4 +161,18 @@ func TestPollReaderIPv6Source(t *testing.T) {
 		require.Equal(t, c.LocalAddr().String(), from.String())
 		return true
 	}, 5*time.Second, time.Millisecond)
+}
+
+// With one P the sleep would hold the program's only P, so a listener
+// there never polls, however busy.
+func TestListenerWithOnePBlocks(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	l, counter := pollingListener(t)
+	sendFrom(t, l.LocalAddr(), "a", "b", "c")
+	for _, want := range []string{"a", "b", "c"} {
+		got, _ := readString(t, l)
+		require.Equal(t, want, got)
+		require.Zero(t, l.busy)
+	}
+	require.EqualValues(t, 3, counter.blocking.Load())
 }

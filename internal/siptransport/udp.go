@@ -2,6 +2,7 @@ package siptransport
 
 import (
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -39,7 +40,8 @@ const (
 // what costs, and which rounds up to a millisecond) before looking again;
 // after pollIdle empty looks it waits for the kernel's wake-up once more.
 // A datagram waits at most pollInterval longer; a listener with a few
-// messages a second, as a phone's, never polls.
+// messages a second, as a phone's, never polls, nor one in a program with
+// a single P (GOMAXPROCS=1), where the sleep would stop everything else.
 type Listener struct {
 	net.PacketConn
 	served chan struct{} // closed by Stopped when the read loop has returned
@@ -108,9 +110,12 @@ func (l *Listener) read(b []byte) (int, net.Addr, error) {
 		}
 	}
 	n, addr, err := l.PacketConn.ReadFrom(b)
-	if err == nil && l.poll != nil {
+	if err == nil && l.poll != nil && runtime.GOMAXPROCS(0) > 1 {
 		// Two datagrams within pollBusy of each other make the socket busy;
-		// a phone's listener, a few messages a second, never polls.
+		// a phone's listener, a few messages a second, never polls. With
+		// one P the sleep would hold the program's only P: nothing else
+		// runs meanwhile, and the collector, which marks in idle time,
+		// took twice as long per cycle (BENCHMARKS.md, issue 16, goal 2).
 		now := time.Now()
 		if now.Sub(l.woken) < l.busyGap {
 			l.busy = pollIdle
