@@ -34,14 +34,15 @@ const (
 // second is idle between most of its seven thousand datagrams: reading on
 // a 250 µs clock took the server's CPU per cycle from 744 to 678 µs on
 // average there, and from 1,112 to 936 µs at 500 cycles a second, with the
-// p99 setup unchanged (BENCHMARKS.md, issue 16, goals 2 and 5). So once datagrams come less than pollBusy apart, the listener
-// takes what the socket holds without waiting and, when it is empty,
-// sleeps pollInterval in the kernel (not on a Go timer, whose wake-up is
-// what costs, and which rounds up to a millisecond) before looking again;
-// after pollIdle empty looks it waits for the kernel's wake-up once more.
-// A datagram waits at most pollInterval longer; a listener with a few
-// messages a second, as a phone's, never polls, nor one in a program with
-// a single P (GOMAXPROCS=1), where the sleep would stop everything else.
+// p99 setup unchanged (BENCHMARKS.md, issue 16, goals 2 and 5). So once
+// datagrams come less than pollBusy apart, the listener takes what the
+// socket holds without waiting and, when it is empty, sleeps pollInterval
+// in the kernel (not on a Go timer, whose wake-up is what costs, and which
+// rounds up to a millisecond) before looking again; after pollIdle empty
+// looks it waits for the kernel's wake-up once more. A datagram waits at
+// most pollInterval longer. A listener with a few messages a second, as a
+// phone's, never polls, nor one in a program with a single P
+// (GOMAXPROCS=1), where the sleep would stop everything else.
 type Listener struct {
 	net.PacketConn
 	served chan struct{} // closed by Stopped when the read loop has returned
@@ -115,7 +116,7 @@ func (l *Listener) read(b []byte) (int, net.Addr, error) {
 		// a phone's listener, a few messages a second, never polls. With
 		// one P the sleep would hold the program's only P: nothing else
 		// runs meanwhile, and the collector, which marks in idle time,
-		// took twice as long per cycle (BENCHMARKS.md, issue 16, goal 2).
+		// took twice as long to mark (BENCHMARKS.md, issue 16, goal 2).
 		now := time.Now()
 		if now.Sub(l.woken) < l.busyGap {
 			l.busy = pollIdle
