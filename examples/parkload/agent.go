@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/callpark/callpark/internal/sipreason"
-	"github.com/callpark/callpark/sipadapter"
+	"github.com/callpark/callpark/internal/siptransport"
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 )
@@ -25,10 +24,8 @@ import (
 // its signalling address.
 type agent struct {
 	cfg     *config
-	ua      *sipgo.UserAgent
+	stack   *siptransport.Stack
 	client  *sipgo.Client
-	router  *sipadapter.SourceRouter
-	srv     *sipgo.Server
 	dialogs *sipgo.DialogClientCache
 	// answered holds the dialogs of calls the server placed to us and we
 	// answered: soak mode's recalls, the tool being the parker.
@@ -36,9 +33,6 @@ type agent struct {
 	addr     netip.AddrPort // where SIP is served
 	contact  sip.ContactHeader
 	params   sip.HeaderParams
-
-	closer io.Closer
-	served chan struct{}
 
 	// Soak mode's hooks: recalls by the Request-URI user they ring (the
 	// parker a call named), and REFER progress by the referring call's
@@ -89,132 +83,61 @@ func (a *agent) inbound() inbound {
 	}
 }
 
-// readySignal wraps the UDP socket to tell when sipgo's read loop has
-// started: sipgo files the socket for sending only then, and a request sent
-// before would try to bind the same address again.
-type readySignal struct {
-	net.PacketConn
-	once  sync.Once
-	ready chan struct{}
-}
-
-func (r *readySignal) ReadFrom(b []byte) (int, net.Addr, error) {
-	r.once.Do(func() { close(r.ready) })
-	return r.PacketConn.ReadFrom(b)
-}
-
-// newAgent binds a free SIP port on -local and starts serving it.
+// newAgent binds a free SIP port on -local (UDP and TCP, as a SIP host
+// does) and starts serving it. The stack closes as the park server's does:
+// a request the agent reads just before close and answers just after
+// cannot make sipgo open a socket that outlives it (siptransport.Stack).
 func newAgent(cfg *config, logw io.Writer) (*agent, error) {
 	log := slog.New(slog.DiscardHandler)
 	if cfg.verbose {
 		log = slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})).With("component", "sipgo")
 	}
-	a := &agent{cfg: cfg, served: make(chan struct{})}
-
-	var (
-		udp   *readySignal
-		tcp   net.Listener
-		local netip.AddrPort
-	)
-	if cfg.transport == "udp" {
-		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.local, 0)))
-		if err != nil {
-			return nil, fmt.Errorf("listen udp on %s: %w", cfg.local, err)
-		}
-		udp = &readySignal{PacketConn: c, ready: make(chan struct{})}
-		local = c.LocalAddr().(*net.UDPAddr).AddrPort()
-		a.closer = c
-	} else {
-		l, err := net.Listen("tcp", netip.AddrPortFrom(cfg.local, 0).String())
-		if err != nil {
-			return nil, fmt.Errorf("listen tcp on %s: %w", cfg.local, err)
-		}
-		tcp = l
-		local = l.Addr().(*net.TCPAddr).AddrPort()
-		a.closer = l
+	a := &agent{cfg: cfg}
+	stack, err := siptransport.Listen(siptransport.Options{
+		Addr:            netip.AddrPortFrom(cfg.local, 0),
+		UserAgent:       "parkload",
+		Logger:          log,
+		OnStrayResponse: a.onStrayResponse,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.local, err)
+	}
+	a.stack = stack
+	a.addr = stack.Addr
+	if cfg.transport != "udp" {
 		a.params = sip.NewParams()
 		a.params.Add("transport", "tcp")
 	}
-	a.addr = local
-	host := local.Addr().String()
-
-	ua, err := sipgo.NewUA(
-		sipgo.WithUserAgent("parkload"),
-		sipgo.WithUserAgentHostname(host),
-		sipgo.WithUserAgentTransactionLayerOptions(
-			sip.WithTransactionLayerLogger(log),
-			sip.WithTransactionLayerUnhandledResponseHandler(a.onStrayResponse),
-		),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
-	)
-	if err != nil {
-		a.closer.Close()
-		return nil, err
-	}
-	if a.client, err = sipgo.NewClient(ua,
-		sipgo.WithClientLogger(log),
-		sipgo.WithClientHostname(host),
-		sipgo.WithClientPort(int(local.Port())),
-	); err != nil {
-		ua.Close()
-		a.closer.Close()
-		return nil, err
-	}
-	// Over UDP every request, in-dialog ones too, leaves from the listening
-	// socket, so responses and the server's own requests (to our Contact)
-	// come back to it; and none opens a socket once close has begun.
-	a.router = sipadapter.RouteSources(a.client, ua, local)
-	if a.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(log)); err != nil {
-		ua.Close()
-		a.closer.Close()
-		return nil, err
-	}
-	a.ua = ua
-	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "parkload", Host: host, Port: int(local.Port()), UriParams: a.params}}
+	host := stack.Addr.Addr().String()
+	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "parkload", Host: host, Port: int(stack.Addr.Port()), UriParams: a.params}}
 	a.contact = contact
+	a.client = stack.Client
 	a.dialogs = sipgo.NewDialogClientCache(a.client, contact)
 	a.answered = sipgo.NewDialogServerCache(a.client, contact)
 
-	a.srv.OnBye(a.onBye)
-	a.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+	srv := stack.Server
+	srv.OnBye(a.onBye)
+	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
 		// Only the ACKs of our own 2xx (to a recall) concern a dialog.
 		_ = a.answered.ReadAck(req, tx)
 	})
-	a.srv.OnOptions(a.ok(&a.inOptions))
-	a.srv.OnNotify(a.onNotify)
-	a.srv.OnMessage(a.ok(&a.inMessage))
-	a.srv.OnInvite(a.onInvite)
-	a.srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
+	srv.OnOptions(a.ok(&a.inOptions))
+	srv.OnNotify(a.onNotify)
+	srv.OnMessage(a.ok(&a.inMessage))
+	srv.OnInvite(a.onInvite)
+	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
 		a.inOther.Add(1)
 		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil))
 	})
-
-	go func() {
-		defer close(a.served)
-		if udp != nil {
-			_ = a.srv.ServeUDP(udp)
-		} else {
-			_ = a.srv.ServeTCP(tcp)
-		}
-	}()
-	if udp != nil {
-		select {
-		case <-udp.ready:
-		case <-a.served:
-			ua.Close()
-			return nil, fmt.Errorf("serve udp %v stopped at start", local)
-		}
+	if err := stack.Serve(); err != nil {
+		stack.Close()
+		return nil, err
 	}
 	return a, nil
 }
 
-// close stops serving and frees the UA.
-func (a *agent) close() {
-	a.router.Close()
-	a.closer.Close()
-	<-a.served
-	a.ua.Close()
-}
+// close stops serving and frees the user agent.
+func (a *agent) close() { a.stack.Close() }
 
 func (a *agent) ok(n *atomic.Uint64) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {

@@ -125,8 +125,10 @@
 //
 // # Design
 //
-// One sipgo user agent carries every call: one UDP socket (or TCP listener)
-// on -local, from which requests also leave, and a sipgo.DialogClientCache,
+// One sipgo user agent carries every call: one UDP socket and TCP listener
+// on one port of -local (the park server's siptransport.Stack, so that
+// closing it leaves sipgo no socket to open), from which requests also
+// leave, and a sipgo.DialogClientCache,
 // so the server's BYE to a parked call finds its dialog. OPTIONS, NOTIFY and
 // MESSAGE get 200; a BYE or re-INVITE for an unknown dialog 481; a new
 // INVITE 603 (cycle and hold modes name no parker, so nothing should ring

@@ -54,6 +54,11 @@ type Options struct {
 	MaxMessageSize int
 	// Logger gets sipgo's diagnostics; nil is silent.
 	Logger *slog.Logger
+	// OnStrayResponse, when set, gets every response a user agent of the
+	// stack's own matches to no client transaction (a 2xx retransmitted
+	// after its transaction ended, say); nil leaves them to sipgo, which
+	// logs them.
+	OnStrayResponse func(*sip.Response)
 	// TLSAddr, when valid, is where to serve SIP over TLS too (RFC 3261
 	// 26.2, port 5061 by convention); port 0 picks a free one. TLS, then
 	// required, is the server's configuration (its certificate, and
@@ -125,11 +130,15 @@ func Listen(opts Options) (*Stack, error) {
 	s.UA = opts.UA
 	if s.UA == nil {
 		s.ownUA = true
+		txOpts := []sip.TransactionLayerOption{sip.WithTransactionLayerLogger(log)}
+		if opts.OnStrayResponse != nil {
+			txOpts = append(txOpts, sip.WithTransactionLayerUnhandledResponseHandler(opts.OnStrayResponse))
+		}
 		uaOpts := []sipgo.UserAgentOption{
 			sipgo.WithUserAgent(opts.UserAgent),
 			sipgo.WithUserAgentHostname(host),
 			sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(log)),
-			sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(log)),
+			sipgo.WithUserAgentTransactionLayerOptions(txOpts...),
 		}
 		if opts.TLS != nil {
 			uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(opts.TLS))
