@@ -7,6 +7,12 @@
 //	go run ./examples/parkserver -check     # validate flags, print the configuration
 //
 // Every flag and its default is in docs/SIP-CONTRACT.md.
+//
+// It runs its Go code on one core (GOMAXPROCS 1) while that suffices and
+// takes more as the load needs them: a SIP server on one P wakes no idle
+// one for each message, which at 1,000 park → retrieve cycles a second
+// saves about a fifth of its CPU (siptune.ScaleProcs). Setting GOMAXPROCS
+// in the environment turns this off.
 package main
 
 import (
@@ -139,6 +145,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if code != 0 {
 		return code
 	}
+	// One P, more when the load needs them; before New, whose music
+	// scheduler takes a shard per P.
+	defer siptune.ScaleProcs(logger)()
 	srv, err := sipadapter.New(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "parkserver:", err)
