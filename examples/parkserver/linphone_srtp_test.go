@@ -84,10 +84,7 @@ func linphoneSRTPParkRetrieve(t *testing.T, overTLS bool) {
 	alice.WaitCallState("PausedByRemote", 15*time.Second)
 	// The music decrypted: after the announcement, the tone in what
 	// linphone plays.
-	softphone.WaitFor(t, 15*time.Second, "linphone plays a second of the music", func() bool {
-		music20ms, _ := toneWindows(t, heardParked)
-		return music20ms >= 50
-	})
+	waitHeard(t, alice, 15*time.Second, "linphone plays a second of the music", heardParked, func(music, _ int) bool { return music >= 50 })
 	// On the wire, the announcement and the music: SRTP.
 	music := wire.Wait(t, 0, 150, toAlice, 10*time.Second)
 	tag := requireSRTP(t, "announcement and music to linphone", music, srtpTestMusicHz)
@@ -107,10 +104,7 @@ func linphoneSRTPParkRetrieve(t *testing.T, overTLS bool) {
 	relayed := wire.Wait(t, from, 50, toAlice, 10*time.Second)
 	require.Equal(t, tag, requireSRTP(t, "carol's audio relayed to linphone", relayed, phoneToneHz), "one suite for the leg")
 	// Carol's tone, relayed and encrypted, decrypted by linphone.
-	softphone.WaitFor(t, 10*time.Second, "linphone plays a second of carol's tone", func() bool {
-		_, carol20ms := toneWindows(t, heardRetrieved)
-		return carol20ms >= 50
-	})
+	waitHeard(t, alice, 10*time.Second, "linphone plays a second of carol's tone", heardRetrieved, func(_, carol int) bool { return carol >= 50 })
 
 	carol.Do("hangup", "")
 	softphone.WaitFor(t, 15*time.Second, "linphone's call ends", func() bool {
@@ -126,6 +120,39 @@ func linphoneSRTPParkRetrieve(t *testing.T, overTLS bool) {
 		require.NotContains(t, l, "failed", "the server's requests to linphone got their answers")
 	}
 }
+
+// waitHeard waits until what linphone recorded into path holds enough of
+// the music's tone and the phone tone (heard gets the counts of 20 ms
+// windows of each). On timeout it says what the file held, and linphone's
+// last lines about SRTP and errors: the test's output is long, and a
+// report may keep only its first lines.
+func waitHeard(t *testing.T, alice *softphone.Linphone, timeout time.Duration, what, path string, heard func(music, phone int) bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		music, phone := toneWindows(t, path)
+		if heard(music, phone) {
+			return
+		}
+		if time.Now().After(deadline) {
+			size := int64(-1)
+			if fi, err := os.Stat(path); err == nil {
+				size = fi.Size()
+			}
+			var last []string
+			for _, l := range strings.Split(alice.Log(), "\n") {
+				if linphoneTrouble.MatchString(l) {
+					last = append(last, l)
+				}
+			}
+			t.Fatalf("timed out waiting until %s: %s is %d bytes, 20 ms windows of music %d, of the phone tone %d; linphone's last lines about SRTP, streams and errors:\n%s",
+				what, filepath.Base(path), size, music, phone, strings.Join(last[max(0, len(last)-15):], "\n"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+var linphoneTrouble = regexp.MustCompile(`-error-|(?i)srtp|record|stream.*(start|stop)|moving from state`)
 
 // toneWindows counts the 20 ms windows of what linphone recorded into
 // path that are the music's tone and the phone tone. linphone writes the
