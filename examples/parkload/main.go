@@ -176,7 +176,13 @@ func main() {
 	// and only before any sipgo code runs: sipgo reads it unsynchronized.
 	sip.SetDefaultLogger(slog.New(slog.DiscardHandler))
 	siptune.Apply()
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// The tool shares the box with the server it measures: one P while
+	// one core suffices costs it less CPU (fewer wake-ups of an idle P),
+	// which leaves more to the server (BENCHMARKS.md, issue 16, goal 2).
+	stop := siptune.ScaleProcs(nil)
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
