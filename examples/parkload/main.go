@@ -57,7 +57,9 @@
 // (Referred-By) and left to time out (timeout). The tool serves the
 // server's recalls to that parker and, at random, answers them (then hangs
 // up), refuses them 486, lets them ring until the server's CANCEL, or
-// retrieves the orbit while they ring. -pickup-timeout, -recall-ring and
+// retrieves the orbit while they ring. The workers' first calls take the
+// mix's scenarios in turn, so a short run with as many workers as
+// scenarios tries each. -pickup-timeout, -recall-ring and
 // -attempts repeat the server's settings, to bound the waits. Every call
 // ends with an outcome, or an anomaly (an unexpected status, a call the
 // server never ended, the server hanging up a party it should not), and

@@ -60,6 +60,24 @@ func (m soakMix) pick(rng *rand.Rand) soakKind {
 	return soakRetrieve
 }
 
+// first is the scenario of worker id's first call: the scenarios of the
+// mix in turn by worker, weights aside, so that a short run with as many
+// workers as scenarios tries each of them at least once (a test's two
+// seconds would otherwise miss a light one now and then: one in five
+// calls in about twenty). Later calls are picked by weight.
+func (m soakMix) first(id int) soakKind {
+	var kinds []soakKind
+	for k, w := range m {
+		if w > 0 {
+			kinds = append(kinds, soakKind(k))
+		}
+	}
+	if len(kinds) == 0 {
+		return soakRetrieve
+	}
+	return kinds[id%len(kinds)]
+}
+
 func (m soakMix) String() string {
 	parts := make([]string, 0, numSoakKinds)
 	for k, w := range m {

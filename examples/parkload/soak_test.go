@@ -136,6 +136,21 @@ func TestParseSoakMix(t *testing.T) {
 	}
 }
 
+// Each worker's first call takes the mix's scenarios in turn, weights
+// aside: with as many workers as scenarios, a run tries every one.
+func TestSoakMixFirstCallsCoverTheMix(t *testing.T) {
+	m, err := parseSoakMix("retrieve=4,hangup=2,repark=4")
+	require.NoError(t, err)
+	var got []soakKind
+	for id := range 4 {
+		got = append(got, m.first(id))
+	}
+	require.Equal(t, []soakKind{soakRetrieve, soakHangup, soakRepark, soakRetrieve}, got)
+	m, err = parseSoakMix("timeout=1")
+	require.NoError(t, err)
+	require.Equal(t, soakTimeout, m.first(3))
+}
+
 func TestSoakVerdict(t *testing.T) {
 	sample := func(label string, heap uint64, goroutines int) soakSample {
 		return soakSample{Label: label, HeapInuse: heap, Goroutines: goroutines}

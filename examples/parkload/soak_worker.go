@@ -17,6 +17,7 @@ import (
 type soakWorker struct {
 	r      *soakRun
 	a      *agent
+	id     int
 	rng    *rand.Rand
 	open   map[*sipgo.DialogClientSession]bool // the call's dialogs not yet ended
 	rtp    [3]*net.UDPConn
@@ -30,7 +31,7 @@ const (
 )
 
 func newSoakWorker(r *soakRun, id int, ports *rtpPorts) (*soakWorker, error) {
-	w := &soakWorker{r: r, a: r.a, rng: rand.New(rand.NewPCG(uint64(id), rand.Uint64())), open: make(map[*sipgo.DialogClientSession]bool)}
+	w := &soakWorker{r: r, a: r.a, id: id, rng: rand.New(rand.NewPCG(uint64(id), rand.Uint64())), open: make(map[*sipgo.DialogClientSession]bool)}
 	if err := openLegMedia(ports, r.cfg.local, w.rtp[:], w.offers[:]); err != nil {
 		return nil, err
 	}
@@ -47,14 +48,18 @@ func (w *soakWorker) close() { closeLegMedia(w.rtp[:]) }
 
 // run places calls until stop ends; the call under way is finished.
 func (w *soakWorker) run(stop context.Context, pace *pacer) {
-	for stop.Err() == nil {
+	for calls := 0; stop.Err() == nil; calls++ {
 		if pace != nil && !pace.wait(stop) {
 			return
 		}
 		r := w.r
 		r.started.Add(1)
 		r.inFlight.Add(1)
-		res := w.call(r.cfg.mix.pick(w.rng))
+		kind := r.cfg.mix.first(w.id)
+		if calls > 0 {
+			kind = r.cfg.mix.pick(w.rng)
+		}
+		res := w.call(kind)
 		for d := range w.open { // the tool's own slip: no path may leave one
 			r.anomalies.add("tool left a dialog open")
 			w.hangup(d)
