@@ -1,8 +1,10 @@
-// Package siptune is the sipgo setup the example servers share: their
-// logging flags, and tuning. sipgo keeps its logger and its transaction
-// timers in package variables, which a library must leave alone and a
-// program may set; a host embedding sipadapter under load wants the same in
-// its own main.
+// Package siptune is the sipgo and runtime setup the example programs
+// share: their logging flags, and tuning (sipgo's transaction timers, the
+// collector's target and limit, the P count by load). sipgo keeps its
+// logger and its timers in package variables, and the runtime's settings
+// are the process's: a library must leave them alone and a program may set
+// them; a host embedding sipadapter under load wants the same in its own
+// main.
 package siptune
 
 import (
