@@ -75,6 +75,17 @@ func scaling(p *loadedProcess, most int) (stop func()) {
 	return func() { cancel(); wg.Wait() }
 }
 
+// grownToTwo starts a scaler of two Ps at most on p, busy enough for
+// the second, and waits until it has added it.
+func grownToTwo(t *testing.T, p *loadedProcess) (stop func()) {
+	t.Helper()
+	p.setLoad(1.5)
+	stop = scaling(p, 2)
+	after(2100 * time.Millisecond)
+	require.Equal(t, []int{1, 2}, p.setsSoFar())
+	return stop
+}
+
 // after lets d pass in the bubble with the scaler sampling as it goes.
 func after(d time.Duration) {
 	time.Sleep(d)
@@ -137,11 +148,7 @@ func TestScaleProcsGrowsOneAtATimeUpToItsMost(t *testing.T) {
 func TestScaleProcsDropsAPAfterTenCalmSeconds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := &loadedProcess{}
-		p.setLoad(1.5)
-		stop := scaling(p, 2)
-		defer stop()
-		after(2100 * time.Millisecond)
-		require.Equal(t, []int{1, 2}, p.setsSoFar())
+		defer grownToTwo(t, p)()
 
 		// Two Ps at 0.65 of a core, as at 1,000 cycles a second: within
 		// ten seconds of the change, nothing; then back to one.
@@ -156,11 +163,7 @@ func TestScaleProcsDropsAPAfterTenCalmSeconds(t *testing.T) {
 func TestScaleProcsKeepsTwoPsWhileTheTenSecondsAverageIsBusy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := &loadedProcess{}
-		p.setLoad(1.5)
-		stop := scaling(p, 2)
-		defer stop()
-		after(2100 * time.Millisecond)
-		require.Equal(t, []int{1, 2}, p.setsSoFar())
+		defer grownToTwo(t, p)()
 		// Calm seconds between busy ones: the average counts, not each
 		// second.
 		for range 12 {
