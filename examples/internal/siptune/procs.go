@@ -61,13 +61,9 @@ func ScaleProcs(log *slog.Logger) (stop func()) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &procScaler{most: most, cpu: processCPU, set: func(n int) { runtime.GOMAXPROCS(n) }, log: log}
-	s.start(time.Now())
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { s.run(ctx, time.NewTicker(procSample)) })
+	stopLoop := s.loop(procSample)
 	return func() {
-		cancel()
-		wg.Wait()
+		stopLoop()
 		runtime.SetDefaultGOMAXPROCS()
 	}
 }
@@ -80,29 +76,40 @@ type procScaler struct {
 	set  func(int)
 	log  *slog.Logger
 
-	n     int             // Ps set
-	used  []time.Duration // CPU time at each sample since the last change, oldest first, procShrinkFor+1 at most
-	times []time.Time     // when each of used was taken
+	n       int         // Ps set
+	samples []cpuSample // since the last change, oldest first, procShrinkFor+1 at most
 }
 
-// start sets one P, before run, so that what the caller builds next sees
-// it, and takes the first sample.
-func (s *procScaler) start(now time.Time) {
+// cpuSample is the process's CPU time so far, read at a moment.
+type cpuSample struct {
+	at   time.Time
+	used time.Duration
+}
+
+// loop sets one P at once, so that what the caller builds next sees it,
+// then samples every interval on a goroutine of its own until stop,
+// which waits for it.
+func (s *procScaler) loop(every time.Duration) (stop func()) {
 	s.n = 1
 	s.set(1)
-	s.sample(now)
-}
-
-// run samples on tick until ctx ends.
-func (s *procScaler) run(ctx context.Context, tick *time.Ticker) {
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			s.sample(now)
+	s.sample(time.Now())
+	tick := time.NewTicker(every)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				s.sample(now)
+			}
 		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
 	}
 }
 
@@ -112,10 +119,9 @@ func (s *procScaler) sample(now time.Time) {
 	if err != nil {
 		return // never seen on Linux; the P count stays as it is
 	}
-	s.used = append(s.used, used)
-	s.times = append(s.times, now)
-	if len(s.used) > procShrinkFor+1 {
-		s.used, s.times = s.used[1:], s.times[1:]
+	s.samples = append(s.samples, cpuSample{at: now, used: used})
+	if len(s.samples) > procShrinkFor+1 {
+		s.samples = s.samples[1:]
 	}
 	if busy, ok := s.cores(procGrowFor); ok && s.n < s.most && busy > procGrow*float64(s.n) {
 		s.change(s.n+1, busy)
@@ -128,11 +134,12 @@ func (s *procScaler) sample(now time.Time) {
 // cores; not ok while fewer have been taken since the start or the last
 // change.
 func (s *procScaler) cores(k int) (cores float64, ok bool) {
-	last := len(s.used) - 1
+	last := len(s.samples) - 1
 	if last < k {
 		return 0, false
 	}
-	return float64(s.used[last]-s.used[last-k]) / float64(s.times[last].Sub(s.times[last-k])), true
+	to, from := s.samples[last], s.samples[last-k]
+	return float64(to.used-from.used) / float64(to.at.Sub(from.at)), true
 }
 
 // change sets n Ps and starts the history again from the last sample: the
@@ -141,6 +148,5 @@ func (s *procScaler) change(n int, cores float64) {
 	s.log.Info("GOMAXPROCS changed by load", "from", s.n, "to", n, "cores_used", float64(int(cores*100))/100)
 	s.n = n
 	s.set(n)
-	last := len(s.used) - 1
-	s.used, s.times = append(s.used[:0], s.used[last]), append(s.times[:0], s.times[last])
+	s.samples = append(s.samples[:0], s.samples[len(s.samples)-1])
 }

@@ -1,7 +1,6 @@
 package siptune
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"runtime"
@@ -68,11 +67,7 @@ func (p *loadedProcess) setsSoFar() []int {
 // the returned stop.
 func scaling(p *loadedProcess, most int) (stop func()) {
 	s := &procScaler{most: most, cpu: p.cpu, set: p.set, log: slog.New(slog.DiscardHandler)}
-	s.start(time.Now())
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { s.run(ctx, time.NewTicker(procSample)) })
-	return func() { cancel(); wg.Wait() }
+	return s.loop(procSample)
 }
 
 // grownToTwo starts a scaler of two Ps at most on p, busy enough for
