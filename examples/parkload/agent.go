@@ -30,7 +30,6 @@ type agent struct {
 	// answered holds the dialogs of calls the server placed to us and we
 	// answered: soak mode's recalls, the tool being the parker.
 	answered *sipgo.DialogServerCache
-	addr     netip.AddrPort // where SIP is served
 	contact  sip.ContactHeader
 	params   sip.HeaderParams
 
@@ -103,7 +102,6 @@ func newAgent(cfg *config, logw io.Writer) (*agent, error) {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.local, err)
 	}
 	a.stack = stack
-	a.addr = stack.Addr
 	if cfg.transport != "udp" {
 		a.params = sip.NewParams()
 		a.params.Add("transport", "tcp")
@@ -253,7 +251,7 @@ func (a *agent) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 // userURI is a URI on the tool's own SIP address: the parker soak mode
 // names, which the server's recall rings.
 func (a *agent) userURI(user string) string {
-	u := sip.Uri{Scheme: "sip", User: user, Host: a.addr.Addr().String(), Port: int(a.addr.Port()), UriParams: a.params}
+	u := sip.Uri{Scheme: "sip", User: user, Host: a.stack.Addr.Addr().String(), Port: int(a.stack.Addr.Port()), UriParams: a.params}
 	return u.String()
 }
 

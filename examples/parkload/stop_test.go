@@ -110,14 +110,14 @@ func TestCloseWhileAnsweringLeavesNoSocket(t *testing.T) {
 			require.NoError(t, err)
 			defer peers[i].Close()
 		}
-		to := net.UDPAddrFromAddrPort(a.addr)
+		to := net.UDPAddrFromAddrPort(a.stack.Addr)
 		for n := range 64 {
 			p := peers[n%len(peers)]
 			msg := fmt.Sprintf("OPTIONS sip:parkload@%s SIP/2.0\r\n"+
 				"Via: SIP/2.0/UDP %s;branch=z9hG4bK-%d-%d;rport\r\n"+
 				"From: <sip:peer@127.0.0.1>;tag=%d\r\nTo: <sip:parkload@%s>\r\n"+
 				"Call-ID: close-%d-%d\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-				a.addr, p.LocalAddr(), round, n, n, a.addr, round, n)
+				a.stack.Addr, p.LocalAddr(), round, n, n, a.stack.Addr, round, n)
 			_, err := p.WriteTo([]byte(msg), to)
 			require.NoError(t, err)
 		}
