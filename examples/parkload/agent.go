@@ -106,8 +106,7 @@ func newAgent(cfg *config, logw io.Writer) (*agent, error) {
 		a.params = sip.NewParams()
 		a.params.Add("transport", "tcp")
 	}
-	host := stack.Addr.Addr().String()
-	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "parkload", Host: host, Port: int(stack.Addr.Port()), UriParams: a.params}}
+	contact := sip.ContactHeader{Address: a.uriAt(stack.Addr, "parkload")}
 	a.contact = contact
 	a.client = stack.Client
 	a.dialogs = sipgo.NewDialogClientCache(a.client, contact)
@@ -251,14 +250,15 @@ func (a *agent) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 // userURI is a URI on the tool's own SIP address: the parker soak mode
 // names, which the server's recall rings.
 func (a *agent) userURI(user string) string {
-	u := sip.Uri{Scheme: "sip", User: user, Host: a.stack.Addr.Addr().String(), Port: int(a.stack.Addr.Port()), UriParams: a.params}
+	u := a.uriAt(a.stack.Addr, user)
 	return u.String()
 }
 
 // uri is the server's URI for a user part (the park extension, an orbit).
 func (a *agent) uri(user string) sip.Uri { return a.uriAt(a.cfg.target, user) }
 
-// uriAt is a user part's URI at one node of a cluster.
+// uriAt is a user part's URI at one node of a cluster, or at the tool's
+// own address.
 func (a *agent) uriAt(at netip.AddrPort, user string) sip.Uri {
 	return sip.Uri{Scheme: "sip", User: user, Host: at.Addr().String(), Port: int(at.Port()), UriParams: a.params}
 }
