@@ -10,7 +10,15 @@ import (
 )
 
 // pollReader reads a datagram from a UDP socket without waiting for one.
-type pollReader struct{ raw syscall.RawConn }
+// Its fields are the read loop's alone.
+type pollReader struct {
+	raw syscall.RawConn
+	// zoneID and zone are the last IPv6 zone seen and its interface's
+	// name: looking it up is a netlink request, too much for every
+	// datagram from a link-local peer (Go's own ReadFrom caches it too).
+	zoneID uint32
+	zone   string
+}
 
 // newPollReader returns a pollReader for c, or nil when c is not a socket
 // it can read that way (the listener then always blocks).
@@ -51,7 +59,7 @@ func (p *pollReader) read(b []byte) (n int, addr net.Addr, ok bool, err error) {
 	case *syscall.SockaddrInet4:
 		return n, &net.UDPAddr{IP: net.IPv4(sa.Addr[0], sa.Addr[1], sa.Addr[2], sa.Addr[3]), Port: sa.Port}, true, nil
 	case *syscall.SockaddrInet6:
-		return n, &net.UDPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port, Zone: zoneName(sa.ZoneId)}, true, nil
+		return n, &net.UDPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port, Zone: p.zoneName(sa.ZoneId)}, true, nil
 	}
 	return n, nil, true, nil
 }
@@ -65,12 +73,17 @@ func (p *pollReader) sleep(d time.Duration) {
 	_ = syscall.Nanosleep(&ts, nil) // an early wake-up only looks sooner
 }
 
-func zoneName(id uint32) string {
+// zoneName is the name of the interface of index id, "" for none or one
+// not found.
+func (p *pollReader) zoneName(id uint32) string {
 	if id == 0 {
 		return ""
 	}
-	if ifi, err := net.InterfaceByIndex(int(id)); err == nil {
-		return ifi.Name
+	if id != p.zoneID {
+		p.zoneID, p.zone = id, ""
+		if ifi, err := net.InterfaceByIndex(int(id)); err == nil {
+			p.zone = ifi.Name
+		}
 	}
-	return ""
+	return p.zone
 }

@@ -176,3 +176,18 @@ func TestListenerWithOnePBlocks(t *testing.T) {
 	}
 	require.EqualValues(t, 3, counter.blocking.Load())
 }
+
+// A source's IPv6 zone is named by its interface, as Go's own ReadFrom
+// names it; the name is looked up once per zone, not per datagram.
+func TestPollReaderZoneName(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no lo interface: %v", err)
+	}
+	p := &pollReader{}
+	require.Empty(t, p.zoneName(0))
+	require.Equal(t, "lo", p.zoneName(uint32(lo.Index)))
+	require.Equal(t, "lo", p.zoneName(uint32(lo.Index)))
+	require.Empty(t, p.zoneName(1<<30), "no such interface")
+	require.Equal(t, "lo", p.zoneName(uint32(lo.Index)))
+}
