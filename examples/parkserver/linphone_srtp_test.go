@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -124,32 +125,21 @@ func linphoneSRTPParkRetrieve(t *testing.T, overTLS bool) {
 // waitHeard waits until what linphone recorded into path holds enough of
 // the music's tone and the phone tone (heard gets the counts of 20 ms
 // windows of each). On timeout it says what the file held, and linphone's
-// last lines about SRTP and errors: the test's output is long, and a
-// report may keep only its first lines.
+// last lines about SRTP, streams, recording and errors.
 func waitHeard(t *testing.T, alice *softphone.Linphone, timeout time.Duration, what, path string, heard func(music, phone int) bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		music, phone := toneWindows(t, path)
-		if heard(music, phone) {
-			return
+	var music, phone int
+	softphone.WaitForOrSay(t, timeout, what, func() bool {
+		music, phone = toneWindows(t, path)
+		return heard(music, phone)
+	}, func() string {
+		size := int64(-1)
+		if fi, err := os.Stat(path); err == nil {
+			size = fi.Size()
 		}
-		if time.Now().After(deadline) {
-			size := int64(-1)
-			if fi, err := os.Stat(path); err == nil {
-				size = fi.Size()
-			}
-			var last []string
-			for _, l := range strings.Split(alice.Log(), "\n") {
-				if linphoneTrouble.MatchString(l) {
-					last = append(last, l)
-				}
-			}
-			t.Fatalf("timed out waiting until %s: %s is %d bytes, 20 ms windows of music %d, of the phone tone %d; linphone's last lines about SRTP, streams and errors:\n%s",
-				what, filepath.Base(path), size, music, phone, strings.Join(last[max(0, len(last)-15):], "\n"))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Sprintf("%s is %d bytes, 20 ms windows of music %d, of the phone tone %d; linphone's last lines about SRTP, streams and errors:\n%s",
+			filepath.Base(path), size, music, phone, alice.LogLines(linphoneTrouble, 15))
+	})
 }
 
 var linphoneTrouble = regexp.MustCompile(`-error-|(?i)srtp|record|stream.*(start|stop)|moving from state`)

@@ -131,7 +131,7 @@ display=0
 	require.NoError(t, p.cmd("init", "-c", rc, "-a", "-d", "6", "-l", p.logFile).Run())
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("linphonec %s log (errors, warnings, call states, SRTP):\n%s", o.User, logHighlights(p.logFile))
+			t.Logf("linphonec %s log (errors, warnings, call states, SRTP):\n%s", o.User, logLines(p.logFile, logHighlight, 200))
 		}
 	})
 	t.Cleanup(p.stop)
@@ -154,19 +154,24 @@ func (p *Linphone) Log() string {
 	return string(b)
 }
 
-// logHighlights returns the last 200 lines of a linphonec log that are
-// errors, warnings, call state changes or about SRTP.
-func logHighlights(path string) string {
+// LogLines returns the last n lines of linphonec's log that match re.
+func (p *Linphone) LogLines(re *regexp.Regexp, n int) string {
+	return logLines(p.logFile, re, n)
+}
+
+func logLines(path string, re *regexp.Regexp, n int) string {
 	b, _ := os.ReadFile(path)
 	var keep []string
 	for _, line := range strings.Split(string(b), "\n") {
-		if logHighlight.MatchString(line) {
+		if re.MatchString(line) {
 			keep = append(keep, line)
 		}
 	}
-	return strings.Join(keep[max(0, len(keep)-200):], "\n")
+	return strings.Join(keep[max(0, len(keep)-n):], "\n")
 }
 
+// logHighlight picks the lines of a linphonec log that say why a call
+// failed: errors, warnings, call state changes, SRTP.
 var logHighlight = regexp.MustCompile(`-error-|-warning-|(?i)srtp|moving from state|encryption`)
 
 // stop asks the daemon to exit and waits until its process is gone. "exit"

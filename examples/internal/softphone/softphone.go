@@ -18,9 +18,20 @@ import (
 // no event for "enough packets arrived".
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	WaitForOrSay(t, timeout, what, cond, nil)
+}
+
+// WaitForOrSay is WaitFor whose failure adds what say returns then (what
+// the phone has done so far, say): a report may keep only the first lines
+// of a long test output, where the failure is.
+func WaitForOrSay(t testing.TB, timeout time.Duration, what string, cond func() bool, say func() string) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
+			if say != nil {
+				t.Fatalf("timed out waiting until %s: %s", what, say())
+			}
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(200 * time.Millisecond)
